@@ -1,0 +1,59 @@
+# Trustee — see README.md. `make help` lists the targets.
+
+GO      ?= go
+BIN     := bin
+KTS     := $(BIN)/kts
+PKGS    := ./...
+# Fuzz time per target for `make fuzz`.
+FUZZTIME ?= 30s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/kts and its tool links (keytrustee-orgtool, ktadmin)
+	@mkdir -p $(BIN)
+	$(GO) build -o $(KTS) .
+	@ln -sf kts $(BIN)/keytrustee-orgtool
+	@ln -sf kts $(BIN)/ktadmin
+
+.PHONY: run
+run: build ## Run Trustee locally (kts dev): PostgreSQL, the server, a demo organization
+	$(KTS) dev --dir .kts-dev
+
+.PHONY: deps
+deps: ## Install the Debian packages the tests need (when missing)
+	bash hack/install-test-deps.sh
+
+.PHONY: test
+test: deps build ## Install missing packages, then run every test
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+.PHONY: verify
+verify: ## Check formatting, vet and module tidiness
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'run gofmt -w on the files above'; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) mod verify
+
+.PHONY: lint
+lint: verify ## Static checks (gofmt, go vet)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+.PHONY: bench
+bench: deps build ## Measure put/get against the bare TLS and raw PostgreSQL limits (docs/PERFORMANCE.md)
+	$(KTS) bench --scratch
+
+.PHONY: clean
+clean: ## Remove build output (not .kts-dev state)
+	rm -rf $(BIN)

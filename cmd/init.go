@@ -1,0 +1,57 @@
+package cmd
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/openpgp"
+)
+
+func newInitCommand() *cobra.Command {
+	var (
+		dir, hostname, keyType string
+	)
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the server state directory: OpenPGP identity, TLS certificate, keytrustee.conf",
+		Long: `init creates the server's state directory (mode 0700, files 0600): the server
+OpenPGP key pair, a self-signed TLS certificate for the host name, the deposit
+keyring and keytrustee.conf. Running it again creates only what is missing; it
+never overwrites a key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			kt, err := openpgp.ParseKeyType(keyType)
+			if err != nil {
+				return err
+			}
+			if hostname == "" {
+				if hostname, err = os.Hostname(); err != nil {
+					return err
+				}
+			}
+			res, err := confdir.Init(dir, confdir.InitOptions{Hostname: hostname, KeyType: kt})
+			out := cmd.OutOrStdout()
+			for _, f := range res.Created {
+				fmt.Fprintf(out, "created %s\n", f)
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
+			if err != nil {
+				return err
+			}
+			if len(res.Created) == 0 {
+				fmt.Fprintf(out, "%s is already initialized; nothing changed\n", dir)
+			}
+			fmt.Fprintf(out, "server fingerprint: %s\n", res.ServerID)
+			return nil
+		},
+	}
+	addConfdirFlag(cmd, &dir)
+	cmd.Flags().StringVar(&hostname, "hostname", "", "host name for the TLS certificate (default: this host's name)")
+	cmd.Flags().StringVar(&keyType, "key-type", string(openpgp.RSA4096), "server OpenPGP key type: rsa4096 or ed25519")
+	return cmd
+}

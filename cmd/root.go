@@ -1,0 +1,97 @@
+// Package cmd is the kts command tree. Commands are thin: they turn flags
+// into calls of the server packages.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// DefaultConfdir is the server state directory used when --confdir is not given.
+const DefaultConfdir = "/var/lib/keytrustee/.keytrustee"
+
+// Execute runs the command named by args (os.Args) and returns the exit code.
+// Invoked through a link named keytrustee-orgtool, ktadmin or ktbackup.sh,
+// the binary behaves as the matching kts command.
+func Execute(args []string) int {
+	root := newRootCommand()
+	root.SetArgs(commandArgs(args))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			return int(ee)
+		}
+		return 1
+	}
+	return 0
+}
+
+// commandArgs maps the name the binary was invoked by to kts arguments.
+func commandArgs(args []string) []string {
+	rest := args[1:]
+	switch filepath.Base(args[0]) {
+	case "keytrustee-orgtool":
+		return append([]string{"org"}, rest...)
+	case "ktadmin":
+		return rest
+	}
+	return rest
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "kts",
+		Short:         "Trustee: a Key Trustee Server for encryption keys and other deposits",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newInitCommand(),
+		newDBCommand(),
+		newServerCommand(),
+		newOrgCommand(),
+		newClientCommand(),
+		newBenchCommand(),
+		newDevCommand(),
+	)
+	return root
+}
+
+// exitError carries a specific exit status.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// addConfdirFlag registers --confdir (-c, as ktbackup.sh and the reference
+// tools spell it).
+func addConfdirFlag(cmd *cobra.Command, dir *string) {
+	cmd.Flags().StringVarP(dir, "confdir", "c", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
+}
+
+func defaultConfdir() string {
+	if env := os.Getenv("KTS_CONFDIR"); env != "" {
+		return env
+	}
+	return DefaultConfdir
+}
+
+// newLogger returns a JSON logger on w at the named level.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

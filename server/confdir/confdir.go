@@ -1,0 +1,259 @@
+// Package confdir creates and opens a server's state directory: its
+// configuration, OpenPGP identity, TLS certificate, deposit keyring, session
+// key and database password. Creation never overwrites a key that exists.
+package confdir
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"trustee.dev/trustee/server/auth"
+	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/keyring"
+	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/tlsconf"
+)
+
+// InitOptions choose what a new state directory holds.
+type InitOptions struct {
+	Hostname string
+	KeyType  openpgp.KeyType
+	// DBPort overrides the configuration's default database port when set.
+	DBPort int
+	// ListenAddress overrides the default ":11371" when set.
+	ListenAddress string
+}
+
+// InitResult says what Init created and what it found.
+type InitResult struct {
+	Created  []string // files created by this call
+	Warnings []string
+	ServerID string // e.g. 4096R/<fingerprint>
+}
+
+// Init creates the state directory dir (0700) and every missing file in it
+// (0600). Existing files are left untouched, so running it again is safe.
+func Init(dir string, o InitOptions) (InitResult, error) {
+	var res InitResult
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return res, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return res, err
+	}
+	cfg, err := config.Load(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		cfg = config.Default(o.Hostname)
+		if o.DBPort != 0 {
+			cfg.DBPort = o.DBPort
+		}
+		if o.ListenAddress != "" {
+			cfg.ListenAddress = o.ListenAddress
+		}
+		if err := cfg.Save(dir); err != nil {
+			return res, err
+		}
+		res.Created = append(res.Created, config.FileName)
+	} else if err != nil {
+		return res, err
+	}
+
+	keyPath := cfg.Path(dir, cfg.ServerKey)
+	if !exists(keyPath) {
+		if o.KeyType == "" {
+			o.KeyType = openpgp.RSA4096
+		}
+		key, err := openpgp.Generate(o.KeyType, "Trustee server "+cfg.Hostname, "keytrustee@"+cfg.Hostname)
+		if err != nil {
+			return res, fmt.Errorf("generate server OpenPGP key: %w", err)
+		}
+		armored, err := key.Armor()
+		if err != nil {
+			return res, err
+		}
+		if err := writeNew(keyPath, armored); err != nil {
+			return res, err
+		}
+		res.Created = append(res.Created, cfg.ServerKey)
+	}
+	key, err := readServerKey(cfg.Path(dir, cfg.ServerKey))
+	if err != nil {
+		return res, err
+	}
+	res.ServerID = key.Public().ID()
+
+	certPath, pkPath := cfg.Path(dir, cfg.SSLCertificate), cfg.Path(dir, cfg.SSLPrivateKey)
+	if !exists(certPath) && !exists(pkPath) {
+		if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
+			return res, err
+		}
+		hosts := []string{cfg.Hostname, "localhost", "127.0.0.1", "::1"}
+		if err := tlsconf.GenerateSelfSigned(hosts, certPath, pkPath, 365*24*time.Hour); err != nil {
+			return res, fmt.Errorf("generate self-signed TLS certificate: %w", err)
+		}
+		res.Created = append(res.Created, cfg.SSLCertificate, cfg.SSLPrivateKey)
+		res.Warnings = append(res.Warnings, fmt.Sprintf(
+			"created a self-signed TLS certificate for %s; a certificate signed by a trusted CA is recommended (set SSL_CERTIFICATE and SSL_PRIVATE_KEY in %s); clients of a self-signed server must register with --skip-ssl-check",
+			strings.Join(hosts, ", "), config.FileName))
+	}
+
+	if p := cfg.Path(dir, cfg.Keyring); !exists(p) {
+		if err := keyring.CreateFile(p); err != nil {
+			return res, err
+		}
+		res.Created = append(res.Created, cfg.Keyring)
+	}
+	for _, secret := range []struct{ path string }{{cfg.SessionKey}, {cfg.DBPasswordFile}} {
+		p := cfg.Path(dir, secret.path)
+		if exists(p) {
+			continue
+		}
+		if err := writeNew(p, []byte(randomSecret()+"\n")); err != nil {
+			return res, err
+		}
+		res.Created = append(res.Created, secret.path)
+	}
+	return res, nil
+}
+
+// State is an opened state directory: what a server needs to run.
+type State struct {
+	Dir        string
+	Config     config.Config
+	ServerKey  *openpgp.PrivateKey
+	Keyring    keyring.Keyring
+	Tokens     *auth.Tokens
+	DBPassword string
+}
+
+// Open reads a state directory made by Init.
+func Open(dir string) (*State, error) {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s has no %s; create the state directory with `kts init --confdir %s`", dir, config.FileName, dir)
+		}
+		return nil, err
+	}
+	key, err := readServerKey(cfg.Path(dir, cfg.ServerKey))
+	if err != nil {
+		return nil, err
+	}
+	kr, err := keyring.LoadFile(cfg.Path(dir, cfg.Keyring))
+	if err != nil {
+		return nil, err
+	}
+	sessionKey, err := readSecret(cfg.Path(dir, cfg.SessionKey))
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := auth.NewTokens([]byte(sessionKey))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.SessionKey, err)
+	}
+	pw, err := ReadDBPassword(dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &State{Dir: dir, Config: cfg, ServerKey: key, Keyring: kr, Tokens: tokens, DBPassword: pw}, nil
+}
+
+// ReadDBPassword reads the database password named by the configuration.
+func ReadDBPassword(dir string, cfg config.Config) (string, error) {
+	return readSecret(cfg.Path(dir, cfg.DBPasswordFile))
+}
+
+// DSN is the connection string of the state directory's database.
+func (s *State) DSN() string {
+	return DSN(s.Config, s.DBPassword)
+}
+
+// DSN builds the connection string for cfg's database.
+func DSN(cfg config.Config, password string) string {
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable",
+		cfg.DBUser, urlEscape(password), hostPort(cfg.DBHost, cfg.DBPort), cfg.DBName)
+}
+
+func hostPort(host string, port int) string {
+	if strings.Contains(host, ":") {
+		return fmt.Sprintf("[%s]:%d", host, port)
+	}
+	return fmt.Sprintf("%s:%d", host, port)
+}
+
+func urlEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+func readServerKey(path string) (*openpgp.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read server OpenPGP key: %w (run `kts init` to create it)", err)
+	}
+	key, err := openpgp.ReadPrivate(data)
+	if err != nil {
+		return nil, fmt.Errorf("server OpenPGP key %s: %w", filepath.Base(path), err)
+	}
+	return key, nil
+}
+
+func readSecret(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w (run `kts init` to create it)", filepath.Base(path), err)
+	}
+	s := strings.TrimSpace(string(data))
+	if len(s) < 32 {
+		return "", fmt.Errorf("%s holds fewer than 32 characters; delete it and run `kts init` to create a new one", filepath.Base(path))
+	}
+	return s, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// writeNew creates path with mode 0600; it never replaces an existing file.
+func writeNew(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,121 @@
+// Package daemon runs a deposit server from an opened state directory: it
+// connects to PostgreSQL, applies migrations, loads TLS settings and serves
+// HTTPS until its context ends, then shuts down gracefully.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/deposit"
+	"trustee.dev/trustee/server/httpapi"
+	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/server/tlsconf"
+)
+
+// Options tune a run.
+type Options struct {
+	Log *slog.Logger
+	// Listener, when set, is used instead of listening on the configured
+	// address (tests pass one bound to 127.0.0.1:0).
+	Listener net.Listener
+	// Ready is called with the address served once the server accepts.
+	Ready func(addr string)
+}
+
+// Run serves until ctx is done.
+func Run(ctx context.Context, st *confdir.State, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg := st.Config
+	db, err := store.Open(ctx, st.DSN(), 0)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	tlsCfg, err := TLSConfig(st, log)
+	if err != nil {
+		return err
+	}
+	api := httpapi.New(httpapi.Options{
+		Store:     db,
+		Deposits:  &deposit.Service{Store: db, Keyring: st.Keyring, MaxBytes: cfg.MaxDepositBytes},
+		ServerKey: st.ServerKey.Public(),
+		Tokens:    st.Tokens,
+		Log:       log,
+	})
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.ListenAddress); err != nil {
+			return fmt.Errorf("listen on %s (LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
+		}
+	}
+	pruneCtx, stopPrune := context.WithCancel(ctx)
+	defer stopPrune()
+	go api.PruneNonces(pruneCtx, time.Minute)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()
+	log.Info("serving", "addr", ln.Addr().String(), "fingerprint", st.ServerKey.Public().ID())
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// TLSConfig builds the server TLS settings from the state directory's
+// configuration; warnings are logged.
+func TLSConfig(st *confdir.State, log *slog.Logger) (*tls.Config, error) {
+	cfg := st.Config
+	chain := ""
+	if cfg.SSLCertificateChain != "" {
+		chain = cfg.Path(st.Dir, cfg.SSLCertificateChain)
+	}
+	certs, err := tlsconf.NewCertSource(cfg.Path(st.Dir, cfg.SSLCertificate), chain,
+		cfg.Path(st.Dir, cfg.SSLPrivateKey), cfg.SSLPrivateKeyPasswordScript, log)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, warnings, err := tlsconf.ServerConfig(cfg.TLSMinVersion, cfg.SSLCipherList, certs)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	tlsCfg.NextProtos = []string{"http/1.1"}
+	return tlsCfg, nil
+}

@@ -1,0 +1,266 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"trustee.dev/trustee/server/auth"
+	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/org"
+	"trustee.dev/trustee/server/store"
+)
+
+// handleLookup answers the HKP key lookup (op=get) that GnuPG's dirmngr
+// sends, for the server's key and for registered clients' keys.
+func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if op := q.Get("op"); op != "get" {
+		s.writeError(w, r, newError(http.StatusNotImplemented, "unsupported_op", "only op=get is supported on /pks/lookup"))
+		return
+	}
+	search := strings.ToUpper(strings.TrimPrefix(strings.TrimPrefix(q.Get("search"), "0x"), "0X"))
+	if !isFingerprint(search) {
+		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_search", "search must be a full 40-digit fingerprint, e.g. search=0x4EDC46882386C827E20DEEA2D850ACA33BEDB0D1"))
+		return
+	}
+	var armored []byte
+	if search == s.opts.ServerKey.Fingerprint() {
+		armored = s.opts.ServerKey.Armor()
+	} else {
+		c, err := s.opts.Store.Client(r.Context(), search)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		armored = c.PublicKey
+	}
+	w.Header().Set("Content-Type", "application/pgp-keys")
+	w.Header().Set("Content-Length", strconv.Itoa(len(armored)))
+	w.Write(armored)
+}
+
+func isFingerprint(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// registerRequest is the body of POST /v1/register.
+type registerRequest struct {
+	Org       string `json:"org"`
+	AuthCode  string `json:"auth_code"`
+	PublicKey string `json:"public_key"`
+}
+
+type registerResponse struct {
+	Fingerprint       string `json:"fingerprint"`
+	KeyID             string `json:"key_id"`
+	Org               string `json:"org"`
+	State             string `json:"state"`
+	ServerFingerprint string `json:"server_fingerprint"`
+	Message           string `json:"message"`
+}
+
+// maxRegisterBody bounds a registration body: a public key and two short strings.
+const maxRegisterBody = 128 << 10
+
+// handleRegister registers a client key with an organization. The request
+// is signed by the key being registered, which proves the caller holds it.
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	body, digest, err := readBody(w, r, maxRegisterBody)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req registerRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_json", "the body must be JSON {\"org\": ..., \"auth_code\": ..., \"public_key\": ...}: "+err.Error()))
+		return
+	}
+	if err := org.ValidateName(req.Org); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	source := sourceAddr(r)
+	if ok, retry := s.limiter.allow(req.Org + "\x00" + source); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds()+1)))
+		s.writeError(w, r, newError(http.StatusTooManyRequests, "rate_limited", "too many registration attempts for this organization from your address; retry later"))
+		return
+	}
+	if req.PublicKey == "" {
+		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_key", "public_key is empty; send your armored public key (gpg --armor --export FPR)"))
+		return
+	}
+	key, err := openpgp.ParsePublic([]byte(req.PublicKey))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if _, err := s.auth.VerifyWithKey(r.Context(), auth.Request{
+		Method: r.Method, EscapedPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
+		Authorization: r.Header.Get("Authorization"), BodySHA256: digest,
+	}, key); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	o, err := s.opts.Store.Organization(r.Context(), req.Org)
+	if errors.Is(err, store.ErrNotFound) {
+		s.writeError(w, r, newError(http.StatusNotFound, "unknown_org", "organization "+strconv.Quote(req.Org)+" does not exist; check the name with your Key Trustee administrator"))
+		return
+	} else if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	state, msg := store.StatePending, "registered; an administrator of the organization must enable this client before it can use deposits"
+	if org.CodeMatches(o.AuthHash, req.AuthCode) {
+		state, msg = store.StateActive, "registered and active"
+	}
+	c := store.Client{
+		Fingerprint: key.Fingerprint(), OrgName: o.Name, KeyID: key.ID(),
+		PublicKey: key.Armor(), State: state, SourceAddr: source,
+	}
+	if err := s.opts.Store.RegisterClient(r.Context(), c); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "client registered", "fingerprint", c.Fingerprint, "org", o.Name, "state", string(state), "source", source)
+	writeJSON(w, http.StatusCreated, registerResponse{
+		Fingerprint: c.Fingerprint, KeyID: c.KeyID, Org: o.Name, State: string(state),
+		ServerFingerprint: s.opts.ServerKey.ID(), Message: msg,
+	})
+}
+
+func sourceAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+type sessionResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// handleSession trades one signed request for a short-lived session token.
+func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
+	_, digest, err := readBody(w, r, 4<<10)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id, err := s.authenticate(r, digest)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if id.Scheme != auth.SchemeSignature {
+		s.writeError(w, r, newError(http.StatusUnauthorized, "signature_required", "a session is opened only by a signed request (KTS-PGP), not with another session token"))
+		return
+	}
+	token, expires, err := s.opts.Tokens.Issue(id.Fingerprint, s.opts.SessionTTL, s.now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, sessionResponse{Token: token, ExpiresAt: expires.UTC()})
+}
+
+func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
+	body, digest, err := readBody(w, r, s.opts.Deposits.MaxBytes)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id, err := s.authenticate(r, digest)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	name := r.PathValue("name")
+	if err := s.opts.Deposits.Put(r.Context(), id.Fingerprint, name, body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/deposits/"+name)
+	writeJSON(w, http.StatusCreated, depositInfo{Name: name, Size: len(body), Created: s.now().UTC()})
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	id, err := s.authenticateNoBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	data, err := s.opts.Deposits.Get(r.Context(), id.Fingerprint, r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(data)
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	id, err := s.authenticateNoBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.opts.Deposits.Delete(r.Context(), id.Fingerprint, r.PathValue("name")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type depositInfo struct {
+	Name    string    `json:"name"`
+	Size    int       `json:"size"`
+	Created time.Time `json:"created"`
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	id, err := s.authenticateNoBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	list, err := s.opts.Deposits.List(r.Context(), id.Fingerprint)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]depositInfo, len(list))
+	for i, d := range list {
+		out[i] = depositInfo{Name: d.Name, Size: d.Size, Created: d.Created.UTC()}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deposits": out})
+}
+
+// authenticateNoBody authenticates a request that must not carry a body.
+func (s *Server) authenticateNoBody(w http.ResponseWriter, r *http.Request) (auth.Identity, error) {
+	_, digest, err := readBody(w, r, 0)
+	if err != nil {
+		return auth.Identity{}, newError(http.StatusBadRequest, "unexpected_body", "this request takes no body")
+	}
+	return s.authenticate(r, digest)
+}

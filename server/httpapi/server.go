@@ -1,0 +1,193 @@
+// Package httpapi is the HTTPS API of the deposit server: routes, request
+// decoding, authentication, and rendering of answers and errors.
+//
+// Handlers follow one shape: decode → validate → call the domain → render.
+// Domain errors are turned into HTTP answers in one place (classify).
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"trustee.dev/trustee/server/auth"
+	"trustee.dev/trustee/server/deposit"
+	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/store"
+)
+
+// Options configure a Server.
+type Options struct {
+	Store     *store.Store
+	Deposits  *deposit.Service
+	ServerKey *openpgp.PublicKey
+	Tokens    *auth.Tokens
+	// SessionTTL is the lifetime of session tokens (default 5 minutes).
+	SessionTTL time.Duration
+	// MaxSkew is how far a signed request's timestamp may be from the
+	// server's clock (default 5 minutes).
+	MaxSkew time.Duration
+	// RegisterRate and RegisterBurst limit registration attempts per
+	// organization name and source address (default 1 per 6 s, burst 10).
+	RegisterRate  float64
+	RegisterBurst int
+	Log           *slog.Logger
+	Registry      prometheus.Registerer // nil: a private registry
+	Now           func() time.Time
+}
+
+// Server serves the client API.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	auth     *auth.Authenticator
+	keys     *keyCache
+	limiter  *limiter
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	now      func() time.Time
+}
+
+// New builds a Server.
+func New(o Options) *Server {
+	if o.SessionTTL == 0 {
+		o.SessionTTL = 5 * time.Minute
+	}
+	if o.MaxSkew == 0 {
+		o.MaxSkew = 5 * time.Minute
+	}
+	if o.RegisterRate == 0 {
+		o.RegisterRate = 1.0 / 6
+	}
+	if o.RegisterBurst == 0 {
+		o.RegisterBurst = 10
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	reg := prometheus.NewRegistry()
+	var registerer prometheus.Registerer = reg
+	var gatherer prometheus.Gatherer = reg
+	if o.Registry != nil {
+		registerer = o.Registry
+		if g, ok := o.Registry.(prometheus.Gatherer); ok {
+			gatherer = g
+		}
+	}
+	keys := &keyCache{store: o.Store, keys: map[string]*openpgp.PublicKey{}}
+	s := &Server{
+		opts:     o,
+		log:      o.Log,
+		keys:     keys,
+		limiter:  newLimiter(o.RegisterRate, o.RegisterBurst, o.Now),
+		metrics:  newMetrics(registerer),
+		gatherer: gatherer,
+		now:      o.Now,
+	}
+	s.auth = &auth.Authenticator{Clients: keys, Nonces: o.Store, Tokens: o.Tokens, MaxSkew: o.MaxSkew, Now: o.Now}
+	return s
+}
+
+// Handler returns the routes of the API wrapped in logging and metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.handleRoot)
+	mux.HandleFunc("GET /pks/lookup", s.handleLookup)
+	mux.HandleFunc("POST /v1/register", s.handleRegister)
+	mux.HandleFunc("POST /v1/session", s.handleSession)
+	mux.HandleFunc("GET /v1/deposits", s.handleList)
+	mux.HandleFunc("PUT /v1/deposits/{name}", s.handlePut)
+	mux.HandleFunc("GET /v1/deposits/{name}", s.handleGet)
+	mux.HandleFunc("DELETE /v1/deposits/{name}", s.handleDelete)
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, newError(http.StatusNotFound, "no_route", fmt.Sprintf("%s %s is not part of the API; see docs/API.md", r.Method, r.URL.Path)))
+	})
+	return s.instrument(mux)
+}
+
+// PruneNonces deletes expired nonces every interval until ctx ends.
+func (s *Server) PruneNonces(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.opts.Store.PruneNonces(ctx, s.now()); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune nonces", "err", err)
+			}
+		}
+	}
+}
+
+// readBody reads at most limit bytes of the request body and its SHA-256.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, [32]byte, error) {
+	if r.ContentLength > limit {
+		return nil, [32]byte{}, fmt.Errorf("%w: %d bytes, the limit is %d", deposit.ErrTooLarge, r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, [32]byte{}, fmt.Errorf("%w: the limit is %d bytes", deposit.ErrTooLarge, limit)
+		}
+		return nil, [32]byte{}, newError(http.StatusBadRequest, "unreadable_body", "could not read the request body: "+err.Error())
+	}
+	return body, sha256.Sum256(body), nil
+}
+
+// authenticate checks the request's credentials over its body digest.
+func (s *Server) authenticate(r *http.Request, digest [32]byte) (auth.Identity, error) {
+	return s.auth.Authenticate(r.Context(), auth.Request{
+		Method:        r.Method,
+		EscapedPath:   r.URL.EscapedPath(),
+		RawQuery:      r.URL.RawQuery,
+		Authorization: r.Header.Get("Authorization"),
+		BodySHA256:    digest,
+	})
+}
+
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("a") != "fingerprint" {
+		writeText(w, http.StatusOK, "Trustee key trustee server. Fingerprint: GET /?a=fingerprint. API: docs/API.md\n")
+		return
+	}
+	writeText(w, http.StatusOK, s.opts.ServerKey.ID())
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeText(w, http.StatusOK, "ok\n")
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.opts.Store.Ping(ctx); err != nil {
+		s.log.Warn("not ready: database does not answer", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "database_unavailable", Message: "the server cannot reach its PostgreSQL database"})
+		return
+	}
+	writeText(w, http.StatusOK, "ready\n")
+}
+
+func writeText(w http.ResponseWriter, status int, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(s)))
+	w.WriteHeader(status)
+	io.WriteString(w, s)
+}

@@ -1,0 +1,145 @@
+package pg
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// includeLine makes postgresql.conf read ConfigFile. It goes at the end, so
+// ConfigFile overrides postgresql.conf (ALTER SYSTEM, in
+// postgresql.auto.conf, still overrides both).
+const includeLine = "include '" + ConfigFile + "'"
+
+// hbaConf admits password (SCRAM) connections over the Unix socket and
+// loopback TCP, for databases and for replication, and nothing else.
+const hbaConf = `# Managed by Trustee: rewritten on every start. Local changes are lost.
+# TYPE  DATABASE     USER  ADDRESS        METHOD
+local   all          all                  scram-sha-256
+host    all          all   127.0.0.1/32   scram-sha-256
+host    all          all   ::1/128        scram-sha-256
+host    replication  all   127.0.0.1/32   scram-sha-256
+host    replication  all   ::1/128        scram-sha-256
+`
+
+// setting is one line of ConfigFile; value is already in postgresql.conf
+// syntax (see quote).
+type setting struct {
+	name, value string
+}
+
+// settings returns every server setting Trustee manages. New settings
+// (replication, for instance) belong here.
+func (i *Instance) settings(dataDir string) []setting {
+	fsync := "on"
+	if i.NoSync {
+		fsync = "off"
+	}
+	return []setting{
+		{"listen_addresses", quote(i.host())},
+		{"port", strconv.Itoa(i.port())},
+		{"unix_socket_directories", quote(dataDir)},
+		{"unix_socket_permissions", "0700"},
+		{"password_encryption", quote("scram-sha-256")},
+		{"fsync", fsync},
+		// The server log goes to stderr, which pg_ctl sends to LogFile.
+		{"logging_collector", "off"},
+		{"log_destination", quote("stderr")},
+		{"log_line_prefix", quote("%m [%p] %q%u@%d ")},
+		// Bind parameters carry key material: never log them.
+		{"log_parameter_max_length", "0"},
+		{"log_parameter_max_length_on_error", "0"},
+	}
+}
+
+// quote renders s as a postgresql.conf string literal.
+func quote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `''`, "\n", `\n`, "\r", `\r`)
+	return "'" + r.Replace(s) + "'"
+}
+
+// writeConfig writes ConfigFile and pg_hba.conf, makes sure postgresql.conf
+// includes ConfigFile, and creates the log directory. It is the only place
+// that writes server configuration.
+func (i *Instance) writeConfig(dataDir string, acct *account) error {
+	var b strings.Builder
+	b.WriteString("# Managed by Trustee: rewritten on every start. Local changes are lost.\n")
+	for _, s := range i.settings(dataDir) {
+		fmt.Fprintf(&b, "%s = %s\n", s.name, s.value)
+	}
+	if err := writeFile(filepath.Join(dataDir, ConfigFile), b.String(), acct); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dataDir, "pg_hba.conf"), hbaConf, acct); err != nil {
+		return err
+	}
+	if err := ensureInclude(filepath.Join(dataDir, "postgresql.conf")); err != nil {
+		return err
+	}
+	logDir := filepath.Join(dataDir, filepath.Dir(LogFile))
+	if err := os.Mkdir(logDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create PostgreSQL log directory: %w", err)
+	}
+	return acct.chown(logDir)
+}
+
+// ensureInclude appends includeLine to postgresql.conf unless present.
+func ensureInclude(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read PostgreSQL configuration: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == includeLine {
+			return nil
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("update PostgreSQL configuration: %w", err)
+	}
+	_, err = fmt.Fprintf(f, "\n# Settings managed by Trustee.\n%s\n", includeLine)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("update PostgreSQL configuration %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeFile atomically replaces path with content, mode 0600, owned by the
+// run-as account.
+func writeFile(path, content string, acct *account) error {
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp)
+	err := func() error {
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(content)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = acct.chown(tmp)
+		}
+		if err == nil {
+			err = os.Rename(tmp, path)
+		}
+		return err
+	}()
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+// Package pg manages the local PostgreSQL server that stores Trustee's keys.
+//
+// Trustee owns its database cluster: [Instance.Init] creates it with initdb,
+// [Instance.Start] and [Instance.Stop] drive pg_ctl, and [Instance.Status]
+// reports on it. The cluster only accepts password (SCRAM-SHA-256)
+// connections over loopback TCP and over a Unix socket kept inside the data
+// directory.
+//
+// Every setting Trustee manages lives in one file, trustee.conf in the data
+// directory, included from postgresql.conf and rewritten by Init and Start;
+// pg_hba.conf is rewritten alongside it. Change settings in this package,
+// not in those files.
+//
+// PostgreSQL refuses to run as root. When the calling process is root, the
+// PostgreSQL programs run as the unprivileged account named by
+// [Instance.RunAs], which then owns the data directory.
+package pg
+
+import (
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Defaults for the zero values of [Instance] fields.
+const (
+	DefaultHost  = "127.0.0.1"
+	DefaultPort  = 11381
+	DefaultUser  = "keytrustee"
+	DefaultRunAs = "postgres"
+)
+
+// DefaultDatabase is the database Init creates for the server.
+const DefaultDatabase = "keytrustee"
+
+// ConfigFile is the file, relative to the data directory, that holds every
+// setting Trustee manages. Init and Start rewrite it.
+const ConfigFile = "trustee.conf"
+
+// LogFile is the server log, relative to the data directory.
+const LogFile = "log/postgresql.log"
+
+// fallbackBinDir is where Debian's postgresql-15 package puts the server.
+const fallbackBinDir = "/usr/lib/postgresql/15/bin"
+
+var (
+	// ErrNotInstalled means the PostgreSQL 15 server programs were not found.
+	ErrNotInstalled = errors.New("PostgreSQL 15 server programs not found")
+	// ErrNotInitialized means the data directory holds no cluster yet.
+	ErrNotInitialized = errors.New("no PostgreSQL cluster in data directory")
+	// ErrAlreadyInitialized means Init found an existing cluster.
+	ErrAlreadyInitialized = errors.New("data directory already holds a PostgreSQL cluster")
+)
+
+// Instance is a PostgreSQL cluster on this host. Zero fields take the
+// defaults documented on each; only DataDir is required. An Instance holds
+// no state of its own, so its methods may be called concurrently, but
+// lifecycle calls (Init, Start, Stop) should not race each other.
+type Instance struct {
+	// DataDir is the PostgreSQL data directory. Init creates it with mode
+	// 0700.
+	DataDir string
+	// Host is the address PostgreSQL listens on; default DefaultHost.
+	Host string
+	// Port is the TCP port; default DefaultPort.
+	Port int
+	// User is the database superuser role; default DefaultUser.
+	User string
+	// RunAs is the OS account that runs PostgreSQL when the caller is
+	// root; default DefaultRunAs. Ignored when the caller is not root.
+	RunAs string
+	// BinDir holds initdb, pg_ctl and postgres. Default: the output of
+	// `pg_config --bindir`, else /usr/lib/postgresql/15/bin.
+	BinDir string
+	// NoSync turns fsync off (and skips initdb's final sync). A crash can
+	// then lose or corrupt data: use it only for throwaway clusters.
+	NoSync bool
+}
+
+// Status describes the server process of an Instance.
+type Status struct {
+	Running bool
+	PID     int    // postmaster process ID when Running
+	Port    int    // port the server listens on (configured port when not running)
+	DataDir string // absolute data directory
+}
+
+func (i *Instance) host() string {
+	if i.Host == "" {
+		return DefaultHost
+	}
+	return i.Host
+}
+
+func (i *Instance) port() int {
+	if i.Port == 0 {
+		return DefaultPort
+	}
+	return i.Port
+}
+
+func (i *Instance) user() string {
+	if i.User == "" {
+		return DefaultUser
+	}
+	return i.User
+}
+
+func (i *Instance) runAs() string {
+	if i.RunAs == "" {
+		return DefaultRunAs
+	}
+	return i.RunAs
+}
+
+// dataDir returns DataDir as an absolute path.
+func (i *Instance) dataDir() (string, error) {
+	if i.DataDir == "" {
+		return "", errors.New("no PostgreSQL data directory configured")
+	}
+	if strings.ContainsAny(i.DataDir, "\x00\n\r") {
+		return "", errors.New("PostgreSQL data directory path contains control characters")
+	}
+	return filepath.Abs(i.DataDir)
+}
+
+// Initialized reports whether DataDir holds a PostgreSQL cluster.
+func (i *Instance) Initialized() bool {
+	dir, err := i.dataDir()
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(dir, "PG_VERSION"))
+	return err == nil
+}
+
+// ConnString returns a postgres:// URL that reaches database as User with
+// password over loopback TCP. TLS is disabled: the server accepts loopback
+// connections only.
+func (i *Instance) ConnString(database, password string) string {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(i.user(), password),
+		Host:     net.JoinHostPort(i.connectHost(), strconv.Itoa(i.port())),
+		Path:     "/" + database,
+		RawQuery: "sslmode=disable",
+	}
+	if password == "" {
+		u.User = url.User(i.user())
+	}
+	return u.String()
+}
+
+// connectHost returns the address clients on this host use: the first
+// listen address, or loopback when that is a wildcard.
+func (i *Instance) connectHost() string {
+	h, _, _ := strings.Cut(i.host(), ",")
+	switch h = strings.TrimSpace(h); h {
+	case "", "*", "0.0.0.0":
+		return "127.0.0.1"
+	case "::":
+		return "::1"
+	}
+	return h
+}

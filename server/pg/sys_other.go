@@ -1,0 +1,22 @@
+//go:build !unix
+
+package pg
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+var errUnsupported = errors.New("running PostgreSQL is supported on Unix systems only")
+
+func (i *Instance) account() (*account, error) { return nil, errUnsupported }
+
+func (a *account) sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func (a *account) checkReach(string) error { return nil }
+
+func processAlive(pid int) bool {
+	_, err := os.FindProcess(pid)
+	return pid > 0 && err == nil
+}

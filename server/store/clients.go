@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// ClientState is a client's standing with its organization.
+type ClientState string
+
+// Client states. A pending client waits for an administrator; only active
+// clients may use deposits.
+const (
+	StatePending  ClientState = "pending"
+	StateActive   ClientState = "active"
+	StateDisabled ClientState = "disabled"
+)
+
+// Client is a registered client, named by its OpenPGP fingerprint.
+type Client struct {
+	Fingerprint string
+	OrgName     string
+	KeyID       string // e.g. 4096R/<fingerprint>
+	PublicKey   []byte // armored
+	State       ClientState
+	Registered  time.Time
+	SourceAddr  string
+}
+
+// RegisterClient stores a new client of the named organization.
+func (s *Store) RegisterClient(ctx context.Context, c Client) error {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO clients(fingerprint, org_uuid, key_id, public_key, state, source_addr)
+		SELECT $1, uuid, $3, $4, $5, $6 FROM organizations WHERE name = $2`,
+		c.Fingerprint, c.OrgName, c.KeyID, c.PublicKey, string(c.State), c.SourceAddr)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("client %s: %w", c.Fingerprint, ErrExists)
+	}
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("organization %q: %w", c.OrgName, ErrNotFound)
+	}
+	return nil
+}
+
+// Client returns a client by fingerprint.
+func (s *Store) Client(ctx context.Context, fingerprint string) (Client, error) {
+	var c Client
+	var state string
+	err := s.pool.QueryRow(ctx, `SELECT c.fingerprint, o.name, c.key_id, c.public_key, c.state, c.registered_at, c.source_addr
+		FROM clients c JOIN organizations o ON o.uuid = c.org_uuid WHERE c.fingerprint = $1`, fingerprint).
+		Scan(&c.Fingerprint, &c.OrgName, &c.KeyID, &c.PublicKey, &state, &c.Registered, &c.SourceAddr)
+	if noRows(err) {
+		return c, fmt.Errorf("client %s: %w", fingerprint, ErrNotFound)
+	}
+	c.State = ClientState(state)
+	return c, err
+}
+
+// SetClientState moves a client to a new state and returns the previous one.
+func (s *Store) SetClientState(ctx context.Context, fingerprint string, state ClientState) (ClientState, error) {
+	var prev string
+	err := s.pool.QueryRow(ctx, `UPDATE clients c SET state = $2 FROM clients old
+		WHERE c.fingerprint = $1 AND old.fingerprint = c.fingerprint RETURNING old.state`, fingerprint, string(state)).Scan(&prev)
+	if noRows(err) {
+		return "", fmt.Errorf("client %s: %w", fingerprint, ErrNotFound)
+	}
+	return ClientState(prev), err
+}
+
+// Clients lists clients by organization and fingerprint; orgName "" lists all.
+func (s *Store) Clients(ctx context.Context, orgName string) ([]Client, error) {
+	rows, err := s.pool.Query(ctx, `SELECT c.fingerprint, o.name, c.key_id, c.state, c.registered_at, c.source_addr
+		FROM clients c JOIN organizations o ON o.uuid = c.org_uuid
+		WHERE $1 = '' OR o.name = $1 ORDER BY o.name, c.fingerprint`, orgName)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Client
+	for rows.Next() {
+		var c Client
+		var state string
+		if err := rows.Scan(&c.Fingerprint, &c.OrgName, &c.KeyID, &state, &c.Registered, &c.SourceAddr); err != nil {
+			return nil, err
+		}
+		c.State = ClientState(state)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

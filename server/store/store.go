@@ -1,0 +1,87 @@
+// Package store keeps organizations, clients, deposits and used nonces in
+// PostgreSQL through a pgx pool. The schema is created and upgraded by
+// embedded, versioned migrations (Migrate).
+//
+// Deposit queries check the owning client's state in the same statement, so
+// a disabled client is refused by the very query that would serve it.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Sentinel errors returned by Store methods.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrExists          = errors.New("already exists")
+	ErrUnknownClient   = errors.New("unknown client")
+	ErrClientNotActive = errors.New("client is not active")
+)
+
+// Store is the PostgreSQL-backed state of a server.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database named by dsn. maxConns ≤ 0 keeps pgx's
+// default pool size.
+func Open(ctx context.Context, dsn string, maxConns int32) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database connection string: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d: %w (is it running? try `kts db status`)",
+			cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close releases the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Pool exposes the pool for benchmarks that measure raw database limits.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// UseNonce records a nonce of a signed request. It reports false when the
+// same client already used the nonce (a replay).
+func (s *Store) UseNonce(ctx context.Context, fingerprint, nonce string, expires time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO used_nonces(fingerprint, nonce, expires_at) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`, fingerprint, nonce, expires)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// PruneNonces deletes nonces whose requests can no longer pass the
+// timestamp check.
+func (s *Store) PruneNonces(ctx context.Context, now time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM used_nonces WHERE expires_at < $1`, now)
+	return tag.RowsAffected(), err
+}
+
+func noRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
