@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"trustee.dev/trustee/server/confdir"
@@ -9,6 +11,7 @@ import (
 
 func newServerCommand() *cobra.Command {
 	var dir, logLevel string
+	var announce bool
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the deposit API over HTTPS (port 11371 by default)",
@@ -22,10 +25,15 @@ func newServerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return daemon.Run(cmd.Context(), st, daemon.Options{Log: log})
+			o := daemon.Options{Log: log}
+			if announce {
+				o.Ready = func(addr string) { fmt.Fprintln(cmd.OutOrStdout(), "listening", addr) }
+			}
+			return daemon.Run(cmd.Context(), st, o)
 		},
 	}
 	addConfdirFlag(cmd, &dir)
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().BoolVar(&announce, "announce", false, `print "listening ADDR" on standard output once serving`)
 	return cmd
 }

@@ -113,11 +113,40 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", s.metricsHandler())
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, newError(http.StatusNotFound, "no_route", fmt.Sprintf("%s %s is not part of the API; see docs/API.md", r.Method, r.URL.Path)))
-	})
-	return s.instrument(mux)
+	return s.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern == "" {
+			s.noRoute(w, r, h)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 }
+
+// noRoute answers a request no route takes with the mux's status (404, or
+// 405 with Allow) and a JSON error body.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if allow := probe.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	if probe.status == http.StatusMethodNotAllowed {
+		s.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow"))))
+		return
+	}
+	s.writeError(w, r, newError(http.StatusNotFound, "no_route", fmt.Sprintf("%s %s is not part of the API; see docs/API.md", r.Method, r.URL.Path)))
+}
+
+// headerProbe records what the mux's own error handler would answer.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(status int)      { p.status = status }
 
 // PruneNonces deletes expired nonces every interval until ctx ends.
 func (s *Server) PruneNonces(ctx context.Context, interval time.Duration) {

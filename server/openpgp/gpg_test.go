@@ -273,6 +273,7 @@ func TestGPGKeysRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParsePublic(tc.data(t))
+			t.Log(err)
 			if !errorsIs(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}

@@ -30,7 +30,7 @@ var (
 	// ErrInvalidKey means the data is not a usable OpenPGP public key.
 	ErrInvalidKey = errors.New("invalid OpenPGP key")
 	// ErrWeakKey means the key's algorithm or size is not accepted.
-	ErrWeakKey = errors.New("key algorithm or size not accepted; use an Ed25519 key (gpg --quick-gen-key 'NAME <EMAIL>' ed25519 sign) or RSA of at least 2048 bits")
+	ErrWeakKey = errors.New("key algorithm or size not accepted")
 	// ErrBadSignature means a signature does not verify.
 	ErrBadSignature = errors.New("bad signature")
 )

@@ -202,6 +202,7 @@ func TestVerifyRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.key.VerifyDetached(msg, tc.sig)
+			t.Log(err)
 			if !errorsIs(err, ErrBadSignature) || !strings.Contains(err.Error(), tc.text) {
 				t.Fatalf("got %v, want ErrBadSignature mentioning %q", err, tc.text)
 			}
@@ -287,6 +288,7 @@ func TestParsePublicRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := ParsePublic(tc.data)
+			t.Log(err)
 			if !errorsIs(err, tc.want) {
 				t.Fatalf("got %v, %v; want %v", p, err, tc.want)
 			}

@@ -31,6 +31,13 @@ const (
 	tagSecretSubkey = 7
 )
 
+const weakHint = "use an Ed25519 key (gpg --quick-gen-key 'NAME <EMAIL>' ed25519 sign) or RSA of 2048 to 8192 bits"
+
+// weak returns ErrWeakKey wrapped with what is wrong and what to do.
+func weak(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format+"; "+weakHint, append([]any{ErrWeakKey}, args...)...)
+}
+
 const exportHint = "export exactly one key with gpg --armor --export FPR"
 
 // PublicKey is a validated OpenPGP public key. It is immutable and safe for
@@ -118,7 +125,7 @@ func parseEntity(raw []byte, now time.Time) (*PublicKey, error) {
 		return nil, fmt.Errorf("%w: cannot parse the primary key: %v", ErrInvalidKey, err)
 	}
 	if u, ok := p.(*packet.UnsupportedPacket); ok {
-		return nil, fmt.Errorf("%w: unsupported primary key (%v)", ErrWeakKey, u.Error)
+		return nil, weak("unsupported primary key (%v)", u.Error)
 	}
 	primary, ok := p.(*packet.PublicKey)
 	if !ok || primary.IsSubkey {
@@ -138,7 +145,7 @@ func parseEntity(raw []byte, now time.Time) (*PublicKey, error) {
 		if errors.As(err, &se) && strings.Contains(string(se), "without any identities") {
 			return nil, fmt.Errorf("%w: key has no user ID with a valid self-signature; add one (gpg --quick-add-uid FPR 'NAME <EMAIL>') and export again", ErrInvalidKey)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		return nil, fmt.Errorf("%w: cannot parse the key: %v", ErrInvalidKey, err)
 	}
 	switch next, err := packets.Next(); {
 	case err == io.EOF:
@@ -169,20 +176,20 @@ func checkAlgorithm(k *packet.PublicKey, what string) error {
 			return fmt.Errorf("%w: %s: %v", ErrInvalidKey, what, err)
 		}
 		if bits < minRSABits {
-			return fmt.Errorf("%w: %s is RSA %d bits", ErrWeakKey, what, bits)
+			return weak("%s is RSA %d bits", what, bits)
 		}
 		if bits > maxRSABits {
-			return fmt.Errorf("%w: %s is RSA %d bits, more than the supported %d", ErrWeakKey, what, bits, maxRSABits)
+			return weak("%s is RSA %d bits, more than the supported %d", what, bits, maxRSABits)
 		}
 		return nil
 	case packet.PubKeyAlgoEdDSA, packet.PubKeyAlgoECDSA, packet.PubKeyAlgoEd25519, packet.PubKeyAlgoEd448:
 		return nil
 	case packet.PubKeyAlgoDSA:
-		return fmt.Errorf("%w: %s is DSA", ErrWeakKey, what)
+		return weak("%s is DSA", what)
 	case packet.PubKeyAlgoElGamal:
-		return fmt.Errorf("%w: %s is ElGamal", ErrWeakKey, what)
+		return weak("%s is ElGamal", what)
 	}
-	return fmt.Errorf("%w: %s uses unsupported public-key algorithm %d", ErrWeakKey, what, k.PubKeyAlgo)
+	return weak("%s uses unsupported public-key algorithm %d", what, k.PubKeyAlgo)
 }
 
 // checkUsable reports why e cannot authenticate a client at time now, or nil.

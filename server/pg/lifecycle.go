@@ -81,7 +81,7 @@ func (i *Instance) Init(ctx context.Context, password string) error {
 	}
 
 	incomplete := func(err error) error {
-		return fmt.Errorf("%w; the new cluster in %s is incomplete: remove that directory and initialize again", err, dir)
+		return fmt.Errorf("the new cluster in %s is incomplete (remove that directory and initialize again): %w", dir, err)
 	}
 	if err := i.Start(ctx); err != nil { // writes the configuration
 

@@ -3,6 +3,7 @@
 package pg
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -118,9 +119,9 @@ func (a *account) inGroup(gid uint32) bool {
 }
 
 // processAlive reports whether pid is a running PostgreSQL server. Like
-// pg_ctl, it treats our own and our parent's PID as stale; on Linux it also
-// checks the process name, so a postmaster.pid left by a crash whose PID
-// has been reused is not mistaken for a live server.
+// pg_ctl, it treats our own and our parent's PID as stale. On Linux it also
+// checks the process name and state, so that neither a reused PID in a
+// postmaster.pid left by a crash nor a dead, unreaped server counts.
 func processAlive(pid int) bool {
 	if pid <= 0 || pid == os.Getpid() || pid == os.Getppid() {
 		return false
@@ -128,10 +129,21 @@ func processAlive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	proc := "/proc/" + strconv.Itoa(pid)
+	comm, err := os.ReadFile(proc + "/comm")
 	if err != nil {
 		return true // no procfs: trust the signal check
 	}
 	name := strings.TrimSpace(string(comm))
-	return strings.Contains(name, "postgres") || strings.Contains(name, "postmaster")
+	if !strings.Contains(name, "postgres") && !strings.Contains(name, "postmaster") {
+		return false
+	}
+	// A crashed server nobody has reaped yet is a zombie: state Z, after
+	// the parenthesized command name in /proc/PID/stat.
+	stat, err := os.ReadFile(proc + "/stat")
+	if err != nil {
+		return true
+	}
+	end := bytes.LastIndexByte(stat, ')')
+	return end < 0 || end+2 >= len(stat) || stat[end+2] != 'Z'
 }

@@ -1,0 +1,502 @@
+package cmd
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"trustee.dev/trustee/server/bench"
+	"trustee.dev/trustee/server/client"
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/daemon"
+	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/server/store"
+)
+
+type benchOptions struct {
+	confdir, server string
+	scratch         bool
+	workers, rounds int
+	size, prefill   int
+	warmup, window  time.Duration
+	rateFraction    float64
+}
+
+func newBenchCommand() *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure deposit put/get against the bare TLS and raw PostgreSQL limits",
+		Long: `bench registers clients, then measures in interleaved rounds, on this machine
+and in the same run:
+
+  bare-tls-get   a bare Go TLS handler with the server's TLS settings returning
+                 the same payload size (the transport limit)
+  kts-get        deposit GET of a prefilled set
+  kts-put        deposit PUT of fresh names
+  raw-insert     pgx single-row INSERT of rows shaped like deposits (the storage limit)
+  raw-select     pgx primary-key SELECT of the same rows
+
+then a fixed-rate GET at --rate-fraction of the peak GET rate for its p99.
+It prints ops/s, p50 and p99 of each, and the median ratios with their range.
+
+With --scratch it first starts a throwaway PostgreSQL and server in a
+temporary directory and removes them afterwards; otherwise it runs against
+--server, using --confdir for direct database access.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	addConfdirFlag(cmd, &o.confdir)
+	f.StringVar(&o.server, "server", "https://127.0.0.1:11371", "server URL (ignored with --scratch)")
+	f.BoolVar(&o.scratch, "scratch", false, "start a throwaway PostgreSQL and server for the run")
+	f.IntVar(&o.workers, "concurrency", 16, "closed-loop clients, one keep-alive connection each")
+	f.IntVar(&o.rounds, "rounds", 3, "interleaved rounds")
+	f.IntVar(&o.size, "size", 256, "payload bytes")
+	f.IntVar(&o.prefill, "prefill", 100, "deposits per client read by kts-get")
+	f.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured window")
+	f.DurationVar(&o.window, "duration", 10*time.Second, "measured window of each run")
+	f.Float64Var(&o.rateFraction, "rate-fraction", 0.5, "fixed-rate GET at this fraction of the peak GET rate")
+	cmd.AddCommand(newBareServerCommand())
+	return cmd
+}
+
+func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
+	if o.workers < 1 || o.rounds < 1 || o.size < 1 || o.prefill < 1 {
+		return errors.New("--concurrency, --rounds, --size and --prefill must be positive")
+	}
+	if o.scratch {
+		env, err := startScratch(ctx, out)
+		if err != nil {
+			return err
+		}
+		defer env.stop()
+		o.confdir, o.server = env.confdir, env.url
+	}
+	st, err := confdir.Open(o.confdir)
+	if err != nil {
+		return err
+	}
+	caFile := st.Config.Path(st.Dir, st.Config.SSLCertificate)
+	db, err := store.Open(ctx, st.DSN(), int32(o.workers))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "registering %d clients and prefilling %d deposits of %d bytes...\n", o.workers, o.workers*o.prefill, o.size)
+	clients, err := benchClients(ctx, db, o, caFile)
+	if err != nil {
+		return err
+	}
+	payload := make([]byte, o.size)
+	rand.Read(payload)
+	for w, c := range clients {
+		for i := 0; i < o.prefill; i++ {
+			if err := c.Put(ctx, "p-"+strconv.Itoa(i), payload); err != nil {
+				return fmt.Errorf("prefill client %d: %w", w, err)
+			}
+		}
+	}
+	raw, err := newRawDB(ctx, db, o, payload)
+	if err != nil {
+		return err
+	}
+	defer raw.drop(context.WithoutCancel(ctx))
+
+	bare, err := startBareServer(ctx, o.confdir, o.size)
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+	bareClients := make([]*http.Client, o.workers)
+	for i := range bareClients {
+		bareClients[i] = benchHTTPClient(clients[0].HTTP)
+	}
+
+	runID := hex.EncodeToString(payload[:4])
+	ops := []struct {
+		name string
+		op   bench.Op
+	}{
+		{"bare-tls-get", func(ctx context.Context, w, _ int) error { return bareGet(ctx, bareClients[w], bare.url, o.size) }},
+		{"kts-get", func(ctx context.Context, w, seq int) error {
+			b, err := clients[w].Get(ctx, "p-"+strconv.Itoa(seq%o.prefill))
+			if err == nil && len(b) != o.size {
+				err = fmt.Errorf("got %d bytes", len(b))
+			}
+			return err
+		}},
+		{"kts-put", func(ctx context.Context, w, seq int) error {
+			return clients[w].Put(ctx, fmt.Sprintf("w-%s-%d", runID, seq), payload)
+		}},
+		{"raw-insert", raw.insert},
+		{"raw-select", raw.selectRow},
+	}
+	results := map[string][]bench.Result{}
+	var fixed []bench.Result
+	for round := 1; round <= o.rounds; round++ {
+		runID = fmt.Sprintf("%s-%d", hex.EncodeToString(payload[:4]), round)
+		raw.round = round
+		fmt.Fprintf(out, "\nround %d/%d  load average %s\n", round, o.rounds, loadAverage())
+		for _, op := range ops {
+			r := bench.ClosedLoop(ctx, op.name, o.workers, o.warmup, o.window, op.op)
+			results[op.name] = append(results[op.name], r)
+			fmt.Fprintf(out, "  %s\n", r)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		rate := o.rateFraction * results["kts-get"][round-1].Rate()
+		r := bench.FixedRate(ctx, fmt.Sprintf("kts-get@%.0f/s", rate), o.workers, rate, o.warmup, o.window, ops[1].op)
+		fixed = append(fixed, r)
+		fmt.Fprintf(out, "  %s\n", r)
+	}
+	return report(out, o, results, fixed)
+}
+
+func report(out io.Writer, o benchOptions, results map[string][]bench.Result, fixed []bench.Result) error {
+	ratio := func(a, b string) []float64 {
+		var xs []float64
+		for i := range results[a] {
+			xs = append(xs, results[a][i].Rate()/results[b][i].Rate())
+		}
+		return xs
+	}
+	errorsSeen := 0
+	for _, rs := range results {
+		for _, r := range rs {
+			errorsSeen += r.Errors
+		}
+	}
+	for _, r := range fixed {
+		errorsSeen += r.Errors
+	}
+	getMed, getLo, getHi := bench.Median(ratio("kts-get", "bare-tls-get"))
+	putMed, putLo, putHi := bench.Median(ratio("kts-put", "raw-insert"))
+	var p99s []float64
+	for _, r := range fixed {
+		p99s = append(p99s, ms(r.Percentile(0.99)))
+	}
+	p99Med, p99Lo, p99Hi := bench.Median(p99s)
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Fprintf(out, "\nmedian over %d rounds (range), %d clients, %d-byte values, %v windows:\n", o.rounds, o.workers, o.size, o.window)
+	fmt.Fprintf(out, "  get / bare TLS handler   %.2f (%.2f–%.2f)   target ≥ 0.50  %s\n", getMed, getLo, getHi, verdict(getMed >= 0.5))
+	fmt.Fprintf(out, "  put / raw pgx INSERT     %.2f (%.2f–%.2f)   target ≥ 0.60  %s\n", putMed, putLo, putHi, verdict(putMed >= 0.6))
+	fmt.Fprintf(out, "  get p99 at %.0f%% of peak  %.2f ms (%.2f–%.2f)  target < 10 ms  %s\n", o.rateFraction*100, p99Med, p99Lo, p99Hi, verdict(p99Med < 10))
+	if errorsSeen > 0 {
+		return fmt.Errorf("%d operations failed: the run is void", errorsSeen)
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// benchClients registers one client per worker in fresh organizations
+// without an auth code (8 clients each, under the registration rate limit).
+func benchClients(ctx context.Context, db *store.Store, o benchOptions, caFile string) ([]*client.Client, error) {
+	tag := make([]byte, 4)
+	rand.Read(tag)
+	dir, err := os.MkdirTemp("", "kts-bench-clients-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	var clients []*client.Client
+	for w := 0; w < o.workers; w++ {
+		orgName := fmt.Sprintf("bench-%x-%d", tag, w/8)
+		if w%8 == 0 {
+			if _, _, err := db.AddOrganization(ctx, orgName, []string{"bench@example.com"}, ""); err != nil {
+				return nil, err
+			}
+		}
+		c, res, err := client.Register(ctx, filepath.Join(dir, strconv.Itoa(w)), client.RegisterOptions{
+			ServerURL: o.server, Org: orgName, CAFile: caFile, KeyType: openpgp.Ed25519,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("register bench client: %w", err)
+		}
+		if res.State != string(store.StateActive) {
+			return nil, fmt.Errorf("bench client registered as %s, want active", res.State)
+		}
+		clients = append(clients, c)
+	}
+	return clients, nil
+}
+
+// benchHTTPClient makes a client with its own connection and the same TLS
+// settings as like.
+func benchHTTPClient(like *http.Client) *http.Client {
+	tr := like.Transport.(*http.Transport).Clone()
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+func bareGet(ctx context.Context, c *http.Client, url string, size int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil && (resp.StatusCode != 200 || int(n) != size) {
+		err = fmt.Errorf("bare server answered %d with %d bytes", resp.StatusCode, n)
+	}
+	return err
+}
+
+// rawDB measures PostgreSQL itself with rows shaped like sealed deposits.
+type rawDB struct {
+	db               *store.Store
+	wrapped, sealed  []byte
+	prefill, workers int
+	round            int
+	tag              string
+}
+
+func newRawDB(ctx context.Context, db *store.Store, o benchOptions, payload []byte) (*rawDB, error) {
+	r := &rawDB{db: db, wrapped: make([]byte, 60), sealed: make([]byte, len(payload)+28), prefill: o.prefill, workers: o.workers}
+	rand.Read(r.wrapped)
+	rand.Read(r.sealed)
+	tag := make([]byte, 4)
+	rand.Read(tag)
+	r.tag = hex.EncodeToString(tag)
+	if _, err := db.Pool().Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_raw (owner text NOT NULL, name text NOT NULL,
+		kek_id text NOT NULL, wrapped_key bytea NOT NULL, ciphertext bytea NOT NULL, size integer NOT NULL,
+		created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (owner, name))`); err != nil {
+		return nil, err
+	}
+	for w := 0; w < o.workers; w++ {
+		for i := 0; i < o.prefill; i++ {
+			if err := r.insertRow(ctx, r.owner(w), "p-"+strconv.Itoa(i)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return r, nil
+}
+
+func (r *rawDB) owner(w int) string { return fmt.Sprintf("%s-%02d", r.tag, w) }
+
+func (r *rawDB) insertRow(ctx context.Context, owner, name string) error {
+	_, err := r.db.Pool().Exec(ctx, `INSERT INTO bench_raw(owner, name, kek_id, wrapped_key, ciphertext, size)
+		VALUES ($1, $2, $3, $4, $5, $6)`, owner, name, "file-bench", r.wrapped, r.sealed, len(r.sealed)-28)
+	return err
+}
+
+func (r *rawDB) insert(ctx context.Context, w, seq int) error {
+	return r.insertRow(ctx, r.owner(w), fmt.Sprintf("w-%d-%d", r.round, seq))
+}
+
+func (r *rawDB) selectRow(ctx context.Context, w, seq int) error {
+	var kek string
+	var wrapped, sealed []byte
+	return r.db.Pool().QueryRow(ctx, `SELECT kek_id, wrapped_key, ciphertext FROM bench_raw WHERE owner = $1 AND name = $2`,
+		r.owner(w), "p-"+strconv.Itoa(seq%r.prefill)).Scan(&kek, &wrapped, &sealed)
+}
+
+func (r *rawDB) drop(ctx context.Context) {
+	r.db.Pool().Exec(ctx, `DROP TABLE IF EXISTS bench_raw`)
+}
+
+// process is a child kts process serving at url.
+type process struct {
+	url string
+	cmd *exec.Cmd
+}
+
+func (p *process) stop() {
+	if p.cmd.Process != nil {
+		p.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			p.cmd.Process.Kill()
+		}
+	}
+}
+
+// startChild runs kts with args and waits for it to print "listening ADDR".
+func startChild(ctx context.Context, args ...string) (*process, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if addr, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+			p.url = "https://" + addr
+			go io.Copy(io.Discard, stdout)
+			return p, nil
+		}
+	}
+	p.stop()
+	return nil, fmt.Errorf("kts %s exited before serving", strings.Join(args, " "))
+}
+
+func startBareServer(ctx context.Context, dir string, size int) (*process, error) {
+	p, err := startChild(ctx, "bench", "bare-server", "--confdir", dir, "--size", strconv.Itoa(size))
+	if err != nil {
+		return nil, err
+	}
+	p.url += "/payload"
+	return p, nil
+}
+
+// newBareServerCommand is the transport anchor: the server's TLS settings
+// and a handler that only writes size bytes.
+func newBareServerCommand() *cobra.Command {
+	var dir string
+	var size int
+	cmd := &cobra.Command{
+		Use:    "bare-server",
+		Short:  "Serve a fixed payload with the server's TLS settings (bench anchor)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := confdir.Open(dir)
+			if err != nil {
+				return err
+			}
+			log, _ := newLogger(io.Discard, "error")
+			tlsCfg, err := daemon.TLSConfig(st, log)
+			if err != nil {
+				return err
+			}
+			payload := make([]byte, size)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/octet-stream")
+				w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+				w.Write(payload)
+			}), ReadHeaderTimeout: 10 * time.Second}
+			fmt.Printf("listening %s\n", ln.Addr())
+			go func() { <-cmd.Context().Done(); srv.Close() }()
+			if err := srv.Serve(tls.NewListener(ln, tlsCfg)); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	addConfdirFlag(cmd, &dir)
+	cmd.Flags().IntVar(&size, "size", 256, "payload bytes")
+	return cmd
+}
+
+// scratch is a throwaway PostgreSQL + server.
+type scratch struct {
+	confdir, url string
+	server       *process
+	inst         *pg.Instance
+	root         string
+}
+
+func (s *scratch) stop() {
+	if s.server != nil {
+		s.server.stop()
+	}
+	s.inst.Stop(context.Background())
+	os.RemoveAll(s.root)
+}
+
+func startScratch(ctx context.Context, out io.Writer) (*scratch, error) {
+	root, err := os.MkdirTemp("", "kts-bench-")
+	if err != nil {
+		return nil, err
+	}
+	os.Chmod(root, 0o755)
+	dir := filepath.Join(root, "state")
+	dbPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "starting a scratch PostgreSQL and server in %s\n", root)
+	if _, err := confdir.Init(dir, confdir.InitOptions{Hostname: "localhost", KeyType: openpgp.Ed25519, DBPort: dbPort, ListenAddress: "127.0.0.1:0"}); err != nil {
+		return nil, err
+	}
+	st, err := confdir.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.Config
+	s := &scratch{root: root, confdir: dir, inst: &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser}}
+	if err := initDB(ctx, dir, cfg, s.inst); err != nil {
+		os.RemoveAll(root)
+		return nil, err
+	}
+	if err := s.inst.Start(ctx); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if s.server, err = startChild(ctx, "server", "--confdir", dir, "--log-level", "warn", "--announce"); err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.url = s.server.url
+	return s, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs (the PostgreSQL 15
+# server, GnuPG, OpenSSL, ...) and makes sure the `postgres` OS account,
+# which runs PostgreSQL when the tests run as root, exists.
+#
+# Quiet, and quick, when everything is already present. Run by `make test`.
+set -euo pipefail
+
+packages=(
+	postgresql-15
+	postgresql-client-15
+	gnupg
+	dirmngr
+	gpg-agent
+	openssl
+	curl
+	ca-certificates
+	procps
+)
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+	sudo=(sudo)
+fi
+
+as_root() {
+	if [[ ${#sudo[@]} -gt 0 ]] && ! command -v sudo >/dev/null 2>&1; then
+		echo "install-test-deps: need root (or sudo) to run: $*" >&2
+		exit 1
+	fi
+	"${sudo[@]}" "$@"
+}
+
+missing=()
+for pkg in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+	if [[ $status != "install ok installed" ]]; then
+		missing+=("$pkg")
+	fi
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+	echo "install-test-deps: installing ${missing[*]}"
+	# Installing the server would otherwise create and start a default
+	# "main" cluster, which the tests do not use.
+	conf=/etc/postgresql-common/createcluster.d/trustee-no-main-cluster.conf
+	if [[ ! -e $conf ]]; then
+		as_root mkdir -p "$(dirname "$conf")"
+		echo "create_main_cluster = false" | as_root tee "$conf" >/dev/null
+	fi
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	for pkg in "${missing[@]}"; do
+		if ! apt-cache show "$pkg" >/dev/null 2>&1; then
+			echo "install-test-deps: package $pkg is not in your apt sources." >&2
+			if [[ $pkg == postgresql*-15 ]]; then
+				echo "install-test-deps: add the PostgreSQL apt repository (https://wiki.postgresql.org/wiki/Apt)" \
+					"or use Debian 12 (bookworm), then run this again." >&2
+			fi
+			exit 1
+		fi
+	done
+	as_root env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! getent passwd postgres >/dev/null; then
+	echo "install-test-deps: creating the postgres OS account"
+	as_root useradd --system --user-group --home-dir /var/lib/postgresql \
+		--shell /usr/sbin/nologin postgres
+fi
