@@ -12,7 +12,8 @@ import (
 
 func newInitCommand() *cobra.Command {
 	var (
-		dir, hostname, keyType string
+		dir, hostname, keyType, listen string
+		dbPort                         int
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -32,7 +33,7 @@ never overwrites a key.`,
 					return err
 				}
 			}
-			res, err := confdir.Init(dir, confdir.InitOptions{Hostname: hostname, KeyType: kt})
+			res, err := confdir.Init(dir, confdir.InitOptions{Hostname: hostname, KeyType: kt, ListenAddress: listen, DBPort: dbPort})
 			out := cmd.OutOrStdout()
 			for _, f := range res.Created {
 				fmt.Fprintf(out, "created %s\n", f)
@@ -52,6 +53,8 @@ never overwrites a key.`,
 	}
 	addConfdirFlag(cmd, &dir)
 	cmd.Flags().StringVar(&hostname, "hostname", "", "host name for the TLS certificate (default: this host's name)")
+	cmd.Flags().StringVar(&listen, "listen", "", `address the server listens on (LISTEN_ADDRESS; default ":11371")`)
+	cmd.Flags().IntVar(&dbPort, "db-port", 0, "PostgreSQL port (DB_PORT; default 11381)")
 	cmd.Flags().StringVar(&keyType, "key-type", string(openpgp.RSA4096), "server OpenPGP key type: rsa4096 or ed25519")
 	return cmd
 }

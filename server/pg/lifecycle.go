@@ -30,7 +30,7 @@ const logTailLines = 20
 // the server, creates DefaultDatabase owned by User, and stops it again.
 //
 // Init refuses a DataDir that already holds a cluster (ErrAlreadyInitialized)
-// or anything else: callers that want idempotence check Initialized first.
+// or any other file: callers that want idempotence check Initialized first.
 func (i *Instance) Init(ctx context.Context, password string) error {
 	if password == "" {
 		return errors.New("the PostgreSQL superuser password must not be empty")

@@ -161,7 +161,7 @@ func sharedInstance() (*pg.Instance, string, error) {
 func newInstance() (*pg.Instance, error) {
 	probe := &pg.Instance{}
 	if _, err := probe.ResolveBinDir(); err != nil {
-		return nil, fmt.Errorf("%w\nRun `make test`, which installs the test dependencies (hack/install-test-deps.sh).", err)
+		return nil, fmt.Errorf("%w; run `make test`, which installs the test dependencies (hack/install-test-deps.sh)", err)
 	}
 	r, err := rootDir()
 	if err != nil {
