@@ -76,8 +76,20 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	defer stopPrune()
 	go api.PruneNonces(pruneCtx, time.Minute)
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(ln, tlsCfg)) }()
+	// HKP (plain HTTP, public keys only) and HTTPS share the port.
+	plain := &http.Server{
+		Handler:           api.PublicHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          srv.ErrorLog,
+	}
+	sides := split(ln)
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(tls.NewListener(sides.tls, tlsCfg)) }()
+	go func() { errc <- plain.Serve(sides.plain) }()
 	log.Info("serving", "addr", ln.Addr().String(), "fingerprint", st.ServerKey.Public().ID())
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
@@ -89,7 +101,9 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	ln.Close()
+	err = errors.Join(srv.Shutdown(shutdownCtx), plain.Shutdown(shutdownCtx))
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	log.Info("stopped")

@@ -148,6 +148,20 @@ func (p *headerProbe) Header() http.Header         { return p.header }
 func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *headerProbe) WriteHeader(status int)      { p.status = status }
 
+// PublicHandler serves what may travel without TLS on the same port: the
+// HKP key lookup and the server fingerprint, both public. Anything else is
+// refused with a pointer to HTTPS.
+func (s *Server) PublicHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /pks/lookup", s.handleLookup)
+	mux.HandleFunc("GET /{$}", s.handleRoot)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, newError(http.StatusBadRequest, "https_required",
+			"only the HKP key lookup and the fingerprint are served over plain HTTP; use https:// on this port"))
+	})
+	return s.instrument(mux)
+}
+
 // PruneNonces deletes expired nonces every interval until ctx ends.
 func (s *Server) PruneNonces(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)

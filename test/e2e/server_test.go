@@ -167,8 +167,15 @@ func TestServerAsUsersRunIt(t *testing.T) {
 		t.Fatalf("disabled get: %v %q", r.err, r.stderr)
 	}
 
-	// GnuPG fetches the server key over HKP on the same port.
-	gpgFetch(t, root, apiPort, ca, serverFP)
+	// GnuPG fetches the server's and a client's key over HKP on the same port.
+	gpgFetch(t, root, apiPort, serverFP)
+	gpgFetch(t, root, apiPort, fp2)
+	if out := curl(t, "http://127.0.0.1:"+itoa(apiPort)+"/?a=fingerprint"); out != serverID {
+		t.Fatalf("plain-HTTP fingerprint = %q", out)
+	}
+	if out, err := exec.Command("curl", "-s", "http://127.0.0.1:"+itoa(apiPort)+"/v1/deposits").Output(); err != nil || !strings.Contains(string(out), "https_required") {
+		t.Fatalf("plain-HTTP API request: %v %s", err, out)
+	}
 
 	// docs/API.md's gpg + curl client, as written.
 	script := apiExample(t)
@@ -268,15 +275,14 @@ func hashTree(t *testing.T, dir string) map[string][32]byte {
 	return out
 }
 
-// gpgFetch fetches the server's key with gpg --recv-keys over hkps.
-func gpgFetch(t *testing.T, root string, port int, ca, fp string) {
+// gpgFetch fetches a key with gpg --recv-keys from the server's port.
+func gpgFetch(t *testing.T, root string, port int, fp string) {
 	t.Helper()
 	home := filepath.Join(root, "gnupg-hkp")
 	os.Mkdir(home, 0o700)
-	os.WriteFile(filepath.Join(home, "dirmngr.conf"), []byte("hkp-cacert "+ca+"\n"), 0o600)
 	env := append(os.Environ(), "GNUPGHOME="+home)
 	defer exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
-	cmd := exec.Command("gpg", "--batch", "--keyserver", "hkps://127.0.0.1:"+itoa(port), "--recv-keys", fp)
+	cmd := exec.Command("gpg", "--batch", "--keyserver", "hkp://127.0.0.1:"+itoa(port), "--recv-keys", fp)
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("gpg --recv-keys over hkps: %v\n%s", err, out)
