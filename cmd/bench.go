@@ -466,8 +466,12 @@ func startScratch(ctx context.Context, out io.Writer) (*scratch, error) {
 	if err != nil {
 		return nil, err
 	}
+	apiPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(out, "starting a scratch PostgreSQL and server in %s\n", root)
-	if _, err := confdir.Init(dir, confdir.InitOptions{Hostname: "localhost", KeyType: openpgp.Ed25519, DBPort: dbPort, ListenAddress: "127.0.0.1:0"}); err != nil {
+	if _, err := confdir.Init(dir, confdir.InitOptions{Hostname: "localhost", KeyType: openpgp.Ed25519, DBPort: dbPort, ListenAddress: "127.0.0.1:" + strconv.Itoa(apiPort)}); err != nil {
 		return nil, err
 	}
 	st, err := confdir.Open(dir)
@@ -475,7 +479,7 @@ func startScratch(ctx context.Context, out io.Writer) (*scratch, error) {
 		return nil, err
 	}
 	cfg := st.Config
-	s := &scratch{root: root, confdir: dir, inst: &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser}}
+	s := &scratch{root: root, confdir: dir, inst: &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser, RunAs: pg.DefaultRunAs}}
 	if err := initDB(ctx, dir, cfg, s.inst); err != nil {
 		os.RemoveAll(root)
 		return nil, err

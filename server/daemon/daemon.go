@@ -20,6 +20,10 @@ import (
 	"trustee.dev/trustee/server/tlsconf"
 )
 
+// dbConns is the database pool size: enough connections that concurrent
+// writes share commits (group commit) instead of queueing for a connection.
+const dbConns = 32
+
 // Options tune a run.
 type Options struct {
 	Log *slog.Logger
@@ -37,7 +41,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		log = slog.Default()
 	}
 	cfg := st.Config
-	db, err := store.Open(ctx, st.DSN(), 0)
+	db, err := store.Open(ctx, st.DSN(), dbConns)
 	if err != nil {
 		return err
 	}

@@ -8,12 +8,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -112,6 +114,7 @@ func TestNewCertSourceErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := func(name string) string { return filepath.Join(dir, name) }
+	writeFile(t, p("key-pkcs8-corrupt.pem"), corruptPKCS8(t, readFile(t, p("key-pkcs8-enc.pem"))))
 
 	tests := []struct {
 		name             string
@@ -141,6 +144,8 @@ func TestNewCertSourceErrors(t *testing.T) {
 		{"script fails with stderr", p("cert.pem"), "", p("key-pkcs8-enc.pem"), failing, 0, []string{"exited with status 3", "oops, the vault said no to [redacted]"}},
 		{"script missing", p("cert.pem"), "", p("key-pkcs8-enc.pem"), "/nonexistent/kts-password " + testPassword, 0, []string{`cannot run "/nonexistent/kts-password"`}},
 		{"script prints nothing", p("cert.pem"), "", p("key-pkcs8-enc.pem"), "/bin/true", 0, []string{"printed nothing on stdout"}},
+		{"script prints too much", p("cert.pem"), "", p("key-pkcs8-enc.pem"), "/usr/bin/head -c 70000 /dev/zero", 0, []string{"printed more than 65536 bytes"}},
+		{"corrupt encrypted PKCS#8", p("cert.pem"), "", p("key-pkcs8-corrupt.pem"), passwordScript, 0, []string{"SSL_PRIVATE_KEY", "malformed encrypted PKCS#8 key"}},
 		{"script hangs", p("cert.pem"), "", p("key-pkcs8-enc.pem"), "/bin/sleep 30", 300 * time.Millisecond, []string{"did not finish within 300ms"}},
 	}
 	for _, tt := range tests {
@@ -165,6 +170,64 @@ func TestNewCertSourceErrors(t *testing.T) {
 				t.Errorf("error %q reveals the password", err)
 			}
 		})
+	}
+}
+
+// corruptPKCS8 cuts one byte off the ciphertext of an encrypted PKCS#8 key,
+// so that it is no longer a whole number of cipher blocks.
+func corruptPKCS8(t *testing.T, keyPEM string) string {
+	t.Helper()
+	block, _ := pem.Decode([]byte(keyPEM))
+	var info struct {
+		Algo pkix.AlgorithmIdentifier
+		Data []byte
+	}
+	if _, err := asn1.Unmarshal(block.Bytes, &info); err != nil {
+		t.Fatal(err)
+	}
+	info.Data = info.Data[:len(info.Data)-1]
+	der, err := asn1.Marshal(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: block.Type, Bytes: der}))
+}
+
+func TestCertSourceConcurrentRotation(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := GenerateSelfSigned([]string{"localhost"}, certFile, keyFile, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	next := t.TempDir()
+	if err := GenerateSelfSigned([]string{"localhost"}, filepath.Join(next, "cert.pem"), filepath.Join(next, "key.pem"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := newTestLogger(t)
+	src, err := NewCertSource(certFile, "", keyFile, "", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSerial := src.Certificate().Leaf.SerialNumber
+
+	var wg sync.WaitGroup
+	stop := time.Now().Add(checkInterval + 500*time.Millisecond)
+	for range 8 {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				c, err := src.GetCertificate(nil)
+				if err != nil || c == nil || c.Leaf == nil {
+					t.Errorf("GetCertificate = %v, %v", c, err)
+					return
+				}
+			}
+		})
+	}
+	replaceFile(t, keyFile, readFile(t, filepath.Join(next, "key.pem")))
+	replaceFile(t, certFile, readFile(t, filepath.Join(next, "cert.pem")))
+	wg.Wait()
+	if src.Certificate().Leaf.SerialNumber.Cmp(oldSerial) == 0 {
+		t.Error("the replaced certificate was not picked up")
 	}
 }
 

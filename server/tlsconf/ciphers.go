@@ -17,9 +17,10 @@ import (
 //
 // Deliberate differences: a name that is not part of OpenSSL's vocabulary is
 // an error (OpenSSL silently skips it); an added element that selects no Go
-// suite yields a warning; DEFAULT is recognised as the first element only,
-// as in OpenSSL, but is reported elsewhere; @SECLEVEL is accepted and
-// ignored with a warning.
+// suite yields a warning; DEFAULT anywhere but first is ignored, as in
+// OpenSSL, but with a warning; @SECLEVEL=n is accepted and ignored with a
+// warning; an element that OpenSSL would drop must be followed by a
+// separator.
 
 // Key exchange bits (OpenSSL's algorithm_mkey).
 const (
@@ -401,8 +402,8 @@ func ParseCipherList(s string) (suites []uint16, warnings []string, err error) {
 		return nil, nil, nil
 	}
 	p := &cipherParser{}
-	for _, c := range available {
-		p.list = append(p.list, entry{suite: byName[c.name]})
+	for i := range available {
+		p.list = append(p.list, entry{suite: &available[i]})
 	}
 	rest := s
 	if tail, ok := cutDefault(s); ok {

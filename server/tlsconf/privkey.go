@@ -39,7 +39,7 @@ func runPasswordScript(script string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), passwordScriptTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog, args[1:]...)
-	stdout := &cappedBuffer{max: maxPasswordBytes}
+	stdout := &cappedBuffer{max: maxPasswordBytes, buf: make([]byte, 0, 1024)}
 	stderr := &cappedBuffer{max: 4 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// Do not wait forever for children that keep the output pipes open.
@@ -102,14 +102,16 @@ type cappedBuffer struct {
 	truncated bool
 }
 
+// Write keeps what fits and discards the rest, reporting success so that
+// the writer is not stopped by a broken pipe.
 func (c *cappedBuffer) Write(p []byte) (int, error) {
-	room := c.max - len(c.buf)
-	if len(p) > room {
+	n := len(p)
+	if room := c.max - len(c.buf); n > room {
 		c.truncated = true
 		p = p[:max(room, 0)]
 	}
 	c.buf = append(c.buf, p...)
-	return len(p), nil
+	return n, nil
 }
 
 // parsePrivateKey decodes the first PEM private key in data: PKCS#1, SEC1 or

@@ -1,0 +1,58 @@
+package confdir
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"trustee.dev/trustee/server/openpgp"
+)
+
+func TestInitCreatesOnceAndOpens(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	res, err := Init(dir, InitOptions{Hostname: "kts01.example.com", KeyType: openpgp.Ed25519, DBPort: 12345})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Created) != 7 || len(res.Warnings) != 1 || !strings.HasPrefix(res.ServerID, "255E/") {
+		t.Fatalf("first Init: %+v", res)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("state dir mode %v, %v", fi.Mode().Perm(), err)
+	}
+	key, _ := os.ReadFile(filepath.Join(dir, "server-key.asc"))
+	again, err := Init(dir, InitOptions{Hostname: "other", KeyType: openpgp.RSA4096})
+	if err != nil || len(again.Created) != 0 || again.ServerID != res.ServerID {
+		t.Fatalf("second Init: %+v, %v", again, err)
+	}
+	if key2, _ := os.ReadFile(filepath.Join(dir, "server-key.asc")); string(key2) != string(key) {
+		t.Fatal("second Init replaced the server key")
+	}
+	st, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Config.DBPort != 12345 || st.ServerKey.Public().ID() != res.ServerID || !strings.Contains(st.DSN(), ":12345/keytrustee") {
+		t.Fatalf("Open: port %d, id %s, dsn has password? %v", st.Config.DBPort, st.ServerKey.Public().ID(), strings.Contains(st.DSN(), st.DBPassword))
+	}
+}
+
+func TestOpenExplainsWhatIsMissing(t *testing.T) {
+	if _, err := Open(t.TempDir()); err == nil || !strings.Contains(err.Error(), "kts init") {
+		t.Fatalf("Open of an empty dir: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "state")
+	if _, err := Init(dir, InitOptions{Hostname: "h", KeyType: openpgp.Ed25519}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "session.key"), []byte("short\n"), 0o600)
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "session.key") {
+		t.Fatalf("Open with a short session key: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "deposit-keyring.json"))
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "kts init") {
+		t.Fatalf("Open without keyring: %v", err)
+	}
+}
