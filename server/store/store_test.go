@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"trustee.dev/trustee/server/keyring"
 	"trustee.dev/trustee/server/pg/pgtest"
