@@ -36,6 +36,8 @@ type benchOptions struct {
 	size, prefill   int
 	warmup, window  time.Duration
 	rateFraction    float64
+	only            string
+	serverProfile   string
 }
 
 func newBenchCommand() *cobra.Command {
@@ -75,6 +77,8 @@ temporary directory and removes them afterwards; otherwise it runs against
 	f.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured window")
 	f.DurationVar(&o.window, "duration", 10*time.Second, "measured window of each run")
 	f.Float64Var(&o.rateFraction, "rate-fraction", 0.5, "fixed-rate GET at this fraction of the peak GET rate")
+	f.StringVar(&o.only, "only", "", "run only this measurement (e.g. kts-get), once per round, without the summary")
+	f.StringVar(&o.serverProfile, "server-cpu-profile", "", "with --scratch: write the server's CPU profile to this file")
 	cmd.AddCommand(newBareServerCommand())
 	return cmd
 }
@@ -84,7 +88,7 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 		return errors.New("--concurrency, --rounds, --size and --prefill must be positive")
 	}
 	if o.scratch {
-		env, err := startScratch(ctx, out)
+		env, err := startScratch(ctx, out, o)
 		if err != nil {
 			return err
 		}
@@ -161,12 +165,18 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 		raw.round = round
 		fmt.Fprintf(out, "\nround %d/%d  load average %s\n", round, o.rounds, loadAverage())
 		for _, op := range ops {
+			if o.only != "" && o.only != op.name {
+				continue
+			}
 			r := bench.ClosedLoop(ctx, op.name, o.workers, o.warmup, o.window, op.op)
 			results[op.name] = append(results[op.name], r)
 			fmt.Fprintf(out, "  %s\n", r)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+		}
+		if o.only != "" {
+			return nil
 		}
 		rate := o.rateFraction * results["kts-get"][round-1].Rate()
 		r := bench.FixedRate(ctx, fmt.Sprintf("kts-get@%.0f/s", rate), o.workers, rate, o.warmup, o.window, ops[1].op)
@@ -455,7 +465,7 @@ func (s *scratch) stop() {
 	os.RemoveAll(s.root)
 }
 
-func startScratch(ctx context.Context, out io.Writer) (*scratch, error) {
+func startScratch(ctx context.Context, out io.Writer, o benchOptions) (*scratch, error) {
 	root, err := os.MkdirTemp("", "kts-bench-")
 	if err != nil {
 		return nil, err
@@ -488,7 +498,11 @@ func startScratch(ctx context.Context, out io.Writer) (*scratch, error) {
 		s.stop()
 		return nil, err
 	}
-	if s.server, err = startChild(ctx, "server", "--confdir", dir, "--log-level", "warn", "--announce"); err != nil {
+	args := []string{"server", "--confdir", dir, "--log-level", "warn", "--announce"}
+	if o.serverProfile != "" {
+		args = append(args, "--cpu-profile", o.serverProfile)
+	}
+	if s.server, err = startChild(ctx, args...); err != nil {
 		s.stop()
 		return nil, err
 	}

@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"fmt"
+	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -12,6 +14,7 @@ import (
 func newServerCommand() *cobra.Command {
 	var dir, logLevel string
 	var announce bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the deposit API over HTTPS (port 11371 by default)",
@@ -20,6 +23,17 @@ func newServerCommand() *cobra.Command {
 			log, err := newLogger(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
 				return err
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			st, err := confdir.Open(dir)
 			if err != nil {
@@ -34,6 +48,7 @@ func newServerCommand() *cobra.Command {
 	}
 	addConfdirFlag(cmd, &dir)
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the run to this file (for performance work)")
 	cmd.Flags().BoolVar(&announce, "announce", false, `print "listening ADDR" on standard output once serving`)
 	return cmd
 }

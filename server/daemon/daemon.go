@@ -24,6 +24,16 @@ import (
 // writes share commits (group commit) instead of queueing for a connection.
 const dbConns = 32
 
+// Deposit reads and writes are coalesced by batchWorkers workers each, at
+// most maxBatch requests a statement (see store.Batcher).
+const (
+	batchWorkers = 1
+	maxBatch     = 64
+)
+
+// readCacheBytes bounds the sealed deposits kept in memory (store.Cache).
+const readCacheBytes = 64 << 20
+
 // Options tune a run.
 type Options struct {
 	Log *slog.Logger
@@ -54,8 +64,12 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		return err
 	}
 	api := httpapi.New(httpapi.Options{
-		Store:     db,
-		Deposits:  &deposit.Service{Store: db, Keyring: st.Keyring, MaxBytes: cfg.MaxDepositBytes},
+		Store: db,
+		Deposits: &deposit.Service{
+			Store:    store.NewCache(ctx, db, store.NewBatcher(ctx, db, batchWorkers, maxBatch), readCacheBytes, log),
+			Keyring:  st.Keyring,
+			MaxBytes: cfg.MaxDepositBytes,
+		},
 		ServerKey: st.ServerKey.Public(),
 		Tokens:    st.Tokens,
 		Log:       log,

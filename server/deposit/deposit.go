@@ -24,9 +24,18 @@ var (
 	ErrTooLarge    = errors.New("deposit too large")
 )
 
+// Store keeps sealed deposits: *store.Store, or a *store.Batcher that
+// coalesces concurrent requests.
+type Store interface {
+	PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error
+	GetDeposit(ctx context.Context, owner, name string) (keyring.Sealed, error)
+	DeleteDeposit(ctx context.Context, owner, name string) error
+	ListDeposits(ctx context.Context, owner string) ([]store.DepositInfo, error)
+}
+
 // Service is the deposit domain: store + keyring + limits.
 type Service struct {
-	Store    *store.Store
+	Store    Store
 	Keyring  keyring.Keyring
 	MaxBytes int64
 }

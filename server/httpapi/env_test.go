@@ -66,9 +66,14 @@ func (e *env) advance(d time.Duration) {
 	e.mu.Unlock()
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv serves deposits as the daemon does: through the read cache and the
+// batcher.
+func newEnv(t *testing.T) *env { return newEnvWith(t, true) }
+
+func newEnvWith(t *testing.T, cached bool) *env {
 	t.Helper()
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	db, err := store.Open(ctx, pgtest.DSN(t), 4)
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +95,13 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, store: db, key: testKey(t, 0), now: time.Now()}
+	var deposits deposit.Store = db
+	if cached {
+		deposits = store.NewCache(ctx, db, store.NewBatcher(ctx, db, 1, 64), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
 	api := httpapi.New(httpapi.Options{
 		Store:     db,
-		Deposits:  &deposit.Service{Store: db, Keyring: kr, MaxBytes: 1024},
+		Deposits:  &deposit.Service{Store: deposits, Keyring: kr, MaxBytes: 1024},
 		ServerKey: e.key.Public(),
 		Tokens:    tokens,
 		Now:       e.clock,

@@ -62,8 +62,10 @@ func (s *Store) Client(ctx context.Context, fingerprint string) (Client, error) 
 // SetClientState moves a client to a new state and returns the previous one.
 func (s *Store) SetClientState(ctx context.Context, fingerprint string, state ClientState) (ClientState, error) {
 	var prev string
-	err := s.pool.QueryRow(ctx, `UPDATE clients c SET state = $2 FROM clients old
-		WHERE c.fingerprint = $1 AND old.fingerprint = c.fingerprint RETURNING old.state`, fingerprint, string(state)).Scan(&prev)
+	err := s.pool.QueryRow(ctx, `WITH upd AS (
+			UPDATE clients c SET state = $2 FROM clients old
+			WHERE c.fingerprint = $1 AND old.fingerprint = c.fingerprint RETURNING old.state)
+		SELECT state FROM upd, pg_notify('`+invalidateChannel+`', 'c:' || $1::text)`, fingerprint, string(state)).Scan(&prev)
 	if noRows(err) {
 		return "", fmt.Errorf("client %s: %w", fingerprint, ErrNotFound)
 	}

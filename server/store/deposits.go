@@ -78,9 +78,11 @@ func (s *Store) GetDeposit(ctx context.Context, owner, name string) (keyring.Sea
 func (s *Store) DeleteDeposit(ctx context.Context, owner, name string) error {
 	var state *string
 	var deleted bool
+	var notified any
 	err := s.pool.QueryRow(ctx, `WITH c AS (SELECT state FROM clients WHERE fingerprint = $1),
 		del AS (DELETE FROM deposits d USING c WHERE d.owner = $1 AND d.name = $2 AND c.state = 'active' RETURNING 1)
-		SELECT (SELECT state FROM c), EXISTS (SELECT 1 FROM del)`, owner, name).Scan(&state, &deleted)
+		SELECT (SELECT state FROM c), EXISTS (SELECT 1 FROM del),
+			pg_notify('`+invalidateChannel+`', 'd:' || $1::text || '/' || $2::text)`, owner, name).Scan(&state, &deleted, &notified)
 	if err != nil {
 		return err
 	}
