@@ -38,6 +38,7 @@ on first use (reused afterwards), starts its PostgreSQL, the HTTPS server on
 everything it started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tuneGC()
 			log, err := newLogger(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
 				return err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -85,6 +86,18 @@ func defaultConfdir() string {
 		return env
 	}
 	return DefaultConfdir
+}
+
+// serverGCPercent trades memory for latency: a request allocates its TLS
+// and HTTP buffers, and with Go's default (100) a small heap is collected so
+// often that collection pauses show in tail latency (see docs/PERFORMANCE.md).
+const serverGCPercent = 400
+
+// tuneGC applies serverGCPercent unless GOGC is set explicitly.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serverGCPercent)
+	}
 }
 
 // newLogger returns a JSON logger on w at the named level.

@@ -20,6 +20,7 @@ func newServerCommand() *cobra.Command {
 		Short: "Serve the deposit API over HTTPS (port 11371 by default)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tuneGC()
 			log, err := newLogger(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
 				return err

@@ -17,12 +17,12 @@ type Op func(ctx context.Context, w, seq int) error
 
 // Result is what one run measured.
 type Result struct {
-	Name      string
-	Ops       int
-	Errors    int
-	FirstErr  error
-	Elapsed   time.Duration
-	latencies []time.Duration // sorted
+	Name     string
+	Ops      int
+	Errors   int
+	FirstErr error
+	Elapsed  time.Duration
+	hist     histogram
 }
 
 // Rate is operations per second over the measured window.
@@ -34,14 +34,7 @@ func (r Result) Rate() float64 {
 }
 
 // Percentile returns the q-quantile (0 < q ≤ 1) of the latencies.
-func (r Result) Percentile(q float64) time.Duration {
-	if len(r.latencies) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(r.latencies))+0.5) - 1
-	i = max(0, min(i, len(r.latencies)-1))
-	return r.latencies[i]
-}
+func (r Result) Percentile(q float64) time.Duration { return r.hist.percentile(q) }
 
 func (r Result) String() string {
 	s := fmt.Sprintf("%-16s %9.0f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d",
@@ -58,13 +51,13 @@ type recorder struct {
 	mu        sync.Mutex
 	ops, errs int
 	first     error
-	lat       []time.Duration
+	hist      histogram
 }
 
-func (r *recorder) add(lat []time.Duration, ops, errs int, first error) {
+func (r *recorder) add(h *histogram, ops, errs int, first error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lat = append(r.lat, lat...)
+	r.hist.merge(h)
 	r.ops += ops
 	r.errs += errs
 	if r.first == nil {
@@ -73,8 +66,7 @@ func (r *recorder) add(lat []time.Duration, ops, errs int, first error) {
 }
 
 func (r *recorder) result(name string, elapsed time.Duration) Result {
-	slices.Sort(r.lat)
-	return Result{Name: name, Ops: r.ops, Errors: r.errs, FirstErr: r.first, Elapsed: elapsed, latencies: r.lat}
+	return Result{Name: name, Ops: r.ops, Errors: r.errs, FirstErr: r.first, Elapsed: elapsed, hist: r.hist}
 }
 
 // ClosedLoop runs op on each of workers as fast as it completes: warm-up
@@ -88,7 +80,7 @@ func ClosedLoop(ctx context.Context, name string, workers int, warmup, window ti
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var lat []time.Duration
+			var lat histogram
 			var ops, errs int
 			var first error
 			for seq := 0; ctx.Err() == nil; seq++ {
@@ -108,9 +100,9 @@ func ClosedLoop(ctx context.Context, name string, workers int, warmup, window ti
 					continue
 				}
 				ops++
-				lat = append(lat, time.Since(t0))
+				lat.add(time.Since(t0))
 			}
-			rec.add(lat, ops, errs, first)
+			rec.add(&lat, ops, errs, first)
 		}()
 	}
 	wg.Wait()
@@ -144,7 +136,7 @@ func FixedRate(ctx context.Context, name string, workers int, rate float64, warm
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var lat []time.Duration
+			var lat histogram
 			var ops, errs int
 			var first error
 			for seq := 0; ; seq++ {
@@ -164,13 +156,67 @@ func FixedRate(ctx context.Context, name string, workers int, rate float64, warm
 					continue
 				}
 				ops++
-				lat = append(lat, time.Since(t))
+				lat.add(time.Since(t))
 			}
-			rec.add(lat, ops, errs, first)
+			rec.add(&lat, ops, errs, first)
 		}()
 	}
 	wg.Wait()
 	return rec.result(name, window)
+}
+
+// histogram counts latencies in log-linear buckets: 1 µs wide below 1 ms,
+// 25 µs wide up to 100 ms; longer ones are kept exactly. Recording costs no
+// allocation, so the load generator does not disturb what it measures.
+type histogram struct {
+	fine   [1000]uint32 // [0, 1 ms) by 1 µs
+	coarse [3960]uint32 // [1 ms, 100 ms) by 25 µs
+	slow   []time.Duration
+	n      int
+}
+
+func (h *histogram) add(d time.Duration) {
+	h.n++
+	switch {
+	case d < time.Millisecond:
+		h.fine[max(d, 0)/time.Microsecond]++
+	case d < 100*time.Millisecond:
+		h.coarse[(d-time.Millisecond)/(25*time.Microsecond)]++
+	default:
+		h.slow = append(h.slow, d)
+	}
+}
+
+func (h *histogram) merge(o *histogram) {
+	for i, c := range o.fine {
+		h.fine[i] += c
+	}
+	for i, c := range o.coarse {
+		h.coarse[i] += c
+	}
+	h.slow = append(h.slow, o.slow...)
+	h.n += o.n
+}
+
+// percentile returns the upper edge of the bucket holding the q-quantile.
+func (h *histogram) percentile(q float64) time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	rank := max(1, int(q*float64(h.n)+0.5))
+	seen := 0
+	for i, c := range h.fine {
+		if seen += int(c); seen >= rank {
+			return time.Duration(i+1) * time.Microsecond
+		}
+	}
+	for i, c := range h.coarse {
+		if seen += int(c); seen >= rank {
+			return time.Millisecond + time.Duration(i+1)*25*time.Microsecond
+		}
+	}
+	slices.Sort(h.slow)
+	return h.slow[min(rank-seen, len(h.slow))-1]
 }
 
 // Median returns the median and range of xs.

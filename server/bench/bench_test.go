@@ -34,9 +34,19 @@ func TestFixedRateKeepsRate(t *testing.T) {
 }
 
 func TestPercentileAndMedian(t *testing.T) {
-	r := Result{latencies: []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}
-	if r.Percentile(0.5) != 5 || r.Percentile(0.99) != 10 || r.Percentile(0.1) != 1 {
-		t.Fatalf("percentiles: %v %v %v", r.Percentile(0.5), r.Percentile(0.99), r.Percentile(0.1))
+	var r Result
+	for i := 1; i <= 100; i++ {
+		r.hist.add(time.Duration(i) * 100 * time.Microsecond) // 0.1 ms … 10 ms
+	}
+	r.hist.add(200 * time.Millisecond)
+	for q, want := range map[float64]time.Duration{
+		0.01: 101 * time.Microsecond,  // 0.1 ms, in a 1 µs bucket
+		0.5:  5125 * time.Microsecond, // the 51st of 101: 5.1 ms, in a 25 µs bucket
+		1:    200 * time.Millisecond,  // kept exactly
+	} {
+		if got := r.Percentile(q); got != want {
+			t.Errorf("Percentile(%v) = %v, want %v", q, got, want)
+		}
 	}
 	if m, lo, hi := Median([]float64{3, 1, 2}); m != 2 || lo != 1 || hi != 3 {
 		t.Fatalf("Median = %v %v %v", m, lo, hi)
