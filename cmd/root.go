@@ -29,11 +29,11 @@ func Execute(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
 		var ee exitError
 		if errors.As(err, &ee) {
-			return int(ee)
+			return int(ee) // the command already said why
 		}
+		fmt.Fprintln(os.Stderr, "Error:", err)
 		return 1
 	}
 	return 0

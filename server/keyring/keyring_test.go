@@ -31,7 +31,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if size > 0 && bytes.Contains(s.Ciphertext, plain[:min(size, 16)]) {
+		if size >= 16 && bytes.Contains(s.Ciphertext, plain[:16]) {
 			t.Fatalf("ciphertext contains plaintext")
 		}
 		got, err := Open(ctx, kr, s, []byte("owner/name"))
