@@ -70,9 +70,10 @@ type Client struct {
 
 	key *openpgp.PrivateKey
 
-	mu      sync.Mutex
-	token   string
-	expires time.Time
+	mu       sync.Mutex
+	token    string
+	expires  time.Time
+	verified bool // the server's OpenPGP identity matched the pinned one
 }
 
 // Open loads a client state directory written by Register.
@@ -216,6 +217,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, want 
 }
 
 func (c *Client) authorize(ctx context.Context, req *http.Request, body []byte) error {
+	if err := c.verifyServer(ctx); err != nil {
+		return err
+	}
 	if c.Signed {
 		return auth.SignRequest(c.key, req, body, time.Now())
 	}
@@ -224,6 +228,26 @@ func (c *Client) authorize(ctx context.Context, req *http.Request, body []byte) 
 		return err
 	}
 	req.Header.Set("Authorization", "KTS-Session "+token)
+	return nil
+}
+
+// verifyServer checks, once per Client, that the server still presents the
+// OpenPGP identity pinned at registration.
+func (c *Client) verifyServer(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.verified || c.Config.ServerFingerprint == "" {
+		return nil
+	}
+	id, err := fetchFingerprint(ctx, c)
+	if err != nil {
+		return err
+	}
+	if id != c.Config.ServerFingerprint {
+		return fmt.Errorf("server %s presents OpenPGP identity %s, not %s pinned at registration; refusing to send anything to it",
+			c.Config.ServerURL, id, c.Config.ServerFingerprint)
+	}
+	c.verified = true
 	return nil
 }
 

@@ -3,7 +3,9 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -130,6 +132,10 @@ func fetchFingerprint(ctx context.Context, c *Client) (string, error) {
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
+		var unknownCA x509.UnknownAuthorityError
+		if errors.As(err, &unknownCA) {
+			return "", fmt.Errorf("reach server: %w (give the CA that signed its certificate with --ca-file, or use --skip-ssl-check for a self-signed server)", err)
+		}
 		return "", fmt.Errorf("reach server: %w", err)
 	}
 	defer resp.Body.Close()
