@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ type benchOptions struct {
 	rateFraction    float64
 	only            string
 	serverProfile   string
+	profile         string
 }
 
 func newBenchCommand() *cobra.Command {
@@ -64,6 +66,17 @@ temporary directory and removes them afterwards; otherwise it runs against
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tuneGC()
+			if o.profile != "" {
+				f, err := os.Create(o.profile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return runBench(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
@@ -79,6 +92,7 @@ temporary directory and removes them afterwards; otherwise it runs against
 	f.DurationVar(&o.window, "duration", 10*time.Second, "measured window of each run")
 	f.Float64Var(&o.rateFraction, "rate-fraction", 0.5, "fixed-rate GET at this fraction of the peak GET rate")
 	f.StringVar(&o.only, "only", "", "run only this measurement (e.g. kts-get), once per round, without the summary")
+	f.StringVar(&o.profile, "cpu-profile", "", "write the load generator's CPU profile to this file")
 	f.StringVar(&o.serverProfile, "server-cpu-profile", "", "with --scratch: write the server's CPU profile to this file")
 	cmd.AddCommand(newBareServerCommand())
 	return cmd

@@ -28,7 +28,7 @@ const acmeCode = "ThisISAs3cr3t!"
 
 // env is a server on real PostgreSQL, served over TLS by httptest.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	store *store.Store
 	srv   *httptest.Server
 	key   *openpgp.PrivateKey // the server's
@@ -68,9 +68,9 @@ func (e *env) advance(d time.Duration) {
 
 // newEnv serves deposits as the daemon does: through the read cache and the
 // batcher.
-func newEnv(t *testing.T) *env { return newEnvWith(t, true) }
+func newEnv(t testing.TB) *env { return newEnvWith(t, true) }
 
-func newEnvWith(t *testing.T, cached bool) *env {
+func newEnvWith(t testing.TB, cached bool) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -127,7 +127,7 @@ var (
 )
 
 // testKey returns the i-th of a few Ed25519 keys made once per test binary.
-func testKey(t *testing.T, i int) *openpgp.PrivateKey {
+func testKey(t testing.TB, i int) *openpgp.PrivateKey {
 	t.Helper()
 	keysOnce.Do(func() {
 		for range 6 {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net"
@@ -199,7 +200,10 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/deposits/"+name)
-	writeJSON(w, http.StatusCreated, depositInfo{Name: name, Size: len(body), Created: s.now().UTC()})
+	out, _ := json.Marshal(depositInfo{Name: name, Size: len(body), Created: s.now().UTC()})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	w.Write(append(out, '\n'))
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -256,8 +260,14 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"deposits": out})
 }
 
+// emptyDigest is the SHA-256 of no body.
+var emptyDigest = sha256.Sum256(nil)
+
 // authenticateNoBody authenticates a request that must not carry a body.
 func (s *Server) authenticateNoBody(w http.ResponseWriter, r *http.Request) (auth.Identity, error) {
+	if r.ContentLength == 0 {
+		return s.authenticate(r, emptyDigest)
+	}
 	_, digest, err := readBody(w, r, 0)
 	if err != nil {
 		return auth.Identity{}, newError(http.StatusBadRequest, "unexpected_body", "this request takes no body")

@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -17,7 +18,7 @@ import (
 // deposits sealed before a rotation stay readable.
 type FileKeyring struct {
 	current string
-	keys    map[string][]byte
+	keys    map[string]cipher.AEAD // built once: AES-GCM instances are safe for concurrent use
 }
 
 type fileFormat struct {
@@ -70,12 +71,16 @@ func LoadFile(path string) (*FileKeyring, error) {
 	if err := json.Unmarshal(data, &ff); err != nil {
 		return nil, fmt.Errorf("deposit keyring %s is not valid JSON: %w", filepath.Base(path), err)
 	}
-	kr := &FileKeyring{current: ff.Current, keys: make(map[string][]byte, len(ff.Keys))}
+	kr := &FileKeyring{current: ff.Current, keys: make(map[string]cipher.AEAD, len(ff.Keys))}
 	for _, k := range ff.Keys {
 		if len(k.Key) != 32 {
 			return nil, fmt.Errorf("deposit keyring %s: key %q is %d bytes, want 32", filepath.Base(path), k.ID, len(k.Key))
 		}
-		kr.keys[k.ID] = k.Key
+		aead, err := newGCM(k.Key)
+		if err != nil {
+			return nil, err
+		}
+		kr.keys[k.ID] = aead
 	}
 	if _, ok := kr.keys[ff.Current]; !ok {
 		return nil, fmt.Errorf("deposit keyring %s: current key %q is not in the file", filepath.Base(path), ff.Current)
@@ -100,7 +105,7 @@ func (k *FileKeyring) CurrentKeyID() string { return k.current }
 
 // Wrap implements Keyring.
 func (k *FileKeyring) Wrap(_ context.Context, dataKey, aad []byte) (string, []byte, error) {
-	w, err := sealGCM(k.keys[k.current], dataKey, wrapAAD(k.current, aad))
+	w, err := sealAEAD(k.keys[k.current], dataKey, wrapAAD(k.current, aad))
 	return k.current, w, err
 }
 
@@ -110,7 +115,7 @@ func (k *FileKeyring) Unwrap(_ context.Context, keyID string, wrapped, aad []byt
 	if !ok {
 		return nil, fmt.Errorf("deposit was sealed under key %q, which is not in this server's keyring; restore the keyring file from backup", keyID)
 	}
-	return openGCM(kek, wrapped, wrapAAD(keyID, aad))
+	return openAEAD(kek, wrapped, wrapAAD(keyID, aad))
 }
 
 func wrapAAD(keyID string, aad []byte) []byte {

@@ -73,6 +73,11 @@ func sealGCM(key, plaintext, aad []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return sealAEAD(aead, plaintext, aad)
+}
+
+// sealAEAD returns nonce || seal(plaintext) with a random nonce.
+func sealAEAD(aead cipher.AEAD, plaintext, aad []byte) ([]byte, error) {
 	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
 	if _, err := rand.Read(out); err != nil {
 		return nil, err
@@ -85,6 +90,10 @@ func openGCM(key, sealed, aad []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openAEAD(aead, sealed, aad)
+}
+
+func openAEAD(aead cipher.AEAD, sealed, aad []byte) ([]byte, error) {
 	if len(sealed) < aead.NonceSize()+aead.Overhead() {
 		return nil, ErrOpen
 	}
