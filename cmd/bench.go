@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -66,17 +65,11 @@ temporary directory and removes them afterwards; otherwise it runs against
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tuneGC()
-			if o.profile != "" {
-				f, err := os.Create(o.profile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := startCPUProfile(o.profile)
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			return runBench(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}

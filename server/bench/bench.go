@@ -47,66 +47,71 @@ func (r Result) String() string {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-type recorder struct {
-	mu        sync.Mutex
+// tally is what one worker saw.
+type tally struct {
+	hist      histogram
 	ops, errs int
 	first     error
-	hist      histogram
 }
 
-func (r *recorder) add(h *histogram, ops, errs int, first error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.hist.merge(h)
-	r.ops += ops
-	r.errs += errs
-	if r.first == nil {
-		r.first = first
+func (t *tally) record(err error, d time.Duration) {
+	if err != nil {
+		t.errs++
+		if t.first == nil {
+			t.first = err
+		}
+		return
 	}
+	t.ops++
+	t.hist.add(d)
 }
 
-func (r *recorder) result(name string, elapsed time.Duration) Result {
-	return Result{Name: name, Ops: r.ops, Errors: r.errs, FirstErr: r.first, Elapsed: elapsed, hist: r.hist}
+// drive runs op on workers until next reports no more operations. next
+// gives the time each operation counts from; operations starting before
+// measureFrom are warm-up and not counted.
+func drive(ctx context.Context, name string, workers int, measureFrom time.Time, window time.Duration, next func() (time.Time, bool), op Op) Result {
+	var mu sync.Mutex
+	var total tally
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var t tally
+			for seq := 0; ; seq++ {
+				t0, ok := next()
+				if !ok {
+					break
+				}
+				err := op(ctx, w, seq)
+				if !t0.Before(measureFrom) {
+					t.record(err, time.Since(t0))
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			total.hist.merge(&t.hist)
+			total.ops += t.ops
+			total.errs += t.errs
+			if total.first == nil {
+				total.first = t.first
+			}
+		}()
+	}
+	wg.Wait()
+	return Result{Name: name, Ops: total.ops, Errors: total.errs, FirstErr: total.first, Elapsed: window, hist: total.hist}
 }
 
 // ClosedLoop runs op on each of workers as fast as it completes: warm-up
 // first (not counted), then the measured window.
 func ClosedLoop(ctx context.Context, name string, workers int, warmup, window time.Duration, op Op) Result {
 	start := time.Now()
-	measureFrom, stop := start.Add(warmup), start.Add(warmup+window)
-	var rec recorder
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var lat histogram
-			var ops, errs int
-			var first error
-			for seq := 0; ctx.Err() == nil; seq++ {
-				t0 := time.Now()
-				if !t0.Before(stop) {
-					break
-				}
-				err := op(ctx, w, seq)
-				if t0.Before(measureFrom) {
-					continue
-				}
-				if err != nil {
-					errs++
-					if first == nil {
-						first = err
-					}
-					continue
-				}
-				ops++
-				lat.add(time.Since(t0))
-			}
-			rec.add(&lat, ops, errs, first)
-		}()
+	stop := start.Add(warmup + window)
+	next := func() (time.Time, bool) {
+		t := time.Now()
+		return t, t.Before(stop) && ctx.Err() == nil
 	}
-	wg.Wait()
-	return rec.result(name, window)
+	return drive(ctx, name, workers, start.Add(warmup), window, next, op)
 }
 
 // FixedRate starts operations at a fixed rate (per second) whatever the
@@ -115,7 +120,7 @@ func ClosedLoop(ctx context.Context, name string, workers int, warmup, window ti
 func FixedRate(ctx context.Context, name string, workers int, rate float64, warmup, window time.Duration, op Op) Result {
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
-	measureFrom, stop := start.Add(warmup), start.Add(warmup+window)
+	stop := start.Add(warmup + window)
 	due := make(chan time.Time, 1<<16)
 	go func() {
 		defer close(due)
@@ -130,39 +135,11 @@ func FixedRate(ctx context.Context, name string, workers int, rate float64, warm
 			due <- t
 		}
 	}()
-	var rec recorder
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var lat histogram
-			var ops, errs int
-			var first error
-			for seq := 0; ; seq++ {
-				t, ok := <-due
-				if !ok {
-					break
-				}
-				err := op(ctx, w, seq)
-				if t.Before(measureFrom) {
-					continue
-				}
-				if err != nil {
-					errs++
-					if first == nil {
-						first = err
-					}
-					continue
-				}
-				ops++
-				lat.add(time.Since(t))
-			}
-			rec.add(&lat, ops, errs, first)
-		}()
+	next := func() (time.Time, bool) {
+		t, ok := <-due
+		return t, ok
 	}
-	wg.Wait()
-	return rec.result(name, window)
+	return drive(ctx, name, workers, start.Add(warmup), window, next, op)
 }
 
 // histogram counts latencies in log-linear buckets: 1 µs wide below 1 ms,

@@ -104,21 +104,38 @@ func (b *Batcher) PutDeposit(ctx context.Context, owner, name string, d keyring.
 	return r.err
 }
 
-func (b *Batcher) getBatch(ctx context.Context) {
-	batch := collect(ctx, b.gets, b.max)
-	if len(batch) == 0 {
-		return
-	}
+// request is what both kinds of batched request offer.
+type request interface {
+	fail(error)
+	finish()
+}
+
+// serveBatch takes the next batch from in, answers a lone request with
+// single (the plain statement) and a larger batch with many, then releases
+// every waiter.
+func serveBatch[T request](ctx context.Context, in chan T, max int, single func(T), many func([]T)) {
+	batch := collect(ctx, in, max)
 	defer func() {
 		for _, r := range batch {
-			close(r.done)
+			r.finish()
 		}
 	}()
-	if len(batch) == 1 {
-		r := batch[0]
-		r.sealed, r.err = b.Store.GetDeposit(ctx, r.owner, r.name)
-		return
+	switch len(batch) {
+	case 0:
+	case 1:
+		single(batch[0])
+	default:
+		many(batch)
 	}
+}
+
+func (b *Batcher) getBatch(ctx context.Context) {
+	serveBatch(ctx, b.gets, b.max, func(r *getReq) {
+		r.sealed, r.err = b.Store.GetDeposit(ctx, r.owner, r.name)
+	}, func(batch []*getReq) { b.getMany(ctx, batch) })
+}
+
+func (b *Batcher) getMany(ctx context.Context, batch []*getReq) {
 	owners, names := make([]string, len(batch)), make([]string, len(batch))
 	for i, r := range batch {
 		owners[i], names[i] = r.owner, r.name
@@ -159,20 +176,12 @@ func (b *Batcher) getBatch(ctx context.Context) {
 }
 
 func (b *Batcher) putBatch(ctx context.Context) {
-	batch := collect(ctx, b.puts, b.max)
-	if len(batch) == 0 {
-		return
-	}
-	defer func() {
-		for _, r := range batch {
-			close(r.done)
-		}
-	}()
-	if len(batch) == 1 {
-		r := batch[0]
+	serveBatch(ctx, b.puts, b.max, func(r *putReq) {
 		r.err = b.Store.PutDeposit(ctx, r.owner, r.name, r.sealed, r.size)
-		return
-	}
+	}, func(batch []*putReq) { b.putMany(ctx, batch) })
+}
+
+func (b *Batcher) putMany(ctx context.Context, batch []*putReq) {
 	n := len(batch)
 	owners, names, keks := make([]string, n), make([]string, n), make([]string, n)
 	wrapped, sealed, sizes := make([][]byte, n), make([][]byte, n), make([]int32, n)
@@ -230,7 +239,7 @@ func (b *Batcher) whyNotInserted(ctx context.Context, owner, name string) error 
 	return fmt.Errorf("deposit %q: %w", name, ErrExists)
 }
 
-func failAll[T interface{ fail(error) }](batch []T, err error) {
+func failAll[T request](batch []T, err error) {
 	for _, r := range batch {
 		r.fail(err)
 	}
@@ -238,3 +247,5 @@ func failAll[T interface{ fail(error) }](batch []T, err error) {
 
 func (r *getReq) fail(err error) { r.err = err }
 func (r *putReq) fail(err error) { r.err = err }
+func (r *getReq) finish()        { close(r.done) }
+func (r *putReq) finish()        { close(r.done) }
