@@ -52,7 +52,7 @@ func gpgHome(t testing.TB) *gnupg {
 	t.Helper()
 	sharedGPGOnce.Do(func() { sharedGPG, sharedGPGErr = newGnuPG() })
 	if sharedGPGErr != nil {
-		t.Skipf("gpg is not usable: %v", sharedGPGErr)
+		t.Fatalf("gpg is not usable: %v (`make test` installs GnuPG)", sharedGPGErr)
 	}
 	return sharedGPG
 }
