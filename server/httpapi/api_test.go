@@ -204,6 +204,7 @@ func TestBadInput(t *testing.T) {
 		code         string
 	}{
 		{"register: not JSON", "POST", "/v1/register", []byte("{nope"), other, "", 400, "invalid_json"},
+		{"register: two JSON objects", "POST", "/v1/register", append(registerBody("acme", acmeCode, other.Public().Armor()), []byte(`{"org":"acme"}`)...), other, "", 400, "invalid_json"},
 		{"register: unknown field", "POST", "/v1/register", []byte(`{"org":"acme","extra":1}`), other, "", 400, "invalid_json"},
 		{"register: org name with space", "POST", "/v1/register", registerBody("bad name", "", other.Public().Armor()), other, "", 400, "invalid_input"},
 		{"register: org name with special char", "POST", "/v1/register", registerBody("bad$", "", other.Public().Armor()), other, "", 400, "invalid_input"},

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -86,10 +87,14 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req registerRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_json", "the body must be JSON {\"org\": ..., \"auth_code\": ..., \"public_key\": ...}: "+err.Error()))
+	err = dec.Decode(&req)
+	if err == nil && dec.More() {
+		err = errors.New("data after the JSON object")
+	}
+	if err != nil {
+		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_json", "the body must be one JSON object {\"org\": ..., \"auth_code\": ..., \"public_key\": ...}: "+err.Error()))
 		return
 	}
 	if err := org.ValidateName(req.Org); err != nil {
