@@ -461,3 +461,24 @@ func TestSignRequest(t *testing.T) {
 		t.Fatal("SignRequest without a key succeeded")
 	}
 }
+
+func TestMemoryNonces(t *testing.T) {
+	m := NewMemoryNonces()
+	ctx := context.Background()
+	exp := time.Now().Add(time.Minute)
+	if fresh, _ := m.UseNonce(ctx, "A", "n1", exp); !fresh {
+		t.Fatal("first use refused")
+	}
+	if fresh, _ := m.UseNonce(ctx, "A", "n1", exp); fresh {
+		t.Fatal("replay accepted")
+	}
+	if fresh, _ := m.UseNonce(ctx, "B", "n1", exp); !fresh {
+		t.Fatal("another client's nonce refused")
+	}
+	if fresh, _ := m.UseNonce(ctx, "C", "n1", time.Now().Add(-time.Second)); !fresh {
+		t.Fatal("first use refused")
+	}
+	if fresh, _ := m.UseNonce(ctx, "C", "n1", exp); !fresh {
+		t.Fatal("an expired nonce is still remembered")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -42,6 +43,9 @@ const (
 	DefaultKeyring         = "deposit-keyring.json"
 	DefaultSessionKey      = "session.key"
 	DefaultDBDataDir       = "db"
+	DefaultRole            = RoleActive
+	DefaultReplPassword    = "replication.password"
+	DefaultStandbyName     = "kts_passive"
 )
 
 // MaxDepositBytesLimit is the largest MAX_DEPOSIT_BYTES accepted. Deposits
@@ -71,7 +75,19 @@ type Config struct {
 	Keyring                     string `json:"KEYRING"`                         // file keyring path, default "deposit-keyring.json"
 	SessionKey                  string `json:"SESSION_KEY"`                     // default "session.key"
 	DBDataDir                   string `json:"DB_DATA_DIR"`                     // default "db"
+	Role                        string `json:"ROLE"`                            // "active" (default) or "passive"
+	ActiveURL                   string `json:"ACTIVE_URL"`                      // passive: the active's API, where writes are forwarded
+	ActiveCA                    string `json:"ACTIVE_CA"`                       // passive: certificate (or CA) that verifies the active's TLS
+	ActiveDB                    string `json:"ACTIVE_DB"`                       // passive: the active's PostgreSQL as HOST:PORT, for replication
+	ReplicationPasswordFile     string `json:"REPLICATION_PASSWORD_FILE"`       // default "replication.password"
+	StandbyName                 string `json:"STANDBY_NAME"`                    // the passive's replication name, default "kts_passive"
 }
+
+// Server roles in the pair.
+const (
+	RoleActive  = "active"
+	RolePassive = "passive"
+)
 
 // Default returns the default configuration for a server called hostname;
 // an empty hostname means the system's host name.
@@ -80,21 +96,24 @@ func Default(hostname string) Config {
 		hostname, _ = os.Hostname()
 	}
 	return Config{
-		Hostname:        hostname,
-		ListenAddress:   DefaultListenAddress,
-		SSLCertificate:  DefaultSSLCertificate,
-		SSLPrivateKey:   DefaultSSLPrivateKey,
-		TLSMinVersion:   DefaultTLSMinVersion,
-		DBHost:          DefaultDBHost,
-		DBPort:          DefaultDBPort,
-		DBName:          DefaultDBName,
-		DBUser:          DefaultDBUser,
-		DBPasswordFile:  DefaultDBPasswordFile,
-		MaxDepositBytes: DefaultMaxDepositBytes,
-		ServerKey:       DefaultServerKey,
-		Keyring:         DefaultKeyring,
-		SessionKey:      DefaultSessionKey,
-		DBDataDir:       DefaultDBDataDir,
+		Hostname:                hostname,
+		ListenAddress:           DefaultListenAddress,
+		SSLCertificate:          DefaultSSLCertificate,
+		SSLPrivateKey:           DefaultSSLPrivateKey,
+		TLSMinVersion:           DefaultTLSMinVersion,
+		DBHost:                  DefaultDBHost,
+		DBPort:                  DefaultDBPort,
+		DBName:                  DefaultDBName,
+		DBUser:                  DefaultDBUser,
+		DBPasswordFile:          DefaultDBPasswordFile,
+		MaxDepositBytes:         DefaultMaxDepositBytes,
+		ServerKey:               DefaultServerKey,
+		Keyring:                 DefaultKeyring,
+		SessionKey:              DefaultSessionKey,
+		DBDataDir:               DefaultDBDataDir,
+		Role:                    DefaultRole,
+		ReplicationPasswordFile: DefaultReplPassword,
+		StandbyName:             DefaultStandbyName,
 	}
 }
 
@@ -355,6 +374,27 @@ func (c Config) Validate() error {
 		if id.value == "" || len(id.value) > 63 || strings.ContainsFunc(id.value, isSpaceOrControl) {
 			add(id.key, "%q is not a valid PostgreSQL name (1 to 63 bytes, no spaces); remove the key to use %q", id.value, id.def)
 		}
+	}
+	switch c.Role {
+	case RoleActive:
+	case RolePassive:
+		if u, err := url.Parse(c.ActiveURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			add("ACTIVE_URL", "%q is not the active server's https:// URL; a passive forwards writes there, e.g. \"https://kts01.example.com:11371\"", c.ActiveURL)
+		}
+		if msg := checkPath(c.ActiveCA, true); msg != "" {
+			add("ACTIVE_CA", "%s (the certificate that verifies the active's TLS)", msg)
+		}
+		if _, port, err := net.SplitHostPort(c.ActiveDB); err != nil || port == "" {
+			add("ACTIVE_DB", "%q is not HOST:PORT of the active's PostgreSQL, e.g. \"kts01.example.com:11381\"", c.ActiveDB)
+		}
+	default:
+		add("ROLE", "%q is not a role; use %q or %q", c.Role, RoleActive, RolePassive)
+	}
+	if msg := checkPath(c.ReplicationPasswordFile, true); msg != "" {
+		add("REPLICATION_PASSWORD_FILE", "%s", msg)
+	}
+	if c.StandbyName == "" || len(c.StandbyName) > 63 || strings.Trim(c.StandbyName, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+		add("STANDBY_NAME", "%q must be 1 to 63 lower-case letters, digits or _ (default %q)", c.StandbyName, DefaultStandbyName)
 	}
 	if c.MaxDepositBytes < 1 || c.MaxDepositBytes > MaxDepositBytesLimit {
 		add("MAX_DEPOSIT_BYTES", "%d is out of range; use a number of bytes from 1 to %d (default %d)", c.MaxDepositBytes, MaxDepositBytesLimit, DefaultMaxDepositBytes)

@@ -8,10 +8,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
+	"trustee.dev/trustee/server/auth"
+	"trustee.dev/trustee/server/config"
 
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/deposit"
@@ -56,24 +59,54 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		return err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	tlsCfg, err := TLSConfig(st, log)
 	if err != nil {
 		return err
 	}
-	api := httpapi.New(httpapi.Options{
-		Store: db,
-		Deposits: &deposit.Service{
-			Store:    store.NewCache(ctx, db, store.NewBatcher(ctx, db, batchWorkers, maxBatch), readCacheBytes, log),
-			Keyring:  st.Keyring,
-			MaxBytes: cfg.MaxDepositBytes,
-		},
+	opts := httpapi.Options{
+		Store:     db,
 		ServerKey: st.ServerKey.Public(),
 		Tokens:    st.Tokens,
 		Log:       log,
-	})
+		Collectors: []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kts_role_info", Help: "The server's role in the pair.", ConstLabels: prometheus.Labels{"role": cfg.Role},
+		}, func() float64 { return 1 })},
+	}
+	batcher := store.NewBatcher(ctx, db, batchWorkers, maxBatch)
+	deposits := &deposit.Service{Keyring: st.Keyring, MaxBytes: cfg.MaxDepositBytes}
+	if cfg.Role == config.RolePassive {
+		// The database is a read-only standby: reads are local, writes go
+		// to the active, nonces are kept in memory, and there is no read
+		// cache (notifications do not reach a standby).
+		if opts.Forward, err = forwarder(st, log); err != nil {
+			return err
+		}
+		if err := waitForSchema(ctx, db, log); err != nil {
+			return err
+		}
+		deposits.Store = batcher
+		opts.Nonces = auth.NewMemoryNonces()
+		opts.Health = passiveHealth(db, cfg.ActiveURL)
+	} else {
+		if err := db.Migrate(ctx); err != nil {
+			return err
+		}
+		// Nonces need no confirmation from the passive: a signed read must
+		// not wait for it.
+		nonces, err := store.Open(ctx, st.DSN()+"&synchronous_commit=local", 4)
+		if err != nil {
+			return err
+		}
+		defer nonces.Close()
+		mon := newReplicationMonitor(db, cfg.StandbyName, log)
+		go mon.run(ctx)
+		opts.Nonces, opts.WriteGate, opts.Health = nonces, mon.WriteGate, mon.health
+		opts.Collectors = append(opts.Collectors, mon.writable, mon.lag)
+		deposits.Store = store.NewCache(ctx, db, batcher, readCacheBytes, log)
+		go nonces.PruneNoncesEvery(ctx, time.Minute, log)
+	}
+	opts.Deposits = deposits
+	api := httpapi.New(opts)
 	srv := &http.Server{
 		Handler:           api.Handler(),
 		TLSConfig:         tlsCfg,
@@ -90,10 +123,6 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 			return fmt.Errorf("listen on %s (LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
 		}
 	}
-	pruneCtx, stopPrune := context.WithCancel(ctx)
-	defer stopPrune()
-	go api.PruneNonces(pruneCtx, time.Minute)
-
 	// HKP (plain HTTP, public keys only) and HTTPS share the port.
 	plain := &http.Server{
 		Handler:           api.PublicHandler(),
@@ -108,7 +137,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(tls.NewListener(sides.tls, tlsCfg)) }()
 	go func() { errc <- plain.Serve(sides.plain) }()
-	log.Info("serving", "addr", ln.Addr().String(), "fingerprint", st.ServerKey.Public().ID())
+	log.Info("serving", "addr", ln.Addr().String(), "role", cfg.Role, "fingerprint", st.ServerKey.Public().ID())
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
 	}
@@ -126,6 +155,24 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// waitForSchema waits until the standby has replayed the schema the active
+// created, so that a passive started first serves as soon as it can.
+func waitForSchema(ctx context.Context, db *store.Store, log *slog.Logger) error {
+	for i := 0; ; i++ {
+		if v, err := db.SchemaVersion(ctx); err == nil && v > 0 {
+			return nil
+		}
+		if i == 0 {
+			log.Info("waiting for the schema to replicate from the active")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // TLSConfig builds the server TLS settings from the state directory's

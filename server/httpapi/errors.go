@@ -77,6 +77,8 @@ func classify(err error) *apiError {
 		return newError(http.StatusNotFound, "not_found", msg)
 	case errors.Is(err, store.ErrExists):
 		return newError(http.StatusConflict, "already_exists", msg)
+	case errors.Is(err, context.DeadlineExceeded):
+		return newError(http.StatusServiceUnavailable, "timeout", "the database did not confirm in time (is the passive server down?); the outcome of a write is unknown: read it back before retrying")
 	case errors.Is(err, context.Canceled):
 		return newError(499, "canceled", "the client went away")
 	}

@@ -42,6 +42,22 @@ type Options struct {
 	Log           *slog.Logger
 	Registry      prometheus.Registerer // nil: a private registry
 	Now           func() time.Time
+
+	// Nonces records the nonces of signed requests (default: Store). A
+	// passive, whose database is read-only, keeps them in memory.
+	Nonces auth.NonceStore
+	// Forward, when set, takes every write: a passive sends writes to the
+	// active.
+	Forward http.Handler
+	// WriteGate, when set, is asked before every write; an error is
+	// answered at once with 503 passive_unavailable (the active refuses
+	// writes its passive would not confirm).
+	WriteGate func() error
+	// Health, when set, adds the server's role and replication state to
+	// /readyz; an error makes it answer 503.
+	Health func(ctx context.Context) (any, error)
+	// Collectors are registered with the metrics registry.
+	Collectors []prometheus.Collector
 }
 
 // Server serves the client API.
@@ -86,6 +102,10 @@ func New(o Options) *Server {
 		}
 	}
 	keys := &keyCache{store: o.Store, keys: map[string]*openpgp.PublicKey{}}
+	registerer.MustRegister(o.Collectors...)
+	if o.Nonces == nil {
+		o.Nonces = o.Store
+	}
 	s := &Server{
 		opts:     o,
 		log:      o.Log,
@@ -95,7 +115,7 @@ func New(o Options) *Server {
 		gatherer: gatherer,
 		now:      o.Now,
 	}
-	s.auth = &auth.Authenticator{Clients: keys, Nonces: o.Store, Tokens: o.Tokens, MaxSkew: o.MaxSkew, Now: o.Now}
+	s.auth = &auth.Authenticator{Clients: keys, Nonces: o.Nonces, Tokens: o.Tokens, MaxSkew: o.MaxSkew, Now: o.Now}
 	return s
 }
 
@@ -104,12 +124,12 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.handleRoot)
 	mux.HandleFunc("GET /pks/lookup", s.handleLookup)
-	mux.HandleFunc("POST /v1/register", s.handleRegister)
+	mux.HandleFunc("POST /v1/register", s.write(s.handleRegister))
 	mux.HandleFunc("POST /v1/session", s.handleSession)
 	mux.HandleFunc("GET /v1/deposits", s.handleList)
-	mux.HandleFunc("PUT /v1/deposits/{name}", s.handlePut)
+	mux.HandleFunc("PUT /v1/deposits/{name}", s.write(s.handlePut))
 	mux.HandleFunc("GET /v1/deposits/{name}", s.handleGet)
-	mux.HandleFunc("DELETE /v1/deposits/{name}", s.handleDelete)
+	mux.HandleFunc("DELETE /v1/deposits/{name}", s.write(s.handleDelete))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", s.metricsHandler())
@@ -148,6 +168,27 @@ func (p *headerProbe) Header() http.Header         { return p.header }
 func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
 func (p *headerProbe) WriteHeader(status int)      { p.status = status }
 
+// write wraps a handler that changes state: on a passive it forwards the
+// request to the active; on an active it refuses at once when the pair
+// cannot confirm writes.
+func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Forward != nil {
+			s.opts.Forward.ServeHTTP(w, r)
+			return
+		}
+		if s.opts.WriteGate != nil {
+			if err := s.opts.WriteGate(); err != nil {
+				w.Header().Set("Retry-After", "5")
+				s.writeError(w, r, newError(http.StatusServiceUnavailable, "passive_unavailable",
+					"writes need both servers of the pair and "+err.Error()+"; reads still work, retry the write later"))
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
 // PublicHandler serves what may travel without TLS on the same port: the
 // HKP key lookup and the server fingerprint, both public. Anything else is
 // refused with a pointer to HTTPS.
@@ -160,22 +201,6 @@ func (s *Server) PublicHandler() http.Handler {
 			"only the HKP key lookup and the fingerprint are served over plain HTTP; use https:// on this port"))
 	})
 	return s.instrument(mux)
-}
-
-// PruneNonces deletes expired nonces every interval until ctx ends.
-func (s *Server) PruneNonces(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := s.opts.Store.PruneNonces(ctx, s.now()); err != nil && ctx.Err() == nil {
-				s.log.Warn("prune nonces", "err", err)
-			}
-		}
-	}
 }
 
 // readBody reads at most limit bytes of the request body and its SHA-256.
@@ -225,7 +250,16 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "database_unavailable", Message: "the server cannot reach its PostgreSQL database"})
 		return
 	}
-	writeText(w, http.StatusOK, "ready\n")
+	if s.opts.Health == nil {
+		writeText(w, http.StatusOK, "ready\n")
+		return
+	}
+	state, err := s.opts.Health(ctx)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not_ready", Message: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, state)
 }
 
 func writeText(w http.ResponseWriter, status int, s string) {

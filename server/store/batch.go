@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"trustee.dev/trustee/server/keyring"
 )
@@ -18,6 +19,10 @@ type Batcher struct {
 	gets chan *getReq
 	puts chan *putReq
 	max  int
+	// Timeout bounds each batch's statement and commit. A write whose commit
+	// is still waiting for the synchronous standby then fails instead of
+	// holding up every write behind it (its outcome is unknown to the caller).
+	Timeout time.Duration
 }
 
 type getReq struct {
@@ -37,7 +42,7 @@ type putReq struct {
 
 // NewBatcher starts workers reading and workers writing until ctx ends.
 func NewBatcher(ctx context.Context, s *Store, workers, maxBatch int) *Batcher {
-	b := &Batcher{Store: s, gets: make(chan *getReq), puts: make(chan *putReq), max: maxBatch}
+	b := &Batcher{Store: s, gets: make(chan *getReq), puts: make(chan *putReq), max: maxBatch, Timeout: 10 * time.Second}
 	for range workers {
 		go b.loop(ctx, b.getBatch)
 		go b.loop(ctx, b.putBatch)
@@ -113,8 +118,10 @@ type request interface {
 // serveBatch takes the next batch from in, answers a lone request with
 // single (the plain statement) and a larger batch with many, then releases
 // every waiter.
-func serveBatch[T request](ctx context.Context, in chan T, max int, single func(T), many func([]T)) {
+func serveBatch[T request](ctx context.Context, in chan T, max int, timeout time.Duration, single func(context.Context, T), many func(context.Context, []T)) {
 	batch := collect(ctx, in, max)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	defer func() {
 		for _, r := range batch {
 			r.finish()
@@ -123,16 +130,16 @@ func serveBatch[T request](ctx context.Context, in chan T, max int, single func(
 	switch len(batch) {
 	case 0:
 	case 1:
-		single(batch[0])
+		single(ctx, batch[0])
 	default:
-		many(batch)
+		many(ctx, batch)
 	}
 }
 
 func (b *Batcher) getBatch(ctx context.Context) {
-	serveBatch(ctx, b.gets, b.max, func(r *getReq) {
+	serveBatch(ctx, b.gets, b.max, b.Timeout, func(ctx context.Context, r *getReq) {
 		r.sealed, r.err = b.Store.GetDeposit(ctx, r.owner, r.name)
-	}, func(batch []*getReq) { b.getMany(ctx, batch) })
+	}, b.getMany)
 }
 
 func (b *Batcher) getMany(ctx context.Context, batch []*getReq) {
@@ -176,9 +183,9 @@ func (b *Batcher) getMany(ctx context.Context, batch []*getReq) {
 }
 
 func (b *Batcher) putBatch(ctx context.Context) {
-	serveBatch(ctx, b.puts, b.max, func(r *putReq) {
+	serveBatch(ctx, b.puts, b.max, b.Timeout, func(ctx context.Context, r *putReq) {
 		r.err = b.Store.PutDeposit(ctx, r.owner, r.name, r.sealed, r.size)
-	}, func(batch []*putReq) { b.putMany(ctx, batch) })
+	}, b.putMany)
 }
 
 func (b *Batcher) putMany(ctx context.Context, batch []*putReq) {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,6 +83,22 @@ func (s *Store) UseNonce(ctx context.Context, fingerprint, nonce string, expires
 func (s *Store) PruneNonces(ctx context.Context, now time.Time) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM used_nonces WHERE expires_at < $1`, now)
 	return tag.RowsAffected(), err
+}
+
+// PruneNoncesEvery prunes expired nonces every interval until ctx ends.
+func (s *Store) PruneNoncesEvery(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if _, err := s.PruneNonces(ctx, now); err != nil && ctx.Err() == nil {
+				log.Warn("prune nonces", "err", err)
+			}
+		}
+	}
 }
 
 func noRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }

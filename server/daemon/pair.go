@@ -1,0 +1,208 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/store"
+)
+
+// replicationMonitor watches, on the active, whether PostgreSQL can confirm
+// a commit: when synchronous_standby_names is set, a commit waits for the
+// passive, so a write is accepted only while the passive is attached and
+// synchronous. The state is polled every pollEvery and trusted for
+// staleAfter.
+type replicationMonitor struct {
+	db      *store.Store
+	standby string
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	state replicationState
+
+	writable prometheus.Gauge
+	lag      prometheus.Gauge
+}
+
+type replicationState struct {
+	Paired    bool      `json:"paired"` // synchronous_standby_names is set
+	Attached  bool      `json:"attached"`
+	SyncState string    `json:"sync_state,omitempty"`
+	LagBytes  int64     `json:"lag_bytes"`
+	CheckedAt time.Time `json:"checked_at"`
+	Err       string    `json:"error,omitempty"`
+}
+
+const (
+	pollEvery  = 500 * time.Millisecond
+	staleAfter = 3 * time.Second
+)
+
+func newReplicationMonitor(db *store.Store, standby string, log *slog.Logger) *replicationMonitor {
+	return &replicationMonitor{db: db, standby: standby, log: log,
+		writable: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kts_writable", Help: "1 when this server accepts writes."}),
+		lag:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "kts_replication_lag_bytes", Help: "WAL bytes the passive has yet to replay."}),
+	}
+}
+
+func (m *replicationMonitor) run(ctx context.Context) {
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		m.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *replicationMonitor) poll(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var st replicationState
+	var names string
+	var syncState *string
+	var lag *int64
+	err := m.db.Pool().QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
+		(SELECT sync_state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' LIMIT 1),
+		(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint FROM pg_stat_replication WHERE application_name = $1 LIMIT 1)`,
+		m.standby).Scan(&names, &syncState, &lag)
+	st.CheckedAt = time.Now()
+	if err != nil {
+		st.Err = err.Error()
+	}
+	st.Paired = names != ""
+	if syncState != nil {
+		st.Attached, st.SyncState = true, *syncState
+	}
+	if lag != nil {
+		st.LagBytes = *lag
+	}
+	m.mu.Lock()
+	prev := m.state
+	m.state = st
+	m.mu.Unlock()
+	if writable := m.check(st) == nil; writable != (m.check(prev) == nil) || prev.CheckedAt.IsZero() {
+		m.log.Info("write availability changed", "writable", writable, "passive_attached", st.Attached, "sync_state", st.SyncState)
+	}
+	m.writable.Set(boolGauge(m.check(st) == nil))
+	m.lag.Set(float64(st.LagBytes))
+}
+
+// WriteGate refuses writes the pair cannot confirm.
+func (m *replicationMonitor) WriteGate() error {
+	m.mu.Lock()
+	st := m.state
+	m.mu.Unlock()
+	return m.check(st)
+}
+
+func (m *replicationMonitor) check(st replicationState) error {
+	switch {
+	case st.CheckedAt.IsZero() || time.Since(st.CheckedAt) > staleAfter:
+		return errors.New("the replication state is not known yet")
+	case st.Err != "":
+		return errors.New("the database does not answer")
+	case !st.Paired:
+		return nil // a single server: commits do not wait for a standby
+	case !st.Attached:
+		return errors.New("the passive server's database is not connected")
+	case st.SyncState != "sync":
+		return fmt.Errorf("the passive is catching up (%s)", st.SyncState)
+	}
+	return nil
+}
+
+func (m *replicationMonitor) health(context.Context) (any, error) {
+	m.mu.Lock()
+	st := m.state
+	m.mu.Unlock()
+	writable := m.check(st)
+	out := map[string]any{"status": "ready", "role": "active", "writable": writable == nil, "replication": st}
+	if writable != nil {
+		out["write_refusal"] = writable.Error()
+	}
+	return out, nil
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// forwarder sends a passive's writes to the active, verifying the active's
+// certificate with ACTIVE_CA. The request travels unchanged: its signature
+// or session token is checked by the active.
+func forwarder(st *confdir.State, log *slog.Logger) (http.Handler, error) {
+	cfg := st.Config
+	target, err := url.Parse(cfg.ActiveURL)
+	if err != nil {
+		return nil, err
+	}
+	pem, err := os.ReadFile(cfg.Path(st.Dir, cfg.ActiveCA))
+	if err != nil {
+		return nil, fmt.Errorf("ACTIVE_CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ACTIVE_CA %s holds no PEM certificate", cfg.ActiveCA)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	tr.ForceAttemptHTTP2 = false
+	tr.MaxIdleConnsPerHost = 64
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.SetXForwarded()
+		},
+		Transport: tr,
+		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			log.Warn("forward write to the active failed", "route", r.Pattern, "err", err)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"error": "active_unavailable", "message": "this passive server forwards writes to the active, which does not answer; reads still work, retry the write later"}`)
+		},
+	}
+	return proxy, nil
+}
+
+// passiveHealth reports the standby's replay position.
+func passiveHealth(db *store.Store, activeURL string) func(context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) {
+		var inRecovery bool
+		var receiving *string
+		var replayAge *float64
+		err := db.Pool().QueryRow(ctx, `SELECT pg_is_in_recovery(),
+			(SELECT status FROM pg_stat_wal_receiver LIMIT 1),
+			extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8`).Scan(&inRecovery, &receiving, &replayAge)
+		if err != nil {
+			return nil, err
+		}
+		if !inRecovery {
+			return nil, errors.New("this passive's database is not a standby; re-seed it from the active")
+		}
+		out := map[string]any{"status": "ready", "role": "passive", "active_url": activeURL, "in_recovery": inRecovery,
+			"wal_receiver": receiving, "seconds_since_last_replayed_commit": replayAge}
+		return out, nil
+	}
+}
