@@ -110,17 +110,83 @@ func Init(dir string, o InitOptions) (InitResult, error) {
 		}
 		res.Created = append(res.Created, cfg.Keyring)
 	}
-	for _, secret := range []struct{ path string }{{cfg.SessionKey}, {cfg.DBPasswordFile}} {
-		p := cfg.Path(dir, secret.path)
+	for _, secret := range []string{cfg.SessionKey, cfg.DBPasswordFile, cfg.ReplicationPasswordFile} {
+		p := cfg.Path(dir, secret)
 		if exists(p) {
 			continue
 		}
 		if err := writeNew(p, []byte(randomSecret()+"\n")); err != nil {
 			return res, err
 		}
-		res.Created = append(res.Created, secret.path)
+		res.Created = append(res.Created, secret)
 	}
 	return res, nil
+}
+
+// PassiveOptions describe the passive member made from an active's state.
+type PassiveOptions struct {
+	Hostname      string // the passive's host name, for its own certificate
+	ListenAddress string // the passive's API address
+	DBPort        int    // the passive's PostgreSQL port
+	ActiveURL     string // where the passive forwards writes
+	ActiveDB      string // the active's PostgreSQL, HOST:PORT
+}
+
+// activeCAFile is where a passive keeps the active's certificate.
+const activeCAFile = "active-ca.pem"
+
+// InitFromActive makes the state directory of a passive from the active's:
+// the same server identity, deposit keyring, session key and database
+// passwords (as the reference procedure copies them, without .ssl and the
+// database), its own self-signed certificate, the active's certificate to
+// verify it by, and ROLE passive. An existing passive directory is left as
+// it is.
+func InitFromActive(activeDir, dir string, o PassiveOptions) (InitResult, error) {
+	var res InitResult
+	if exists(filepath.Join(dir, config.FileName)) {
+		return Init(dir, InitOptions{Hostname: o.Hostname})
+	}
+	active, err := config.Load(activeDir)
+	if err != nil {
+		return res, fmt.Errorf("the active's state directory: %w", err)
+	}
+	if active.Role != config.RoleActive {
+		return res, fmt.Errorf("%s is a %s's state directory; give the active's", activeDir, active.Role)
+	}
+	cfg := active
+	cfg.Hostname, cfg.Role = o.Hostname, config.RolePassive
+	cfg.ListenAddress, cfg.DBPort = o.ListenAddress, o.DBPort
+	cfg.ActiveURL, cfg.ActiveDB, cfg.ActiveCA = o.ActiveURL, o.ActiveDB, activeCAFile
+	cfg.SSLCertificate, cfg.SSLPrivateKey, cfg.SSLCertificateChain = config.DefaultSSLCertificate, config.DefaultSSLPrivateKey, ""
+	cfg.SSLPrivateKeyPasswordScript = ""
+	if err := cfg.Validate(); err != nil {
+		return res, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return res, err
+	}
+	copies := map[string]string{ // from the active → into the passive
+		active.ServerKey: cfg.ServerKey, active.Keyring: cfg.Keyring, active.SessionKey: cfg.SessionKey,
+		active.DBPasswordFile: cfg.DBPasswordFile, active.ReplicationPasswordFile: cfg.ReplicationPasswordFile,
+		active.SSLCertificate: activeCAFile,
+	}
+	for from, to := range copies {
+		data, err := os.ReadFile(active.Path(activeDir, from))
+		if err != nil {
+			return res, fmt.Errorf("copy from the active: %w", err)
+		}
+		if err := writeNew(cfg.Path(dir, to), data); err != nil {
+			return res, err
+		}
+		res.Created = append(res.Created, to)
+	}
+	if err := cfg.Save(dir); err != nil {
+		return res, err
+	}
+	res.Created = append(res.Created, config.FileName)
+	more, err := Init(dir, InitOptions{Hostname: o.Hostname})
+	more.Created = append(res.Created, more.Created...)
+	return more, err
 }
 
 // State is an opened state directory: what a server needs to run.

@@ -15,7 +15,7 @@ func TestInitCreatesOnceAndOpens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Created) != 7 || len(res.Warnings) != 1 || !strings.HasPrefix(res.ServerID, "255E/") {
+	if len(res.Created) != 8 || len(res.Warnings) != 1 || !strings.HasPrefix(res.ServerID, "255E/") {
 		t.Fatalf("first Init: %+v", res)
 	}
 	fi, err := os.Stat(dir)
@@ -54,5 +54,55 @@ func TestOpenExplainsWhatIsMissing(t *testing.T) {
 	os.Remove(filepath.Join(dir, "deposit-keyring.json"))
 	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "kts init") {
 		t.Fatalf("Open without keyring: %v", err)
+	}
+}
+
+func TestInitFromActive(t *testing.T) {
+	root := t.TempDir()
+	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
+	a, err := Init(active, InitOptions{Hostname: "kts01.example.com", KeyType: openpgp.Ed25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := PassiveOptions{Hostname: "kts02.example.com", ListenAddress: "127.0.0.1:11372", DBPort: 11382,
+		ActiveURL: "https://kts01.example.com:11371", ActiveDB: "kts01.example.com:11381"}
+	p, err := InitFromActive(active, passive, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ServerID != a.ServerID {
+		t.Fatalf("passive identity %s, active %s: the pair must share one", p.ServerID, a.ServerID)
+	}
+	st, err := Open(passive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Config.Role != "passive" || st.Config.DBPort != 11382 || st.Config.ActiveURL != o.ActiveURL {
+		t.Fatalf("passive config: %+v", st.Config)
+	}
+	for _, same := range []string{"deposit-keyring.json", "session.key", "db.password", "replication.password"} {
+		x, _ := os.ReadFile(filepath.Join(active, same))
+		y, _ := os.ReadFile(filepath.Join(passive, same))
+		if string(x) != string(y) || len(x) == 0 {
+			t.Errorf("%s differs between the pair", same)
+		}
+	}
+	ac, _ := os.ReadFile(filepath.Join(active, ".ssl", "ssl-cert-keytrustee.pem"))
+	pc, _ := os.ReadFile(filepath.Join(passive, ".ssl", "ssl-cert-keytrustee.pem"))
+	ca, _ := os.ReadFile(filepath.Join(passive, "active-ca.pem"))
+	if string(ac) == string(pc) || string(ca) != string(ac) {
+		t.Fatal("the passive must have its own certificate and the active's as ACTIVE_CA")
+	}
+	if _, err := os.Stat(filepath.Join(passive, ".ssl", "ssl-cert-keytrustee-pk.pem")); err != nil {
+		t.Fatal(err)
+	}
+	// Again: nothing changes.
+	again, err := InitFromActive(active, passive, o)
+	if err != nil || len(again.Created) != 0 {
+		t.Fatalf("second InitFromActive: %+v %v", again, err)
+	}
+	// A passive's directory is no source.
+	if _, err := InitFromActive(passive, filepath.Join(root, "third"), o); err == nil {
+		t.Fatal("made a passive from a passive")
 	}
 }
