@@ -153,6 +153,9 @@ func InitFromActive(activeDir, dir string, o PassiveOptions) (InitResult, error)
 	if active.Role != config.RoleActive {
 		return res, fmt.Errorf("%s is a %s's state directory; give the active's", activeDir, active.Role)
 	}
+	if active.StandbyName == "" {
+		return res, fmt.Errorf("the active in %s is not set up for a pair yet; run `kts db init --role active --confdir %s` first", activeDir, activeDir)
+	}
 	cfg := active
 	cfg.Hostname, cfg.Role = o.Hostname, config.RolePassive
 	cfg.ListenAddress, cfg.DBPort = o.ListenAddress, o.DBPort

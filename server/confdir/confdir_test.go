@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/openpgp"
 )
 
@@ -62,6 +63,14 @@ func TestInitFromActive(t *testing.T) {
 	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
 	a, err := Init(active, InitOptions{Hostname: "kts01.example.com", KeyType: openpgp.Ed25519})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InitFromActive(active, passive, PassiveOptions{}); err == nil || !strings.Contains(err.Error(), "--role active") {
+		t.Fatalf("passive made from an unpaired active: %v", err)
+	}
+	cfg, _ := config.Load(active)
+	cfg.StandbyName = "kts_passive"
+	if err := cfg.Save(active); err != nil {
 		t.Fatal(err)
 	}
 	o := PassiveOptions{Hostname: "kts02.example.com", ListenAddress: "127.0.0.1:11372", DBPort: 11382,

@@ -45,7 +45,7 @@ const (
 	DefaultDBDataDir       = "db"
 	DefaultRole            = RoleActive
 	DefaultReplPassword    = "replication.password"
-	DefaultStandbyName     = "kts_passive"
+	DefaultStandbyName     = ""
 )
 
 // MaxDepositBytesLimit is the largest MAX_DEPOSIT_BYTES accepted. Deposits
@@ -80,7 +80,7 @@ type Config struct {
 	ActiveCA                    string `json:"ACTIVE_CA"`                       // passive: certificate (or CA) that verifies the active's TLS
 	ActiveDB                    string `json:"ACTIVE_DB"`                       // passive: the active's PostgreSQL as HOST:PORT, for replication
 	ReplicationPasswordFile     string `json:"REPLICATION_PASSWORD_FILE"`       // default "replication.password"
-	StandbyName                 string `json:"STANDBY_NAME"`                    // the passive's replication name, default "kts_passive"
+	StandbyName                 string `json:"STANDBY_NAME"`                    // the passive's replication name; "" = a single server, no synchronous standby
 }
 
 // Server roles in the pair.
@@ -393,8 +393,11 @@ func (c Config) Validate() error {
 	if msg := checkPath(c.ReplicationPasswordFile, true); msg != "" {
 		add("REPLICATION_PASSWORD_FILE", "%s", msg)
 	}
-	if c.StandbyName == "" || len(c.StandbyName) > 63 || strings.Trim(c.StandbyName, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
-		add("STANDBY_NAME", "%q must be 1 to 63 lower-case letters, digits or _ (default %q)", c.StandbyName, DefaultStandbyName)
+	if len(c.StandbyName) > 63 || strings.Trim(c.StandbyName, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+		add("STANDBY_NAME", "%q must be up to 63 lower-case letters, digits or _ (\"\" for a single server)", c.StandbyName)
+	}
+	if c.Role == RolePassive && c.StandbyName == "" {
+		add("STANDBY_NAME", "a passive needs the replication name the active waits for, e.g. \"kts_passive\"")
 	}
 	if c.MaxDepositBytes < 1 || c.MaxDepositBytes > MaxDepositBytesLimit {
 		add("MAX_DEPOSIT_BYTES", "%d is out of range; use a number of bytes from 1 to %d (default %d)", c.MaxDepositBytes, MaxDepositBytesLimit, DefaultMaxDepositBytes)

@@ -42,7 +42,6 @@ func TestDefault(t *testing.T) {
 		DBDataDir:               "db",
 		Role:                    "active",
 		ReplicationPasswordFile: "replication.password",
-		StandbyName:             "kts_passive",
 	}
 	if c != want {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
