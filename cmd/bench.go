@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -366,53 +364,6 @@ func (r *rawDB) drop(ctx context.Context) {
 	r.db.Pool().Exec(ctx, `DROP TABLE IF EXISTS bench_raw`)
 }
 
-// process is a child kts process serving at url.
-type process struct {
-	url string
-	cmd *exec.Cmd
-}
-
-func (p *process) stop() {
-	if p.cmd.Process != nil {
-		p.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			p.cmd.Process.Kill()
-		}
-	}
-}
-
-// startChild runs kts with args and waits for it to print "listening ADDR".
-func startChild(ctx context.Context, args ...string) (*process, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if addr, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-			p.url = "https://" + addr
-			go io.Copy(io.Discard, stdout)
-			return p, nil
-		}
-	}
-	p.stop()
-	return nil, fmt.Errorf("kts %s exited before serving", strings.Join(args, " "))
-}
-
 func startBareServer(ctx context.Context, dir string, size int) (*process, error) {
 	p, err := startChild(ctx, "bench", "bare-server", "--confdir", dir, "--size", strconv.Itoa(size))
 	if err != nil {
@@ -505,7 +456,7 @@ func startScratch(ctx context.Context, out io.Writer, o benchOptions) (*scratch,
 		return nil, err
 	}
 	cfg := st.Config
-	s := &scratch{root: root, confdir: dir, inst: &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser, RunAs: pg.DefaultRunAs}}
+	s := &scratch{root: root, confdir: dir, inst: pgInstance(dir, cfg, pg.DefaultRunAs)}
 	if err := initDB(ctx, dir, cfg, s.inst); err != nil {
 		os.RemoveAll(root)
 		return nil, err

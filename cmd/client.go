@@ -30,7 +30,7 @@ func newClientCommand() *cobra.Command {
 	var o client.RegisterOptions
 	var keyType, codeFile string
 	register := &cobra.Command{
-		Use:   "register --server URL --org NAME",
+		Use:   "register --server URL[,URL] --org NAME",
 		Short: "Generate a client key pair and register it with an organization",
 		Long: `register generates the client's OpenPGP key pair in --dir and registers it with
 the organization. The auth code comes from --auth-code-file, the KTS_AUTH_CODE
@@ -41,7 +41,16 @@ administrator to enable it.
 The server certificate is verified against the system's CAs or --ca-file.
 --skip-ssl-check accepts a self-signed certificate instead: the certificate's
 key and the server's OpenPGP fingerprint seen at registration are pinned, and
-every later connection must present the same.`,
+every later connection must present the same.
+
+For an active/passive pair, give both servers, the active first:
+  --server https://kts1.example.com:11371,https://kts2.example.com:11371
+The client registers with the active. Every listed server must answer at
+registration and present the same OpenPGP identity; with --skip-ssl-check each
+server's certificate key is pinned. Afterwards put and delete go to the active
+only, while get and list alternate between the servers and retry on the other
+when one cannot be reached. After a failover, put the new active first in the
+"servers" list of client.json.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			kt, err := openpgp.ParseKeyType(keyType)
@@ -70,7 +79,7 @@ every later connection must present the same.`,
 		},
 	}
 	f := register.Flags()
-	f.StringVar(&o.ServerURL, "server", "https://127.0.0.1:11371", "server URL")
+	f.StringVar(&o.ServerURL, "server", "https://127.0.0.1:11371", "server URL; for an active/passive pair both URLs comma-separated, the active first")
 	f.StringVar(&o.Org, "org", "", "organization name")
 	f.StringVar(&o.AuthCode, "auth-code", "", "organization auth code (visible to other local users in the process list: prefer --auth-code-file)")
 	f.StringVar(&codeFile, "auth-code-file", "", "file holding the organization auth code")

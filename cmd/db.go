@@ -2,10 +2,13 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +18,7 @@ import (
 )
 
 func newDBCommand() *cobra.Command {
-	var dir, runAs string
+	var dir, runAs, role string
 	cmd := &cobra.Command{
 		Use:   "db",
 		Short: "Manage the server's local PostgreSQL instance (ktadmin db)",
@@ -28,29 +31,69 @@ which stay readable by root only) so that it can reach its data directory.`,
 	}
 	cmd.PersistentFlags().StringVarP(&dir, "confdir", "c", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
 	cmd.PersistentFlags().StringVar(&runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
+	cmd.PersistentFlags().StringVar(&role, "role", "", "with init: active or passive, to set up the pair's replication")
 
 	instance := func() (*pg.Instance, config.Config, error) {
 		cfg, err := config.Load(dir)
 		if err != nil {
 			return nil, cfg, fmt.Errorf("%w (run `kts init --confdir %s` first)", err, dir)
 		}
-		return &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser, RunAs: runAs}, cfg, nil
+		return pgInstance(dir, cfg, runAs), cfg, nil
 	}
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:   "init",
-			Short: "Create the PostgreSQL cluster and the keytrustee database",
-			Args:  cobra.NoArgs,
+			Short: "Create the PostgreSQL cluster (--role active|passive for the pair)",
+			Long: `init creates the PostgreSQL cluster of a single server. For the pair:
+--role active (on the active) also creates the replication account and slot
+and makes every commit wait for the passive (synchronous replication);
+--role passive (on a passive made with kts init --from-active) copies the
+active's database with pg_basebackup and runs it as a hot standby.`,
+			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				inst, cfg, err := instance()
 				if err != nil {
 					return err
 				}
-				if inst.Initialized() {
-					fmt.Fprintf(cmd.OutOrStdout(), "PostgreSQL cluster in %s already exists; nothing changed\n", inst.DataDir)
-					return nil
+				switch role {
+				case "":
+					if inst.Initialized() {
+						fmt.Fprintf(cmd.OutOrStdout(), "PostgreSQL cluster in %s already exists; nothing changed\n", inst.DataDir)
+						return nil
+					}
+					return initDB(cmd.Context(), dir, cfg, inst)
+				case config.RoleActive:
+					return pairActive(cmd.Context(), dir, cfg, runAs)
+				case config.RolePassive:
+					return initPassive(cmd.Context(), dir, cfg, inst)
 				}
-				return initDB(cmd.Context(), dir, cfg, inst)
+				return fmt.Errorf("--role %q: use active or passive (or leave it out for a single server)", role)
+			},
+		},
+		&cobra.Command{
+			Use:   "reseed",
+			Short: "Copy the active's database anew onto this passive (after it fell too far behind)",
+			Long: `reseed is for a passive whose replication slot on the active is gone (it was
+down too long): it stops the passive's PostgreSQL, keeps the old data
+directory under a new name, and copies the active's database again.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				inst, cfg, err := instance()
+				if err != nil {
+					return err
+				}
+				if cfg.Role != config.RolePassive {
+					return fmt.Errorf("%s is not a passive's state directory; only a passive is re-seeded", dir)
+				}
+				host, port, pw, err := activeDB(dir, cfg)
+				if err != nil {
+					return err
+				}
+				if err := inst.Reseed(cmd.Context(), host, port, pw); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "re-seeded from the active; start it with `kts db start`")
+				return nil
 			},
 		},
 		&cobra.Command{
@@ -128,6 +171,110 @@ func initDB(ctx context.Context, dir string, cfg config.Config, inst *pg.Instanc
 	}
 	fmt.Printf("created PostgreSQL cluster in %s (port %d)\n", inst.DataDir, inst.Port)
 	return nil
+}
+
+// pgInstance describes the PostgreSQL of a state directory.
+func pgInstance(dir string, cfg config.Config, runAs string) *pg.Instance {
+	role := pg.Role(cfg.Role)
+	return &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser,
+		RunAs: runAs, Role: role, Standby: cfg.StandbyName}
+}
+
+// pairActive sets up the active of a pair: it names the synchronous
+// standby in the configuration, creates the cluster if needed, and the
+// replication account and slot.
+func pairActive(ctx context.Context, dir string, cfg config.Config, runAs string) error {
+	if cfg.Role != config.RoleActive {
+		return fmt.Errorf("%s is a passive's state directory; --role active is for the active", dir)
+	}
+	if cfg.StandbyName == "" {
+		cfg.StandbyName = pg.DefaultStandby
+		if err := cfg.Save(dir); err != nil {
+			return err
+		}
+	}
+	inst := pgInstance(dir, cfg, runAs)
+	if !inst.Initialized() {
+		if err := initDB(ctx, dir, cfg, inst); err != nil {
+			return err
+		}
+	}
+	st, err := inst.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Running { // restart to apply synchronous_standby_names
+		if err := inst.Stop(ctx); err != nil {
+			return err
+		}
+	}
+	if err := inst.Start(ctx); err != nil {
+		return err
+	}
+	pw, err := confdir.ReadDBPassword(dir, cfg)
+	if err != nil {
+		return err
+	}
+	repl, err := readSecretFile(cfg.Path(dir, cfg.ReplicationPasswordFile))
+	if err != nil {
+		return err
+	}
+	err = inst.ConfigureReplication(ctx, pw, repl)
+	if !st.Running {
+		err = errors.Join(err, inst.Stop(context.WithoutCancel(ctx)))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("PostgreSQL of the active is set up for the pair: commits wait for standby %q\n", cfg.StandbyName)
+	return nil
+}
+
+// initPassive copies the active's database onto a passive.
+func initPassive(ctx context.Context, dir string, cfg config.Config, inst *pg.Instance) error {
+	if cfg.Role != config.RolePassive {
+		return fmt.Errorf("%s is not a passive's state directory; make one with `kts init --from-active`", dir)
+	}
+	if inst.Initialized() {
+		fmt.Printf("PostgreSQL standby in %s already exists; nothing changed\n", inst.DataDir)
+		return nil
+	}
+	if os.Geteuid() == 0 {
+		if err := chownTo(dir, inst.RunAs); err != nil {
+			return err
+		}
+	}
+	host, port, pw, err := activeDB(dir, cfg)
+	if err != nil {
+		return err
+	}
+	if err := inst.InitStandby(ctx, host, port, pw); err != nil {
+		return err
+	}
+	fmt.Printf("created PostgreSQL standby of %s in %s (port %d)\n", cfg.ActiveDB, inst.DataDir, inst.Port)
+	return nil
+}
+
+// activeDB returns where the passive replicates from, and the password.
+func activeDB(dir string, cfg config.Config) (string, int, string, error) {
+	host, portStr, err := net.SplitHostPort(cfg.ActiveDB)
+	if err != nil {
+		return "", 0, "", fmt.Errorf("ACTIVE_DB %q: %w", cfg.ActiveDB, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return "", 0, "", fmt.Errorf("ACTIVE_DB %q: port: %w", cfg.ActiveDB, err)
+	}
+	pw, err := readSecretFile(cfg.Path(dir, cfg.ReplicationPasswordFile))
+	return host, port, pw, err
+}
+
+func readSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%w (run `kts init` to create it)", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func chownTo(path, account string) error {

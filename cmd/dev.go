@@ -7,22 +7,26 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"trustee.dev/trustee/server/confdir"
-	"trustee.dev/trustee/server/daemon"
+	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/store"
 )
 
-// Fixed local addresses of `kts dev` (DESIGN: active 11371/11381).
+// Fixed local addresses of `kts dev` (DESIGN.md): the active's API and
+// PostgreSQL, then the passive's.
 const (
-	devActiveAddr = "127.0.0.1:11371"
+	devActiveAPI  = 11371
 	devActiveDB   = 11381
+	devPassiveAPI = 11372
+	devPassiveDB  = 11382
 	devOrg        = "demo"
 )
 
@@ -30,79 +34,154 @@ func newDevCommand() *cobra.Command {
 	var dir, runAs, logLevel string
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run Trustee locally: PostgreSQL, the server and a demo organization (make run)",
-		Long: `dev starts a local Trustee in one command: it initializes the state under --dir
-on first use (reused afterwards), starts its PostgreSQL, the HTTPS server on
-127.0.0.1:11371, creates the organization "demo" whose auth code it keeps in
---dir/demo-auth-code (0600), and prints how to use it. Ctrl-C stops
-everything it started.`,
+		Short: "Run the whole Trustee pair locally, with a demo organization (make run)",
+		Long: `dev starts a local Trustee pair in one command. On first use it creates the
+state under --dir (reused afterwards): the active (API 127.0.0.1:11371,
+PostgreSQL 11381) and the passive (API 127.0.0.1:11372, PostgreSQL 11382, a
+synchronous hot standby of the active's). It starts the four processes,
+creates the organization "demo" whose auth code it keeps in
+--dir/demo-auth-code (0600), and prints how to use it. Ctrl-C stops all four.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tuneGC()
-			log, err := newLogger(cmd.ErrOrStderr(), logLevel)
-			if err != nil {
+			if _, err := newLogger(cmd.ErrOrStderr(), logLevel); err != nil {
 				return err
 			}
-			return runDev(cmd.Context(), dir, runAs, func(st *confdir.State, started func(string)) error {
-				return daemon.Run(cmd.Context(), st, daemon.Options{Log: log, Ready: started})
-			})
+			return runDev(cmd.Context(), dir, runAs, logLevel)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".kts-dev", "where the local state lives")
 	cmd.Flags().StringVar(&runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
-	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "server log level")
+	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "the servers' log level")
 	return cmd
 }
 
-func runDev(ctx context.Context, dir, runAs string, serve func(*confdir.State, func(string)) error) error {
+// devMember is one server of the local pair.
+type devMember struct {
+	dir  string
+	st   *confdir.State
+	inst *pg.Instance
+}
+
+func runDev(ctx context.Context, dir, runAs, logLevel string) (err error) {
 	// The top directory stays traversable so that, under root, the
-	// PostgreSQL account can reach its data directory; secrets inside are 0600.
+	// PostgreSQL account can reach its data directories; secrets inside are 0600.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	active := filepath.Join(dir, "active")
-	if _, err := os.Stat(active); errors.Is(err, fs.ErrNotExist) {
-		fmt.Println("first start: creating the server identity (RSA 4096 takes a few seconds)")
-	}
-	if _, err := confdir.Init(active, confdir.InitOptions{
-		Hostname: "localhost", KeyType: openpgp.RSA4096, DBPort: devActiveDB, ListenAddress: devActiveAddr,
-	}); err != nil {
-		return err
-	}
-	st, err := confdir.Open(active)
+	active, passive, err := devState(ctx, dir, runAs)
 	if err != nil {
 		return err
 	}
-	cfg := st.Config
-	inst := &pg.Instance{DataDir: cfg.Path(active, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser, RunAs: runAs}
-	if !inst.Initialized() {
-		if err := initDB(ctx, active, cfg, inst); err != nil {
+	// Start the databases (the passive after the active it follows) and
+	// stop what was started here in reverse order on the way out.
+	for _, m := range []*devMember{active, passive} {
+		status, err := m.inst.Status(ctx)
+		if err != nil {
 			return err
 		}
-	}
-	status, err := inst.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if !status.Running {
-		if err := inst.Start(ctx); err != nil {
+		if status.Running {
+			continue
+		}
+		if err := m.inst.Start(ctx); err != nil {
 			return err
 		}
 		defer func() {
-			if err := inst.Stop(context.WithoutCancel(ctx)); err != nil {
+			if err := m.inst.Stop(context.WithoutCancel(ctx)); err != nil {
 				fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
 			} else {
-				fmt.Println("PostgreSQL stopped")
+				fmt.Printf("PostgreSQL in %s stopped\n", m.inst.DataDir)
 			}
 		}()
 	}
 	codeFile := filepath.Join(dir, "demo-auth-code")
-	if err := ensureDemoOrg(ctx, st, codeFile); err != nil {
+	if err := ensureDemoOrg(ctx, active.st, codeFile); err != nil {
 		return err
 	}
-	return serve(st, func(addr string) {
-		printDevBanner(dir, codeFile, st, inst)
-	})
+	var servers []*process
+	defer func() {
+		for i := len(servers) - 1; i >= 0; i-- {
+			servers[i].stop()
+		}
+		if len(servers) > 0 {
+			fmt.Println("servers stopped")
+		}
+	}()
+	for _, m := range []*devMember{active, passive} {
+		p, err := startChild(context.WithoutCancel(ctx), "server", "--confdir", m.dir, "--announce", "--log-level", logLevel)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, p)
+	}
+	printDevBanner(dir, codeFile, active, passive)
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-servers[0].exited:
+		return errors.New("the active server exited; see its log above")
+	case <-servers[1].exited:
+		return errors.New("the passive server exited; see its log above")
+	}
+}
+
+// devState creates, on first use, the pair's state directories and
+// databases, and opens them.
+func devState(ctx context.Context, dir, runAs string) (active, passive *devMember, err error) {
+	activeDir, passiveDir := filepath.Join(dir, "active"), filepath.Join(dir, "passive")
+	if _, err := os.Stat(activeDir); errors.Is(err, fs.ErrNotExist) {
+		fmt.Println("first start: creating the server identity (RSA 4096 takes a few seconds) and both databases")
+	}
+	if _, err := confdir.Init(activeDir, confdir.InitOptions{
+		Hostname: "localhost", KeyType: openpgp.RSA4096, DBPort: devActiveDB,
+		ListenAddress: "127.0.0.1:" + strconv.Itoa(devActiveAPI),
+	}); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.Load(activeDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.StandbyName == "" || !pgInstance(activeDir, cfg, runAs).Initialized() {
+		if err := pairActive(ctx, activeDir, cfg, runAs); err != nil {
+			return nil, nil, err
+		}
+	}
+	if _, err := confdir.InitFromActive(activeDir, passiveDir, confdir.PassiveOptions{
+		Hostname: "localhost", ListenAddress: "127.0.0.1:" + strconv.Itoa(devPassiveAPI), DBPort: devPassiveDB,
+		ActiveURL: "https://127.0.0.1:" + strconv.Itoa(devActiveAPI), ActiveDB: "127.0.0.1:" + strconv.Itoa(devActiveDB),
+	}); err != nil {
+		return nil, nil, err
+	}
+	open := func(d string) (*devMember, error) {
+		st, err := confdir.Open(d)
+		if err != nil {
+			return nil, err
+		}
+		return &devMember{dir: d, st: st, inst: pgInstance(d, st.Config, runAs)}, nil
+	}
+	if active, err = open(activeDir); err != nil {
+		return nil, nil, err
+	}
+	if passive, err = open(passiveDir); err != nil {
+		return nil, nil, err
+	}
+	if !passive.inst.Initialized() {
+		// The standby is copied from the running active.
+		running, err := active.inst.Status(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !running.Running {
+			if err := active.inst.Start(ctx); err != nil {
+				return nil, nil, err
+			}
+			defer active.inst.Stop(context.WithoutCancel(ctx))
+		}
+		if err := initPassive(ctx, passiveDir, passive.st.Config, passive.inst); err != nil {
+			return nil, nil, err
+		}
+	}
+	return active, passive, nil
 }
 
 // ensureDemoOrg creates the demo organization with an auth code kept in
@@ -138,7 +217,7 @@ func ensureDemoOrg(ctx context.Context, st *confdir.State, codeFile string) erro
 	return os.WriteFile(codeFile, []byte(code+"\n"), 0o600)
 }
 
-func printDevBanner(dir, codeFile string, st *confdir.State, inst *pg.Instance) {
+func printDevBanner(dir, codeFile string, active, passive *devMember) {
 	kts := "bin/kts"
 	if exe, err := os.Executable(); err == nil {
 		if wd, err := os.Getwd(); err == nil {
@@ -148,23 +227,27 @@ func printDevBanner(dir, codeFile string, st *confdir.State, inst *pg.Instance) 
 		}
 	}
 	clientDir := filepath.Join(dir, "client")
-	active := filepath.Join(dir, "active")
+	activeURL := "https://127.0.0.1:" + strconv.Itoa(devActiveAPI)
+	passiveURL := "https://127.0.0.1:" + strconv.Itoa(devPassiveAPI)
 	fmt.Printf(`
-Trustee is running.
-  API (active)   https://%s
-  fingerprint    %s
-  PostgreSQL     %s:%d, data in %s
+Trustee is running: an active/passive pair on synchronous replication.
+  active         %s   PostgreSQL 127.0.0.1:%d  (%s)
+  passive        %s   PostgreSQL 127.0.0.1:%d  (%s)
+  fingerprint    %s (the same on both)
   organization   %s, auth code in %s
   state          %s (kept between runs)
 
 Try it from another terminal:
-  curl -k https://%[1]s/?a=fingerprint
-  %[9]s client register --dir %[10]s --server https://%[1]s --org %[6]s --auth-code-file %[7]s --skip-ssl-check
-  echo -n 'my data key' | %[9]s client put --dir %[10]s key1
-  %[9]s client get --dir %[10]s key1
-  %[9]s client list --dir %[10]s
-  %[9]s org list --confdir %[11]s
+  curl -k %s/?a=fingerprint
+  %s client register --dir %s --server %s,%s --org %s --auth-code-file %s --skip-ssl-check
+  echo -n 'my data key' | %s client put --dir %s key1
+  %s client get --dir %s key1
+  %s client list --dir %s
+  %s org list --confdir %s
 
-Ctrl-C stops everything started here.
-`, devActiveAddr, st.ServerKey.Public().ID(), inst.Host, inst.Port, inst.DataDir, devOrg, codeFile, dir, kts, clientDir, active)
+Ctrl-C stops all four processes.
+`, activeURL, devActiveDB, active.inst.DataDir, passiveURL, devPassiveDB, passive.inst.DataDir,
+		active.st.ServerKey.Public().ID(), devOrg, codeFile, dir,
+		activeURL, kts, clientDir, activeURL, passiveURL, devOrg, codeFile,
+		kts, clientDir, kts, clientDir, kts, clientDir, kts, active.dir)
 }

@@ -7,13 +7,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/openpgp"
 )
 
 func newInitCommand() *cobra.Command {
 	var (
-		dir, hostname, keyType, listen string
-		dbPort                         int
+		dir, hostname, keyType, listen  string
+		dbPort                          int
+		fromActive, activeURL, activeDB string
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -33,7 +35,15 @@ never overwrites a key.`,
 					return err
 				}
 			}
-			res, err := confdir.Init(dir, confdir.InitOptions{Hostname: hostname, KeyType: kt, ListenAddress: listen, DBPort: dbPort})
+			var res confdir.InitResult
+			if fromActive != "" {
+				res, err = confdir.InitFromActive(fromActive, dir, confdir.PassiveOptions{
+					Hostname: hostname, ListenAddress: orDefault(listen, config.DefaultListenAddress),
+					DBPort: orDefault(dbPort, config.DefaultDBPort), ActiveURL: activeURL, ActiveDB: activeDB,
+				})
+			} else {
+				res, err = confdir.Init(dir, confdir.InitOptions{Hostname: hostname, KeyType: kt, ListenAddress: listen, DBPort: dbPort})
+			}
 			out := cmd.OutOrStdout()
 			for _, f := range res.Created {
 				fmt.Fprintf(out, "created %s\n", f)
@@ -55,6 +65,17 @@ never overwrites a key.`,
 	cmd.Flags().StringVar(&hostname, "hostname", "", "host name for the TLS certificate (default: this host's name)")
 	cmd.Flags().StringVar(&listen, "listen", "", `address the server listens on (LISTEN_ADDRESS; default ":11371")`)
 	cmd.Flags().IntVar(&dbPort, "db-port", 0, "PostgreSQL port (DB_PORT; default 11381)")
+	cmd.Flags().StringVar(&fromActive, "from-active", "", "make a passive's state directory from this copy of the active's (its identity, keyring and secrets; not .ssl)")
+	cmd.Flags().StringVar(&activeURL, "active-url", "", "with --from-active: the active's API URL, where the passive forwards writes")
+	cmd.Flags().StringVar(&activeDB, "active-db", "", "with --from-active: the active's PostgreSQL as HOST:PORT")
 	cmd.Flags().StringVar(&keyType, "key-type", string(openpgp.RSA4096), "server OpenPGP key type: rsa4096 or ed25519")
 	return cmd
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }

@@ -3,15 +3,11 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"trustee.dev/trustee/server/auth"
@@ -20,13 +16,15 @@ import (
 
 // RegisterOptions describe a registration.
 type RegisterOptions struct {
-	ServerURL string // https://host:11371
+	// ServerURL is the server, https://host:11371, or both servers of an
+	// active/passive pair comma-separated, the active first.
+	ServerURL string
 	Org       string
 	AuthCode  string
-	CAFile    string // CA bundle that signed the server certificate; "" = system roots
-	// SkipSSLCheck accepts a self-signed certificate: the certificate's key
-	// and the server's OpenPGP fingerprint seen now are pinned, and later
-	// connections must present the same.
+	CAFile    string // CA bundle that signed the server certificates; "" = system roots
+	// SkipSSLCheck accepts self-signed certificates: each server's
+	// certificate key and the OpenPGP fingerprint seen now are pinned, and
+	// later connections must present the same.
 	SkipSSLCheck bool
 	KeyType      openpgp.KeyType // default Ed25519
 	Name         string          // user ID name on the client key
@@ -45,16 +43,17 @@ type RegisterResult struct {
 }
 
 // Register creates a client state directory, generates the client's key
-// pair and registers it with the server. The directory must not hold a
-// registered client already.
+// pair and registers it with the active server (the first listed). Every
+// listed server is asked for its OpenPGP identity first and must present
+// the same one. The directory must not hold a registered client already.
 func Register(ctx context.Context, dir string, o RegisterOptions) (*Client, RegisterResult, error) {
 	var res RegisterResult
 	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
 		return nil, res, fmt.Errorf("%s already holds a registered client; use another --dir", dir)
 	}
-	u := strings.TrimRight(o.ServerURL, "/")
-	if !strings.HasPrefix(u, "https://") {
-		return nil, res, fmt.Errorf("server URL %q must start with https://", o.ServerURL)
+	servers, err := parseServers(o.ServerURL)
+	if err != nil {
+		return nil, res, err
 	}
 	if o.KeyType == "" {
 		o.KeyType = openpgp.Ed25519
@@ -62,22 +61,18 @@ func Register(ctx context.Context, dir string, o RegisterOptions) (*Client, Regi
 	if o.Warn == nil {
 		o.Warn = func(string) {}
 	}
-	var seen string
-	seenPtr := (*string)(nil)
 	if o.SkipSSLCheck {
 		o.Warn("--skip-ssl-check: the server certificate is not verified; pinning the certificate key and OpenPGP fingerprint seen now")
-		seenPtr = &seen
 	}
-	tlsCfg, err := tlsConfig(o.CAFile, "", seenPtr)
+	serverID, pins, err := identify(ctx, servers, o)
 	if err != nil {
 		return nil, res, err
 	}
-	c := New(Config{ServerURL: u, Org: o.Org, CAFile: o.CAFile}, nil, tlsCfg)
+	c, err := New(Config{ServerURL: servers[0], Servers: servers, Org: o.Org, CAFile: o.CAFile, PinnedSPKISHA256: pins}, nil)
+	if err != nil {
+		return nil, res, err
+	}
 
-	serverID, err := fetchFingerprint(ctx, c)
-	if err != nil {
-		return nil, res, err
-	}
 	name := o.Name
 	if name == "" {
 		host, _ := os.Hostname()
@@ -92,7 +87,7 @@ func Register(ctx context.Context, dir string, o RegisterOptions) (*Client, Regi
 	if err != nil {
 		return nil, res, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u+"/v1/register", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, servers[0]+"/v1/register", bytes.NewReader(body))
 	if err != nil {
 		return nil, res, err
 	}
@@ -100,7 +95,7 @@ func Register(ctx context.Context, dir string, o RegisterOptions) (*Client, Regi
 	if err := auth.SignRequest(key, req, body, time.Now()); err != nil {
 		return nil, res, err
 	}
-	out, err := c.send(req, http.StatusCreated)
+	out, err := c.send(0, req, http.StatusCreated)
 	if err != nil {
 		return nil, res, err
 	}
@@ -112,61 +107,53 @@ func Register(ctx context.Context, dir string, o RegisterOptions) (*Client, Regi
 	}
 	c.Config.Fingerprint = res.Fingerprint
 	c.Config.ServerFingerprint = serverID
-	c.Config.PinnedSPKISHA256 = seen
 	c.Config.State = res.State
 	if err := save(dir, c.Config, key); err != nil {
 		return nil, res, err
 	}
-	pinned, err := tlsConfig(o.CAFile, seen, nil)
-	if err != nil {
-		return nil, res, err
-	}
-	return New(c.Config, key, pinned), res, nil
+	c, err = New(c.Config, key)
+	return c, res, err
 }
 
-// fetchFingerprint asks the server for its OpenPGP identity.
-func fetchFingerprint(ctx context.Context, c *Client) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Config.ServerURL+"/?a=fingerprint", nil)
+// identify asks every server for its OpenPGP identity, which must be the
+// same for all, and with SkipSSLCheck records the certificate key each
+// presents.
+func identify(ctx context.Context, servers []string, o RegisterOptions) (string, Pins, error) {
+	roots, err := rootCAs(o.CAFile)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		var unknownCA x509.UnknownAuthorityError
-		if errors.As(err, &unknownCA) {
-			return "", fmt.Errorf("reach server: %w (give the CA that signed its certificate with --ca-file, or use --skip-ssl-check for a self-signed server)", err)
+	var id string
+	var pins Pins
+	for _, u := range servers {
+		var seen string
+		var record *string
+		if o.SkipSSLCheck {
+			record = &seen
 		}
-		return "", fmt.Errorf("reach server: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256))
-	if err != nil {
-		return "", err
-	}
-	id := strings.TrimSpace(string(b))
-	if resp.StatusCode != http.StatusOK || !validServerID(id) {
-		return "", fmt.Errorf("%s did not answer like a Key Trustee server (status %d)", c.Config.ServerURL, resp.StatusCode)
-	}
-	return id, nil
-}
-
-// validServerID checks the "<bits><letter>/<40 hex>" shape.
-func validServerID(id string) bool {
-	bits, fp, ok := strings.Cut(id, "/")
-	if !ok || len(bits) < 2 || len(fp) != 40 {
-		return false
-	}
-	for _, r := range bits[:len(bits)-1] {
-		if r < '0' || r > '9' {
-			return false
+		hc := newHTTPClient(tlsConfig(roots, "", record))
+		got, err := fetchFingerprint(ctx, hc, u)
+		hc.CloseIdleConnections()
+		if err != nil {
+			if len(servers) > 1 && unreachable(ctx, err) {
+				return "", nil, fmt.Errorf("%w (registration checks every listed server: start it, or correct --server)", err)
+			}
+			return "", nil, err
 		}
-	}
-	for _, r := range fp {
-		if !('0' <= r && r <= '9' || 'A' <= r && r <= 'F') {
-			return false
+		if id == "" {
+			id = got
+		} else if got != id {
+			return "", nil, fmt.Errorf("%s presents OpenPGP identity %s but %s presents %s: the servers of a pair share one identity, so one of them is not part of this pair; correct --server",
+				u, got, servers[0], id)
+		}
+		if o.SkipSSLCheck {
+			if pins == nil {
+				pins = Pins{}
+			}
+			pins[u] = seen
 		}
 	}
-	return true
+	return id, pins, nil
 }
 
 // save writes the client state directory: 0700, files 0600.

@@ -15,16 +15,22 @@ import (
 // postgresql.auto.conf, still overrides both).
 const includeLine = "include '" + ConfigFile + "'"
 
-// hbaConf admits password (SCRAM) connections over the Unix socket and
-// loopback TCP, for databases and for replication, and nothing else.
-const hbaConf = `# Managed by Trustee: rewritten on every start. Local changes are lost.
+// hbaConf returns pg_hba.conf: password (SCRAM) connections over the Unix
+// socket and loopback TCP for databases, replication connections for the
+// replication role from ReplicationFrom, and nothing else.
+func (i *Instance) hbaConf() string {
+	var b strings.Builder
+	b.WriteString(`# Managed by Trustee: rewritten on every start. Local changes are lost.
 # TYPE  DATABASE     USER  ADDRESS        METHOD
 local   all          all                  scram-sha-256
 host    all          all   127.0.0.1/32   scram-sha-256
 host    all          all   ::1/128        scram-sha-256
-host    replication  all   127.0.0.1/32   scram-sha-256
-host    replication  all   ::1/128        scram-sha-256
-`
+`)
+	for _, cidr := range i.replicationFrom() {
+		fmt.Fprintf(&b, "host    replication  \"%s\"  %s  scram-sha-256\n", i.replicationUser(), cidr)
+	}
+	return b.String()
+}
 
 // setting is one line of ConfigFile; value is already in postgresql.conf
 // syntax (see quote).
@@ -32,14 +38,25 @@ type setting struct {
 	name, value string
 }
 
-// settings returns every server setting Trustee manages. New settings
-// (replication, for instance) belong here.
-func (i *Instance) settings(dataDir string) []setting {
+// Replication settings. A hot standby refuses to start with smaller
+// max_wal_senders than its primary's, so both roles set the same values.
+const (
+	maxWALSenders       = 10
+	maxReplicationSlots = 10
+	// walKeepSize is WAL the active keeps beyond what the slot retains,
+	// so that a passive whose slot was lost may still catch up.
+	walKeepSize = "256MB"
+)
+
+// settings returns every server setting Trustee manages. up is where a
+// passive replicates from; it is ignored for the active. New settings
+// belong here.
+func (i *Instance) settings(dataDir string, up *upstream) []setting {
 	fsync := "on"
 	if i.NoSync {
 		fsync = "off"
 	}
-	return []setting{
+	s := []setting{
 		{"listen_addresses", quote(i.host())},
 		{"port", strconv.Itoa(i.port())},
 		{"unix_socket_directories", quote(dataDir)},
@@ -53,7 +70,27 @@ func (i *Instance) settings(dataDir string) []setting {
 		// Bind parameters carry key material: never log them.
 		{"log_parameter_max_length", "0"},
 		{"log_parameter_max_length_on_error", "0"},
+
+		{"wal_level", "replica"},
+		{"max_wal_senders", strconv.Itoa(maxWALSenders)},
+		{"max_replication_slots", strconv.Itoa(maxReplicationSlots)},
+		{"wal_keep_size", quote(walKeepSize)},
+		{"hot_standby", "on"},
 	}
+	if i.role() == RolePassive {
+		if up != nil {
+			s = append(s,
+				setting{"primary_conninfo", quote(up.conninfo(i.standbyName(), filepath.Join(dataDir, passFile)))},
+				setting{"primary_slot_name", quote(i.slot())})
+		}
+		return s
+	}
+	// What the active acknowledges must be readable on the passive.
+	s = append(s, setting{"synchronous_commit", "remote_apply"})
+	if i.Standby != "" {
+		s = append(s, setting{"synchronous_standby_names", quote(`FIRST 1 ("` + i.Standby + `")`)})
+	}
+	return s
 }
 
 // quote renders s as a postgresql.conf string literal.
@@ -64,17 +101,28 @@ func quote(s string) string {
 
 // writeConfig writes ConfigFile and pg_hba.conf, makes sure postgresql.conf
 // includes ConfigFile, and creates the log directory. It is the only place
-// that writes server configuration.
+// that writes server configuration. A passive's upstream comes from its
+// replication password file (see InitStandby).
 func (i *Instance) writeConfig(dataDir string, acct *account) error {
+	if err := i.checkReplication(); err != nil {
+		return err
+	}
+	var up *upstream
+	if i.role() == RolePassive {
+		var err error
+		if up, err = readUpstream(dataDir); err != nil {
+			return err
+		}
+	}
 	var b strings.Builder
 	b.WriteString("# Managed by Trustee: rewritten on every start. Local changes are lost.\n")
-	for _, s := range i.settings(dataDir) {
+	for _, s := range i.settings(dataDir, up) {
 		fmt.Fprintf(&b, "%s = %s\n", s.name, s.value)
 	}
 	if err := writeFile(filepath.Join(dataDir, ConfigFile), b.String(), acct); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dataDir, "pg_hba.conf"), hbaConf, acct); err != nil {
+	if err := writeFile(filepath.Join(dataDir, "pg_hba.conf"), i.hbaConf(), acct); err != nil {
 		return err
 	}
 	if err := ensureInclude(filepath.Join(dataDir, "postgresql.conf")); err != nil {

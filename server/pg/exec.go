@@ -89,8 +89,13 @@ func (i *Instance) runner() (*runner, error) {
 // run runs a PostgreSQL program with a minimal environment from "/" (which
 // every account can enter) and returns its trimmed combined output.
 func (r *runner) run(ctx context.Context, name string, args ...string) (string, error) {
+	return r.runEnv(ctx, nil, name, args...)
+}
+
+// runEnv is run with env added to the minimal environment.
+func (r *runner) runEnv(ctx context.Context, env []string, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, name), args...)
-	cmd.Env = childEnv
+	cmd.Env = append(append([]string(nil), childEnv...), env...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = r.acct.sysProcAttr()
 	cmd.WaitDelay = 5 * time.Second

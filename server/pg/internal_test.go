@@ -3,6 +3,7 @@ package pg
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -40,7 +41,7 @@ func TestLogTail(t *testing.T) {
 func TestSettings(t *testing.T) {
 	i := &Instance{Host: "127.0.0.1", Port: 5000, NoSync: true}
 	got := map[string]string{}
-	for _, s := range i.settings("/data") {
+	for _, s := range i.settings("/data", nil) {
 		got[s.name] = s.value
 	}
 	for k, want := range map[string]string{
@@ -52,5 +53,96 @@ func TestSettings(t *testing.T) {
 		if got[k] != want {
 			t.Errorf("%s = %q, want %q", k, got[k], want)
 		}
+	}
+}
+
+func settingsMap(i *Instance, up *upstream) map[string]string {
+	got := map[string]string{}
+	for _, s := range i.settings("/data", up) {
+		got[s.name] = s.value
+	}
+	return got
+}
+
+func TestReplicationSettings(t *testing.T) {
+	active := settingsMap(&Instance{Standby: "kts_passive"}, nil)
+	for k, want := range map[string]string{
+		"wal_level":                 "replica",
+		"max_wal_senders":           "10",
+		"max_replication_slots":     "10",
+		"hot_standby":               "on",
+		"synchronous_commit":        "remote_apply",
+		"synchronous_standby_names": `'FIRST 1 ("kts_passive")'`,
+	} {
+		if active[k] != want {
+			t.Errorf("active: %s = %q, want %q", k, active[k], want)
+		}
+	}
+	if _, ok := active["primary_conninfo"]; ok {
+		t.Error("active sets primary_conninfo")
+	}
+	if _, ok := settingsMap(&Instance{}, nil)["synchronous_standby_names"]; ok {
+		t.Error("active without Standby sets synchronous_standby_names")
+	}
+
+	up := &upstream{host: "db.example", port: 5432, user: "kts_replication"}
+	passive := settingsMap(&Instance{Role: RolePassive, Standby: "it's"}, up)
+	for k, want := range map[string]string{
+		"primary_conninfo": `'host=''db.example'' port=5432 user=''kts_replication'' ` +
+			`passfile=''/data/replication.pgpass'' application_name=''it\\''s'' connect_timeout=10'`,
+		"primary_slot_name": "'kts_passive'",
+		"hot_standby":       "on",
+		"max_wal_senders":   active["max_wal_senders"],
+	} {
+		if passive[k] != want {
+			t.Errorf("passive: %s = %s, want %s", k, passive[k], want)
+		}
+	}
+	for _, k := range []string{"synchronous_standby_names", "synchronous_commit"} {
+		if _, ok := passive[k]; ok {
+			t.Errorf("passive sets %s", k)
+		}
+	}
+}
+
+func TestHBA(t *testing.T) {
+	hba := (&Instance{ReplicationFrom: []string{"10.0.0.7/32"}}).hbaConf()
+	if !strings.Contains(hba, "host    replication  \"kts_replication\"  10.0.0.7/32  scram-sha-256\n") ||
+		strings.Count(hba, "host    replication") != 1 {
+		t.Errorf("hba with ReplicationFrom:\n%s", hba)
+	}
+	hba = (&Instance{}).hbaConf()
+	for _, want := range []string{
+		"host    replication  \"kts_replication\"  127.0.0.1/32  scram-sha-256\n",
+		"host    replication  \"kts_replication\"  ::1/128  scram-sha-256\n",
+	} {
+		if !strings.Contains(hba, want) {
+			t.Errorf("default hba lacks %q:\n%s", want, hba)
+		}
+	}
+}
+
+func TestPassLine(t *testing.T) {
+	u := &upstream{host: "::1", port: 5432, user: "kts_replication"}
+	line := u.passLine(`p:a\s s`)
+	if line != `\:\:1:5432:replication:kts_replication:p\:a\\s s`+"\n" {
+		t.Errorf("passLine = %q", line)
+	}
+	f := splitPassLine(strings.TrimSuffix(line, "\n"))
+	if len(f) != 5 || f[0] != "::1" || f[1] != "5432" || f[3] != "kts_replication" || f[4] != `p:a\s s` {
+		t.Errorf("splitPassLine = %q", f)
+	}
+}
+
+func TestScramVerifier(t *testing.T) {
+	v, err := scramVerifier("pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^SCRAM-SHA-256\$4096:[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=$`).MatchString(v) {
+		t.Errorf("verifier %q has the wrong form", v)
+	}
+	if w, _ := scramVerifier("pw"); w == v {
+		t.Error("two verifiers share a salt")
 	}
 }

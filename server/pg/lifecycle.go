@@ -31,7 +31,15 @@ const logTailLines = 20
 //
 // Init refuses a DataDir that already holds a cluster (ErrAlreadyInitialized)
 // or any other file: callers that want idempotence check Initialized first.
+// Init creates an active's cluster only: a passive's is a copy of the
+// active's, made by InitStandby.
 func (i *Instance) Init(ctx context.Context, password string) error {
+	if i.role() == RolePassive {
+		return errors.New("a passive's PostgreSQL cluster is a copy of the active's: seed it with InitStandby, not Init")
+	}
+	if err := i.checkReplication(); err != nil {
+		return err
+	}
 	if password == "" {
 		return errors.New("the PostgreSQL superuser password must not be empty")
 	}
@@ -56,7 +64,7 @@ func (i *Instance) Init(ctx context.Context, password string) error {
 		return err
 	}
 
-	pwfile, err := writePasswordFile(password, r.acct)
+	pwfile, err := writeSecretFile("initdb", password+"\n", r.acct)
 	if err != nil {
 		return err
 	}
@@ -87,7 +95,9 @@ func (i *Instance) Init(ctx context.Context, password string) error {
 
 		return incomplete(err)
 	}
-	err = i.CreateDatabase(ctx, password, DefaultDatabase)
+	// No passive can be attached yet (it is copied from this cluster
+	// later), so this commit must not wait for one.
+	err = i.createDatabase(ctx, password, DefaultDatabase, true)
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if stopErr := i.Stop(stopCtx); stopErr != nil {
@@ -127,12 +137,13 @@ func prepareDataDir(dir string, acct *account) error {
 	return acct.chown(dir)
 }
 
-// writePasswordFile puts password in a new 0600 temporary file readable by
-// the run-as account, for initdb --pwfile. The caller removes it.
-func writePasswordFile(password string, acct *account) (string, error) {
-	f, err := os.CreateTemp("", "trustee-initdb-*")
+// writeSecretFile puts content in a new 0600 temporary file readable by
+// the run-as account, for the PostgreSQL program prog. The caller removes
+// it.
+func writeSecretFile(prog, content string, acct *account) (string, error) {
+	f, err := os.CreateTemp("", "trustee-"+prog+"-*")
 	if err != nil {
-		return "", fmt.Errorf("create temporary password file for initdb: %w", err)
+		return "", fmt.Errorf("create temporary password file for %s: %w", prog, err)
 	}
 	path := f.Name()
 	err = acct.chown(path)
@@ -140,14 +151,14 @@ func writePasswordFile(password string, acct *account) (string, error) {
 		err = acct.checkReach(filepath.Dir(path))
 	}
 	if err == nil {
-		_, err = f.WriteString(password + "\n")
+		_, err = f.WriteString(content)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.Remove(path)
-		return "", fmt.Errorf("temporary password file for initdb (set TMPDIR to change its directory): %w", err)
+		return "", fmt.Errorf("temporary password file for %s (set TMPDIR to change its directory): %w", prog, err)
 	}
 	return path, nil
 }
@@ -163,9 +174,13 @@ func (i *Instance) checkSocketPath(dir string) error {
 }
 
 // Start starts the server with pg_ctl and waits until it accepts
-// connections. It rewrites Trustee's configuration first, so Host, Port and
-// NoSync take effect. Start is a no-op when the server is already running.
-// If the server does not come up, the error includes the end of its log.
+// connections. It rewrites Trustee's configuration first, so Host, Port,
+// NoSync and the replication fields take effect. Start is a no-op when the
+// server is already running. If the server does not come up, the error
+// includes the end of its log.
+//
+// Start refuses to run a passive's data directory as the active and the
+// other way round: the pair must never hold two primaries.
 func (i *Instance) Start(ctx context.Context) error {
 	dir, err := i.dataDir()
 	if err != nil {
@@ -189,6 +204,9 @@ func (i *Instance) Start(ctx context.Context) error {
 		return err
 	}
 	if err := r.acct.checkReach(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := i.checkRoleMatchesData(dir); err != nil {
 		return err
 	}
 	if err := i.writeConfig(dir, r.acct); err != nil {
@@ -270,6 +288,12 @@ func (i *Instance) Status(ctx context.Context) (Status, error) {
 // with password. It is a no-op when the database exists. The server must be
 // running.
 func (i *Instance) CreateDatabase(ctx context.Context, password, name string) error {
+	return i.createDatabase(ctx, password, name, false)
+}
+
+// createDatabase is CreateDatabase; with localCommit, the commit does not
+// wait for a synchronous standby.
+func (i *Instance) createDatabase(ctx context.Context, password, name string, localCommit bool) error {
 	if name == "" {
 		return errors.New("create database: empty name")
 	}
@@ -278,6 +302,11 @@ func (i *Instance) CreateDatabase(ctx context.Context, password, name string) er
 		return fmt.Errorf("create database %q: %w", name, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if localCommit {
+		if _, err := conn.Exec(ctx, "SET synchronous_commit = local"); err != nil {
+			return fmt.Errorf("create database %q: %w", name, err)
+		}
+	}
 	var exists bool
 	err = conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists)
 	if err != nil || exists {

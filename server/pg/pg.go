@@ -4,7 +4,17 @@
 // [Instance.Start] and [Instance.Stop] drive pg_ctl, and [Instance.Status]
 // reports on it. The cluster only accepts password (SCRAM-SHA-256)
 // connections over loopback TCP and over a Unix socket kept inside the data
-// directory.
+// directory, and replication connections from [Instance.ReplicationFrom].
+//
+// Two servers can run as an active/passive pair. The active's cluster is
+// the primary: [Instance.ConfigureReplication] creates the replication role
+// and slot, and with [Instance.Standby] set every commit waits until the
+// passive has applied it (synchronous_commit = remote_apply), so whatever
+// the active acknowledged is readable on the passive. The passive's cluster
+// is a read-only hot standby, copied from the active by
+// [Instance.InitStandby] and copied afresh by [Instance.Reseed].
+// [Instance.ReplicationStatus] reports on either side. A passive is never
+// promoted.
 //
 // Every setting Trustee manages lives in one file, trustee.conf in the data
 // directory, included from postgresql.conf and rewritten by Init and Start;
@@ -32,6 +42,25 @@ const (
 	DefaultPort  = 11381
 	DefaultUser  = "keytrustee"
 	DefaultRunAs = "postgres"
+)
+
+// Replication defaults.
+const (
+	DefaultReplicationUser = "kts_replication"
+	DefaultSlot            = "kts_passive"
+	DefaultStandby         = "kts_passive"
+)
+
+// Role is an Instance's place in the active/passive pair.
+type Role string
+
+// Roles. The zero Role is RoleActive.
+const (
+	// RoleActive runs the primary: the cluster that takes writes.
+	RoleActive Role = "active"
+	// RolePassive runs a hot standby of the active's cluster: read-only,
+	// replaying the active's WAL.
+	RolePassive Role = "passive"
 )
 
 // DefaultDatabase is the database Init creates for the server.
@@ -79,6 +108,26 @@ type Instance struct {
 	// NoSync turns fsync off (and skips initdb's final sync). A crash can
 	// then lose or corrupt data: use it only for throwaway clusters.
 	NoSync bool
+
+	// Role is the server's place in the pair; "" means RoleActive.
+	Role Role
+	// Standby is the passive's replication name (its application_name).
+	// On the active it names the synchronous standby every commit waits
+	// for; "" means none, and commits do not wait. On the passive it is
+	// the name it connects with; "" means DefaultStandby.
+	Standby string
+	// ReplicationUser is the role the passive replicates as; default
+	// DefaultReplicationUser. The active creates it
+	// (ConfigureReplication) and admits it from ReplicationFrom.
+	ReplicationUser string
+	// Slot is the physical replication slot on the active that keeps the
+	// WAL the passive has not received yet; default DefaultSlot.
+	Slot string
+	// ReplicationFrom lists the networks (CIDR, such as 10.0.0.7/32) the
+	// replication role may connect from; default loopback only
+	// (127.0.0.1/32 and ::1/128). Set it on the active to admit the
+	// passive's host.
+	ReplicationFrom []string
 }
 
 // Status describes the server process of an Instance.
@@ -108,6 +157,41 @@ func (i *Instance) user() string {
 		return DefaultUser
 	}
 	return i.User
+}
+
+func (i *Instance) role() Role {
+	if i.Role == "" {
+		return RoleActive
+	}
+	return i.Role
+}
+
+func (i *Instance) standbyName() string {
+	if i.Standby == "" {
+		return DefaultStandby
+	}
+	return i.Standby
+}
+
+func (i *Instance) replicationUser() string {
+	if i.ReplicationUser == "" {
+		return DefaultReplicationUser
+	}
+	return i.ReplicationUser
+}
+
+func (i *Instance) slot() string {
+	if i.Slot == "" {
+		return DefaultSlot
+	}
+	return i.Slot
+}
+
+func (i *Instance) replicationFrom() []string {
+	if len(i.ReplicationFrom) == 0 {
+		return []string{"127.0.0.1/32", "::1/128"}
+	}
+	return i.ReplicationFrom
 }
 
 func (i *Instance) runAs() string {

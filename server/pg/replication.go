@@ -1,0 +1,587 @@
+package pg
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// passFile is the passive's libpq password file, relative to the data
+// directory. Its one entry is where the passive replicates from and the
+// replication password; it is the record Start builds primary_conninfo
+// from.
+const passFile = "replication.pgpass"
+
+// standbySignal marks a data directory as a standby's.
+const standbySignal = "standby.signal"
+
+// scramIterations is PostgreSQL's default scram_iterations.
+const scramIterations = 4096
+
+var (
+	// nameRE is what Trustee accepts as a replication role or standby
+	// name: a plain identifier, so it needs no quoting in pg_hba.conf,
+	// synchronous_standby_names or a connection string.
+	nameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+	// slotRE is PostgreSQL's rule for replication slot names.
+	slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+)
+
+// ReplicationStatus is replication as one server of the pair sees it. The
+// fields under "Active" are set on the active, those under "Passive" on
+// the passive.
+type ReplicationStatus struct {
+	// InRecovery reports that the server is a standby replaying WAL: true
+	// on the passive, false on the active.
+	InRecovery bool
+
+	// Active: the standby looked for (Instance.Standby, else
+	// DefaultStandby) and what pg_stat_replication says of it.
+
+	Standby string
+	// Attached reports that the standby is connected.
+	Attached bool
+	// State is its WAL sender's state: "streaming" once caught up,
+	// "catchup", "startup" or "backup"; "" when not attached.
+	State string
+	// SyncState is "sync" when commits wait for it, else "async",
+	// "potential" or "quorum"; "" when not attached.
+	SyncState string
+	// ReplayLagBytes is how much WAL the standby has yet to apply.
+	ReplayLagBytes int64
+	// ReplayLag is the time between a commit and its apply on the standby,
+	// as last measured; 0 when unknown or when the standby is idle and
+	// caught up.
+	ReplayLag time.Duration
+	// SlotWALStatus is the wal_status of the replication slot: "reserved"
+	// or "extended" while the slot keeps the WAL the standby needs,
+	// "unreserved" or "lost" when it does not (the passive must then be
+	// reseeded); "" when the slot does not exist or has not been used.
+	SlotWALStatus string
+
+	// Passive.
+
+	// Streaming reports that the WAL receiver is streaming from the active.
+	Streaming bool
+	// ReplayLSN is the last WAL location replayed, such as "0/3000148".
+	ReplayLSN string
+}
+
+// checkReplication validates the replication fields.
+func (i *Instance) checkReplication() error {
+	switch i.Role {
+	case "", RoleActive, RolePassive:
+	default:
+		return fmt.Errorf("unknown role %q: use %q or %q", i.Role, RoleActive, RolePassive)
+	}
+	if i.Standby != "" && !nameRE.MatchString(i.Standby) {
+		return fmt.Errorf("standby name %q: use up to 63 letters, digits and underscores, not starting with a digit", i.Standby)
+	}
+	if !nameRE.MatchString(i.replicationUser()) {
+		return fmt.Errorf("replication user %q: use up to 63 letters, digits and underscores, not starting with a digit",
+			i.replicationUser())
+	}
+	if i.replicationUser() == i.user() {
+		return fmt.Errorf("the replication user must not be the database superuser %q: choose another name", i.user())
+	}
+	if !slotRE.MatchString(i.slot()) {
+		return fmt.Errorf("replication slot name %q: use up to 63 lower-case letters, digits and underscores", i.slot())
+	}
+	for _, cidr := range i.replicationFrom() {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			return fmt.Errorf("replication source %q is not a network in CIDR notation (such as 10.0.0.7/32 or fd00::7/128)", cidr)
+		}
+	}
+	return nil
+}
+
+// checkReplPassword makes sure password can be stored as a SCRAM verifier
+// computed here and written to a password file.
+func checkReplPassword(password string) error {
+	if password == "" {
+		return errors.New("the replication password must not be empty")
+	}
+	for i := 0; i < len(password); i++ {
+		if c := password[i]; c < 0x20 || c > 0x7e {
+			return errors.New("the replication password must be printable ASCII " +
+				"(no line breaks, control characters or non-ASCII letters)")
+		}
+	}
+	return nil
+}
+
+// checkRoleMatchesData refuses to start a standby's data directory as the
+// active, or a primary's as the passive.
+func (i *Instance) checkRoleMatchesData(dir string) error {
+	standby := isStandby(dir)
+	switch {
+	case i.role() == RolePassive && !standby:
+		return fmt.Errorf("the cluster in %s is not a standby (no %s), but this server is the passive: "+
+			"move that directory aside and seed it from the active with InitStandby", dir, standbySignal)
+	case i.role() == RoleActive && standby:
+		return fmt.Errorf("the cluster in %s is a standby copied from the active, but this server is configured as the active; "+
+			"standbys are not promoted: configure this server as the passive", dir)
+	}
+	return nil
+}
+
+func isStandby(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, standbySignal))
+	return err == nil
+}
+
+// ConfigureReplication prepares the active for its passive: it creates the
+// replication role (LOGIN REPLICATION, password replPassword) or updates
+// its password, and creates the physical replication slot if missing. It
+// connects as User with superPassword; the server must be running. It is
+// idempotent.
+//
+// The password reaches PostgreSQL only as a SCRAM-SHA-256 verifier, so it
+// appears in no statement or log. It must be printable ASCII.
+func (i *Instance) ConfigureReplication(ctx context.Context, superPassword, replPassword string) error {
+	if i.role() != RoleActive {
+		return errors.New("replication is configured on the active; the passive's cluster is a read-only copy of it")
+	}
+	if err := i.checkReplication(); err != nil {
+		return err
+	}
+	if err := checkReplPassword(replPassword); err != nil {
+		return err
+	}
+	verifier, err := scramVerifier(replPassword)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, i.ConnString("postgres", superPassword))
+	if err != nil {
+		return fmt.Errorf("configure replication: %w (is PostgreSQL running? start it first)", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return fmt.Errorf("configure replication: %w", err)
+	}
+	if inRecovery {
+		return errors.New("configure replication: this PostgreSQL server is a standby; configure replication on the active")
+	}
+	// The passive cannot attach before its role exists, so these commits
+	// must not wait for it. Keep the verifier out of the server log.
+	for _, set := range []string{
+		"SET synchronous_commit = local",
+		"SET log_statement = 'none'",
+		"SET log_min_error_statement = panic",
+	} {
+		if _, err := conn.Exec(ctx, set); err != nil {
+			return fmt.Errorf("configure replication: %s: %w", set, err)
+		}
+	}
+
+	user := pgx.Identifier{i.replicationUser()}.Sanitize()
+	attrs := " WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD " + quoteLiteral(verifier)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+		i.replicationUser()).Scan(&exists); err != nil {
+		return fmt.Errorf("configure replication: %w", err)
+	}
+	if !exists {
+		_, err = conn.Exec(ctx, "CREATE ROLE "+user+attrs)
+		if isCode(err, "42710") { // duplicate_object: created meanwhile
+			exists = true
+		}
+	}
+	if exists {
+		_, err = conn.Exec(ctx, "ALTER ROLE "+user+attrs)
+	}
+	if err != nil {
+		return fmt.Errorf("configure replication: create or update role %q: %w", i.replicationUser(), err)
+	}
+
+	// The slot reserves WAL from now on, so nothing the passive needs is
+	// removed between here and its first connection.
+	_, err = conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)
+		WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, i.slot())
+	if err != nil && !isCode(err, "42710") {
+		return fmt.Errorf("configure replication: create replication slot %q: %w", i.slot(), err)
+	}
+	return nil
+}
+
+// InitStandby creates the passive's cluster in DataDir as a copy of the
+// active's, which listens on primaryHost:primaryPort, and makes it a hot
+// standby of the active: pg_basebackup copies the cluster through the
+// replication slot, then Trustee's configuration points the standby at the
+// active. Start then runs it. The active must have run
+// ConfigureReplication with replPassword and admit this host
+// (ReplicationFrom).
+//
+// The password goes to pg_basebackup in a temporary password file, and
+// stays for the standby in a 0600 file inside DataDir. If the copy fails,
+// DataDir is left empty, so InitStandby can simply be run again.
+//
+// InitStandby refuses a DataDir that already holds a cluster
+// (ErrAlreadyInitialized); Reseed replaces one.
+func (i *Instance) InitStandby(ctx context.Context, primaryHost string, primaryPort int, replPassword string) error {
+	if err := i.checkStandbyArgs(primaryHost, primaryPort, replPassword); err != nil {
+		return err
+	}
+	dir, err := i.dataDir()
+	if err != nil {
+		return err
+	}
+	if i.Initialized() {
+		return fmt.Errorf("%w: %s (to copy the active afresh, use Reseed)", ErrAlreadyInitialized, dir)
+	}
+	if err := i.checkSocketPath(dir); err != nil {
+		return err
+	}
+	r, err := i.runner()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(r.bin, "pg_basebackup")); err != nil {
+		return fmt.Errorf("%w: no pg_basebackup in %s; %s", ErrNotInstalled, r.bin, installHint)
+	}
+	if err := prepareDataDir(dir, r.acct); err != nil {
+		return err
+	}
+	up := &upstream{host: primaryHost, port: primaryPort, user: i.replicationUser()}
+	if err := i.seed(ctx, r, dir, up, replPassword); err != nil {
+		// dir was empty before: what is in it now is the failed copy.
+		if cerr := emptyDir(dir); cerr != nil {
+			return fmt.Errorf("%w\nthe incomplete copy could not be removed (%v): empty %s before trying again", err, cerr, dir)
+		}
+		return err
+	}
+	return nil
+}
+
+// checkStandbyArgs validates what InitStandby and Reseed need, before they
+// change anything.
+func (i *Instance) checkStandbyArgs(primaryHost string, primaryPort int, replPassword string) error {
+	if i.role() != RolePassive {
+		return fmt.Errorf("only the passive is seeded from the active, and this server's role is %q", i.role())
+	}
+	if err := i.checkReplication(); err != nil {
+		return err
+	}
+	if primaryHost == "" || strings.ContainsAny(primaryHost, "\x00\r\n\t ,") {
+		return fmt.Errorf("the active's PostgreSQL host %q is not a host name or address", primaryHost)
+	}
+	if primaryPort < 1 || primaryPort > 65535 {
+		return fmt.Errorf("the active's PostgreSQL port %d is out of range", primaryPort)
+	}
+	return checkReplPassword(replPassword)
+}
+
+// seed copies the active's cluster into the empty dir and turns it into a
+// standby. It writes standby.signal before anything else can start the
+// copy, which would otherwise run as a second primary.
+func (i *Instance) seed(ctx context.Context, r *runner, dir string, up *upstream, password string) error {
+	tmp, err := writeSecretFile("pg_basebackup", up.passLine(password), r.acct)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	args := []string{
+		"--pgdata=" + dir,
+		"--host=" + up.host,
+		"--port=" + strconv.Itoa(up.port),
+		"--username=" + up.user,
+		"--no-password",
+		"--wal-method=stream",
+		"--slot=" + i.slot(),
+		"--checkpoint=fast",
+		"--label=trustee passive " + i.standbyName(),
+	}
+	if i.NoSync {
+		args = append(args, "--no-sync")
+	}
+	out, err := r.runEnv(ctx, []string{"PGPASSFILE=" + tmp, "PGCONNECT_TIMEOUT=10"}, "pg_basebackup", args...)
+	os.Remove(tmp)
+	if err != nil {
+		return fmt.Errorf("copy the active's cluster from %s:%d with pg_basebackup: %w\n%s%s",
+			up.host, up.port, err, out, basebackupHint(out, i))
+	}
+	// The copied server log is the active's, not ours.
+	if err := os.Remove(filepath.Join(dir, LogFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the active's server log from the copy: %w", err)
+	}
+	if err := writeFile(filepath.Join(dir, standbySignal), "", r.acct); err != nil {
+		return err
+	}
+	content := "# Managed by Trustee: where this passive replicates from.\n" + up.passLine(password)
+	if err := writeFile(filepath.Join(dir, passFile), content, r.acct); err != nil {
+		return err
+	}
+	return i.writeConfig(dir, r.acct)
+}
+
+// basebackupHint turns pg_basebackup's complaint into advice.
+func basebackupHint(out string, i *Instance) string {
+	var hint string
+	switch {
+	case strings.Contains(out, "password authentication failed"):
+		hint = "check the replication password: it must be the one given to ConfigureReplication on the active"
+	case strings.Contains(out, "no pg_hba.conf entry"):
+		hint = "the active does not admit replication from this host: add its address to the active's ReplicationFrom and restart the active"
+	case strings.Contains(out, "replication slot") && strings.Contains(out, "does not exist"):
+		hint = fmt.Sprintf("the active has no replication slot %q: run ConfigureReplication on the active", i.slot())
+	case strings.Contains(out, "is active for PID"):
+		hint = fmt.Sprintf("another standby uses replication slot %q: stop it first", i.slot())
+	case strings.Contains(out, "Connection refused"), strings.Contains(out, "timeout expired"):
+		hint = "is the active's PostgreSQL running and listening on that address?"
+	default:
+		return ""
+	}
+	return "\n" + hint
+}
+
+// Reseed replaces the passive's cluster with a fresh copy of the active's,
+// for a passive that can no longer catch up (its replication slot was lost
+// or dropped). It stops the server, renames DataDir to
+// DataDir.old-<UTC time> (nothing is deleted: remove the old copy once the
+// new one works), then runs InitStandby. The server is left stopped.
+//
+// Reseed refuses an active, and a DataDir that holds a primary's cluster.
+func (i *Instance) Reseed(ctx context.Context, primaryHost string, primaryPort int, replPassword string) error {
+	if i.role() != RolePassive {
+		return fmt.Errorf("Reseed replaces the passive's copy of the active's cluster, and this server's role is %q: "+
+			"the active's cluster is the original and is never reseeded", i.role())
+	}
+	if err := i.checkStandbyArgs(primaryHost, primaryPort, replPassword); err != nil {
+		return err
+	}
+	dir, err := i.dataDir()
+	if err != nil {
+		return err
+	}
+	if i.Initialized() && !isStandby(dir) {
+		return fmt.Errorf("%s holds a primary's cluster, not a standby: refusing to reseed it; "+
+			"move it aside yourself if it really is to be replaced", dir)
+	}
+	var old string
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		if err := i.Stop(ctx); err != nil {
+			return fmt.Errorf("reseed: %w", err)
+		}
+		if old, err = moveAside(dir); err != nil {
+			return fmt.Errorf("reseed: %w", err)
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reseed: PostgreSQL data directory: %w", err)
+	}
+	if err := i.InitStandby(ctx, primaryHost, primaryPort, replPassword); err != nil {
+		if old != "" {
+			return fmt.Errorf("reseed: %w\nthe previous data directory is kept in %s: fix the problem and run Reseed again", err, old)
+		}
+		return fmt.Errorf("reseed: %w", err)
+	}
+	return nil
+}
+
+// moveAside renames dir to dir.old-<UTC time>, with a counter should that
+// name be taken, and returns the new name.
+func moveAside(dir string) (string, error) {
+	base := dir + ".old-" + time.Now().UTC().Format("20060102T150405Z")
+	for n := 1; n < 100; n++ {
+		name := base
+		if n > 1 {
+			name += "-" + strconv.Itoa(n)
+		}
+		if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := os.Rename(dir, name); err != nil {
+			return "", fmt.Errorf("move the old data directory aside: %w", err)
+		}
+		return name, nil
+	}
+	return "", fmt.Errorf("move the old data directory aside: too many %s* directories: remove old ones", base)
+}
+
+// emptyDir removes everything inside dir.
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
+}
+
+// ReplicationStatus reports on replication from the running server,
+// connecting as User with superPassword. On the active it describes the
+// standby named Standby (else DefaultStandby) and the slot; on the passive,
+// its recovery and WAL receiver. Which side it reports is decided by the
+// server (pg_is_in_recovery), not by Role.
+func (i *Instance) ReplicationStatus(ctx context.Context, superPassword string) (ReplicationStatus, error) {
+	var st ReplicationStatus
+	conn, err := pgx.Connect(ctx, i.ConnString("postgres", superPassword))
+	if err != nil {
+		return st, fmt.Errorf("replication status: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&st.InRecovery); err != nil {
+		return st, fmt.Errorf("replication status: %w", err)
+	}
+	if st.InRecovery {
+		err = conn.QueryRow(ctx, `SELECT COALESCE(pg_last_wal_replay_lsn()::text, ''),
+			EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')`).Scan(&st.ReplayLSN, &st.Streaming)
+		if err != nil {
+			return st, fmt.Errorf("replication status: %w", err)
+		}
+		return st, nil
+	}
+
+	st.Standby = i.standbyName()
+	var lagSeconds float64
+	err = conn.QueryRow(ctx, `SELECT state, sync_state,
+			COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint,
+			COALESCE(EXTRACT(epoch FROM replay_lag), 0)::float8
+		FROM pg_stat_replication WHERE application_name = $1
+		ORDER BY backend_start DESC LIMIT 1`, st.Standby).
+		Scan(&st.State, &st.SyncState, &st.ReplayLagBytes, &lagSeconds)
+	switch {
+	case err == nil:
+		st.Attached = true
+		st.ReplayLag = time.Duration(lagSeconds * float64(time.Second))
+	case !errors.Is(err, pgx.ErrNoRows):
+		return st, fmt.Errorf("replication status: %w", err)
+	}
+	err = conn.QueryRow(ctx, "SELECT COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1",
+		i.slot()).Scan(&st.SlotWALStatus)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return st, fmt.Errorf("replication status: %w", err)
+	}
+	return st, nil
+}
+
+// upstream is where a passive replicates from.
+type upstream struct {
+	host string
+	port int
+	user string
+}
+
+// passLine is the libpq password file entry for replication connections
+// to u with password.
+func (u *upstream) passLine(password string) string {
+	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+	return strings.Join([]string{
+		esc.Replace(u.host), strconv.Itoa(u.port), "replication", esc.Replace(u.user), esc.Replace(password),
+	}, ":") + "\n"
+}
+
+// conninfo is primary_conninfo for a standby named appName that reads its
+// password from passfile.
+func (u *upstream) conninfo(appName, passfile string) string {
+	q := func(s string) string {
+		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	}
+	return "host=" + q(u.host) + " port=" + strconv.Itoa(u.port) + " user=" + q(u.user) +
+		" passfile=" + q(passfile) + " application_name=" + q(appName) + " connect_timeout=10"
+}
+
+// readUpstream reads the passive's upstream from its password file.
+func readUpstream(dataDir string) (*upstream, error) {
+	path := filepath.Join(dataDir, passFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s is missing, so this passive does not know where the active is: "+
+			"seed the passive from the active again with Reseed", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the passive's replication password file: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := splitPassLine(line)
+		if len(f) != 5 {
+			break
+		}
+		port, err := strconv.Atoi(f[1])
+		if err != nil {
+			break
+		}
+		return &upstream{host: f[0], port: port, user: f[3]}, nil
+	}
+	return nil, fmt.Errorf("%s is damaged: seed the passive from the active again with Reseed", path)
+}
+
+// splitPassLine splits a password file entry at unescaped colons and
+// removes the escapes.
+func splitPassLine(line string) []string {
+	var fields []string
+	var b strings.Builder
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c == '\\' && i+1 < len(line):
+			i++
+			b.WriteByte(line[i])
+		case c == ':':
+			fields = append(fields, b.String())
+			b.Reset()
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return append(fields, b.String())
+}
+
+// scramVerifier returns the SCRAM-SHA-256 verifier PostgreSQL stores for
+// password, as CREATE ROLE ... PASSWORD accepts it. PostgreSQL applies
+// SASLprep first, which leaves printable ASCII unchanged; checkReplPassword
+// allows nothing else.
+func scramVerifier(password string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	salted, err := pbkdf2.Key(sha256.New, password, salt, scramIterations, sha256.Size)
+	if err != nil {
+		return "", err
+	}
+	mac := func(msg string) []byte {
+		h := hmac.New(sha256.New, salted)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	stored := sha256.Sum256(mac("Client Key"))
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s",
+		scramIterations, b64(salt), b64(stored[:]), b64(mac("Server Key"))), nil
+}
+
+// quoteLiteral renders s as an SQL string literal
+// (standard_conforming_strings is on).
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// isCode reports whether err is a PostgreSQL error with SQLSTATE code.
+func isCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}
