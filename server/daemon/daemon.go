@@ -34,6 +34,11 @@ const (
 	maxBatch     = 64
 )
 
+// writeTimeout bounds a write's commit. It backs up the replication check:
+// a write admitted just as the passive went away fails after this long
+// instead of waiting for the passive to come back.
+const writeTimeout = 3 * time.Second
+
 // readCacheBytes bounds the sealed deposits kept in memory (store.Cache).
 const readCacheBytes = 64 << 20
 
@@ -73,6 +78,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		}, func() float64 { return 1 })},
 	}
 	batcher := store.NewBatcher(ctx, db, batchWorkers, maxBatch)
+	batcher.Timeout = writeTimeout
 	deposits := &deposit.Service{Keyring: st.Keyring, MaxBytes: cfg.MaxDepositBytes}
 	if cfg.Role == config.RolePassive {
 		// The database is a read-only standby: reads are local, writes go

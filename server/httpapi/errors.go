@@ -2,8 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"io"
+	"net"
+	"strings"
+
 	"encoding/json"
 	"errors"
+	"github.com/jackc/pgx/v5/pgconn"
 	"log/slog"
 	"net/http"
 
@@ -79,15 +84,36 @@ func classify(err error) *apiError {
 		return newError(http.StatusConflict, "already_exists", msg)
 	case errors.Is(err, context.DeadlineExceeded):
 		return newError(http.StatusServiceUnavailable, "timeout", "the database did not confirm in time (is the passive server down?); the outcome of a write is unknown: read it back before retrying")
+	case databaseUnavailable(err):
+		return newError(http.StatusServiceUnavailable, "database_unavailable", "this server cannot reach its database right now; the other server of the pair can answer, or retry shortly; if this was a write, its outcome is unknown: read it back before retrying")
 	case errors.Is(err, context.Canceled):
 		return newError(499, "canceled", "the client went away")
 	}
 	return newError(http.StatusInternalServerError, "internal", "the server failed to handle the request; its log has the details")
 }
 
+// databaseUnavailable reports errors that mean the database could not be
+// reached or is restarting, as opposed to a failed statement.
+func databaseUnavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.ErrUnexpectedEOF), pgconn.SafeToRetry(err):
+		return true
+	case errors.As(err, &pe):
+		// Class 08: connection exception; 57P01-57P03: shutdown, crash, starting up.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	return false
+}
+
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := classify(err)
-	if ae.status >= 500 {
+	switch {
+	case ae.status == http.StatusServiceUnavailable:
+		s.log.WarnContext(r.Context(), "request refused", "route", r.Pattern, "err", err)
+	case ae.status >= 500:
 		s.log.ErrorContext(r.Context(), "request failed", "route", r.Pattern, "err", err)
 	}
 	writeJSON(w, ae.status, errorBody{Error: ae.code, Message: ae.message})

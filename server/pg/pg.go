@@ -118,7 +118,8 @@ type Instance struct {
 	Standby string
 	// ReplicationUser is the role the passive replicates as; default
 	// DefaultReplicationUser. The active creates it
-	// (ConfigureReplication) and admits it from ReplicationFrom.
+	// (ConfigureReplication) and admits it from ReplicationFrom. The
+	// passive records it, with the active's address, when it is seeded.
 	ReplicationUser string
 	// Slot is the physical replication slot on the active that keeps the
 	// WAL the passive has not received yet; default DefaultSlot.

@@ -36,24 +36,23 @@ const scramIterations = 4096
 
 var (
 	// nameRE is what Trustee accepts as a replication role or standby
-	// name: a plain identifier, so it needs no quoting in pg_hba.conf,
-	// synchronous_standby_names or a connection string.
-	nameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+	// name, so that quoting it in pg_hba.conf, synchronous_standby_names
+	// and connection strings is trivial.
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,63}$`)
 	// slotRE is PostgreSQL's rule for replication slot names.
 	slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 )
 
-// ReplicationStatus is replication as one server of the pair sees it. The
-// fields under "Active" are set on the active, those under "Passive" on
-// the passive.
+// ReplicationStatus is replication as one server of the pair sees it. On
+// the active, Standby through SlotWALStatus are set; on the passive,
+// Streaming and ReplayLSN.
 type ReplicationStatus struct {
 	// InRecovery reports that the server is a standby replaying WAL: true
 	// on the passive, false on the active.
 	InRecovery bool
 
-	// Active: the standby looked for (Instance.Standby, else
-	// DefaultStandby) and what pg_stat_replication says of it.
-
+	// Standby is the standby the active looked for in pg_stat_replication:
+	// Instance.Standby, else DefaultStandby.
 	Standby string
 	// Attached reports that the standby is connected.
 	Attached bool
@@ -75,8 +74,6 @@ type ReplicationStatus struct {
 	// reseeded); "" when the slot does not exist or has not been used.
 	SlotWALStatus string
 
-	// Passive.
-
 	// Streaming reports that the WAL receiver is streaming from the active.
 	Streaming bool
 	// ReplayLSN is the last WAL location replayed, such as "0/3000148".
@@ -91,11 +88,10 @@ func (i *Instance) checkReplication() error {
 		return fmt.Errorf("unknown role %q: use %q or %q", i.Role, RoleActive, RolePassive)
 	}
 	if i.Standby != "" && !nameRE.MatchString(i.Standby) {
-		return fmt.Errorf("standby name %q: use up to 63 letters, digits and underscores, not starting with a digit", i.Standby)
+		return fmt.Errorf("standby name %q: use up to 63 letters, digits and underscores", i.Standby)
 	}
 	if !nameRE.MatchString(i.replicationUser()) {
-		return fmt.Errorf("replication user %q: use up to 63 letters, digits and underscores, not starting with a digit",
-			i.replicationUser())
+		return fmt.Errorf("replication user %q: use up to 63 letters, digits and underscores", i.replicationUser())
 	}
 	if i.replicationUser() == i.user() {
 		return fmt.Errorf("the replication user must not be the database superuser %q: choose another name", i.user())
@@ -148,12 +144,16 @@ func isStandby(dir string) bool {
 
 // ConfigureReplication prepares the active for its passive: it creates the
 // replication role (LOGIN REPLICATION, password replPassword) or updates
-// its password, and creates the physical replication slot if missing. It
+// its password, and creates the physical replication slot if missing. A
+// slot that has lost WAL the passive needed (wal_status "lost") is useless:
+// it is replaced, and the passive must then be reseeded. ConfigureReplication
 // connects as User with superPassword; the server must be running. It is
 // idempotent.
 //
-// The password reaches PostgreSQL only as a SCRAM-SHA-256 verifier, so it
-// appears in no statement or log. It must be printable ASCII.
+// The password reaches PostgreSQL only as a SCRAM-SHA-256 verifier, never
+// in clear, in a statement or a log. It must be printable ASCII. A passive
+// keeps the password it was seeded with: after changing it, reseed the
+// passive.
 func (i *Instance) ConfigureReplication(ctx context.Context, superPassword, replPassword string) error {
 	if i.role() != RoleActive {
 		return errors.New("replication is configured on the active; the passive's cluster is a read-only copy of it")
@@ -213,6 +213,11 @@ func (i *Instance) ConfigureReplication(ctx context.Context, superPassword, repl
 		return fmt.Errorf("configure replication: create or update role %q: %w", i.replicationUser(), err)
 	}
 
+	_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+		WHERE slot_name = $1 AND wal_status = 'lost' AND NOT active`, i.slot())
+	if err != nil {
+		return fmt.Errorf("configure replication: drop lost replication slot %q: %w", i.slot(), err)
+	}
 	// The slot reserves WAL from now on, so nothing the passive needs is
 	// removed between here and its first connection.
 	_, err = conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)
@@ -319,9 +324,14 @@ func (i *Instance) seed(ctx context.Context, r *runner, dir string, up *upstream
 		return fmt.Errorf("copy the active's cluster from %s:%d with pg_basebackup: %w\n%s%s",
 			up.host, up.port, err, out, basebackupHint(out, i))
 	}
-	// The copied server log is the active's, not ours.
-	if err := os.Remove(filepath.Join(dir, LogFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove the active's server log from the copy: %w", err)
+	// The copy holds the active's server log and the lock files of its
+	// Unix sockets (which live in the data directory): they are not ours,
+	// and a socket lock naming a live process would stop the standby.
+	locks, _ := filepath.Glob(filepath.Join(dir, ".s.PGSQL.*.lock"))
+	for _, f := range append(locks, filepath.Join(dir, LogFile)) {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the active's %s from the copy: %w", filepath.Base(f), err)
+		}
 	}
 	if err := writeFile(filepath.Join(dir, standbySignal), "", r.acct); err != nil {
 		return err

@@ -235,17 +235,42 @@ func TestReplication(t *testing.T) {
 		if err := passive.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// A dropped slot is re-created.
 		if _, err := activeDB.Exec(ctx, "SELECT pg_drop_replication_slot($1)", pg.DefaultSlot); err != nil {
 			t.Fatal(err)
 		}
-		st, err := active.ReplicationStatus(ctx, superPassword)
-		if err != nil || st.SlotWALStatus != "" {
-			t.Fatalf("status without slot = %+v, %v", st, err)
+		if st := status(t, ctx, active); st.SlotWALStatus != "" {
+			t.Fatalf("status without slot = %+v", st)
 		}
 		if err := active.ConfigureReplication(ctx, superPassword, replPassword); err != nil {
 			t.Fatal(err)
 		}
+		if st := status(t, ctx, active); st.SlotWALStatus != "reserved" {
+			t.Fatalf("status with a new slot = %+v", st)
+		}
+
+		// The slot loses WAL the passive needs: the active keeps little.
+		setWALLimits(t, ctx, activeDB, "max_slot_wal_keep_size = '1MB'", "wal_keep_size = 0")
 		insertLocal(t, ctx, activeDB, "40, 'while down'")
+		eventually(t, "the slot is lost", func() bool {
+			for _, q := range []string{
+				"SELECT pg_logical_emit_message(false, 'trustee', 'some WAL')",
+				"SELECT pg_switch_wal()",
+				"CHECKPOINT",
+			} {
+				if _, err := activeDB.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return status(t, ctx, active).SlotWALStatus == "lost"
+		})
+		setWALLimits(t, ctx, activeDB, "max_slot_wal_keep_size", "wal_keep_size")
+		if err := active.ConfigureReplication(ctx, superPassword, replPassword); err != nil {
+			t.Fatal(err)
+		}
+		if st := status(t, ctx, active); st.SlotWALStatus != "reserved" {
+			t.Fatalf("status after ConfigureReplication replaced the lost slot = %+v", st)
+		}
 
 		if err := active.Reseed(ctx, "127.0.0.1", active.Port, replPassword); err == nil ||
 			!strings.Contains(err.Error(), "never reseeded") {
@@ -281,6 +306,33 @@ func TestReplication(t *testing.T) {
 			t.Error("a write after Reseed is not on the passive")
 		}
 	})
+}
+
+func status(t *testing.T, ctx context.Context, inst *pg.Instance) pg.ReplicationStatus {
+	t.Helper()
+	st, err := inst.ReplicationStatus(ctx, superPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// setWALLimits sets (name = value) or resets (name) settings with ALTER
+// SYSTEM, and reloads the configuration.
+func setWALLimits(t *testing.T, ctx context.Context, conn *pgx.Conn, settings ...string) {
+	t.Helper()
+	for _, s := range settings {
+		q := "ALTER SYSTEM RESET " + s
+		if strings.Contains(s, "=") {
+			q = "ALTER SYSTEM SET " + s
+		}
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // insertLocal inserts a row in a transaction that commits without waiting
@@ -321,6 +373,9 @@ func checkStandbyDir(t *testing.T, dir string) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, pg.LogFile)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the active's server log was copied to the passive (%v)", err)
+	}
+	if locks, _ := filepath.Glob(filepath.Join(dir, ".s.PGSQL.*.lock")); len(locks) > 0 {
+		t.Errorf("the active's socket lock files were copied to the passive: %q", locks)
 	}
 	pass := filepath.Join(dir, "replication.pgpass")
 	fi, err := os.Stat(pass)

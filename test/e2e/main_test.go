@@ -100,9 +100,23 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// server is a running `kts server`.
+type server struct {
+	cmd    *exec.Cmd
+	exited chan error
+	killed bool
+}
+
+// kill ends the server at once (SIGKILL), as a crash would.
+func (s *server) kill() {
+	s.killed = true
+	s.cmd.Process.Kill()
+	<-s.exited
+}
+
 // startServer runs `kts server` and waits until it serves; it is stopped
-// (SIGTERM, expecting a clean exit) when the test ends.
-func startServer(t *testing.T, confdir string) {
+// (SIGTERM, expecting a clean exit) when the test ends unless killed before.
+func startServer(t *testing.T, confdir string) *server {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", confdir, "--announce", "--log-level", "warn")
 	var logs bytes.Buffer
@@ -136,12 +150,18 @@ func startServer(t *testing.T, confdir string) {
 		cmd.Process.Kill()
 		t.Fatalf("kts server did not serve within 30 s:\n%s", logs.String())
 	}
+	s := &server{cmd: cmd, exited: make(chan error, 1)}
+	go func() { s.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of kts server --confdir %s:\n%s", confdir, logs.String())
+		}
+		if s.killed {
+			return
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
 		select {
-		case err := <-done:
+		case err := <-s.exited:
 			if err != nil {
 				t.Errorf("kts server exit: %v\n%s", err, logs.String())
 			}
@@ -150,4 +170,5 @@ func startServer(t *testing.T, confdir string) {
 			t.Errorf("kts server did not stop on SIGTERM")
 		}
 	})
+	return s
 }

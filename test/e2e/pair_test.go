@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPairAsUsersRunIt sets up the active/passive pair with the documented
+// commands and checks the contract: what the active acknowledged is
+// readable on the passive, writes sent to the passive reach the active,
+// writes are refused at once while the passive is away and accepted again
+// when it is back, and reads survive the loss of a server.
+func TestPairAsUsersRunIt(t *testing.T) {
+	root := stateRoot(t)
+	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
+	aAPI, aDB, pAPI, pDB := freePort(t), freePort(t), freePort(t), freePort(t)
+	aURL, pURL := "https://127.0.0.1:"+itoa(aAPI), "https://127.0.0.1:"+itoa(pAPI)
+
+	kts(t, "init", "--confdir", active, "--hostname", "localhost", "--key-type", "ed25519",
+		"--listen", "127.0.0.1:"+itoa(aAPI), "--db-port", itoa(aDB))
+	kts(t, "db", "init", "--role", "active", "--confdir", active)
+	kts(t, "db", "start", "--confdir", active)
+	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", active) })
+	kts(t, "init", "--confdir", passive, "--from-active", active, "--hostname", "localhost",
+		"--listen", "127.0.0.1:"+itoa(pAPI), "--db-port", itoa(pDB),
+		"--active-url", aURL, "--active-db", "127.0.0.1:"+itoa(aDB))
+	kts(t, "db", "init", "--role", "passive", "--confdir", passive)
+	kts(t, "db", "start", "--confdir", passive)
+	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", passive) })
+	startServer(t, active)
+	passiveServer := startServer(t, passive)
+
+	if a, p := curl(t, "-k", aURL+"/?a=fingerprint"), curl(t, "-k", pURL+"/?a=fingerprint"); a != p {
+		t.Fatalf("the pair shows two identities: %s and %s", a, p)
+	}
+	var ready map[string]any
+	json.Unmarshal([]byte(curl(t, "-k", aURL+"/readyz")), &ready)
+	if ready["role"] != "active" || ready["writable"] != true {
+		t.Fatalf("active readyz: %v", ready)
+	}
+	json.Unmarshal([]byte(curl(t, "-k", pURL+"/readyz")), &ready)
+	if ready["role"] != "passive" || ready["wal_receiver"] != "streaming" {
+		t.Fatalf("passive readyz: %v", ready)
+	}
+
+	runTool(t, "", "keytrustee-orgtool", "add", "-n", "acme", "-c", "a@example.com", "--confdir", active)
+	runTool(t, "", "keytrustee-orgtool", "set-auth", "-n", "acme", "-s", "", "--confdir", active)
+	both := filepath.Join(root, "client")
+	kts(t, "client", "register", "--dir", both, "--server", aURL+","+pURL, "--org", "acme", "--skip-ssl-check")
+	onlyPassive := clientWithServers(t, both, filepath.Join(root, "client-passive"), pURL)
+	passiveFirst := clientWithServers(t, both, filepath.Join(root, "client-passive-first"), pURL, aURL)
+
+	// Acknowledged on the active → readable on the passive at once.
+	for i := range 20 {
+		name := "k" + itoa(i)
+		putStdin(t, both, name, "value "+name)
+		if got := kts(t, "client", "get", "--dir", onlyPassive, name); got != "value "+name {
+			t.Fatalf("passive read of %s = %q", name, got)
+		}
+	}
+	// A write sent to the passive is carried to the active.
+	putStdin(t, passiveFirst, "via-passive", "forwarded")
+	if got := kts(t, "client", "get", "--dir", both, "via-passive"); got != "forwarded" {
+		t.Fatalf("forwarded write reads %q", got)
+	}
+
+	// Without the passive's database, writes are refused at once; reads go
+	// on. A write admitted just before the loss was noticed fails after the
+	// write timeout with an unknown outcome ("timeout"); one refused with
+	// passive_unavailable was never applied.
+	kts(t, "db", "stop", "--confdir", passive)
+	var refused []string
+	attempt := 0
+	waitFor(t, "writes refused", func() bool {
+		attempt++
+		name := "while-down-" + itoa(attempt)
+		start := time.Now()
+		r := runTool(t, "lost", "kts", "client", "put", "--dir", both, name)
+		if r.err == nil {
+			return false
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("a failed write took %v: %s", took, r.stderr)
+		}
+		if strings.Contains(r.stderr, "passive_unavailable") {
+			refused = append(refused, name)
+			return time.Since(start) < time.Second
+		}
+		return false
+	})
+	if got := kts(t, "client", "get", "--dir", both, "k1"); got != "value k1" {
+		t.Fatalf("read while the passive is down = %q", got)
+	}
+	kts(t, "db", "start", "--confdir", passive)
+	waitFor(t, "writes accepted after the passive is back", func() bool {
+		return runTool(t, "back", "kts", "client", "put", "--dir", both, "after-rejoin").err == nil
+	})
+	if got := kts(t, "client", "get", "--dir", onlyPassive, "after-rejoin"); got != "back" {
+		t.Fatalf("rejoined passive reads %q", got)
+	}
+	for _, name := range refused {
+		if r := runTool(t, "", "kts", "client", "get", "--dir", both, name); r.err == nil || !strings.Contains(r.stderr, "404") {
+			t.Fatalf("write %s was refused but reads back: %v %s", name, r.err, r.stderr)
+		}
+	}
+
+	// A crashed passive server: every read still succeeds through the active.
+	passiveServer.kill()
+	for i := range 6 {
+		if got := kts(t, "client", "get", "--dir", both, "k"+itoa(i)); got != "value k"+itoa(i) {
+			t.Fatalf("read %d with the passive server down = %q", i, got)
+		}
+	}
+}
+
+// clientWithServers copies a registered client's state with another server list.
+func clientWithServers(t *testing.T, from, to string, servers ...string) string {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(from, "client-key.asc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(to, "client-key.asc"), key, 0o600)
+	raw, err := os.ReadFile(filepath.Join(from, "client.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := cfg["servers"].([]any)
+	for _, s := range servers {
+		if !slices.Contains(all, any(s)) {
+			t.Fatalf("client.json servers %v lack %s", all, s)
+		}
+	}
+	cfg["servers"], cfg["server_url"] = servers, servers[0]
+	out, _ := json.Marshal(cfg)
+	os.WriteFile(filepath.Join(to, "client.json"), out, 0o600)
+	return to
+}
+
+func putStdin(t *testing.T, dir, name, value string) {
+	t.Helper()
+	if r := runTool(t, value, "kts", "client", "put", "--dir", dir, name); r.err != nil {
+		t.Fatalf("put %s: %v\n%s", name, r.err, r.stderr)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30 s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
