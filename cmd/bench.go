@@ -21,6 +21,7 @@ import (
 	"trustee.dev/trustee/server/bench"
 	"trustee.dev/trustee/server/client"
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/daemon"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/pg"
@@ -35,6 +36,7 @@ type benchOptions struct {
 	warmup, window  time.Duration
 	rateFraction    float64
 	only            string
+	pair            bool
 	serverProfile   string
 	profile         string
 }
@@ -82,6 +84,7 @@ temporary directory and removes them afterwards; otherwise it runs against
 	f.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured window")
 	f.DurationVar(&o.window, "duration", 10*time.Second, "measured window of each run")
 	f.Float64Var(&o.rateFraction, "rate-fraction", 0.5, "fixed-rate GET at this fraction of the peak GET rate")
+	f.BoolVar(&o.pair, "pair", false, "with --scratch: an active/passive pair on synchronous replication; the clients read from both")
 	f.StringVar(&o.only, "only", "", "run only this measurement (e.g. kts-get), once per round, without the summary")
 	f.StringVar(&o.profile, "cpu-profile", "", "write the load generator's CPU profile to this file")
 	f.StringVar(&o.serverProfile, "server-cpu-profile", "", "with --scratch: write the server's CPU profile to this file")
@@ -164,6 +167,21 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 		{"raw-insert", raw.insert},
 		{"raw-select", raw.selectRow},
 	}
+	if o.pair {
+		// The same INSERT committing without waiting for the standby: what
+		// synchronous replication costs.
+		local, err := store.Open(ctx, st.DSN()+"&synchronous_commit=local", int32(o.workers))
+		if err != nil {
+			return err
+		}
+		defer local.Close()
+		ops = append(ops, struct {
+			name string
+			op   bench.Op
+		}{"raw-insert-async", func(ctx context.Context, w, seq int) error {
+			return raw.insertInto(ctx, local, raw.owner(w), fmt.Sprintf("a-%d-%d", raw.round, seq))
+		}})
+	}
 	results := map[string][]bench.Result{}
 	var fixed, fixedBare []bench.Result
 	for round := 1; round <= o.rounds; round++ {
@@ -177,6 +195,13 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 			r := bench.ClosedLoop(ctx, op.name, o.workers, o.warmup, o.window, op.op)
 			results[op.name] = append(results[op.name], r)
 			fmt.Fprintf(out, "  %s\n", r)
+			if op.name == "raw-insert-async" {
+				// Let the standby replay what it was not waited for, so the
+				// next run does not pay for it.
+				if err := waitReplayed(ctx, db); err != nil {
+					return err
+				}
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -232,12 +257,35 @@ func report(out io.Writer, o benchOptions, results map[string][]bench.Result, fi
 	fmt.Fprintf(out, "\nmedian over %d rounds (range), %d clients, %d-byte values, %v windows:\n", o.rounds, o.workers, o.size, o.window)
 	fmt.Fprintf(out, "  get / bare TLS handler   %.2f (%.2f–%.2f)   target ≥ 0.50  %s\n", getMed, getLo, getHi, verdict(getMed >= 0.5))
 	fmt.Fprintf(out, "  put / raw pgx INSERT     %.2f (%.2f–%.2f)   target ≥ 0.60  %s\n", putMed, putLo, putHi, verdict(putMed >= 0.6))
+	if o.pair {
+		m, lo, hi := bench.Median(ratio("raw-insert", "raw-insert-async"))
+		fmt.Fprintf(out, "  INSERT with the synchronous standby / without  %.2f (%.2f–%.2f)\n", m, lo, hi)
+		m, lo, hi = bench.Median(ratio("kts-put", "raw-insert-async"))
+		fmt.Fprintf(out, "  put / INSERT without the standby               %.2f (%.2f–%.2f)\n", m, lo, hi)
+	}
 	fmt.Fprintf(out, "  get p99 at %.0f%% of peak  %.2f ms (%.2f–%.2f)  target < 10 ms  %s   (bare handler at that rate: %.2f ms)\n",
 		o.rateFraction*100, p99Med, p99Lo, p99Hi, verdict(p99Med < 10), bareMed)
 	if errorsSeen > 0 {
 		return fmt.Errorf("%d operations failed: the run is void", errorsSeen)
 	}
 	return nil
+}
+
+// waitReplayed waits until every standby has replayed the active's WAL.
+func waitReplayed(ctx context.Context, db *store.Store) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var behind int64
+		err := db.Pool().QueryRow(ctx, `SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0)::bigint
+			FROM pg_stat_replication`).Scan(&behind)
+		if err != nil || behind == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the standby is still %d bytes behind after a minute", behind)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -274,6 +322,8 @@ func benchClients(ctx context.Context, db *store.Store, o benchOptions, caFile s
 		}
 		c, res, err := client.Register(ctx, filepath.Join(dir, strconv.Itoa(w)), client.RegisterOptions{
 			ServerURL: o.server, Org: orgName, CAFile: caFile, KeyType: openpgp.Ed25519,
+			// Each server of a scratch pair has its own self-signed certificate.
+			SkipSSLCheck: o.pair,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("register bench client: %w", err)
@@ -344,7 +394,11 @@ func newRawDB(ctx context.Context, db *store.Store, o benchOptions, payload []by
 func (r *rawDB) owner(w int) string { return fmt.Sprintf("%s-%02d", r.tag, w) }
 
 func (r *rawDB) insertRow(ctx context.Context, owner, name string) error {
-	_, err := r.db.Pool().Exec(ctx, `INSERT INTO bench_raw(owner, name, kek_id, wrapped_key, ciphertext, size)
+	return r.insertInto(ctx, r.db, owner, name)
+}
+
+func (r *rawDB) insertInto(ctx context.Context, db *store.Store, owner, name string) error {
+	_, err := db.Pool().Exec(ctx, `INSERT INTO bench_raw(owner, name, kek_id, wrapped_key, ciphertext, size)
 		VALUES ($1, $2, $3, $4, $5, $6)`, owner, name, "file-bench", r.wrapped, r.sealed, len(r.sealed)-28)
 	return err
 }
@@ -416,64 +470,109 @@ func newBareServerCommand() *cobra.Command {
 	return cmd
 }
 
-// scratch is a throwaway PostgreSQL + server.
+// scratch is a throwaway PostgreSQL + server, or a pair of them.
 type scratch struct {
-	confdir, url string
-	server       *process
-	inst         *pg.Instance
+	confdir, url string // the active's
+	servers      []*process
+	insts        []*pg.Instance
 	root         string
 }
 
 func (s *scratch) stop() {
-	if s.server != nil {
-		s.server.stop()
+	for i := len(s.servers) - 1; i >= 0; i-- {
+		s.servers[i].stop()
 	}
-	s.inst.Stop(context.Background())
+	for i := len(s.insts) - 1; i >= 0; i-- {
+		s.insts[i].Stop(context.Background())
+	}
 	os.RemoveAll(s.root)
 }
 
-func startScratch(ctx context.Context, out io.Writer, o benchOptions) (*scratch, error) {
+// startScratch starts a throwaway server (and with --pair its passive) in
+// a temporary directory.
+func startScratch(ctx context.Context, out io.Writer, o benchOptions) (_ *scratch, err error) {
 	root, err := os.MkdirTemp("", "kts-bench-")
 	if err != nil {
 		return nil, err
 	}
 	os.Chmod(root, 0o755)
-	dir := filepath.Join(root, "state")
-	dbPort, err := freePort()
+	s := &scratch{root: root, confdir: filepath.Join(root, "active")}
+	defer func() {
+		if err != nil {
+			s.stop()
+		}
+	}()
+	ports := make([]int, 4)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	what := "a scratch PostgreSQL and server"
+	if o.pair {
+		what = "a scratch pair (two PostgreSQL, two servers)"
+	}
+	fmt.Fprintf(out, "starting %s in %s\n", what, root)
+	if _, err := confdir.Init(s.confdir, confdir.InitOptions{Hostname: "localhost", KeyType: openpgp.Ed25519,
+		DBPort: ports[1], ListenAddress: "127.0.0.1:" + strconv.Itoa(ports[0])}); err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(s.confdir)
 	if err != nil {
 		return nil, err
 	}
-	apiPort, err := freePort()
-	if err != nil {
+	dirs := []string{s.confdir}
+	if o.pair {
+		if err := pairActive(ctx, s.confdir, cfg, pg.DefaultRunAs); err != nil {
+			return nil, err
+		}
+		if cfg, err = config.Load(s.confdir); err != nil {
+			return nil, err
+		}
+	} else if err := initDB(ctx, s.confdir, cfg, pgInstance(s.confdir, cfg, pg.DefaultRunAs)); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "starting a scratch PostgreSQL and server in %s\n", root)
-	if _, err := confdir.Init(dir, confdir.InitOptions{Hostname: "localhost", KeyType: openpgp.Ed25519, DBPort: dbPort, ListenAddress: "127.0.0.1:" + strconv.Itoa(apiPort)}); err != nil {
+	s.insts = append(s.insts, pgInstance(s.confdir, cfg, pg.DefaultRunAs))
+	if err := s.insts[0].Start(ctx); err != nil {
 		return nil, err
 	}
-	st, err := confdir.Open(dir)
-	if err != nil {
-		return nil, err
+	if o.pair {
+		passive := filepath.Join(root, "passive")
+		if _, err := confdir.InitFromActive(s.confdir, passive, confdir.PassiveOptions{
+			Hostname: "localhost", ListenAddress: "127.0.0.1:" + strconv.Itoa(ports[2]), DBPort: ports[3],
+			ActiveURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]), ActiveDB: "127.0.0.1:" + strconv.Itoa(ports[1]),
+		}); err != nil {
+			return nil, err
+		}
+		pcfg, err := config.Load(passive)
+		if err != nil {
+			return nil, err
+		}
+		inst := pgInstance(passive, pcfg, pg.DefaultRunAs)
+		if err := initPassive(ctx, passive, pcfg, inst); err != nil {
+			return nil, err
+		}
+		if err := inst.Start(ctx); err != nil {
+			return nil, err
+		}
+		s.insts = append(s.insts, inst)
+		dirs = append(dirs, passive)
 	}
-	cfg := st.Config
-	s := &scratch{root: root, confdir: dir, inst: pgInstance(dir, cfg, pg.DefaultRunAs)}
-	if err := initDB(ctx, dir, cfg, s.inst); err != nil {
-		os.RemoveAll(root)
-		return nil, err
+	for i, dir := range dirs {
+		args := []string{"server", "--confdir", dir, "--log-level", "warn", "--announce"}
+		if o.serverProfile != "" && i == 0 {
+			args = append(args, "--cpu-profile", o.serverProfile)
+		}
+		p, err := startChild(ctx, args...)
+		if err != nil {
+			return nil, err
+		}
+		s.servers = append(s.servers, p)
 	}
-	if err := s.inst.Start(ctx); err != nil {
-		s.stop()
-		return nil, err
+	s.url = s.servers[0].url
+	if o.pair {
+		s.url += "," + s.servers[1].url
 	}
-	args := []string{"server", "--confdir", dir, "--log-level", "warn", "--announce"}
-	if o.serverProfile != "" {
-		args = append(args, "--cpu-profile", o.serverProfile)
-	}
-	if s.server, err = startChild(ctx, args...); err != nil {
-		s.stop()
-		return nil, err
-	}
-	s.url = s.server.url
 	return s, nil
 }
 
