@@ -100,7 +100,7 @@ func Init(dir string, o InitOptions) (InitResult, error) {
 		}
 		res.Created = append(res.Created, cfg.SSLCertificate, cfg.SSLPrivateKey)
 		res.Warnings = append(res.Warnings, fmt.Sprintf(
-			"created a self-signed TLS certificate for %s; a certificate signed by a trusted CA is recommended (set SSL_CERTIFICATE and SSL_PRIVATE_KEY in %s); clients of a self-signed server must register with --skip-ssl-check",
+			"created a self-signed TLS certificate for %s; a certificate signed by a trusted CA is recommended (set SSL_CERTIFICATE and SSL_PRIVATE_KEY in %s); clients register with --ca-file set to this certificate, or with --skip-ssl-check",
 			strings.Join(hosts, ", "), config.FileName))
 	}
 
