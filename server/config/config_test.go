@@ -199,6 +199,11 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+func passiveConfig(c Config) Config {
+	c.Role, c.ActiveURL, c.ActiveCA, c.ActiveDB, c.StandbyName = RolePassive, "https://kts01.example.com:11371", "active-ca.pem", "kts01.example.com:11381", "kts_passive"
+	return c
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -215,6 +220,17 @@ func TestValidate(t *testing.T) {
 		{"password script", func(c *Config) { c.SSLPrivateKeyPasswordScript = "/bin/echo -n password" }, nil},
 		{"unix socket database", func(c *Config) { c.DBHost = "/var/run/postgresql" }, nil},
 		{"largest deposit", func(c *Config) { c.MaxDepositBytes = MaxDepositBytesLimit }, nil},
+		{"paired active", func(c *Config) { c.StandbyName = "kts_passive" }, nil},
+		{"passive", func(c *Config) { *c = passiveConfig(*c) }, nil},
+
+		{"unknown role", func(c *Config) { c.Role = "primary" }, []string{"ROLE:", `"active" or "passive"`}},
+		{"passive without active URL", func(c *Config) { *c = passiveConfig(*c); c.ActiveURL = "" }, []string{"ACTIVE_URL:"}},
+		{"passive with http active URL", func(c *Config) { *c = passiveConfig(*c); c.ActiveURL = "http://kts01:11371" }, []string{"ACTIVE_URL:", "https://"}},
+		{"passive without active CA", func(c *Config) { *c = passiveConfig(*c); c.ActiveCA = "" }, []string{"ACTIVE_CA:"}},
+		{"passive without active DB", func(c *Config) { *c = passiveConfig(*c); c.ActiveDB = "kts01" }, []string{"ACTIVE_DB:", "HOST:PORT"}},
+		{"passive without standby name", func(c *Config) { *c = passiveConfig(*c); c.StandbyName = "" }, []string{"STANDBY_NAME:"}},
+		{"bad standby name", func(c *Config) { c.StandbyName = "Kts-Passive" }, []string{"STANDBY_NAME:"}},
+		{"empty replication password file", func(c *Config) { c.ReplicationPasswordFile = "" }, []string{"REPLICATION_PASSWORD_FILE:"}},
 
 		{"empty host name", func(c *Config) { c.Hostname = "" }, []string{"HOSTNAME: is empty", "fully qualified domain name"}},
 		{"bad host name", func(c *Config) { c.Hostname = "https://kts.example.com" }, []string{"HOSTNAME:", "not a valid host name"}},
