@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -36,12 +38,19 @@ never shown; choose the code you hand to clients with set-auth.`,
 	cmd.PersistentFlags().StringVarP(&dir, "confdir", "", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
 	withStore := func(run func(ctx context.Context, cmd *cobra.Command, db *store.Store) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
-			db, err := openAdminStore(cmd.Context(), dir)
+			// In a pair a change commits only once the passive confirms it.
+			ctx, cancel := context.WithTimeout(cmd.Context(), adminTimeout)
+			defer cancel()
+			db, err := openAdminStore(ctx, dir)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			return run(cmd.Context(), cmd, db)
+			err = run(ctx, cmd, db)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("the database did not confirm within %v; if this server is the active of a pair, is the passive running? The change may or may not have been applied: check with list", adminTimeout)
+			}
+			return err
 		}
 	}
 
@@ -177,6 +186,9 @@ never shown; choose the code you hand to clients with set-auth.`,
 		stateCommand("disable-client", "Disable a client; it gets 403 from then on", store.StateDisabled))
 	return cmd
 }
+
+// adminTimeout bounds an administration command.
+const adminTimeout = 30 * time.Second
 
 const orgTimeLayout = "2006-01-02T15:04:05"
 
