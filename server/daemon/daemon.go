@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/config"
@@ -59,7 +60,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		log = slog.Default()
 	}
 	cfg := st.Config
-	db, err := store.Open(ctx, st.DSN(), dbConns)
+	db, err := openStore(ctx, st, log)
 	if err != nil {
 		return err
 	}
@@ -161,6 +162,29 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openStore connects to the server's database. A passive's connections
+// pass its standbyGate, and a passive waits for its standby to catch up.
+func openStore(ctx context.Context, st *confdir.State, log *slog.Logger) (*store.Store, error) {
+	if st.Config.Role != config.RolePassive {
+		return store.Open(ctx, st.DSN(), dbConns)
+	}
+	gate := newStandbyGate(filepath.Join(st.Dir, "standby-caught-up"))
+	for i := 0; ; i++ {
+		db, err := store.OpenChecked(ctx, st.DSN(), dbConns, gate.check)
+		if err == nil || !errors.Is(err, errStandbyCatchingUp) {
+			return db, err
+		}
+		if i == 0 {
+			log.Info("waiting for the standby to catch up with the active")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // waitForSchema waits until the standby has replayed the schema the active

@@ -11,9 +11,11 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"trustee.dev/trustee/server/confdir"
@@ -206,3 +208,47 @@ func passiveHealth(db *store.Store, activeURL string) func(context.Context) (any
 		return out, nil
 	}
 }
+
+// standbyGate keeps a passive from reading a standby that restarted and has
+// not replayed all the WAL it had already confirmed: after a crash the
+// standby accepts connections from its last restartpoint on, before it is
+// back where it was. A connection is used only if its postmaster is one that
+// was seen streaming from the active (the WAL receiver starts only once the
+// local WAL has been replayed). The postmaster's start time that passed is
+// kept in a file, so a restarted passive server can read while the active's
+// database is away.
+type standbyGate struct {
+	file string
+	mu   sync.Mutex
+	ok   string // start time of the postmaster known to have caught up
+}
+
+func newStandbyGate(file string) *standbyGate {
+	ok, _ := os.ReadFile(file)
+	return &standbyGate{file: file, ok: strings.TrimSpace(string(ok))}
+}
+
+// check is run on every new connection to the passive's database.
+func (g *standbyGate) check(ctx context.Context, conn *pgx.Conn) error {
+	var started string
+	var receiver *string
+	err := conn.QueryRow(ctx, `SELECT pg_postmaster_start_time()::text, (SELECT status FROM pg_stat_wal_receiver LIMIT 1)`).Scan(&started, &receiver)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if started == g.ok {
+		return nil
+	}
+	if receiver == nil || *receiver != "streaming" {
+		return errStandbyCatchingUp
+	}
+	g.ok = started
+	if err := os.WriteFile(g.file, []byte(started+"\n"), 0o600); err != nil {
+		return err
+	}
+	return nil
+}
+
+var errStandbyCatchingUp = fmt.Errorf("%w: the passive's database restarted and is still replaying to where it was; reads wait until it streams from the active again", store.ErrNotReady)

@@ -95,11 +95,11 @@ func classify(err error) *apiError {
 // databaseUnavailable reports errors that mean the database could not be
 // reached or is restarting, as opposed to a failed statement.
 func databaseUnavailable(err error) bool {
-	var ce *pgconn.ConnectError
+	var ce *pgconn.ConnectError // also a connection refused by a check, e.g. a standby catching up
 	var pe *pgconn.PgError
 	var ne net.Error
 	switch {
-	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.ErrUnexpectedEOF), pgconn.SafeToRetry(err):
+	case errors.Is(err, store.ErrNotReady), errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.ErrUnexpectedEOF), pgconn.SafeToRetry(err):
 		return true
 	case errors.As(err, &pe):
 		// Class 08: connection exception; 57P01-57P03: shutdown, crash, starting up.

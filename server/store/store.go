@@ -24,6 +24,8 @@ var (
 	ErrExists          = errors.New("already exists")
 	ErrUnknownClient   = errors.New("unknown client")
 	ErrClientNotActive = errors.New("client is not active")
+	// ErrNotReady means the database may not be read yet (see OpenChecked).
+	ErrNotReady = errors.New("database not ready")
 )
 
 // Store is the PostgreSQL-backed state of a server.
@@ -34,6 +36,12 @@ type Store struct {
 // Open connects to the database named by dsn. maxConns ≤ 0 keeps pgx's
 // default pool size.
 func Open(ctx context.Context, dsn string, maxConns int32) (*Store, error) {
+	return OpenChecked(ctx, dsn, maxConns, nil)
+}
+
+// OpenChecked is Open with a check run on every new connection before it
+// is used; a connection that fails it is not used.
+func OpenChecked(ctx context.Context, dsn string, maxConns int32, check func(context.Context, *pgx.Conn) error) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("database connection string: %w", err)
@@ -41,6 +49,7 @@ func Open(ctx context.Context, dsn string, maxConns int32) (*Store, error) {
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	cfg.AfterConnect = check
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -36,6 +37,7 @@ const (
 	activeAlone   = faultClients     // id of the reads from the active alone, after the faults
 	passiveAlone  = faultClients + 1 // id of the reads from the passive alone, after the faults
 	passiveProbe  = faultClients + 2 // id of the reads from the passive alone while its database restarts
+	preloader     = faultClients + 3 // id of the writes made before the workload
 	defaultFaults = 20               // faults injected unless KTS_FAULTS says otherwise
 	// serverWriteTimeout is the server's bound on a write's commit
 	// (daemon.writeTimeout): a write admitted just before the passive's
@@ -56,6 +58,9 @@ const (
 //   - the history of puts and gets is linearizable, for a key-value store
 //     whose put is create-only, where a write refused by the server never
 //     took effect and a write with an unknown outcome may have taken effect;
+//     in particular no read misses a deposit whose write was acknowledged
+//     before it was sent, also when it reads the passive alone while the
+//     passive's database comes back from a crash;
 //   - every acknowledged write reads back, with its value, from the active
 //     and from the passive after the faults: nothing acknowledged is lost;
 //   - reads keep succeeding while any one process is down;
@@ -76,6 +81,7 @@ func TestFaultsKeepTheContract(t *testing.T) {
 	p := startFaultPair(t)
 	h := &history{t0: time.Now()}
 	p.h = h
+	h.preload(t, p.clientDir, 300, 64<<10)
 	stop := h.runWorkload(t, p.clientDir, seed)
 	p.waitRecovered(t, "before the first fault")
 
@@ -114,10 +120,10 @@ func TestFaultsKeepTheContract(t *testing.T) {
 	}
 
 	s := summarize(ops, windows)
-	line := fmt.Sprintf("faults: %d, ops: %d (and %d reads after recovery), writes acknowledged: %d, unknown: %d (timeout %d, the slowest after %.1fs), "+
+	line := fmt.Sprintf("faults: %d, ops: %d (after %d preloaded deposits; and %d reads after recovery), writes acknowledged: %d, unknown: %d (timeout %d, the slowest after %.1fs), "+
 		"refused: %d (passive_unavailable %d); reads ok: %d, failed: %d; reads during faults ok: %d, failed: %d (%.1f%% succeeded); "+
 		"reads of the passive while its database restarted: %d (%d answered); acknowledged writes read as absent: %d; lost acknowledged writes: %d; %v",
-		len(windows), s.ops, s.finalReads, s.acked, s.unknown, s.timeouts, s.slowestTimeout.Seconds(), s.refused, s.passiveUnavailable,
+		len(windows), s.ops, s.preloaded, s.finalReads, s.acked, s.unknown, s.timeouts, s.slowestTimeout.Seconds(), s.refused, s.passiveUnavailable,
 		s.readsOK, s.readsFailed, s.windowReadsOK, s.windowReadsFailed, s.windowReadRatio()*100,
 		s.probes, s.probesAnswered, stale, lost,
 		time.Since(started).Round(time.Second))
@@ -737,7 +743,7 @@ func (h *history) runWorkload(t *testing.T, dir string, seed uint64) (stop func(
 		wg.Go(func() {
 			for seq := 0; !done.Load(); seq++ {
 				key := fmt.Sprintf("c%d-%d", id, seq)
-				w := h.put(c, id, key, fmt.Sprintf("value of %s %016x", key, rng.Uint64()))
+				w := h.put(c, id, key, fmt.Appendf(nil, "value of %s %016x", key, rng.Uint64()))
 				r := h.get(c, id, h.pick(rng))
 				if rng.IntN(8) == 0 {
 					h.get(c, id, fmt.Sprintf("never-%d-%d", id, seq))
@@ -774,14 +780,14 @@ func (h *history) pickAcknowledged(rng *rand.Rand) (string, bool) {
 	return h.acked[rng.IntN(len(h.acked))], true
 }
 
-func (h *history) put(c *client.Client, id int, key, value string) op {
+func (h *history) put(c *client.Client, id int, key string, data []byte) op {
 	h.mu.Lock()
 	h.keys = append(h.keys, key)
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	o := op{client: id, put: true, key: key, value: value, call: h.now()}
-	err := c.Put(ctx, key, []byte(value))
+	o := op{client: id, put: true, key: key, value: recorded(data), call: h.now()}
+	err := c.Put(ctx, key, data)
 	o.ret = h.now()
 	o.res, o.code = putResult(err)
 	h.add(o)
@@ -796,10 +802,48 @@ func (h *history) get(c *client.Client, id int, key string) op {
 	o.ret = h.now()
 	o.res, o.code = getResult(err)
 	if o.res == resOK {
-		o.value = string(data)
+		o.value = recorded(data)
 	}
 	h.add(o)
 	return o
+}
+
+// recorded is how the history keeps a deposit: as is when short, else by
+// its size and digest.
+func recorded(data []byte) string {
+	if len(data) <= 200 {
+		return string(data)
+	}
+	return fmt.Sprintf("%d bytes, SHA-256 %x", len(data), sha256.Sum256(data))
+}
+
+// preload writes n deposits of size bytes before the workload starts, as a
+// pair in use holds data. A standby that crashes replays the WAL written
+// since its last restartpoint when it starts again: only with data behind
+// it does that take long enough to matter.
+func (h *history) preload(t *testing.T, dir string, n, size int) {
+	t.Helper()
+	c, err := client.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				data := []byte(fmt.Sprintf("preloaded %d ", i))
+				data = append(data, strings.Repeat("-", size-len(data))...)
+				if o := h.put(c, preloader, fmt.Sprintf("pre-%d", i), data); o.res != resOK {
+					t.Errorf("preload: %v", o)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 }
 
 // putResult sorts a write's outcome: refused (a 4xx, or a 503 the server
@@ -1075,7 +1119,7 @@ func checkLinearizable(t *testing.T, ops []op, windows []window) {
 }
 
 type summary struct {
-	ops, finalReads, probes, probesAnswered                int
+	ops, preloaded, finalReads, probes, probesAnswered     int
 	acked, unknown, timeouts, refused, passiveUnavailable  int
 	readsOK, readsFailed, windowReadsOK, windowReadsFailed int
 	slowestTimeout                                         time.Duration // of the writes answered 503 timeout
@@ -1089,6 +1133,9 @@ func summarize(ops []op, windows []window) summary {
 	var s summary
 	for _, o := range ops {
 		switch o.client {
+		case preloader:
+			s.preloaded++
+			continue
 		case activeAlone, passiveAlone:
 			s.finalReads++
 			continue
