@@ -26,6 +26,7 @@ type Batcher struct {
 }
 
 type getReq struct {
+	submitted   time.Time
 	owner, name string
 	sealed      keyring.Sealed
 	err         error
@@ -33,6 +34,7 @@ type getReq struct {
 }
 
 type putReq struct {
+	submitted   time.Time
 	owner, name string
 	sealed      keyring.Sealed
 	size        int
@@ -93,7 +95,7 @@ func submit[T any](ctx context.Context, in chan T, r T, done chan struct{}) erro
 
 // GetDeposit reads through the batch workers.
 func (b *Batcher) GetDeposit(ctx context.Context, owner, name string) (keyring.Sealed, error) {
-	r := &getReq{owner: owner, name: name, done: make(chan struct{})}
+	r := &getReq{submitted: time.Now(), owner: owner, name: name, done: make(chan struct{})}
 	if err := submit(ctx, b.gets, r, r.done); err != nil {
 		return keyring.Sealed{}, err
 	}
@@ -102,7 +104,7 @@ func (b *Batcher) GetDeposit(ctx context.Context, owner, name string) (keyring.S
 
 // PutDeposit writes through the batch workers.
 func (b *Batcher) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error {
-	r := &putReq{owner: owner, name: name, sealed: d, size: size, done: make(chan struct{})}
+	r := &putReq{submitted: time.Now(), owner: owner, name: name, sealed: d, size: size, done: make(chan struct{})}
 	if err := submit(ctx, b.puts, r, r.done); err != nil {
 		return err
 	}
@@ -113,6 +115,7 @@ func (b *Batcher) PutDeposit(ctx context.Context, owner, name string, d keyring.
 type request interface {
 	fail(error)
 	finish()
+	since() time.Time
 }
 
 // serveBatch takes the next batch from in, answers a lone request with
@@ -120,18 +123,21 @@ type request interface {
 // every waiter.
 func serveBatch[T request](ctx context.Context, in chan T, max int, timeout time.Duration, single func(context.Context, T), many func(context.Context, []T)) {
 	batch := collect(ctx, in, max)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	if len(batch) == 0 {
+		return
+	}
+	// The timeout counts from the oldest request's submission, so time
+	// spent queued behind a stuck batch is not granted again.
+	ctx, cancel := context.WithDeadline(ctx, batch[0].since().Add(timeout))
 	defer cancel()
 	defer func() {
 		for _, r := range batch {
 			r.finish()
 		}
 	}()
-	switch len(batch) {
-	case 0:
-	case 1:
+	if len(batch) == 1 {
 		single(ctx, batch[0])
-	default:
+	} else {
 		many(ctx, batch)
 	}
 }
@@ -252,7 +258,9 @@ func failAll[T request](batch []T, err error) {
 	}
 }
 
-func (r *getReq) fail(err error) { r.err = err }
-func (r *putReq) fail(err error) { r.err = err }
-func (r *getReq) finish()        { close(r.done) }
-func (r *putReq) finish()        { close(r.done) }
+func (r *getReq) fail(err error)   { r.err = err }
+func (r *putReq) fail(err error)   { r.err = err }
+func (r *getReq) finish()          { close(r.done) }
+func (r *putReq) finish()          { close(r.done) }
+func (r *getReq) since() time.Time { return r.submitted }
+func (r *putReq) since() time.Time { return r.submitted }
