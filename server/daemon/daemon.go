@@ -46,9 +46,6 @@ const readCacheBytes = 64 << 20
 // Options tune a run.
 type Options struct {
 	Log *slog.Logger
-	// Listener, when set, is used instead of listening on the configured
-	// address (tests pass one bound to 127.0.0.1:0).
-	Listener net.Listener
 	// Ready is called with the address served once the server accepts.
 	Ready func(addr string)
 }
@@ -124,11 +121,9 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln := o.Listener
-	if ln == nil {
-		if ln, err = net.Listen("tcp", cfg.ListenAddress); err != nil {
-			return fmt.Errorf("listen on %s (LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
-		}
+	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen on %s (LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
 	}
 	// HKP (plain HTTP, public keys only) and HTTPS share the port.
 	plain := &http.Server{
