@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -15,7 +14,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -169,36 +167,13 @@ func startFaultPair(t *testing.T) *faultPair {
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
 	}
 	t.Cleanup(func() { p.keepEvidence(t) })
-	active, passive := p.dirs[0], p.dirs[1]
-	aAPI, aDB, pAPI, pDB := freePort(t), freePort(t), freePort(t), freePort(t)
-	p.urls = [2]string{"https://127.0.0.1:" + itoa(aAPI), "https://127.0.0.1:" + itoa(pAPI)}
-
-	kts(t, "init", "--confdir", active, "--hostname", "localhost", "--key-type", "ed25519",
-		"--listen", "127.0.0.1:"+itoa(aAPI), "--db-port", itoa(aDB))
-	kts(t, "db", "init", "--role", "active", "--confdir", active)
-	kts(t, "db", "start", "--confdir", active)
-	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", active) })
-	kts(t, "init", "--confdir", passive, "--from-active", active, "--hostname", "localhost",
-		"--listen", "127.0.0.1:"+itoa(pAPI), "--db-port", itoa(pDB),
-		"--active-url", p.urls[0], "--active-db", "127.0.0.1:"+itoa(aDB))
-	kts(t, "db", "init", "--role", "passive", "--confdir", passive)
-	kts(t, "db", "start", "--confdir", passive)
-	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", passive) })
+	p.urls = initPair(t, p.dirs)
 	for i, dir := range p.dirs {
-		s := &ktsServer{confdir: dir}
-		if err := s.start(); err != nil {
-			t.Fatal(err)
-		}
-		p.servers[i] = s
-		t.Cleanup(func() {
-			if err := s.stop(); err != nil {
-				t.Errorf("kts server --confdir %s: %v", dir, err)
-			}
-		})
+		p.servers[i] = startServer(t, dir)
 	}
 
 	for _, args := range [][]string{{"add", "-n", "acme", "-c", "a@example.com"}, {"set-auth", "-n", "acme", "-s", ""}} {
-		if r := runTool(t, "", "keytrustee-orgtool", append(args, "--confdir", active)...); r.err != nil {
+		if r := runTool(t, "", "keytrustee-orgtool", append(args, "--confdir", p.dirs[0])...); r.err != nil {
 			t.Fatalf("keytrustee-orgtool %v: %v\n%s", args, r.err, r.stderr)
 		}
 	}
@@ -213,99 +188,6 @@ func startFaultPair(t *testing.T) *faultPair {
 	}
 	return p
 }
-
-// ktsServer is a `kts server --announce` child process that can be killed
-// and started again; the logs of all its runs are kept.
-type ktsServer struct {
-	confdir string
-	logs    lockedBuffer
-	cmd     *exec.Cmd
-	exited  chan error
-}
-
-// start runs the server and waits until it serves.
-func (s *ktsServer) start() error {
-	cmd := exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", s.confdir, "--announce", "--log-level", "info")
-	fmt.Fprintf(&s.logs, "=== test: start at %s\n", time.Now().Format(time.StampMilli))
-	cmd.Stderr = &s.logs
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "listening ") {
-				ready <- true
-				io.Copy(io.Discard, stdout)
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			cmd.Wait()
-			return fmt.Errorf("kts server --confdir %s exited before serving:\n%s", s.confdir, s.logs.tail(40))
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		return fmt.Errorf("kts server --confdir %s did not serve within 30 s:\n%s", s.confdir, s.logs.tail(40))
-	}
-	s.cmd, s.exited = cmd, make(chan error, 1)
-	go func() { s.exited <- cmd.Wait() }()
-	return nil
-}
-
-// kill ends the server at once (SIGKILL), as a crash would.
-func (s *ktsServer) kill() {
-	fmt.Fprintf(&s.logs, "=== test: SIGKILL at %s\n", time.Now().Format(time.StampMilli))
-	s.cmd.Process.Kill()
-	<-s.exited
-	s.cmd = nil
-}
-
-// stop ends a running server with SIGTERM and expects a clean exit.
-func (s *ktsServer) stop() error {
-	if s.cmd == nil {
-		return nil
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.exited:
-		s.cmd = nil
-		return err
-	case <-time.After(20 * time.Second):
-		s.kill()
-		return errors.New("did not stop within 20 s of SIGTERM")
-	}
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *lockedBuffer) tail(n int) string { return lastLines(b.String(), n) }
 
 // withoutAccessLog drops the server's line per request.
 func withoutAccessLog(logs string) string {

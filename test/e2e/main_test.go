@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,33 +102,26 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// server is a running `kts server`.
-type server struct {
-	cmd    *exec.Cmd
-	exited chan error
-	killed bool
+// ktsServer is a `kts server --announce` child process that can be killed
+// and started again; the logs of all its runs are kept.
+type ktsServer struct {
+	confdir string
+	logs    lockedBuffer
+	cmd     *exec.Cmd
+	exited  chan error
 }
 
-// kill ends the server at once (SIGKILL), as a crash would.
-func (s *server) kill() {
-	s.killed = true
-	s.cmd.Process.Kill()
-	<-s.exited
-}
-
-// startServer runs `kts server` and waits until it serves; it is stopped
-// (SIGTERM, expecting a clean exit) when the test ends unless killed before.
-func startServer(t *testing.T, confdir string) *server {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", confdir, "--announce", "--log-level", "warn")
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+// start runs the server and waits until it serves.
+func (s *ktsServer) start() error {
+	cmd := exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", s.confdir, "--announce", "--log-level", "info")
+	fmt.Fprintf(&s.logs, "=== test: start at %s\n", time.Now().Format(time.StampMilli))
+	cmd.Stderr = &s.logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ready := make(chan bool, 1)
 	go func() {
@@ -144,30 +139,77 @@ func startServer(t *testing.T, confdir string) *server {
 	case ok := <-ready:
 		if !ok {
 			cmd.Wait()
-			t.Fatalf("kts server exited before serving:\n%s", logs.String())
+			return fmt.Errorf("kts server --confdir %s exited before serving:\n%s", s.confdir, s.logs.tail(40))
 		}
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		t.Fatalf("kts server did not serve within 30 s:\n%s", logs.String())
+		cmd.Wait()
+		return fmt.Errorf("kts server --confdir %s did not serve within 30 s:\n%s", s.confdir, s.logs.tail(40))
 	}
-	s := &server{cmd: cmd, exited: make(chan error, 1)}
+	s.cmd, s.exited = cmd, make(chan error, 1)
 	go func() { s.exited <- cmd.Wait() }()
+	return nil
+}
+
+// kill ends the server at once (SIGKILL), as a crash would.
+func (s *ktsServer) kill() {
+	fmt.Fprintf(&s.logs, "=== test: SIGKILL at %s\n", time.Now().Format(time.StampMilli))
+	s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// stop ends a running server with SIGTERM and expects a clean exit.
+func (s *ktsServer) stop() error {
+	if s.cmd == nil {
+		return nil
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.exited:
+		s.cmd = nil
+		return err
+	case <-time.After(20 * time.Second):
+		s.kill()
+		return errors.New("did not stop within 20 s of SIGTERM")
+	}
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *lockedBuffer) tail(n int) string { return lastLines(b.String(), n) }
+
+// startServer runs `kts server` until the test ends, when it is stopped
+// with SIGTERM and must exit cleanly (unless the test killed it); its log is
+// shown if the test failed.
+func startServer(t *testing.T, confdir string) *ktsServer {
+	t.Helper()
+	s := &ktsServer{confdir: confdir}
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("log of kts server --confdir %s:\n%s", confdir, logs.String())
+			t.Logf("log of kts server --confdir %s:\n%s", confdir, s.logs.String())
 		}
-		if s.killed {
-			return
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-s.exited:
-			if err != nil {
-				t.Errorf("kts server exit: %v\n%s", err, logs.String())
-			}
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("kts server did not stop on SIGTERM")
+		if err := s.stop(); err != nil {
+			t.Errorf("kts server --confdir %s: %v", confdir, err)
 		}
 	})
 	return s

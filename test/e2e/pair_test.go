@@ -18,20 +18,8 @@ import (
 func TestPairAsUsersRunIt(t *testing.T) {
 	root := stateRoot(t)
 	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
-	aAPI, aDB, pAPI, pDB := freePort(t), freePort(t), freePort(t), freePort(t)
-	aURL, pURL := "https://127.0.0.1:"+itoa(aAPI), "https://127.0.0.1:"+itoa(pAPI)
-
-	kts(t, "init", "--confdir", active, "--hostname", "localhost", "--key-type", "ed25519",
-		"--listen", "127.0.0.1:"+itoa(aAPI), "--db-port", itoa(aDB))
-	kts(t, "db", "init", "--role", "active", "--confdir", active)
-	kts(t, "db", "start", "--confdir", active)
-	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", active) })
-	kts(t, "init", "--confdir", passive, "--from-active", active, "--hostname", "localhost",
-		"--listen", "127.0.0.1:"+itoa(pAPI), "--db-port", itoa(pDB),
-		"--active-url", aURL, "--active-db", "127.0.0.1:"+itoa(aDB))
-	kts(t, "db", "init", "--role", "passive", "--confdir", passive)
-	kts(t, "db", "start", "--confdir", passive)
-	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", passive) })
+	urls := initPair(t, [2]string{active, passive})
+	aURL, pURL := urls[0], urls[1]
 	startServer(t, active)
 	passiveServer := startServer(t, passive)
 
@@ -116,6 +104,28 @@ func TestPairAsUsersRunIt(t *testing.T) {
 			t.Fatalf("read %d with the passive server down = %q", i, got)
 		}
 	}
+}
+
+// initPair sets up an active and its passive in dirs with the documented
+// commands, on free ports, and starts their PostgreSQL (stopped when the
+// test ends). It returns the two API URLs.
+func initPair(t *testing.T, dirs [2]string) [2]string {
+	t.Helper()
+	active, passive := dirs[0], dirs[1]
+	aAPI, aDB, pAPI, pDB := freePort(t), freePort(t), freePort(t), freePort(t)
+	urls := [2]string{"https://127.0.0.1:" + itoa(aAPI), "https://127.0.0.1:" + itoa(pAPI)}
+	kts(t, "init", "--confdir", active, "--hostname", "localhost", "--key-type", "ed25519",
+		"--listen", "127.0.0.1:"+itoa(aAPI), "--db-port", itoa(aDB))
+	kts(t, "db", "init", "--role", "active", "--confdir", active)
+	kts(t, "db", "start", "--confdir", active)
+	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", active) })
+	kts(t, "init", "--confdir", passive, "--from-active", active, "--hostname", "localhost",
+		"--listen", "127.0.0.1:"+itoa(pAPI), "--db-port", itoa(pDB),
+		"--active-url", urls[0], "--active-db", "127.0.0.1:"+itoa(aDB))
+	kts(t, "db", "init", "--role", "passive", "--confdir", passive)
+	kts(t, "db", "start", "--confdir", passive)
+	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", passive) })
+	return urls
 }
 
 // clientWithServers copies a registered client's state with another server list.
