@@ -2,9 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"io"
-	"net"
-	"strings"
 
 	"encoding/json"
 	"errors"
@@ -96,16 +93,7 @@ func classify(err error) *apiError {
 // reached or is restarting, as opposed to a failed statement.
 func databaseUnavailable(err error) bool {
 	var ce *pgconn.ConnectError // also a connection refused by a check, e.g. a standby catching up
-	var pe *pgconn.PgError
-	var ne net.Error
-	switch {
-	case errors.Is(err, store.ErrNotReady), errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.ErrUnexpectedEOF), pgconn.SafeToRetry(err):
-		return true
-	case errors.As(err, &pe):
-		// Class 08: connection exception; 57P01-57P03: shutdown, crash, starting up.
-		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
-	}
-	return false
+	return errors.Is(err, store.ErrNotReady) || errors.As(err, &ce) || store.ConnectionLost(err)
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -149,6 +149,14 @@ func (b *Batcher) getBatch(ctx context.Context) {
 }
 
 func (b *Batcher) getMany(ctx context.Context, batch []*getReq) {
+	if _, err := readAgain(ctx, func() (struct{}, error) { return struct{}{}, b.readMany(ctx, batch) }); err != nil {
+		failAll(batch, err)
+	}
+}
+
+// readMany reads a batch of deposits with one query; the error is that of
+// the query as a whole, per-request results are in each request.
+func (b *Batcher) readMany(ctx context.Context, batch []*getReq) error {
 	owners, names := make([]string, len(batch)), make([]string, len(batch))
 	for i, r := range batch {
 		owners[i], names[i] = r.owner, r.name
@@ -158,8 +166,7 @@ func (b *Batcher) getMany(ctx context.Context, batch []*getReq) {
 		LEFT JOIN clients c ON c.fingerprint = k.owner
 		LEFT JOIN deposits d ON d.owner = k.owner AND d.name = k.name`, owners, names)
 	if err != nil {
-		failAll(batch, err)
-		return
+		return err
 	}
 	defer rows.Close()
 	seen := 0
@@ -168,8 +175,7 @@ func (b *Batcher) getMany(ctx context.Context, batch []*getReq) {
 		var state, kekID *string
 		var d keyring.Sealed
 		if err := rows.Scan(&i, &state, &kekID, &d.WrappedKey, &d.Ciphertext); err != nil {
-			failAll(batch, err)
-			return
+			return err
 		}
 		r := batch[i-1]
 		seen++
@@ -183,9 +189,13 @@ func (b *Batcher) getMany(ctx context.Context, batch []*getReq) {
 		d.KeyID = *kekID
 		r.sealed = d
 	}
-	if err := rows.Err(); err != nil || seen != len(batch) {
-		failAll(batch, fmt.Errorf("batched read returned %d of %d rows: %v", seen, len(batch), err))
+	if err := rows.Err(); err != nil {
+		return err
 	}
+	if seen != len(batch) {
+		return fmt.Errorf("batched read returned %d of %d rows", seen, len(batch))
+	}
+	return nil
 }
 
 func (b *Batcher) putBatch(ctx context.Context) {

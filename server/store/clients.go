@@ -47,6 +47,10 @@ func (s *Store) RegisterClient(ctx context.Context, c Client) error {
 
 // Client returns a client by fingerprint.
 func (s *Store) Client(ctx context.Context, fingerprint string) (Client, error) {
+	return readAgain(ctx, func() (Client, error) { return s.client(ctx, fingerprint) })
+}
+
+func (s *Store) client(ctx context.Context, fingerprint string) (Client, error) {
 	var c Client
 	var state string
 	err := s.pool.QueryRow(ctx, `SELECT c.fingerprint, o.name, c.key_id, c.public_key, c.state, c.registered_at, c.source_addr
@@ -74,6 +78,10 @@ func (s *Store) SetClientState(ctx context.Context, fingerprint string, state Cl
 
 // Clients lists clients by organization and fingerprint; orgName "" lists all.
 func (s *Store) Clients(ctx context.Context, orgName string) ([]Client, error) {
+	return readAgain(ctx, func() ([]Client, error) { return s.clients(ctx, orgName) })
+}
+
+func (s *Store) clients(ctx context.Context, orgName string) ([]Client, error) {
 	rows, err := s.pool.Query(ctx, `SELECT c.fingerprint, o.name, c.key_id, c.state, c.registered_at, c.source_addr
 		FROM clients c JOIN organizations o ON o.uuid = c.org_uuid
 		WHERE $1 = '' OR o.name = $1 ORDER BY o.name, c.fingerprint`, orgName)

@@ -53,6 +53,10 @@ func (s *Store) PutDeposit(ctx context.Context, owner, name string, d keyring.Se
 
 // GetDeposit returns an active client's sealed deposit.
 func (s *Store) GetDeposit(ctx context.Context, owner, name string) (keyring.Sealed, error) {
+	return readAgain(ctx, func() (keyring.Sealed, error) { return s.getDeposit(ctx, owner, name) })
+}
+
+func (s *Store) getDeposit(ctx context.Context, owner, name string) (keyring.Sealed, error) {
 	var state, kekID *string
 	var d keyring.Sealed
 	err := s.pool.QueryRow(ctx, `SELECT c.state, d.kek_id, d.wrapped_key, d.ciphertext
@@ -97,6 +101,10 @@ func (s *Store) DeleteDeposit(ctx context.Context, owner, name string) error {
 
 // ListDeposits returns an active client's own deposits by name.
 func (s *Store) ListDeposits(ctx context.Context, owner string) ([]DepositInfo, error) {
+	return readAgain(ctx, func() ([]DepositInfo, error) { return s.listDeposits(ctx, owner) })
+}
+
+func (s *Store) listDeposits(ctx context.Context, owner string) ([]DepositInfo, error) {
 	rows, err := s.pool.Query(ctx, `SELECT c.state, d.name, d.size, d.created_at
 		FROM clients c LEFT JOIN deposits d ON d.owner = c.fingerprint
 		WHERE c.fingerprint = $1 ORDER BY d.name`, owner)

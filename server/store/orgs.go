@@ -51,16 +51,20 @@ func (s *Store) AddOrganization(ctx context.Context, name string, contacts []str
 
 // Organizations lists every organization by name.
 func (s *Store) Organizations(ctx context.Context) ([]Organization, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+orgColumns+` FROM organizations ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Organization, error) { return scanOrg(r) })
+	return readAgain(ctx, func() ([]Organization, error) {
+		rows, err := s.pool.Query(ctx, `SELECT `+orgColumns+` FROM organizations ORDER BY name`)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Organization, error) { return scanOrg(r) })
+	})
 }
 
 // Organization returns one organization by name.
 func (s *Store) Organization(ctx context.Context, name string) (Organization, error) {
-	o, err := scanOrg(s.pool.QueryRow(ctx, `SELECT `+orgColumns+` FROM organizations WHERE name = $1`, name))
+	o, err := readAgain(ctx, func() (Organization, error) {
+		return scanOrg(s.pool.QueryRow(ctx, `SELECT `+orgColumns+` FROM organizations WHERE name = $1`, name))
+	})
 	if noRows(err) {
 		return o, fmt.Errorf("organization %q: %w", name, ErrNotFound)
 	}

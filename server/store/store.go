@@ -10,7 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -111,3 +114,31 @@ func (s *Store) PruneNoncesEvery(ctx context.Context, every time.Duration, log *
 }
 
 func noRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// ConnectionLost reports errors that mean the connection to PostgreSQL broke
+// or the server is shutting down, crashed or is starting up, as opposed to a
+// failed statement.
+func ConnectionLost(err error) bool {
+	var pe *pgconn.PgError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne), errors.Is(err, io.ErrUnexpectedEOF), pgconn.SafeToRetry(err):
+		return true
+	case errors.As(err, &pe):
+		// Class 08: connection exception; 57P01-57P03: shutdown, crash, starting up.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	return false
+}
+
+// readAgain runs a read-only query and, when the pooled connection it used
+// had been closed by a database restart (the pool pings only connections
+// idle for more than a second), runs it once more: the failed connection
+// has left the pool, and a read is safe to repeat.
+func readAgain[T any](ctx context.Context, read func() (T, error)) (T, error) {
+	v, err := read()
+	if err != nil && ctx.Err() == nil && ConnectionLost(err) {
+		return read()
+	}
+	return v, err
+}

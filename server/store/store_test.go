@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"trustee.dev/trustee/server/keyring"
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
@@ -163,5 +165,61 @@ func TestNonces(t *testing.T) {
 	}
 	if n, err := s.PruneNonces(ctx, now.Add(2*time.Minute)); err != nil || n != 2 {
 		t.Fatalf("prune: %d %v", n, err)
+	}
+}
+
+// A read whose pooled connection was closed by the database (a restart, an
+// administrator) is answered on a fresh connection; the pool pings only
+// connections idle for more than a second, so without this the first read
+// after a quick restart failed.
+func TestReadsSurviveConnectionsClosedByTheDatabase(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s, err := store.Open(context.Background(), dsn, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	fp := "0123456789ABCDEF0123456789ABCDEF01234567"
+	if _, _, err := s.AddOrganization(ctx, "acme", []string{"a@example.com"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterClient(ctx, store.Client{Fingerprint: fp, OrgName: "acme", KeyID: "255E/" + fp, PublicKey: []byte("k"), State: store.StateActive}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutDeposit(ctx, fp, "d", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1); err != nil {
+		t.Fatal(err)
+	}
+	batcher := store.NewBatcher(ctx, s, 1, 8)
+	reads := map[string]func() error{
+		"client":          func() error { _, err := s.Client(ctx, fp); return err },
+		"clients":         func() error { _, err := s.Clients(ctx, ""); return err },
+		"deposit":         func() error { _, err := s.GetDeposit(ctx, fp, "d"); return err },
+		"batched deposit": func() error { _, err := batcher.GetDeposit(ctx, fp, "d"); return err },
+		"deposits":        func() error { _, err := s.ListDeposits(ctx, fp); return err },
+		"organization":    func() error { _, err := s.Organization(ctx, "acme"); return err },
+		"organizations":   func() error { _, err := s.Organizations(ctx); return err },
+	}
+	for name, read := range reads {
+		if err := read(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var closed int
+		if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&closed); err != nil || closed == 0 {
+			t.Fatalf("closing the pool's connections: %d closed, %v", closed, err)
+		}
+		if err := read(); err != nil {
+			t.Errorf("%s right after its connection was closed: %v", name, err)
+		}
 	}
 }
