@@ -78,6 +78,13 @@ func (i *Instance) settings(dataDir string, up *upstream) []setting {
 		{"hot_standby", "on"},
 	}
 	if i.role() == RolePassive {
+		// A long read on the passive (a backup) must not hold up replay,
+		// for every commit of the active waits for it (remote_apply): the
+		// active keeps the rows such reads still see, and a read that
+		// conflicts with replay anyway is cancelled after a second.
+		s = append(s,
+			setting{"hot_standby_feedback", "on"},
+			setting{"max_standby_streaming_delay", quote("1s")})
 		if up != nil {
 			s = append(s,
 				setting{"primary_conninfo", quote(up.conninfo(i.standbyName(), filepath.Join(dataDir, passFile)))},
