@@ -1,6 +1,9 @@
 package backup
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +37,23 @@ type Manifest struct {
 	Entries []Entry `json:"entries"`
 	// Dump is the entry of the SQL dump (servers only), or -1.
 	Dump int `json:"dump"`
+	// Checksum is the SHA-256 (hex) of the manifest's encoding with an
+	// empty Checksum: damage to the manifest itself shows.
+	Checksum string `json:"checksum"`
+}
+
+// encode returns the manifest's bytes as written to an archive, with its
+// checksum set.
+func (m Manifest) encode() ([]byte, error) {
+	m.Checksum = ""
+	plain, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(plain)
+	m.Checksum = hex.EncodeToString(sum[:])
+	data, err := json.MarshalIndent(m, "", "  ")
+	return append(data, '\n'), err
 }
 
 // Entry is a directory or regular file in the archive.
@@ -70,6 +90,9 @@ func parseManifest(data []byte) (*Manifest, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if canonical, err := m.encode(); err != nil || !bytes.Equal(canonical, data) {
+		return nil, errors.New("manifest: damaged (it does not match its checksum)")
 	}
 	if m.Format != FormatVersion {
 		return nil, fmt.Errorf("manifest: archive format %d; this kts reads format %d (use the kts version that made it)", m.Format, FormatVersion)

@@ -27,6 +27,8 @@ type Staged struct {
 	*Manifest
 	// Dir is the staging directory; entry i's contents are in File(i).
 	Dir string
+
+	createdStateDir bool // Unpack created the state directory
 }
 
 // File returns where entry i's contents are staged.
@@ -95,7 +97,7 @@ func (s *Staged) stage(i int, e Entry, hdr *tar.Header, r io.Reader) error {
 		}
 		return nil
 	}
-	if hdr.Typeflag != tar.TypeReg || hdr.Size != e.Size {
+	if hdr.Typeflag != tar.TypeReg || hdr.Size != e.Size || isSparse(hdr) {
 		return invalid("%s is not the file of %d bytes the manifest lists", e.Name, e.Size)
 	}
 	f, err := os.OpenFile(s.File(i), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -114,4 +116,15 @@ func (s *Staged) stage(i int, e Entry, hdr *tar.Header, r io.Reader) error {
 		return invalid("%s does not match its checksum: the archive was altered or damaged", e.Name)
 	}
 	return nil
+}
+
+// isSparse reports a PAX sparse file, which expands to more bytes than the
+// archive holds.
+func isSparse(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"hash"
 	"io"
@@ -118,11 +117,10 @@ func (a *Archive) besideStateDir(ext string) string {
 func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: w}
 	tw := tar.NewWriter(cw)
-	manifest, err := json.MarshalIndent(a.Manifest, "", "  ")
+	manifest, err := a.Manifest.encode()
 	if err != nil {
 		return cw.n, err
 	}
-	manifest = append(manifest, '\n')
 	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: a.besideStateDir(ManifestExt), Mode: 0o600,
 		Size: int64(len(manifest)), ModTime: a.Created, Uid: os.Getuid(), Gid: os.Getgid()}
 	if err := tw.WriteHeader(hdr); err != nil {
