@@ -14,11 +14,12 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build bin/kts and its tool links (keytrustee-orgtool, ktadmin)
+build: ## Build bin/kts and its tool links (keytrustee-orgtool, ktadmin, ktbackup.sh)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(KTS) .
 	@ln -sf kts $(BIN)/keytrustee-orgtool
 	@ln -sf kts $(BIN)/ktadmin
+	@ln -sf kts $(BIN)/ktbackup.sh
 
 .PHONY: run
 run: build ## Run Trustee locally (kts dev): PostgreSQL, the server, a demo organization

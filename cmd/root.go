@@ -48,6 +48,8 @@ func commandArgs(args []string) []string {
 		return append([]string{"org"}, rest...)
 	case "ktadmin":
 		return rest
+	case "ktbackup.sh":
+		return append([]string{"backup"}, rest...)
 	}
 	return rest
 }
@@ -67,6 +69,8 @@ func newRootCommand() *cobra.Command {
 		newClientCommand(),
 		newBenchCommand(),
 		newDevCommand(),
+		newBackupCommand(),
+		newRestoreCommand(),
 	)
 	return root
 }

@@ -128,3 +128,14 @@ func isSparse(hdr *tar.Header) bool {
 	}
 	return false
 }
+
+// StateFile returns the index of the file at rel (slash-separated) in the
+// archived state directory.
+func (s *Staged) StateFile(rel string) (int, bool) {
+	for i, e := range s.Entries {
+		if r, ok := s.stateRel(e); ok && r == rel && !e.IsDir() && i != s.Dump {
+			return i, true
+		}
+	}
+	return 0, false
+}

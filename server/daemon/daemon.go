@@ -165,7 +165,7 @@ func openStore(ctx context.Context, st *confdir.State, log *slog.Logger) (*store
 	if st.Config.Role != config.RolePassive {
 		return store.Open(ctx, st.DSN(), dbConns)
 	}
-	gate := newStandbyGate(filepath.Join(st.Dir, "standby-caught-up"))
+	gate := newStandbyGate(filepath.Join(st.Dir, StandbyGateFile))
 	for i := 0; ; i++ {
 		db, err := store.OpenChecked(ctx, st.DSN(), dbConns, gate.check)
 		if err == nil || !errors.Is(err, errStandbyCatchingUp) {

@@ -209,6 +209,11 @@ func passiveHealth(db *store.Store, activeURL string) func(context.Context) (any
 	}
 }
 
+// StandbyGateFile, in a passive's state directory, names the standby's
+// postmaster known to have caught up (see standbyGate). It describes the
+// running database, not state to back up.
+const StandbyGateFile = "standby-caught-up"
+
 // standbyGate keeps a passive from reading a standby that restarted and has
 // not replayed all the WAL it had already confirmed: after a crash the
 // standby accepts connections from its last restartpoint on, before it is

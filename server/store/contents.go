@@ -17,9 +17,14 @@ type Contents struct {
 
 // ReadContents counts the rows of a database through conn, such as one
 // just loaded from a backup, and checks that its schema is one this binary
-// can serve: not newer than its own migrations.
+// can serve: not newer than its own migrations. A database without the
+// schema (no server has started on it yet) counts as empty.
 func ReadContents(ctx context.Context, conn *pgx.Conn) (Contents, error) {
 	var c Contents
+	var migrated bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&migrated); err != nil || !migrated {
+		return c, err // a database no server has started on yet: empty
+	}
 	err := conn.QueryRow(ctx, `SELECT (SELECT coalesce(max(version), 0) FROM schema_migrations),
 		(SELECT count(*) FROM organizations), (SELECT count(*) FROM clients), (SELECT count(*) FROM deposits)`).
 		Scan(&c.SchemaVersion, &c.Organizations, &c.Clients, &c.Deposits)

@@ -41,7 +41,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build kts:", err)
 		return 1
 	}
-	for _, link := range []string{"keytrustee-orgtool", "ktadmin"} {
+	for _, link := range []string{"keytrustee-orgtool", "ktadmin", "ktbackup.sh"} {
 		if err := os.Symlink("kts", filepath.Join(dir, link)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

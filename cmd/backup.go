@@ -1,0 +1,224 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/spf13/cobra"
+
+	"trustee.dev/trustee/server/backup"
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/daemon"
+	"trustee.dev/trustee/server/gnupg"
+)
+
+type backupFlags struct {
+	confdir, client string
+	dbPort          int
+	recipient       string
+	keyring         string
+	cleartext       bool
+	output          string
+	roll            int
+	quiet, verbose  bool
+}
+
+func newBackupCommand() *cobra.Command {
+	var f backupFlags
+	cmd := &cobra.Command{
+		Use:     "backup",
+		Aliases: []string{"ktbackup.sh"},
+		Short:   "Back up the server's state directory and database (ktbackup.sh)",
+		Long: `backup writes a tar archive of the state directory and a plain-SQL dump
+of the database, named kts_bak_<host>_<YYYY-MM-DD_HH-MM-SS>.tar, encrypted
+(.tar.gpg) to the public key of --gpg-recipient, which is looked up in the
+GnuPG keyring of the account running it (import it with gpg --import) or in
+--gpg-keyring. gpg -d decrypts it; kts restore puts it back.
+
+It is also what the binary does when called as ktbackup.sh. It can run on
+either server of a pair while the servers keep serving.
+
+With --client DIR it archives a client's state directory instead
+(kts_client_bak_<host>_...): losing a client's keys loses its data.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBackup(cmd, f) },
+	}
+	addConfdirFlag(cmd, &f.confdir)
+	fl := cmd.Flags()
+	fl.IntVar(&f.dbPort, "database-port", 0, "database port (default: the state directory's DB_PORT, 11381)")
+	fl.StringVar(&f.recipient, "gpg-recipient", "", "encrypt to this key: name, e-mail or fingerprint")
+	fl.StringVar(&f.keyring, "gpg-keyring", "", "look the recipient up in this public key file instead of GnuPG's keyring")
+	fl.BoolVar(&f.cleartext, "cleartext", false, "write an unencrypted archive (never in production: it holds every key)")
+	fl.StringVar(&f.output, "output", "", "directory for the archive (default: the directory holding the state directory)")
+	fl.IntVar(&f.roll, "roll", 0, "afterwards keep only the newest n backups of this host in the output directory")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the archive's path")
+	fl.BoolVar(&f.verbose, "verbose", false, "say what each step does")
+	fl.StringVar(&f.client, "client", "", "back up this client state directory instead of the server")
+	return cmd
+}
+
+func runBackup(cmd *cobra.Command, f backupFlags) error {
+	ctx := cmd.Context()
+	if cmd.Flags().Changed("roll") && f.roll < 1 {
+		return fmt.Errorf("--roll=%d: keep at least the newest backup (--roll=1)", f.roll)
+	}
+	encrypt, recipient, err := backupRecipient(ctx, f)
+	if err != nil {
+		return err
+	}
+	opts := backup.Options{Encrypt: encrypt, Roll: f.roll, Now: time.Now()}
+	if f.verbose && !f.quiet {
+		opts.Verbose = func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...) }
+	}
+	if !f.quiet && isTerminal(os.Stderr) {
+		opts.Progress = os.Stderr
+	}
+	if f.client != "" {
+		err = clientBackupOptions(&opts, f)
+	} else {
+		err = serverBackupOptions(&opts, f)
+	}
+	if err != nil {
+		return err
+	}
+	if opts.Output == "" {
+		opts.Output = filepath.Dir(opts.StateDir)
+	}
+	res, err := backup.Make(ctx, opts)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if f.quiet {
+		fmt.Fprintln(out, res.Path)
+		return nil
+	}
+	what := "state directory " + opts.StateDir
+	if opts.Kind == backup.KindServer {
+		what += fmt.Sprintf(" and database (%d bytes of SQL)", res.DumpSize)
+	}
+	fmt.Fprintf(out, "backed up %s\n", what)
+	if recipient != nil {
+		fmt.Fprintf(out, "encrypted to %s\n", gnupg.Describe(recipient))
+	} else {
+		fmt.Fprintln(out, "WARNING: the archive is not encrypted and holds every key of the server; keep it safe")
+	}
+	for _, p := range res.Removed {
+		fmt.Fprintf(out, "removed older backup %s\n", p)
+	}
+	fmt.Fprintf(out, "wrote %s (%d bytes)\n", res.Path, res.Size)
+	return nil
+}
+
+// backupRecipient finds the key to encrypt to, or settles on cleartext.
+func backupRecipient(ctx context.Context, f backupFlags) (func(io.Writer, string) (io.WriteCloser, error), *openpgp.Entity, error) {
+	switch {
+	case f.cleartext && f.recipient != "":
+		return nil, nil, errors.New("--cleartext and --gpg-recipient contradict each other; choose one")
+	case f.cleartext:
+		return nil, nil, nil
+	case f.recipient == "":
+		return nil, nil, errors.New("no --gpg-recipient: backups hold every key, so they are encrypted to a key administrator's " +
+			"OpenPGP key (import it with `gpg --import FILE` and name it by name, e-mail or fingerprint); " +
+			"--cleartext writes an unencrypted archive instead, not for production")
+	}
+	keys, err := gnupg.PublicKeys(ctx, f.keyring)
+	if err != nil {
+		return nil, nil, err
+	}
+	to, err := gnupg.FindRecipient(keys, f.recipient, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(w io.Writer, name string) (io.WriteCloser, error) { return gnupg.Encrypt(w, to, name) }, to, nil
+}
+
+// serverBackupOptions fills in a backup of the server's state directory
+// and database.
+func serverBackupOptions(o *backup.Options, f backupFlags) error {
+	dir, err := filepath.Abs(f.confdir)
+	if err != nil {
+		return err
+	}
+	st, err := confdir.Open(dir)
+	if err != nil {
+		return err
+	}
+	cfg := st.Config
+	if f.dbPort != 0 {
+		cfg.DBPort = f.dbPort
+	}
+	inst := pgInstance(dir, cfg, "")
+	o.Kind, o.StateDir, o.Output = backup.KindServer, dir, f.output
+	o.Host, o.Fingerprint, o.Role = backupHost(cfg.Hostname), st.ServerKey.Public().ID(), cfg.Role
+	o.Skip = stateSkip(dir, cfg)
+	o.Extra = outsideFiles(dir, cfg)
+	o.Dump = func(ctx context.Context, w io.Writer) error { return inst.Dump(ctx, st.DBPassword, cfg.DBName, w) }
+	return nil
+}
+
+// clientBackupOptions fills in a backup of a client state directory.
+func clientBackupOptions(o *backup.Options, f backupFlags) error {
+	dir, err := filepath.Abs(f.client)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--client %s: not a client state directory (%v)", f.client, err)
+	}
+	o.Kind, o.StateDir, o.Output, o.Host = backup.KindClient, dir, f.output, backupHost("")
+	return nil
+}
+
+// backupHost is the host name an archive is named after.
+func backupHost(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+// stateSkip leaves out of a server archive what is not state: the
+// database's files (the dump stands for them) and what the server keeps
+// while it runs.
+func stateSkip(dir string, cfg config.Config) func(rel string) bool {
+	data, _ := filepath.Rel(dir, cfg.Path(dir, cfg.DBDataDir))
+	data = filepath.ToSlash(data)
+	return func(rel string) bool { return rel == data || rel == daemon.StandbyGateFile }
+}
+
+// outsideFiles lists the files the configuration names outside the state
+// directory: a backup needs them to bring the server back.
+func outsideFiles(dir string, cfg config.Config) []string {
+	var out []string
+	for _, p := range []string{cfg.SSLCertificate, cfg.SSLPrivateKey, cfg.SSLCertificateChain,
+		cfg.ActiveCA, cfg.ServerKey, cfg.Keyring, cfg.SessionKey, cfg.DBPasswordFile, cfg.ReplicationPasswordFile} {
+		if p == "" {
+			continue
+		}
+		abs := cfg.Path(dir, p)
+		if rel, err := filepath.Rel(dir, abs); err == nil && !strings.HasPrefix(rel, "..") {
+			continue
+		}
+		out = append(out, abs)
+	}
+	return out
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
