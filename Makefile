@@ -52,8 +52,9 @@ fuzz: ## Run every fuzz target for FUZZTIME each
 	done
 
 .PHONY: bench
-bench: deps build ## Measure put/get against the bare TLS and raw PostgreSQL limits (docs/PERFORMANCE.md)
+bench: deps build ## Measure put/get against the bare TLS and raw PostgreSQL limits, and backup/restore (docs/PERFORMANCE.md)
 	$(KTS) bench --scratch
+	$(KTS) bench backup
 
 .PHONY: clean
 clean: ## Remove build output (not .kts-dev state)

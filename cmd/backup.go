@@ -29,6 +29,7 @@ type backupFlags struct {
 	output          string
 	roll            int
 	quiet, verbose  bool
+	profile         string
 }
 
 func newBackupCommand() *cobra.Command {
@@ -62,11 +63,18 @@ With --client DIR it archives a client's state directory instead
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the archive's path")
 	fl.BoolVar(&f.verbose, "verbose", false, "say what each step does")
 	fl.StringVar(&f.client, "client", "", "back up this client state directory instead of the server")
+	fl.StringVar(&f.profile, "cpu-profile", "", "write a CPU profile of the backup to this file")
+	fl.MarkHidden("cpu-profile")
 	return cmd
 }
 
 func runBackup(cmd *cobra.Command, f backupFlags) error {
 	ctx := cmd.Context()
+	stopProfile, err := startCPUProfile(f.profile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	if cmd.Flags().Changed("roll") && f.roll < 1 {
 		return fmt.Errorf("--roll=%d: keep at least the newest backup (--roll=1)", f.roll)
 	}

@@ -16,8 +16,10 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"trustee.dev/trustee/server/bench"
 	"trustee.dev/trustee/server/confdir"
 	kopenpgp "trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/pg"
@@ -26,16 +28,18 @@ import (
 
 func newBenchBackupCommand() *cobra.Command {
 	var counts string
-	var size int
+	var size, rounds int
 	cmd := &cobra.Command{
 		Use:   "backup",
 		Short: "Measure backup and restore time and peak memory as the database grows",
 		Long: `bench backup fills a throwaway server's database with deposits of --size
-bytes up to each count of --deposits in turn, and at each count runs
-kts backup (encrypted) and kts restore as separate processes. It prints their
-wall time, throughput and peak resident memory (the largest of kts and the
-PostgreSQL program it runs: pg_dump or psql). Memory that does not grow with
-the count shows that backup and restore stream.`,
+bytes up to each count of --deposits in turn, and at each count runs, --rounds
+times, kts backup (encrypted) and kts restore as separate processes. It prints
+their wall time and peak resident memory (the largest of kts and the
+PostgreSQL program it runs: pg_dump or psql), and next to them, in the same
+round, the PostgreSQL anchors: pg_dump of the database to nowhere, and psql
+loading the same dump from a file into an empty database. Memory that does
+not grow with the count shows that backup and restore stream.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ns []int
@@ -49,15 +53,19 @@ the count shows that backup and restore stream.`,
 				}
 				ns = append(ns, n)
 			}
-			return benchBackup(cmd.Context(), cmd.OutOrStdout(), ns, size)
+			if rounds < 1 {
+				return fmt.Errorf("--rounds %d: at least 1", rounds)
+			}
+			return benchBackup(cmd.Context(), cmd.OutOrStdout(), ns, size, rounds)
 		},
 	}
 	cmd.Flags().StringVar(&counts, "deposits", "100000,1000000", "deposit counts to measure at, increasing")
 	cmd.Flags().IntVar(&size, "size", 256, "bytes of ciphertext per deposit")
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds at each count")
 	return cmd
 }
 
-func benchBackup(ctx context.Context, out io.Writer, counts []int, size int) error {
+func benchBackup(ctx context.Context, out io.Writer, counts []int, size, rounds int) error {
 	root, err := os.MkdirTemp("", "kts-bench-backup-")
 	if err != nil {
 		return err
@@ -86,14 +94,6 @@ func benchBackup(ctx context.Context, out io.Writer, counts []int, size int) err
 		return err
 	}
 	defer inst.Stop(context.WithoutCancel(ctx))
-	db, err := store.Open(ctx, st.DSN(), 2)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	pub, sec, err := benchRecipient(root)
 	if err != nil {
 		return err
@@ -102,52 +102,129 @@ func benchBackup(ctx context.Context, out io.Writer, counts []int, size int) err
 	if err := os.Mkdir(output, 0o700); err != nil {
 		return err
 	}
-	if _, err := db.Pool().Exec(ctx, `INSERT INTO organizations(uuid, name, auth_hash) VALUES ('bench', 'bench', '');
-		INSERT INTO clients(fingerprint, org_uuid, key_id, public_key, state) VALUES (repeat('B', 40), 'bench', 'bench', '\x00', 'active')`); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "deposits of %d bytes; each step is a separate process; peak RSS is the largest of kts and pg_dump/psql\n\n", size)
-	fmt.Fprintf(out, "%10s %12s | %9s %9s %10s | %9s %9s %10s\n", "deposits", "archive MiB", "backup s", "MiB/s", "peak MiB", "restore s", "MiB/s", "peak MiB")
+	fmt.Fprintf(out, "deposits of %d bytes; backup and restore run as separate processes; peak RSS is the largest of kts and pg_dump/psql;\n", size)
+	fmt.Fprintf(out, "anchors in the same round: pg_dump of the database to nowhere, and psql loading the same dump into an empty database\n\n")
+	fmt.Fprintf(out, "%9s %5s %8s | %8s %8s %6s %8s | %9s %8s %6s %8s\n",
+		"deposits", "round", "archive", "backup", "pg_dump", "ratio", "peak", "restore", "psql", "ratio", "peak")
 	have := 0
+	var peaks []float64
 	for _, n := range counts {
-		if err := fillDeposits(ctx, db, have, n, size); err != nil {
+		if err := fillDeposits(ctx, st.DSN(), have, n, size); err != nil {
 			return err
 		}
 		have = n
-		if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE deposits"); err != nil {
-			return err
+		var backupRatios, restoreRatios []float64
+		peak := 0.0
+		for round := 1; round <= rounds; round++ {
+			r, err := backupRound(ctx, inst, st, dir, pub, sec, output, n)
+			if err != nil {
+				return err
+			}
+			backupRatios = append(backupRatios, r.backup.wall.Seconds()/r.dump.Seconds())
+			restoreRatios = append(restoreRatios, r.restore.wall.Seconds()/r.load.Seconds())
+			peak = max(peak, r.backup.peakMiB, r.restore.peakMiB)
+			fmt.Fprintf(out, "%9d %5d %6.0fMiB | %7.1fs %7.1fs %6.2f %5.1fMiB | %8.1fs %7.1fs %6.2f %5.1fMiB\n",
+				n, round, r.archiveMiB, r.backup.wall.Seconds(), r.dump.Seconds(), backupRatios[round-1], r.backup.peakMiB,
+				r.restore.wall.Seconds(), r.load.Seconds(), restoreRatios[round-1], r.restore.peakMiB)
 		}
-		b, err := measureChild(ctx, "backup", "--confdir", dir, "--gpg-keyring", pub, "--gpg-recipient", "bench", "--output", output, "--quiet")
-		if err != nil {
-			return err
-		}
-		archive := strings.TrimSpace(b.stdout)
-		fi, err := os.Stat(archive)
-		if err != nil {
-			return err
-		}
-		db.Close()
-		r, err := measureChild(ctx, "restore", "--confdir", dir, "--gpg-keyring", sec, archive)
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(r.stdout, fmt.Sprintf(" %d deposits", n)) {
-			return fmt.Errorf("restore of %d deposits said:\n%s", n, r.stdout)
-		}
-		if db, err = store.Open(ctx, st.DSN(), 2); err != nil {
-			return err
-		}
-		defer db.Close()
-		mib := float64(fi.Size()) / (1 << 20)
-		fmt.Fprintf(out, "%10d %12.1f | %9.1f %9.1f %10.1f | %9.1f %9.1f %10.1f\n", n, mib,
-			b.wall.Seconds(), mib/b.wall.Seconds(), b.peakMiB, r.wall.Seconds(), mib/r.wall.Seconds(), r.peakMiB)
-		os.Remove(archive)
+		peaks = append(peaks, peak)
+		bm, blo, bhi := bench.Median(backupRatios)
+		rm, rlo, rhi := bench.Median(restoreRatios)
+		fmt.Fprintf(out, "%9d: backup / pg_dump %.2f (%.2f–%.2f), restore / psql load %.2f (%.2f–%.2f), peak RSS %.1f MiB\n\n",
+			n, bm, blo, bhi, rm, rlo, rhi, peak)
+	}
+	if len(peaks) > 1 {
+		fmt.Fprintf(out, "peak RSS at %d deposits / at %d: %.2f\n", counts[len(counts)-1], counts[0], peaks[len(peaks)-1]/peaks[0])
 	}
 	return nil
 }
 
-// fillDeposits adds deposits from..to-1 of size bytes, in steps.
-func fillDeposits(ctx context.Context, db *store.Store, from, to, size int) error {
+type backupRun struct {
+	backup, restore measured
+	dump, load      time.Duration
+	archiveMiB      float64
+}
+
+// backupRound measures a backup and a restore of the database of n
+// deposits, each next to its PostgreSQL anchor.
+func backupRound(ctx context.Context, inst *pg.Instance, st *confdir.State, dir, pub, sec, output string, n int) (r backupRun, err error) {
+	start := time.Now()
+	if err := inst.Dump(ctx, st.DBPassword, st.Config.DBName, io.Discard); err != nil {
+		return r, err
+	}
+	r.dump = time.Since(start)
+	if r.backup, err = measureChild(ctx, "backup", "--confdir", dir, "--gpg-keyring", pub, "--gpg-recipient", "bench", "--output", output, "--quiet"); err != nil {
+		return r, err
+	}
+	archive := strings.TrimSpace(r.backup.stdout)
+	defer os.Remove(archive)
+	fi, err := os.Stat(archive)
+	if err != nil {
+		return r, err
+	}
+	r.archiveMiB = float64(fi.Size()) / (1 << 20)
+
+	// The anchor: psql loading the same dump, from a file, into an empty
+	// database.
+	file, err := os.CreateTemp(filepath.Dir(output), "dump-*.sql")
+	if err != nil {
+		return r, err
+	}
+	defer os.Remove(file.Name())
+	defer file.Close()
+	if err := inst.Dump(ctx, st.DBPassword, st.Config.DBName, file); err != nil {
+		return r, err
+	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		return r, err
+	}
+	if err := inst.CreateDatabase(ctx, st.DBPassword, "bench_load"); err != nil {
+		return r, err
+	}
+	start = time.Now()
+	err = inst.Load(ctx, st.DBPassword, "bench_load", file)
+	r.load = time.Since(start)
+	if err = errors.Join(err, dropDatabase(ctx, inst, st.DBPassword, "bench_load")); err != nil {
+		return r, err
+	}
+
+	if r.restore, err = measureChild(ctx, "restore", "--confdir", dir, "--gpg-keyring", sec, archive); err != nil {
+		return r, err
+	}
+	if !strings.Contains(r.restore.stdout, fmt.Sprintf(" %d deposits", n)) {
+		return r, fmt.Errorf("restore of %d deposits said:\n%s", n, r.restore.stdout)
+	}
+	return r, nil
+}
+
+func dropDatabase(ctx context.Context, inst *pg.Instance, password, name string) error {
+	conn, err := pgx.Connect(ctx, inst.ConnString("postgres", password))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
+}
+
+// fillDeposits adds deposits from..to-1 of size bytes, in steps; with
+// from 0 it first creates the schema, an organization and its client. It
+// closes its connections: restore wants the database to itself.
+func fillDeposits(ctx context.Context, dsn string, from, to, size int) error {
+	db, err := store.Open(ctx, dsn, 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if from == 0 {
+		if err := db.Migrate(ctx); err != nil {
+			return err
+		}
+		if _, err := db.Pool().Exec(ctx, `INSERT INTO organizations(uuid, name, auth_hash) VALUES ('bench', 'bench', '');
+			INSERT INTO clients(fingerprint, org_uuid, key_id, public_key, state) VALUES (repeat('B', 40), 'bench', 'bench', '\x00', 'active')`); err != nil {
+			return err
+		}
+	}
 	const step = 100_000
 	for lo := from; lo < to; lo += step {
 		hi := min(lo+step, to)
@@ -160,7 +237,8 @@ func fillDeposits(ctx context.Context, db *store.Store, from, to, size int) erro
 			return err
 		}
 	}
-	return nil
+	_, err = db.Pool().Exec(ctx, "VACUUM ANALYZE deposits")
+	return err
 }
 
 // benchRecipient writes a fresh OpenPGP key pair's public and secret key

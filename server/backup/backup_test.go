@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -333,4 +334,40 @@ func tarNames(t *testing.T, p string) []string {
 		}
 		names = append(names, hdr.Name)
 	}
+}
+
+func TestLongBackupsShowProgress(t *testing.T) {
+	dir, out := stateDir(t), t.TempDir()
+	var progress syncBuffer
+	_, err := backup.Make(context.Background(), backup.Options{
+		Kind: backup.KindServer, StateDir: dir, Output: out, Host: "kts01", Now: when, Progress: &progress,
+		Dump: func(_ context.Context, w io.Writer) error {
+			w.Write(make([]byte, 3<<20))
+			time.Sleep(1200 * time.Millisecond)
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := progress.String(); !strings.Contains(got, "\rdumping the database: 3.0 MiB") || !strings.HasSuffix(got, "\n") {
+		t.Fatalf("progress shown: %q", got)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

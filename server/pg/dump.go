@@ -164,12 +164,13 @@ func (i *Instance) Replace(ctx context.Context, password, database string, sql i
 	return nil
 }
 
-// refuseIfInUse fails when other sessions are connected to database.
+// refuseIfInUse fails when other clients are connected to database.
+// PostgreSQL's own workers (autovacuum) do not count: the rename ends them.
 func refuseIfInUse(ctx context.Context, conn *pgx.Conn, database string) error {
 	var n int
 	var apps string
 	err := conn.QueryRow(ctx, `SELECT count(*), coalesce(string_agg(DISTINCT nullif(application_name, ''), ', '), '')
-		FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, database).Scan(&n, &apps)
+		FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, database).Scan(&n, &apps)
 	if err != nil {
 		return err
 	}
