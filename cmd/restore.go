@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,8 @@ import (
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/gnupg"
+	"trustee.dev/trustee/server/hsm"
+	"trustee.dev/trustee/server/hsmkeys"
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/store"
 )
@@ -174,6 +177,14 @@ func restoreServer(ctx context.Context, staged *backup.Staged, target string, f 
 		res.cfg.DBPort = f.dbPort
 	}
 	cfg := res.cfg
+	tok, err := stagedHSM(staged, target, cfg)
+	if err != nil {
+		staged.Abandon(target)
+		return res, fmt.Errorf("%w; nothing was changed", err)
+	}
+	if tok != nil {
+		defer tok.Close()
+	}
 	keep := func(rel string) bool {
 		return existing && (rel == config.FileName || rel == cfg.DBPasswordFile || rel == cfg.ReplicationPasswordFile)
 	}
@@ -224,8 +235,10 @@ func restoreServer(ctx context.Context, staged *backup.Staged, target string, f 
 	defer dump.Close()
 	err = inst.Replace(ctx, pw, cfg.DBName, dump, func(ctx context.Context, conn *pgx.Conn) error {
 		var err error
-		res.contents, err = store.ReadContents(ctx, conn)
-		return err
+		if res.contents, err = store.ReadContents(ctx, conn); err != nil {
+			return err
+		}
+		return checkHSMKeys(ctx, conn, tok, cfg)
 	})
 	if err != nil {
 		return res, unchanged(err, placed, staged, target)
@@ -301,4 +314,61 @@ func printOutside(out io.Writer, outside []string, archive string) {
 		fmt.Fprintf(out, "not restored, outside the state directory: %s (extract it with `tar -xf %s -C / %s` after decrypting)\n",
 			p, archive, p[1:])
 	}
+}
+
+// stagedHSM opens the HSM that sealed the archive's secrets, and checks
+// that it unseals them: a backup whose keys are in an HSM restores only
+// where that HSM (with the same keys) is. It returns nil when the archive
+// holds no sealed file.
+func stagedHSM(staged *backup.Staged, target string, cfg config.Config) (*hsm.Token, error) {
+	var sealed []string
+	for _, name := range hsmkeys.SealedFiles(cfg) {
+		if data, err := stagedFile(staged, name); err == nil && hsmkeys.IsSealed(data) {
+			sealed = append(sealed, name)
+		}
+	}
+	if len(sealed) == 0 {
+		return nil, nil
+	}
+	if !cfg.HasHSM() {
+		return nil, fmt.Errorf("the backup's %s are sealed by an HSM, and the configuration names none (keytrustee.conf HSM_MODULE)", strings.Join(sealed, ", "))
+	}
+	tok, err := hsmkeys.OpenToken(target, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("the backup's secrets are sealed by the HSM %s; restore needs it: %w", hsmkeys.Describe(cfg), err)
+	}
+	for _, name := range sealed {
+		data, _ := stagedFile(staged, name)
+		pt, err := hsmkeys.Unseal(tok, name, data)
+		clear(pt)
+		if err != nil {
+			tok.Close()
+			return nil, fmt.Errorf("the HSM %s does not open the backup's %s (restore needs the same HSM key): %w", hsmkeys.Describe(cfg), name, err)
+		}
+	}
+	return tok, nil
+}
+
+// checkHSMKeys checks that the token holds every HSM key the restored
+// deposits are wrapped with.
+func checkHSMKeys(ctx context.Context, conn *pgx.Conn, tok *hsm.Token, cfg config.Config) error {
+	rows, err := conn.Query(ctx, `SELECT DISTINCT kek_id FROM deposits WHERE kek_id LIKE 'hsm:%'`)
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		label, _ := hsmkeys.Label(id)
+		if tok == nil {
+			return fmt.Errorf("the backup's deposits are wrapped by HSM key %q, and the configuration names no HSM", label)
+		}
+		if _, err := tok.Key(label); err != nil {
+			return fmt.Errorf("the backup's deposits are wrapped by HSM key %q, which the HSM %s does not hold (restore needs the same HSM key): %w",
+				label, hsmkeys.Describe(cfg), err)
+		}
+	}
+	return nil
 }

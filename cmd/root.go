@@ -71,6 +71,7 @@ func newRootCommand() *cobra.Command {
 		newDevCommand(),
 		newBackupCommand(),
 		newRestoreCommand(),
+		newKeyHSMCommand(),
 	)
 	return root
 }

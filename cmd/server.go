@@ -32,6 +32,7 @@ func newServerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer st.Close()
 			o := daemon.Options{Log: log}
 			if announce {
 				o.Ready = func(addr string) { fmt.Fprintln(cmd.OutOrStdout(), "listening", addr) }

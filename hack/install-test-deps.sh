@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (the PostgreSQL 15
-# server, GnuPG, OpenSSL, ...) and makes sure the `postgres` OS account,
-# which runs PostgreSQL when the tests run as root, exists.
+# server, GnuPG, OpenSSL, SoftHSM2, ...) and makes sure the `postgres` OS
+# account, which runs PostgreSQL when the tests run as root, exists.
 #
 # Quiet, and quick, when everything is already present. Run by `make test`.
 set -euo pipefail
@@ -16,6 +16,13 @@ packages=(
 	curl
 	ca-certificates
 	procps
+	# server/hsm's tests: a PKCS#11 token (libsofthsm2.so, softhsm2-util),
+	# pkcs11-tool to inspect it from outside, and `p11-kit server` with its
+	# client module to serve it over a socket (an HSM that can be lost).
+	softhsm2
+	opensc
+	p11-kit
+	p11-kit-modules
 )
 
 sudo=()

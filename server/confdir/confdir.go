@@ -4,6 +4,7 @@
 package confdir
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -16,6 +17,8 @@ import (
 
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/hsm"
+	"trustee.dev/trustee/server/hsmkeys"
 	"trustee.dev/trustee/server/keyring"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/tlsconf"
@@ -197,13 +200,18 @@ type State struct {
 	Dir        string
 	Config     config.Config
 	ServerKey  *openpgp.PrivateKey
-	Keyring    keyring.Keyring
+	Keyring    *keyring.Set
 	Tokens     *auth.Tokens
 	DBPassword string
+	// HSM is the open token when the configuration names one; Close it
+	// when done.
+	HSM *hsm.Token
 }
 
-// Open reads a state directory made by Init.
-func Open(dir string) (*State, error) {
+// Open reads a state directory made by Init. When it names an HSM, Open
+// opens the token (an unreachable token is an error that names it),
+// unseals the secrets sealed by it and adds its keys to the keyring.
+func Open(dir string) (_ *State, err error) {
 	cfg, err := config.Load(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -211,27 +219,61 @@ func Open(dir string) (*State, error) {
 		}
 		return nil, err
 	}
-	key, err := readServerKey(cfg.Path(dir, cfg.ServerKey))
+	st := &State{Dir: dir, Config: cfg}
+	if cfg.HasHSM() {
+		if st.HSM, err = hsmkeys.OpenToken(dir, cfg); err != nil {
+			return nil, fmt.Errorf("the HSM %s: %w", hsmkeys.Describe(cfg), err)
+		}
+		defer func() {
+			if err != nil {
+				st.HSM.Close()
+			}
+		}()
+	}
+	read := func(name string) ([]byte, error) {
+		data, err := hsmkeys.ReadStateFile(st.HSM, cfg.Path(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w (run `kts init` to create it)", name, err)
+		}
+		return data, nil
+	}
+	data, err := read(cfg.ServerKey)
 	if err != nil {
 		return nil, err
 	}
-	kr, err := keyring.LoadFile(cfg.Path(dir, cfg.Keyring))
+	if st.ServerKey, err = openpgp.ReadPrivate(data); err != nil {
+		return nil, fmt.Errorf("server OpenPGP key %s: %w", cfg.ServerKey, err)
+	}
+	if data, err = read(cfg.Keyring); err != nil {
+		return nil, err
+	}
+	file, err := keyring.ParseFile(data, cfg.Keyring)
 	if err != nil {
 		return nil, err
 	}
-	sessionKey, err := readSecret(cfg.Path(dir, cfg.SessionKey))
-	if err != nil {
+	var inHSM keyring.Keyring
+	if st.HSM != nil {
+		inHSM = hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(cfg))
+	}
+	st.Keyring = keyring.NewSet(file, inHSM)
+	if data, err = read(cfg.SessionKey); err != nil {
 		return nil, err
 	}
-	tokens, err := auth.NewTokens([]byte(sessionKey))
-	if err != nil {
+	if st.Tokens, err = auth.NewTokens(bytes.TrimSpace(data)); err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.SessionKey, err)
 	}
-	pw, err := ReadDBPassword(dir, cfg)
-	if err != nil {
+	if st.DBPassword, err = ReadDBPassword(dir, cfg); err != nil {
 		return nil, err
 	}
-	return &State{Dir: dir, Config: cfg, ServerKey: key, Keyring: kr, Tokens: tokens, DBPassword: pw}, nil
+	return st, nil
+}
+
+// Close releases the HSM, if any.
+func (s *State) Close() error {
+	if s.HSM == nil {
+		return nil
+	}
+	return s.HSM.Close()
 }
 
 // ReadDBPassword reads the database password named by the configuration.

@@ -81,7 +81,19 @@ type Config struct {
 	ActiveDB                    string `json:"ACTIVE_DB"`                       // passive: the active's PostgreSQL as HOST:PORT, for replication
 	ReplicationPasswordFile     string `json:"REPLICATION_PASSWORD_FILE"`       // default "replication.password"
 	StandbyName                 string `json:"STANDBY_NAME"`                    // the passive's replication name; "" = a single server, no synchronous standby
+	HSMModule                   string `json:"HSM_MODULE"`                      // PKCS#11 library of the HSM; "" = no HSM
+	HSMTokenLabel               string `json:"HSM_TOKEN_LABEL"`                 // the HSM token holding Trustee's keys
+	HSMPINFile                  string `json:"HSM_PIN_FILE"`                    // the token's user PIN: a file,
+	HSMPINEnv                   string `json:"HSM_PIN_ENV"`                     // or an environment variable,
+	HSMPINScript                string `json:"HSM_PIN_SCRIPT"`                  // or a command (no shell) that prints it — exactly one
+	HSMStateKey                 string `json:"HSM_STATE_KEY"`                   // label of the token key that seals the state directory's secrets
 }
+
+// DefaultHSMStateKey is the label of the token key sealing state files.
+const DefaultHSMStateKey = "kts-state"
+
+// HasHSM reports whether an HSM holds the server's keys.
+func (c Config) HasHSM() bool { return c.HSMModule != "" }
 
 // Server roles in the pair.
 const (
@@ -111,6 +123,7 @@ func Default(hostname string) Config {
 		Keyring:                 DefaultKeyring,
 		SessionKey:              DefaultSessionKey,
 		DBDataDir:               DefaultDBDataDir,
+		HSMStateKey:             DefaultHSMStateKey,
 		Role:                    DefaultRole,
 		ReplicationPasswordFile: DefaultReplPassword,
 		StandbyName:             DefaultStandbyName,
@@ -399,10 +412,53 @@ func (c Config) Validate() error {
 	if c.Role == RolePassive && c.StandbyName == "" {
 		add("STANDBY_NAME", "a passive needs the replication name the active waits for, e.g. \"kts_passive\"")
 	}
+	errs = append(errs, c.validateHSM()...)
 	if c.MaxDepositBytes < 1 || c.MaxDepositBytes > MaxDepositBytesLimit {
 		add("MAX_DEPOSIT_BYTES", "%d is out of range; use a number of bytes from 1 to %d (default %d)", c.MaxDepositBytes, MaxDepositBytesLimit, DefaultMaxDepositBytes)
 	}
 	return errors.Join(errs...)
+}
+
+// validateHSM checks the HSM_* keys: all or none, one PIN source.
+func (c Config) validateHSM() []error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	pinSources := 0
+	for _, v := range []string{c.HSMPINFile, c.HSMPINEnv, c.HSMPINScript} {
+		if v != "" {
+			pinSources++
+		}
+	}
+	if !c.HasHSM() {
+		if c.HSMTokenLabel != "" || pinSources > 0 {
+			add("HSM_MODULE", "HSM_TOKEN_LABEL or a PIN source is set but no module; set HSM_MODULE to the PKCS#11 library (kts keyhsm init does)")
+		}
+		return errs
+	}
+	if !filepath.IsAbs(c.HSMModule) {
+		add("HSM_MODULE", "%q must be the absolute path of the PKCS#11 library, e.g. \"/usr/lib/softhsm/libsofthsm2.so\"", c.HSMModule)
+	}
+	if c.HSMTokenLabel == "" || len(c.HSMTokenLabel) > 32 {
+		add("HSM_TOKEN_LABEL", "%q is not a token label (1 to 32 bytes)", c.HSMTokenLabel)
+	}
+	if pinSources != 1 {
+		add("HSM_PIN_FILE", "give the token PIN in exactly one way: HSM_PIN_FILE, HSM_PIN_ENV or HSM_PIN_SCRIPT (%d are set)", pinSources)
+	}
+	if msg := checkPath(c.HSMPINFile, false); msg != "" {
+		add("HSM_PIN_FILE", "%s", msg)
+	}
+	if c.HSMPINEnv != "" && strings.ContainsAny(c.HSMPINEnv, "= \t\x00") {
+		add("HSM_PIN_ENV", "%q is not an environment variable name", c.HSMPINEnv)
+	}
+	if msg := checkPasswordScript(c.HSMPINScript); msg != "" {
+		add("HSM_PIN_SCRIPT", "%s", msg)
+	}
+	if c.HSMStateKey == "" || len(c.HSMStateKey) > 64 {
+		add("HSM_STATE_KEY", "%q is not a key label (1 to 64 bytes; default %q)", c.HSMStateKey, DefaultHSMStateKey)
+	}
+	return errs
 }
 
 func isSpaceOrControl(r rune) bool {

@@ -42,6 +42,7 @@ func TestDefault(t *testing.T) {
 		DBDataDir:               "db",
 		Role:                    "active",
 		ReplicationPasswordFile: "replication.password",
+		HSMStateKey:             "kts-state",
 	}
 	if c != want {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -204,6 +205,11 @@ func passiveConfig(c Config) Config {
 	return c
 }
 
+func hsmConfig(c Config) Config {
+	c.HSMModule, c.HSMTokenLabel, c.HSMPINFile = "/usr/lib/softhsm/libsofthsm2.so", "kts", "hsm.pin"
+	return c
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -231,6 +237,18 @@ func TestValidate(t *testing.T) {
 		{"passive without standby name", func(c *Config) { *c = passiveConfig(*c); c.StandbyName = "" }, []string{"STANDBY_NAME:"}},
 		{"bad standby name", func(c *Config) { c.StandbyName = "Kts-Passive" }, []string{"STANDBY_NAME:"}},
 		{"empty replication password file", func(c *Config) { c.ReplicationPasswordFile = "" }, []string{"REPLICATION_PASSWORD_FILE:"}},
+
+		{"HSM", func(c *Config) { *c = hsmConfig(*c) }, nil},
+		{"HSM PIN from the environment", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile, c.HSMPINEnv = "", "KTS_HSM_PIN" }, nil},
+		{"HSM PIN from a script", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile, c.HSMPINScript = "", "/usr/local/bin/hsm-pin" }, nil},
+		{"HSM token without module", func(c *Config) { *c = hsmConfig(*c); c.HSMModule = "" }, []string{"HSM_MODULE:", "no module"}},
+		{"HSM module relative", func(c *Config) { *c = hsmConfig(*c); c.HSMModule = "libsofthsm2.so" }, []string{"HSM_MODULE:", "absolute path"}},
+		{"HSM without token", func(c *Config) { *c = hsmConfig(*c); c.HSMTokenLabel = "" }, []string{"HSM_TOKEN_LABEL:"}},
+		{"HSM without PIN", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile = "" }, []string{"HSM_PIN_FILE:", "exactly one way", "0 are set"}},
+		{"HSM with two PINs", func(c *Config) { *c = hsmConfig(*c); c.HSMPINEnv = "PIN" }, []string{"exactly one way", "2 are set"}},
+		{"HSM PIN variable name", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile, c.HSMPINEnv = "", "PIN=1234" }, []string{"HSM_PIN_ENV:"}},
+		{"HSM PIN script relative", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile, c.HSMPINScript = "", "hsm-pin" }, []string{"HSM_PIN_SCRIPT:", "absolute path"}},
+		{"HSM without state key", func(c *Config) { *c = hsmConfig(*c); c.HSMStateKey = "" }, []string{"HSM_STATE_KEY:"}},
 
 		{"empty host name", func(c *Config) { c.Hostname = "" }, []string{"HOSTNAME: is empty", "fully qualified domain name"}},
 		{"bad host name", func(c *Config) { c.Hostname = "https://kts.example.com" }, []string{"HOSTNAME:", "not a valid host name"}},

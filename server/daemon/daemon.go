@@ -103,11 +103,18 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		}
 		defer nonces.Close()
 		mon := newReplicationMonitor(db, cfg.StandbyName, log)
+		mon.poll(ctx) // known before the first request
 		go mon.run(ctx)
 		opts.Nonces, opts.WriteGate, opts.Health = nonces, mon.WriteGate, mon.health
 		opts.Collectors = append(opts.Collectors, mon.writable, mon.lag)
 		deposits.Store = store.NewCache(ctx, db, batcher, readCacheBytes, log)
 		go nonces.PruneNoncesEvery(ctx, time.Minute, log)
+	}
+	if err := followCurrentKEK(ctx, db, st, log); err != nil {
+		return err
+	}
+	if st.HSM != nil {
+		opts.Health = hsmHealth(st, opts.Health)
 	}
 	opts.Deposits = deposits
 	api := httpapi.New(opts)

@@ -11,6 +11,7 @@ import (
 
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/deposit"
+	"trustee.dev/trustee/server/keyring"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/store"
@@ -81,6 +82,8 @@ func classify(err error) *apiError {
 		return newError(http.StatusConflict, "already_exists", msg)
 	case errors.Is(err, context.DeadlineExceeded):
 		return newError(http.StatusServiceUnavailable, "timeout", "the database did not confirm in time (is the passive server down?); the outcome of a write is unknown: read it back before retrying")
+	case errors.Is(err, keyring.ErrUnavailable):
+		return newError(http.StatusServiceUnavailable, "hsm_unavailable", "the HSM that holds this server's keys does not answer right now; nothing was written; retry shortly (the other server of the pair may answer reads)")
 	case databaseUnavailable(err):
 		return newError(http.StatusServiceUnavailable, "database_unavailable", "this server cannot reach its database right now; the other server of the pair can answer, or retry shortly; if this was a write, its outcome is unknown: read it back before retrying")
 	case errors.Is(err, context.Canceled):

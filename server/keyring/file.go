@@ -67,6 +67,12 @@ func LoadFile(path string) (*FileKeyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read deposit keyring: %w (run `kts init` to create it)", err)
 	}
+	return ParseFile(data, path)
+}
+
+// ParseFile reads the contents of a keyring file written by CreateFile;
+// path names it in errors.
+func ParseFile(data []byte, path string) (*FileKeyring, error) {
 	var ff fileFormat
 	if err := json.Unmarshal(data, &ff); err != nil {
 		return nil, fmt.Errorf("deposit keyring %s is not valid JSON: %w", filepath.Base(path), err)
@@ -105,7 +111,7 @@ func (k *FileKeyring) CurrentKeyID() string { return k.current }
 
 // Wrap implements Keyring.
 func (k *FileKeyring) Wrap(_ context.Context, dataKey, aad []byte) (string, []byte, error) {
-	w, err := sealAEAD(k.keys[k.current], dataKey, wrapAAD(k.current, aad))
+	w, err := sealAEAD(k.keys[k.current], dataKey, WrapAAD(k.current, aad))
 	return k.current, w, err
 }
 
@@ -115,9 +121,12 @@ func (k *FileKeyring) Unwrap(_ context.Context, keyID string, wrapped, aad []byt
 	if !ok {
 		return nil, fmt.Errorf("deposit was sealed under key %q, which is not in this server's keyring; restore the keyring file from backup", keyID)
 	}
-	return openAEAD(kek, wrapped, wrapAAD(keyID, aad))
+	return openAEAD(kek, wrapped, WrapAAD(keyID, aad))
 }
 
-func wrapAAD(keyID string, aad []byte) []byte {
+// WrapAAD is the additional data a data key is wrapped with: the KEK's ID
+// and the deposit's own AAD, so a wrapped key opens only under the key and
+// for the deposit it was made for.
+func WrapAAD(keyID string, aad []byte) []byte {
 	return append([]byte("kts-kek-v1\x00"+keyID+"\x00"), aad...)
 }

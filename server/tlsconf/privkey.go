@@ -26,14 +26,20 @@ const (
 	maxStderrExcerpt = 200
 )
 
-// runPasswordScript runs script (a program and its arguments, split on
-// spaces, without a shell) and returns what it printed on stdout, minus one
-// trailing newline. Errors never contain the output or the arguments, which
-// may hold the password.
+// runPasswordScript runs SSL_PRIVATE_KEY_PASSWORD_SCRIPT.
 func runPasswordScript(script string) ([]byte, error) {
+	return RunSecretScript("SSL_PRIVATE_KEY_PASSWORD_SCRIPT", "the key password", script)
+}
+
+// RunSecretScript runs script, the setting key of keytrustee.conf (a
+// program and its arguments, split on spaces, without a shell), and returns
+// what it printed on stdout, minus one trailing newline: what, such as
+// "the key password". Errors never contain the output or the arguments,
+// which may hold the secret.
+func RunSecretScript(key, what, script string) ([]byte, error) {
 	args := strings.Fields(script)
 	if len(args) == 0 {
-		return nil, errors.New("SSL_PRIVATE_KEY_PASSWORD_SCRIPT is empty; set it to a program that prints the key password")
+		return nil, errors.New(key + " is empty; set it to a program that prints " + what)
 	}
 	prog := args[0]
 	ctx, cancel := context.WithTimeout(context.Background(), passwordScriptTimeout)
@@ -48,7 +54,7 @@ func runPasswordScript(script string) ([]byte, error) {
 	out := stdout.buf
 	if ctx.Err() != nil {
 		clear(out)
-		return nil, fmt.Errorf("SSL_PRIVATE_KEY_PASSWORD_SCRIPT: script %q did not finish within %s; make sure it prints the key password and exits without waiting for input", prog, passwordScriptTimeout)
+		return nil, fmt.Errorf("%s: script %q did not finish within %s; make sure it prints %s and exits without waiting for input", key, prog, passwordScriptTimeout, what)
 	}
 	if err != nil {
 		detail := stderrExcerpt(stderr.buf, trimNewline(out))
@@ -59,17 +65,17 @@ func runPasswordScript(script string) ([]byte, error) {
 			if exitErr.ExitCode() < 0 {
 				status = "was terminated (" + exitErr.ProcessState.String() + ")"
 			}
-			return nil, fmt.Errorf("SSL_PRIVATE_KEY_PASSWORD_SCRIPT: script %q %s%s; check the script prints the key password on stdout", prog, status, detail)
+			return nil, fmt.Errorf("%s: script %q %s%s; check the script prints %s on stdout", key, prog, status, detail, what)
 		}
-		return nil, fmt.Errorf("SSL_PRIVATE_KEY_PASSWORD_SCRIPT: cannot run %q: %v; set it to the absolute path of an executable program, followed by its arguments", prog, err)
+		return nil, fmt.Errorf("%s: cannot run %q: %v; set it to the absolute path of an executable program, followed by its arguments", key, prog, err)
 	}
 	if stdout.truncated {
 		clear(out)
-		return nil, fmt.Errorf("SSL_PRIVATE_KEY_PASSWORD_SCRIPT: script %q printed more than %d bytes; it must print only the key password", prog, maxPasswordBytes)
+		return nil, fmt.Errorf("%s: script %q printed more than %d bytes; it must print only %s", key, prog, maxPasswordBytes, what)
 	}
 	pw := trimNewline(out)
 	if len(pw) == 0 {
-		return nil, fmt.Errorf("SSL_PRIVATE_KEY_PASSWORD_SCRIPT: script %q printed nothing on stdout; it must print the key password", prog)
+		return nil, fmt.Errorf("%s: script %q printed nothing on stdout; it must print %s", key, prog, what)
 	}
 	return pw, nil
 }

@@ -1,0 +1,420 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/daemon"
+	"trustee.dev/trustee/server/hsm"
+	"trustee.dev/trustee/server/hsmkeys"
+	"trustee.dev/trustee/server/store"
+)
+
+// kekLabelPrefix names the deposit key versions in the token: kts-kek-1,
+// kts-kek-2, ...
+const kekLabelPrefix = "kts-kek-"
+
+func newKeyHSMCommand() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "keyhsm",
+		Short: "Keep the server's keys in an HSM (PKCS#11): init, check, migrate, rotate",
+		Long: `keyhsm puts the server's key-encryption keys in a PKCS#11 token (an HSM),
+as ktadmin keyhsm does: AES-256 keys generated inside the token, sensitive and
+never extractable, that wrap every deposit's data key; the server's OpenPGP
+key, session key and file keyring are sealed by a token key too, so a copy of
+the state directory and the database opens nothing without the token.
+
+The token's PIN comes from a file, an environment variable or a command
+(--pin-file, --pin-env, --pin-script), never from the command line.`,
+	}
+	cmd.PersistentFlags().StringVarP(&dir, "confdir", "c", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
+	cmd.AddCommand(newKeyHSMInitCommand(&dir), newKeyHSMCheckCommand(&dir), newKeyHSMMigrateCommand(&dir), newKeyHSMRotateCommand(&dir))
+	return cmd
+}
+
+func newKeyHSMInitCommand(dir *string) *cobra.Command {
+	var module, token, pinFile, pinEnv, pinScript, keyLabel, stateKey string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create (or adopt) the HSM's keys, seal the state directory's secrets, and wrap new deposits in the HSM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(*dir)
+			if err != nil {
+				return err
+			}
+			if cfg.HasHSM() && (cfg.HSMModule != module || cfg.HSMTokenLabel != token) {
+				return fmt.Errorf("%s already keeps its keys in the HSM %s; a state directory uses one HSM", *dir, hsmkeys.Describe(cfg))
+			}
+			cfg.HSMModule, cfg.HSMTokenLabel, cfg.HSMPINFile, cfg.HSMPINEnv, cfg.HSMPINScript = module, token, pinFile, pinEnv, pinScript
+			if stateKey != "" {
+				cfg.HSMStateKey = stateKey
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return keyHSMInit(cmd.Context(), cmd.OutOrStdout(), *dir, cfg, keyLabel)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&module, "module", "", "PKCS#11 library of the HSM (e.g. /usr/lib/softhsm/libsofthsm2.so)")
+	f.StringVar(&token, "token-label", "", "label of the token that holds the keys")
+	f.StringVar(&pinFile, "pin-file", "", "file holding the token's user PIN")
+	f.StringVar(&pinEnv, "pin-env", "", "environment variable holding the token's user PIN")
+	f.StringVar(&pinScript, "pin-script", "", "command (absolute path, no shell) that prints the token's user PIN")
+	f.StringVar(&keyLabel, "key-label", kekLabelPrefix+"1", "label of the key that wraps deposits (adopted when the token has it)")
+	f.StringVar(&stateKey, "state-key", "", "label of the key that seals the state directory's secrets (default "+config.DefaultHSMStateKey+")")
+	cmd.MarkFlagRequired("module")
+	cmd.MarkFlagRequired("token-label")
+	return cmd
+}
+
+// keyHSMInit does kts keyhsm init for a validated configuration.
+func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Config, keyLabel string) error {
+	tok, err := hsmkeys.OpenToken(dir, cfg)
+	if err != nil {
+		return fmt.Errorf("the HSM %s: %w", hsmkeys.Describe(cfg), err)
+	}
+	defer tok.Close()
+	passive := cfg.Role == config.RolePassive
+	stateKey, made, err := adoptOrCreate(tok, cfg.HSMStateKey, passive)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "HSM %s: state key %q %s\n", hsmkeys.Describe(cfg), cfg.HSMStateKey, made)
+	var db *store.Store
+	if !passive {
+		if db, err = openAdminStore(ctx, dir); err != nil {
+			return err
+		}
+		defer db.Close()
+		if cur, err := db.CurrentKEK(ctx); err != nil {
+			return err
+		} else if label, ok := hsmkeys.Label(cur); ok {
+			keyLabel = label // already initialized: adopt what wraps now
+		}
+	}
+	if _, made, err = adoptOrCreate(tok, keyLabel, passive); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "deposit key %q %s\n", keyLabel, made)
+	// The configuration first: a sealed file needs it to be read.
+	if err := cfg.Save(dir); err != nil {
+		return err
+	}
+	for _, name := range hsmkeys.SealedFiles(cfg) {
+		sealed, err := sealStateFile(stateKey, cfg.Path(dir, name))
+		if err != nil {
+			return err
+		}
+		if sealed {
+			fmt.Fprintf(out, "sealed %s with the state key\n", name)
+		}
+	}
+	if passive {
+		fmt.Fprintln(out, "this passive uses the active's keys; the active chooses the key that wraps")
+		return nil
+	}
+	if err := db.MakeCurrentKEK(ctx, hsmkeys.ID(keyLabel)); err != nil {
+		return err
+	}
+	left, err := db.CountNotCurrent(ctx, hsmkeys.ID(keyLabel))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "new deposits are wrapped by HSM key %q (running servers switch within %s)\n", keyLabel, daemon.KEKPoll)
+	if left > 0 {
+		fmt.Fprintf(out, "%d deposits are still wrapped by the file keyring: run `kts keyhsm migrate`\n", left)
+	}
+	return nil
+}
+
+// adoptOrCreate finds the token key label, or creates it (never on a
+// passive, which must use the active's keys).
+func adoptOrCreate(tok *hsm.Token, label string, adoptOnly bool) (*hsm.Key, string, error) {
+	key, err := tok.Key(label)
+	if err == nil {
+		return key, "adopted (it was in the token)", nil
+	}
+	if !errors.Is(err, hsm.ErrNoKey) {
+		return nil, "", err
+	}
+	if adoptOnly {
+		return nil, "", fmt.Errorf("the token has no key %q: a passive uses the active's keys; give it the same token (or one holding the same keys) and run keyhsm init on the active first", label)
+	}
+	key, err = tok.GenerateKey(label)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, "created in the token", nil
+}
+
+// sealStateFile replaces the file at path by its sealed form, unless it is
+// sealed already. The sealed file is written next to it and renamed over it.
+func sealStateFile(key *hsm.Key, path string) (bool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	if hsmkeys.IsSealed(data) {
+		return false, nil
+	}
+	sealed, err := hsmkeys.Seal(key, path, data)
+	clear(data)
+	if err != nil {
+		return false, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".sealing-*")
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(sealed)
+	if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
+		return false, err
+	}
+	return true, os.Rename(tmp.Name(), path)
+}
+
+func newKeyHSMCheckCommand(dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Show the HSM, its keys and their attributes, and test wrapping with each",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, out := cmd.Context(), cmd.OutOrStdout()
+			st, err := confdir.Open(*dir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if st.HSM == nil {
+				return fmt.Errorf("%s keeps no keys in an HSM; set one up with `kts keyhsm init`", *dir)
+			}
+			cfg := st.Config
+			info, err := st.HSM.Info()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "module:       %s\ntoken:        %s (%s %s, serial %s)\n", info.Module, info.Label, info.Manufacturer, info.Model, info.Serial)
+			labels := []string{cfg.HSMStateKey}
+			var keks []store.KEK
+			if cfg.Role != config.RolePassive {
+				db, err := openAdminStore(ctx, *dir)
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				if keks, err = db.KEKs(ctx); err != nil {
+					return err
+				}
+			}
+			for _, k := range keks {
+				if label, ok := hsmkeys.Label(k.ID); ok && k.State != store.KEKRetired {
+					labels = append(labels, label)
+				}
+			}
+			kr := hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(cfg))
+			var failed []string
+			for _, label := range labels {
+				key, err := st.HSM.Key(label)
+				if err != nil {
+					fmt.Fprintf(out, "key %-12q MISSING: %v\n", label, err)
+					failed = append(failed, label)
+					continue
+				}
+				a, err := key.Attributes()
+				if err == nil {
+					err = a.Check()
+				}
+				if err == nil {
+					err = kr.Check(ctx, hsmkeys.ID(label))
+				}
+				verdict := "wrap/unwrap self-test ok"
+				if err != nil {
+					verdict, failed = "FAILED: "+err.Error(), append(failed, label)
+				}
+				fmt.Fprintf(out, "key %-12q %s %d-bit, sensitive=%v always-sensitive=%v extractable=%v never-extractable=%v token=%v; %s\n",
+					label, a.KeyType, a.ValueLen*8, a.Sensitive, a.AlwaysSensitive, a.Extractable, a.NeverExtractable, a.Token, verdict)
+			}
+			for _, k := range keks {
+				state := k.State
+				if state == "" {
+					state = "file keyring"
+				}
+				fmt.Fprintf(out, "deposits wrapped by %s (%s): %d\n", k.ID, state, k.Deposits)
+			}
+			for _, name := range hsmkeys.SealedFiles(cfg) {
+				data, err := os.ReadFile(cfg.Path(*dir, name))
+				if err != nil {
+					return err
+				}
+				state := "sealed by the HSM"
+				if !hsmkeys.IsSealed(data) {
+					state, failed = "NOT sealed (run kts keyhsm init)", append(failed, name)
+				}
+				fmt.Fprintf(out, "%s: %s\n", name, state)
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("HSM check failed for %s", strings.Join(failed, ", "))
+			}
+			return nil
+		},
+	}
+}
+
+func newKeyHSMMigrateCommand(dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Re-wrap the deposits still wrapped by the file keyring with the HSM's current key (resumable)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withHSMStore(cmd, *dir, func(ctx context.Context, st *confdir.State, db *store.Store) error {
+				cur, err := db.CurrentKEK(ctx)
+				if err != nil {
+					return err
+				}
+				if _, ok := hsmkeys.Label(cur); !ok {
+					return errors.New("no HSM key wraps new deposits yet; run `kts keyhsm init` first")
+				}
+				n, err := hsmkeys.Rewrap(ctx, db, st.Keyring, cur, progressTo(cmd.OutOrStdout()))
+				if err != nil {
+					return fmt.Errorf("after re-wrapping %d deposits: %w (run migrate again to go on)", n, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "every deposit is wrapped by %s; the file keyring stays (sealed) for older backups\n", cur)
+				return nil
+			})
+		},
+	}
+}
+
+func newKeyHSMRotateCommand(dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate",
+		Short: "Make a new HSM key version current and re-wrap every deposit with it (resumable; no downtime)",
+		Long: `rotate creates the next deposit key version in the token (kts-kek-N), makes
+it current — running servers wrap new deposits with it within seconds — and
+re-wraps every existing deposit's data key with it in the background of the
+servers, showing progress. Deposits stay readable throughout: a row holds its
+old or its new wrapping, and the old key opens the old one. When no deposit
+uses the old version any more, it is marked retired; it stays in the token,
+for backups made before the rotation need it.
+
+Interrupted, it is resumed by running it again: while an older version still
+wraps deposits, rotate finishes that rotation instead of starting another.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withHSMStore(cmd, *dir, func(ctx context.Context, st *confdir.State, db *store.Store) error {
+				out := cmd.OutOrStdout()
+				keks, err := db.KEKs(ctx)
+				if err != nil {
+					return err
+				}
+				cur, resume := "", false
+				maxVersion := 0
+				for _, k := range keks {
+					if k.State == store.KEKCurrent {
+						cur = k.ID
+					}
+					if k.State == store.KEKRetiring {
+						resume = true
+					}
+					if label, ok := hsmkeys.Label(k.ID); ok {
+						if v, err := strconv.Atoi(strings.TrimPrefix(label, kekLabelPrefix)); err == nil && v > maxVersion {
+							maxVersion = v
+						}
+					}
+				}
+				if _, ok := hsmkeys.Label(cur); !ok {
+					return errors.New("no HSM key wraps deposits yet; run `kts keyhsm init` first")
+				}
+				if resume {
+					fmt.Fprintf(out, "resuming the rotation to %s\n", cur)
+				} else {
+					label := kekLabelPrefix + strconv.Itoa(maxVersion+1)
+					if _, err := st.HSM.GenerateKey(label); err != nil {
+						return err
+					}
+					cur = hsmkeys.ID(label)
+					if err := db.MakeCurrentKEK(ctx, cur); err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "created %q in the token; new deposits are wrapped by it\n", label)
+				}
+				// Servers switch within KEKPoll; what they wrapped with the
+				// old key until then is caught by the pass after the wait.
+				n, err := hsmkeys.Rewrap(ctx, db, st.Keyring, cur, progressTo(out))
+				if err == nil {
+					select {
+					case <-ctx.Done():
+						err = ctx.Err()
+					case <-time.After(2*daemon.KEKPoll + time.Second):
+					}
+				}
+				if err == nil {
+					var m int64
+					m, err = hsmkeys.Rewrap(ctx, db, st.Keyring, cur, func(int64, int64) {})
+					n += m
+				}
+				if err != nil {
+					return fmt.Errorf("after re-wrapping %d deposits: %w (run rotate again to finish this rotation)", n, err)
+				}
+				if keks, err = db.KEKs(ctx); err != nil {
+					return err
+				}
+				for _, k := range keks {
+					if k.State == store.KEKRetiring && k.Deposits == 0 {
+						if err := db.RetireKEK(ctx, k.ID); err != nil {
+							return err
+						}
+						fmt.Fprintf(out, "retired %s: no deposit uses it (it stays in the token for older backups)\n", k.ID)
+					}
+				}
+				fmt.Fprintf(out, "every deposit is wrapped by %s\n", cur)
+				return nil
+			})
+		},
+	}
+}
+
+// withHSMStore opens the state directory (and its HSM) and the database of
+// an active for a keyhsm command.
+func withHSMStore(cmd *cobra.Command, dir string, run func(context.Context, *confdir.State, *store.Store) error) error {
+	ctx := cmd.Context()
+	st, err := confdir.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if st.HSM == nil {
+		return fmt.Errorf("%s keeps no keys in an HSM; set one up with `kts keyhsm init`", dir)
+	}
+	if st.Config.Role == config.RolePassive {
+		return errors.New("run this on the active: the passive's database follows the active's")
+	}
+	db, err := openAdminStore(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return run(ctx, st, db)
+}
+
+// progressTo prints re-wrap progress lines.
+func progressTo(out io.Writer) func(done, total int64) {
+	return func(done, total int64) {
+		fmt.Fprintf(out, "re-wrapped %d of %d deposits\n", done, total)
+	}
+}

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/hsmkeys"
+	"trustee.dev/trustee/server/store"
+)
+
+// kekPoll is how often a server reads which key-encryption key is current:
+// `kts keyhsm rotate` changes it while the servers run, and waits longer
+// than this before its last pass.
+const kekPoll = 2 * time.Second
+
+// KEKPoll is kekPoll, for the rotation's wait.
+const KEKPoll = kekPoll
+
+// followCurrentKEK makes the keyring wrap with the key the database names
+// current, now and whenever that changes.
+func followCurrentKEK(ctx context.Context, db *store.Store, st *confdir.State, log *slog.Logger) error {
+	apply := func() error {
+		id, err := db.CurrentKEK(ctx)
+		if err != nil {
+			return err
+		}
+		if id == "" || id == st.Keyring.CurrentKeyID() {
+			return nil
+		}
+		if err := st.Keyring.SetCurrent(id); err != nil {
+			return err
+		}
+		log.Info("key-encryption key changed", "current", id)
+		return nil
+	}
+	if err := apply(); err != nil {
+		return fmt.Errorf("current key-encryption key: %w", err)
+	}
+	go func() {
+		t := time.NewTicker(kekPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := apply(); err != nil && ctx.Err() == nil {
+					log.Warn("reading the current key-encryption key", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// hsmHealth makes /readyz fail while the HSM does not answer a wrap and
+// unwrap of a test value with its state key; the result is kept for a
+// second so that probes do not load the token.
+func hsmHealth(st *confdir.State, next func(context.Context) (any, error)) func(context.Context) (any, error) {
+	kr := hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(st.Config))
+	id := hsmkeys.ID(st.Config.HSMStateKey)
+	var mu sync.Mutex
+	var checked time.Time
+	var last error
+	return func(ctx context.Context) (any, error) {
+		mu.Lock()
+		if time.Since(checked) > time.Second {
+			last, checked = kr.Check(ctx, id), time.Now()
+		}
+		err := last
+		mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return next(ctx)
+	}
+}
