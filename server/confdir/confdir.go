@@ -208,6 +208,10 @@ type State struct {
 	HSM *hsm.Token
 }
 
+// dataKeyCacheEntries bounds the HSM keyring's data key cache (about 100
+// bytes an entry).
+const dataKeyCacheEntries = 100_000
+
 // Open reads a state directory made by Init. When it names an HSM, Open
 // opens the token (an unreachable token is an error that names it),
 // unseals the secrets sealed by it and adds its keys to the keyring.
@@ -253,7 +257,9 @@ func Open(dir string) (_ *State, err error) {
 	}
 	var inHSM keyring.Keyring
 	if st.HSM != nil {
-		inHSM = hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(cfg))
+		kr := hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(cfg))
+		kr.CacheDataKeys(time.Duration(cfg.HSMDataKeyCacheSeconds)*time.Second, dataKeyCacheEntries)
+		inHSM = kr
 	}
 	st.Keyring = keyring.NewSet(file, inHSM)
 	if data, err = read(cfg.SessionKey); err != nil {

@@ -87,7 +87,12 @@ type Config struct {
 	HSMPINEnv                   string `json:"HSM_PIN_ENV"`                     // or an environment variable,
 	HSMPINScript                string `json:"HSM_PIN_SCRIPT"`                  // or a command (no shell) that prints it — exactly one
 	HSMStateKey                 string `json:"HSM_STATE_KEY"`                   // label of the token key that seals the state directory's secrets
+	HSMDataKeyCacheSeconds      int    `json:"HSM_DATA_KEY_CACHE_SECONDS"`      // how long data keys unwrapped by the HSM stay in memory; 0 = call the HSM every time
 }
+
+// DefaultHSMDataKeyCacheSeconds is how long a data key unwrapped by the HSM
+// is kept in memory by default (see docs/SECURITY.md).
+const DefaultHSMDataKeyCacheSeconds = 60
 
 // DefaultHSMStateKey is the label of the token key sealing state files.
 const DefaultHSMStateKey = "kts-state"
@@ -124,6 +129,7 @@ func Default(hostname string) Config {
 		SessionKey:              DefaultSessionKey,
 		DBDataDir:               DefaultDBDataDir,
 		HSMStateKey:             DefaultHSMStateKey,
+		HSMDataKeyCacheSeconds:  DefaultHSMDataKeyCacheSeconds,
 		Role:                    DefaultRole,
 		ReplicationPasswordFile: DefaultReplPassword,
 		StandbyName:             DefaultStandbyName,
@@ -454,6 +460,9 @@ func (c Config) validateHSM() []error {
 	}
 	if msg := checkPasswordScript(c.HSMPINScript); msg != "" {
 		add("HSM_PIN_SCRIPT", "%s", msg)
+	}
+	if c.HSMDataKeyCacheSeconds < 0 || c.HSMDataKeyCacheSeconds > 3600 {
+		add("HSM_DATA_KEY_CACHE_SECONDS", "%d is out of range; use 0 (no cache) to 3600 (default %d)", c.HSMDataKeyCacheSeconds, DefaultHSMDataKeyCacheSeconds)
 	}
 	if c.HSMStateKey == "" || len(c.HSMStateKey) > 64 {
 		add("HSM_STATE_KEY", "%q is not a key label (1 to 64 bytes; default %q)", c.HSMStateKey, DefaultHSMStateKey)

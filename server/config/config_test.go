@@ -43,6 +43,7 @@ func TestDefault(t *testing.T) {
 		Role:                    "active",
 		ReplicationPasswordFile: "replication.password",
 		HSMStateKey:             "kts-state",
+		HSMDataKeyCacheSeconds:  60,
 	}
 	if c != want {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -248,6 +249,8 @@ func TestValidate(t *testing.T) {
 		{"HSM with two PINs", func(c *Config) { *c = hsmConfig(*c); c.HSMPINEnv = "PIN" }, []string{"exactly one way", "2 are set"}},
 		{"HSM PIN variable name", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile, c.HSMPINEnv = "", "PIN=1234" }, []string{"HSM_PIN_ENV:"}},
 		{"HSM PIN script relative", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile, c.HSMPINScript = "", "hsm-pin" }, []string{"HSM_PIN_SCRIPT:", "absolute path"}},
+		{"HSM without data key cache", func(c *Config) { *c = hsmConfig(*c); c.HSMDataKeyCacheSeconds = 0 }, nil},
+		{"HSM data key cache too long", func(c *Config) { *c = hsmConfig(*c); c.HSMDataKeyCacheSeconds = 86400 }, []string{"HSM_DATA_KEY_CACHE_SECONDS:"}},
 		{"HSM without state key", func(c *Config) { *c = hsmConfig(*c); c.HSMStateKey = "" }, []string{"HSM_STATE_KEY:"}},
 
 		{"empty host name", func(c *Config) { c.Hostname = "" }, []string{"HOSTNAME: is empty", "fully qualified domain name"}},

@@ -31,11 +31,23 @@ func followCurrentKEK(ctx context.Context, db *store.Store, st *confdir.State, l
 		if id == "" || id == st.Keyring.CurrentKeyID() {
 			return nil
 		}
+		if err := st.Keyring.Prepare(id); err != nil {
+			return err
+		}
 		if err := st.Keyring.SetCurrent(id); err != nil {
 			return err
 		}
 		log.Info("key-encryption key changed", "current", id)
 		return nil
+	}
+	keks, err := db.UsableKEKs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range keks {
+		if err := st.Keyring.Prepare(id); err != nil {
+			return fmt.Errorf("key-encryption key %s: %w", id, err)
+		}
 	}
 	if err := apply(); err != nil {
 		return fmt.Errorf("current key-encryption key: %w", err)

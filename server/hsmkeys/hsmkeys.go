@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"trustee.dev/trustee/server/hsm"
 	"trustee.dev/trustee/server/keyring"
@@ -19,16 +20,27 @@ import (
 // Keyring wraps deposit data keys with keys of a token. Its key IDs are
 // keyring.HSMPrefix followed by the key's label.
 type Keyring struct {
-	tok  *hsm.Token
-	desc string // module and token, for messages
-	mu   sync.Mutex
-	keys map[string]*hsm.Key
+	tok   *hsm.Token
+	desc  string // module and token, for messages
+	mu    sync.Mutex
+	keys  map[string]*hsm.Key
+	cache *dataKeyCache
+	now   func() time.Time
 }
 
 // NewKeyring returns the keyring of tok; desc names the module and token in
-// errors.
+// errors. Every wrap and unwrap is done by the token.
 func NewKeyring(tok *hsm.Token, desc string) *Keyring {
-	return &Keyring{tok: tok, desc: desc, keys: map[string]*hsm.Key{}}
+	return &Keyring{tok: tok, desc: desc, keys: map[string]*hsm.Key{}, now: time.Now}
+}
+
+// CacheDataKeys keeps data keys that went through the token in memory for
+// ttl (at most max of them), so that a deposit read again within ttl costs
+// no HSM call. It trades some exposure for speed: a dump of the server's
+// memory holds the data keys of deposits used in the last ttl (never a
+// key-encryption key, and nothing reaches disk). ttl 0 turns it off.
+func (k *Keyring) CacheDataKeys(ttl time.Duration, max int) {
+	k.cache = newDataKeyCache(ttl, max)
 }
 
 // ID returns the key ID of the token key label.
@@ -68,6 +80,12 @@ func (k *Keyring) explain(err error, label string) error {
 	return fmt.Errorf("HSM %s: %w", k.desc, err)
 }
 
+// Prepare finds the key id in the token ahead of its first use.
+func (k *Keyring) Prepare(id string) error {
+	_, err := k.key(id)
+	return err
+}
+
 // CurrentKeyID implements keyring.Keyring: the HSM keyring has no current
 // key of its own; the keyring.Set decides which key wraps.
 func (k *Keyring) CurrentKeyID() string { return "" }
@@ -87,11 +105,16 @@ func (k *Keyring) WrapWith(_ context.Context, id string, dataKey, aad []byte) ([
 	if err != nil {
 		return nil, k.explain(err, key.Label())
 	}
+	k.cache.put(cacheKey(id, w, aad), dataKey, k.now())
 	return w, nil
 }
 
 // Unwrap opens a data key inside the token.
 func (k *Keyring) Unwrap(_ context.Context, id string, wrapped, aad []byte) ([]byte, error) {
+	ck := cacheKey(id, wrapped, aad)
+	if dk := k.cache.get(ck, k.now()); dk != nil {
+		return dk, nil
+	}
 	key, err := k.key(id)
 	if err != nil {
 		return nil, err
@@ -100,6 +123,7 @@ func (k *Keyring) Unwrap(_ context.Context, id string, wrapped, aad []byte) ([]b
 	if err != nil {
 		return nil, k.explain(err, key.Label())
 	}
+	k.cache.put(ck, dk, k.now())
 	return dk, nil
 }
 

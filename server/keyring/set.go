@@ -83,6 +83,24 @@ func (s *Set) Unwrap(ctx context.Context, keyID string, wrapped, aad []byte) ([]
 	return kr.Unwrap(ctx, keyID, wrapped, aad)
 }
 
+// Preparer is a keyring that can get a key ready before it is first used
+// (an HSM's key found in the token), so that a missing key shows at once.
+type Preparer interface {
+	Prepare(keyID string) error
+}
+
+// Prepare gets the key id ready where it lives, if that keyring needs it.
+func (s *Set) Prepare(id string) error {
+	kr, err := s.of(id)
+	if err != nil {
+		return err
+	}
+	if p, ok := kr.(Preparer); ok {
+		return p.Prepare(id)
+	}
+	return nil
+}
+
 // KeyWrapper is a keyring that can wrap with any of its keys, not only its
 // current one (an HSM's keys, named by ID).
 type KeyWrapper interface {

@@ -53,6 +53,16 @@ func (s *Store) KEKs(ctx context.Context) ([]KEK, error) {
 	})
 }
 
+// UsableKEKs lists the recorded versions that are not retired (without
+// deposit counts).
+func (s *Store) UsableKEKs(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT kek_id FROM kek_versions WHERE state <> 'retired' ORDER BY created_at`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // MakeCurrentKEK records id as the current key: the previous current one,
 // if any, becomes retiring. It is a no-op when id is current already.
 func (s *Store) MakeCurrentKEK(ctx context.Context, id string) error {

@@ -88,6 +88,9 @@ func TestKEKVersionsAndRewrap(t *testing.T) {
 	if err := s.RetireKEK(ctx, "hsm:kts-kek-1"); err != nil {
 		t.Fatal(err)
 	}
+	if usable, err := s.UsableKEKs(ctx); err != nil || len(usable) != 1 || usable[0] != "hsm:kts-kek-2" {
+		t.Fatalf("UsableKEKs = %v, %v", usable, err)
+	}
 	keks, err := s.KEKs(ctx)
 	if err != nil || len(keks) != 2 || keks[0].ID != "hsm:kts-kek-1" || keks[0].State != store.KEKRetired ||
 		keks[1].State != store.KEKCurrent || keks[1].Deposits != 1200 {

@@ -89,6 +89,9 @@ func TestHSMAsUsersRunIt(t *testing.T) {
 	// The token goes away while the server runs: requests that need it are
 	// refused with 503 and write nothing, /readyz fails; when it is back,
 	// service resumes by itself.
+	// (After a restart no data key is cached: every read needs the token.)
+	srv.stop()
+	srv.restart(t)
 	tokenDir, away := hsmtest.TokenDir(token), filepath.Join(root, "token-away")
 	cl, _ := client.Open(clients[2])
 	if err := os.Rename(tokenDir, away); err != nil {
