@@ -33,6 +33,9 @@ deps: ## Install the Debian packages the tests need (when missing)
 test: deps build ## Install missing packages, then run every test
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+	@# A build without cgo has no PKCS#11 and must say so.
+	CGO_ENABLED=0 $(GO) build -o /dev/null .
+	CGO_ENABLED=0 $(GO) test -count=1 ./server/hsm/
 
 .PHONY: verify
 verify: ## Check formatting, vet and module tidiness
@@ -55,6 +58,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each
 bench: deps build ## Measure put/get against the bare TLS and raw PostgreSQL limits, and backup/restore (docs/PERFORMANCE.md)
 	$(KTS) bench --scratch
 	$(KTS) bench backup
+	$(KTS) bench hsm
 
 .PHONY: clean
 clean: ## Remove build output (not .kts-dev state)

@@ -88,7 +88,7 @@ temporary directory and removes them afterwards; otherwise it runs against
 	f.StringVar(&o.only, "only", "", "run only this measurement (e.g. kts-get), once per round, without the summary")
 	f.StringVar(&o.profile, "cpu-profile", "", "write the load generator's CPU profile to this file")
 	f.StringVar(&o.serverProfile, "server-cpu-profile", "", "with --scratch: write the server's CPU profile to this file")
-	cmd.AddCommand(newBareServerCommand(), newBenchBackupCommand())
+	cmd.AddCommand(newBareServerCommand(), newBenchBackupCommand(), newBenchHSMCommand())
 	return cmd
 }
 
