@@ -118,6 +118,27 @@ func TestHSMAsUsersRunIt(t *testing.T) {
 		t.Fatalf("a write refused without the token was stored: %v", err)
 	}
 
+	// A backup holds sealed secrets and wrapped keys only: it restores where
+	// the HSM is, and without it restore refuses and changes nothing.
+	archive := strings.TrimSpace(kts(t, "backup", "--confdir", dir, "--cleartext", "--quiet"))
+	if data, _ := os.ReadFile(archive); strings.Contains(string(data), "PGP PRIVATE KEY") || strings.Contains(string(data), `"keys"`) {
+		t.Fatal("the backup holds the server key or the file keyring in the clear")
+	}
+	srv.stop()
+	if err := os.Rename(tokenDir, away); err != nil {
+		t.Fatal(err)
+	}
+	r := runTool(t, "", "kts", "restore", "--confdir", dir, archive)
+	os.Rename(away, tokenDir)
+	if r.err == nil || !strings.Contains(r.stderr, "restore needs it") || !strings.Contains(r.stderr, "nothing was changed") {
+		t.Fatalf("restore without the HSM: %v %q", r.err, r.stderr)
+	}
+	if out := kts(t, "restore", "--confdir", dir, archive); !regexp.MustCompile(`\d+ deposits`).MatchString(out) {
+		t.Fatalf("restore with the HSM:\n%s", out)
+	}
+	srv.restart(t)
+	checkDeposits(t, deposits)
+
 	// Without its token the server refuses to start, naming module and token.
 	srv.stop()
 	if err := os.Rename(tokenDir, away); err != nil {
