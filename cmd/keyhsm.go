@@ -134,7 +134,7 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "new deposits are wrapped by HSM key %q (running servers switch within %s)\n", keyLabel, daemon.KEKPoll)
+	fmt.Fprintf(out, "new deposits are wrapped by HSM key %q once the servers restart (they open the HSM at start)\n", keyLabel)
 	if left > 0 {
 		fmt.Fprintf(out, "%d deposits are still wrapped by the file keyring: run `kts keyhsm migrate`\n", left)
 	}
