@@ -3,6 +3,8 @@ package cmd
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/mail"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/store"
 )
@@ -75,9 +78,30 @@ never shown; choose the code you hand to clients with set-auth.`,
 			if err != nil {
 				return err
 			}
+			before := map[string]bool{}
+			if existing, err := db.Organization(ctx, name); err == nil {
+				for _, c := range existing.Contacts {
+					before[strings.ToLower(c)] = true
+				}
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
 			o, created, err := db.AddOrganization(ctx, name, list, hash)
 			if err != nil {
 				return err
+			}
+			cfg, err := config.Load(dir)
+			if err != nil {
+				return err
+			}
+			for _, c := range o.Contacts {
+				if before[strings.ToLower(c)] {
+					continue
+				}
+				if err := queueContactMail(ctx, db, cfg, o.Name, c); err != nil {
+					return fmt.Errorf("organization %s has contact %s, but queueing the registration mail failed: %w", o.Name, c, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "queued the contact registration mail to %s\n", c)
 			}
 			if created {
 				fmt.Fprintf(cmd.OutOrStdout(), "organization %s created with contacts %s; set the auth code clients will use with: set-auth -n %s -s CODE\n",
@@ -181,7 +205,23 @@ never shown; choose the code you hand to clients with set-auth.`,
 	}
 	clients.Flags().StringVarP(&name, "name", "n", "", "only this organization")
 
-	cmd.AddCommand(add, list, setAuth, clients,
+	outbox := &cobra.Command{
+		Use:   "outbox",
+		Short: "List the mail waiting to be sent (recipient, subject, attempts, last error) as JSON",
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(ctx context.Context, cmd *cobra.Command, db *store.Store) error {
+			pending, err := db.PendingMail(ctx)
+			if err != nil {
+				return err
+			}
+			if pending == nil {
+				pending = []store.Mail{}
+			}
+			return writeJSONOut(cmd.OutOrStdout(), pending)
+		}),
+	}
+
+	cmd.AddCommand(add, list, setAuth, clients, outbox,
 		stateCommand("enable-client", "Enable a client that is pending or disabled", store.StateActive),
 		stateCommand("disable-client", "Disable a client; it gets 403 from then on", store.StateDisabled))
 	return cmd
@@ -258,4 +298,20 @@ func openAdminStore(ctx context.Context, dir string) (*store.Store, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// queueContactMail queues the mail that invites a new contact to register
+// an OpenPGP key, with a link that works once within 12 hours.
+func queueContactMail(ctx context.Context, db *store.Store, cfg config.Config, orgName, contact string) error {
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return err
+	}
+	secret := base64.RawURLEncoding.EncodeToString(token)
+	expires := time.Now().Add(mail.ContactLinkLifetime)
+	if err := db.AddContactLink(ctx, orgName, contact, secret, expires); err != nil {
+		return err
+	}
+	link := cfg.LinkBase() + "/?q=" + secret
+	return db.QueueMail(ctx, contact, mail.ContactRegistrationSubject, mail.ContactRegistrationText(orgName, link, expires))
 }

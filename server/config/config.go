@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -88,6 +89,37 @@ type Config struct {
 	HSMPINScript                string `json:"HSM_PIN_SCRIPT"`                  // or a command (no shell) that prints it — exactly one
 	HSMStateKey                 string `json:"HSM_STATE_KEY"`                   // label of the token key that seals the state directory's secrets
 	HSMDataKeyCacheSeconds      int    `json:"HSM_DATA_KEY_CACHE_SECONDS"`      // how long data keys unwrapped by the HSM stay in memory; 0 = call the HSM every time
+	ExternalURL                 string `json:"EXTERNAL_URL"`                    // base of links in mail; "" = https://HOSTNAME:11371
+	SMTPHost                    string `json:"SMTP_HOST"`                       // the MTA; "" = mail is queued but not sent
+	SMTPPort                    int    `json:"SMTP_PORT"`                       // default 25
+	SMTPTLS                     string `json:"SMTP_TLS"`                        // "starttls" (default), "tls" (implicit) or "none" (an MTA on this host)
+	SMTPCAFile                  string `json:"SMTP_CA_FILE"`                    // CA that verifies the MTA; "" = the system's
+	SMTPFrom                    string `json:"SMTP_FROM"`                       // sender address; "" = keytrustee@HOSTNAME
+	SMTPUser                    string `json:"SMTP_USER"`                       // "" = no SMTP AUTH
+	SMTPPasswordFile            string `json:"SMTP_PASSWORD_FILE"`              // the SMTP password: a file,
+	SMTPPasswordScript          string `json:"SMTP_PASSWORD_SCRIPT"`            // or a command (no shell) that prints it
+}
+
+// Mail defaults.
+const (
+	DefaultSMTPPort = 25
+	DefaultSMTPTLS  = "starttls"
+)
+
+// MailFrom is the sender address of the server's mail.
+func (c Config) MailFrom() string {
+	if c.SMTPFrom != "" {
+		return c.SMTPFrom
+	}
+	return "keytrustee@" + c.Hostname
+}
+
+// LinkBase is the base URL of links in the server's mail.
+func (c Config) LinkBase() string {
+	if c.ExternalURL != "" {
+		return strings.TrimRight(c.ExternalURL, "/")
+	}
+	return "https://" + net.JoinHostPort(c.Hostname, "11371")
 }
 
 // DefaultHSMDataKeyCacheSeconds is how long a data key unwrapped by the HSM
@@ -130,6 +162,8 @@ func Default(hostname string) Config {
 		DBDataDir:               DefaultDBDataDir,
 		HSMStateKey:             DefaultHSMStateKey,
 		HSMDataKeyCacheSeconds:  DefaultHSMDataKeyCacheSeconds,
+		SMTPPort:                DefaultSMTPPort,
+		SMTPTLS:                 DefaultSMTPTLS,
 		Role:                    DefaultRole,
 		ReplicationPasswordFile: DefaultReplPassword,
 		StandbyName:             DefaultStandbyName,
@@ -419,10 +453,56 @@ func (c Config) Validate() error {
 		add("STANDBY_NAME", "a passive needs the replication name the active waits for, e.g. \"kts_passive\"")
 	}
 	errs = append(errs, c.validateHSM()...)
+	errs = append(errs, c.validateMail()...)
 	if c.MaxDepositBytes < 1 || c.MaxDepositBytes > MaxDepositBytesLimit {
 		add("MAX_DEPOSIT_BYTES", "%d is out of range; use a number of bytes from 1 to %d (default %d)", c.MaxDepositBytes, MaxDepositBytesLimit, DefaultMaxDepositBytes)
 	}
 	return errors.Join(errs...)
+}
+
+// validateMail checks the SMTP_* keys and EXTERNAL_URL.
+func (c Config) validateMail() []error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.ExternalURL != "" {
+		if u, err := url.Parse(c.ExternalURL); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" {
+			add("EXTERNAL_URL", "%q is not an https:// URL of this server, e.g. \"https://kts01.example.com:11371\"", c.ExternalURL)
+		}
+	}
+	if c.SMTPHost != "" && strings.ContainsFunc(c.SMTPHost, isSpaceOrControl) {
+		add("SMTP_HOST", "%q is not a host name", c.SMTPHost)
+	}
+	if c.SMTPPort < 1 || c.SMTPPort > 65535 {
+		add("SMTP_PORT", "%d is not a TCP port (default %d)", c.SMTPPort, DefaultSMTPPort)
+	}
+	switch c.SMTPTLS {
+	case "starttls", "tls", "none":
+	default:
+		add("SMTP_TLS", "%q: use \"starttls\" (default), \"tls\" (implicit TLS, port 465) or \"none\" (an MTA on this host only)", c.SMTPTLS)
+	}
+	if msg := checkPath(c.SMTPCAFile, false); msg != "" {
+		add("SMTP_CA_FILE", "%s", msg)
+	}
+	if c.SMTPFrom != "" {
+		if _, err := mail.ParseAddress(c.SMTPFrom); err != nil {
+			add("SMTP_FROM", "%q is not a mail address", c.SMTPFrom)
+		}
+	}
+	if c.SMTPPasswordFile != "" && c.SMTPPasswordScript != "" {
+		add("SMTP_PASSWORD_FILE", "give the SMTP password in one way: SMTP_PASSWORD_FILE or SMTP_PASSWORD_SCRIPT")
+	}
+	if (c.SMTPPasswordFile != "" || c.SMTPPasswordScript != "") && c.SMTPUser == "" {
+		add("SMTP_USER", "an SMTP password is set but no user")
+	}
+	if msg := checkPath(c.SMTPPasswordFile, false); msg != "" {
+		add("SMTP_PASSWORD_FILE", "%s", msg)
+	}
+	if msg := checkPasswordScript(c.SMTPPasswordScript); msg != "" {
+		add("SMTP_PASSWORD_SCRIPT", "%s", msg)
+	}
+	return errs
 }
 
 // validateHSM checks the HSM_* keys: all or none, one PIN source.

@@ -44,6 +44,8 @@ func TestDefault(t *testing.T) {
 		ReplicationPasswordFile: "replication.password",
 		HSMStateKey:             "kts-state",
 		HSMDataKeyCacheSeconds:  60,
+		SMTPPort:                25,
+		SMTPTLS:                 "starttls",
 	}
 	if c != want {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -249,6 +251,19 @@ func TestValidate(t *testing.T) {
 		{"HSM with two PINs", func(c *Config) { *c = hsmConfig(*c); c.HSMPINEnv = "PIN" }, []string{"exactly one way", "2 are set"}},
 		{"HSM PIN variable name", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile, c.HSMPINEnv = "", "PIN=1234" }, []string{"HSM_PIN_ENV:"}},
 		{"HSM PIN script relative", func(c *Config) { *c = hsmConfig(*c); c.HSMPINFile, c.HSMPINScript = "", "hsm-pin" }, []string{"HSM_PIN_SCRIPT:", "absolute path"}},
+		{"mail", func(c *Config) {
+			c.SMTPHost, c.SMTPPort, c.SMTPTLS, c.SMTPFrom, c.ExternalURL = "mail.example.com", 587, "starttls", "kts@example.com", "https://kts01.example.com:11371"
+			c.SMTPUser, c.SMTPPasswordFile = "kts", "/etc/kts/smtp.password"
+		}, nil},
+		{"mail over implicit TLS", func(c *Config) { c.SMTPHost, c.SMTPPort, c.SMTPTLS = "mail.example.com", 465, "tls" }, nil},
+		{"mail TLS mode", func(c *Config) { c.SMTPTLS = "ssl" }, []string{"SMTP_TLS:"}},
+		{"mail port", func(c *Config) { c.SMTPPort = 0 }, []string{"SMTP_PORT:"}},
+		{"mail sender", func(c *Config) { c.SMTPFrom = "not an address" }, []string{"SMTP_FROM:"}},
+		{"mail password without user", func(c *Config) { c.SMTPPasswordFile = "smtp.password" }, []string{"SMTP_USER:"}},
+		{"mail password twice", func(c *Config) {
+			c.SMTPUser, c.SMTPPasswordFile, c.SMTPPasswordScript = "kts", "smtp.password", "/usr/local/bin/smtp-pw"
+		}, []string{"SMTP_PASSWORD_FILE:", "one way"}},
+		{"external URL over http", func(c *Config) { c.ExternalURL = "http://kts01.example.com" }, []string{"EXTERNAL_URL:"}},
 		{"HSM without data key cache", func(c *Config) { *c = hsmConfig(*c); c.HSMDataKeyCacheSeconds = 0 }, nil},
 		{"HSM data key cache too long", func(c *Config) { *c = hsmConfig(*c); c.HSMDataKeyCacheSeconds = 86400 }, []string{"HSM_DATA_KEY_CACHE_SECONDS:"}},
 		{"HSM without state key", func(c *Config) { *c = hsmConfig(*c); c.HSMStateKey = "" }, []string{"HSM_STATE_KEY:"}},

@@ -109,6 +109,14 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		opts.Collectors = append(opts.Collectors, mon.writable, mon.lag)
 		deposits.Store = store.NewCache(ctx, db, batcher, readCacheBytes, log)
 		go nonces.PruneNoncesEvery(ctx, time.Minute, log)
+		m, err := newMailer(db, st, log)
+		if err != nil {
+			return err
+		}
+		if m != nil {
+			go m.run(ctx)
+			opts.Collectors = append(opts.Collectors, m.collectors()...)
+		}
 	}
 	if err := followCurrentKEK(ctx, db, st, log); err != nil {
 		return err
