@@ -123,6 +123,7 @@ func New(o Options) *Server {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.handleRoot)
+	mux.HandleFunc("POST /{$}", s.write(s.handleKeyRegistration))
 	mux.HandleFunc("GET /pks/lookup", s.handleLookup)
 	mux.HandleFunc("POST /v1/register", s.write(s.handleRegister))
 	mux.HandleFunc("POST /v1/session", s.handleSession)
@@ -195,7 +196,13 @@ func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 func (s *Server) PublicHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /pks/lookup", s.handleLookup)
-	mux.HandleFunc("GET /{$}", s.handleRoot)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("q") {
+			s.writeError(w, r, newError(http.StatusBadRequest, "https_required", "the key registration page is served over https:// only"))
+			return
+		}
+		s.handleRoot(w, r)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, newError(http.StatusBadRequest, "https_required",
 			"only the HKP key lookup and the fingerprint are served over plain HTTP; use https:// on this port"))
@@ -231,6 +238,10 @@ func (s *Server) authenticate(r *http.Request, digest [32]byte) (auth.Identity, 
 }
 
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if token := r.URL.Query().Get("q"); token != "" {
+		s.handleKeyPage(w, r, token)
+		return
+	}
 	if r.URL.Query().Get("a") != "fingerprint" {
 		writeText(w, http.StatusOK, "Trustee key trustee server. Fingerprint: GET /?a=fingerprint. API: docs/API.md\n")
 		return

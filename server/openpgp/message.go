@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"fmt"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -52,4 +53,12 @@ func armorBlock(blockType string, data []byte) ([]byte, error) {
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
+}
+
+// CanEncryptTo reports whether to has a usable encryption key.
+func CanEncryptTo(to *PublicKey) error {
+	if _, ok := to.entity.EncryptionKey(time.Now()); !ok {
+		return fmt.Errorf("no valid encryption subkey")
+	}
+	return nil
 }

@@ -1,0 +1,96 @@
+package httpapi_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// page fetches or posts the key registration page.
+func (e *env) page(method, token string, form url.Values) (int, http.Header, string) {
+	e.t.Helper()
+	var resp *http.Response
+	var err error
+	if method == http.MethodGet {
+		resp, err = e.srv.Client().Get(e.srv.URL + "/?q=" + url.QueryEscape(token))
+	} else {
+		resp, err = e.srv.Client().PostForm(e.srv.URL+"/", form)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+func TestKeyRegistrationPage(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := e.store.AddContactLink(ctx, "acme", "admin@example.com", "link-1", time.Now().Add(12*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.AddContactLink(ctx, "acme", "admin@example.com", "link-old", time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	status, h, body := e.page(http.MethodGet, "link-1", nil)
+	if status != 200 || !strings.Contains(body, `<textarea id="key" name="key"`) || !strings.Contains(body, "acme") || !strings.Contains(body, e.key.Public().ID()) {
+		t.Fatalf("GET /?q=link-1: %d\n%s", status, body)
+	}
+	if csp := h.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "default-src 'none'") || h.Get("Referrer-Policy") != "no-referrer" || h.Get("Cache-Control") != "no-store" {
+		t.Fatalf("headers: %v", h)
+	}
+	if !strings.Contains(body, "-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+		t.Fatal("the page does not offer the server's public key")
+	}
+
+	contact := testKey(t, 3).Public()
+	private, _ := testKey(t, 4).Armor()
+	for name, tc := range map[string]struct{ key, want string }{
+		"empty":            {"", "Paste your public key"},
+		"garbage":          {"hello", "whole block"},
+		"cut short":        {strings.Split(string(contact.Armor()), "\n=")[0], "whole block"},
+		"private key":      {string(private), "This is a private key"},
+		"the server's key": {string(e.key.Public().Armor()), "own key; paste yours"},
+		"not a key at all": {"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----", "not accepted"},
+	} {
+		status, _, body := e.page(http.MethodPost, "", url.Values{"q": {"link-1"}, "key": {tc.key}})
+		if status != 400 || !strings.Contains(body, tc.want) || !strings.Contains(body, `<textarea`) {
+			t.Errorf("%s: %d, want 400 with %q and the form again:\n%s", name, status, tc.want, body)
+		}
+	}
+	if strings.Contains(e.logs.String(), "PRIVATE KEY") {
+		t.Fatal("the pasted private key reached the log")
+	}
+	if keys, _ := e.store.ContactKeys(ctx, "acme"); len(keys) != 0 {
+		t.Fatalf("refused keys were stored: %v", keys)
+	}
+
+	status, _, body = e.page(http.MethodPost, "", url.Values{"q": {"link-1"}, "key": {"\n" + string(contact.Armor()) + "\n"}})
+	if status != 200 || !strings.Contains(body, contact.ID()) || !strings.Contains(body, `id="registered"`) {
+		t.Fatalf("registering a key: %d\n%s", status, body)
+	}
+	if keys, _ := e.store.ContactKeys(ctx, "acme"); keys["admin@example.com"] != contact.Fingerprint() {
+		t.Fatalf("stored contact keys %v", keys)
+	}
+
+	for _, tc := range []struct {
+		method, token string
+		status        int
+		want          string
+	}{
+		{http.MethodGet, "link-1", 410, "was used"},
+		{http.MethodPost, "link-1", 410, "was used"},
+		{http.MethodGet, "link-old", 410, "expired"},
+		{http.MethodGet, "no-such-link", 404, "not known"},
+	} {
+		status, _, body := e.page(tc.method, tc.token, url.Values{"q": {tc.token}, "key": {string(contact.Armor())}})
+		if status != tc.status || !strings.Contains(body, tc.want) || !strings.Contains(body, "keytrustee-orgtool add") || strings.Contains(body, "<textarea") {
+			t.Errorf("%s %s: %d, want %d with %q:\n%s", tc.method, tc.token, status, tc.status, tc.want, body)
+		}
+	}
+}
