@@ -83,7 +83,8 @@ func Register(ctx context.Context, dir string, o RegisterOptions) (*Client, Regi
 		return nil, res, fmt.Errorf("generate client key: %w", err)
 	}
 	c.key = key
-	body, err := json.Marshal(map[string]string{"org": o.Org, "auth_code": o.AuthCode, "public_key": string(key.Public().Armor())})
+	hostname, _ := os.Hostname()
+	body, err := json.Marshal(map[string]string{"org": o.Org, "auth_code": o.AuthCode, "public_key": string(key.Public().Armor()), "hostname": hostname})
 	if err != nil {
 		return nil, res, err
 	}

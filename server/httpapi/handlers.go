@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/auth"
+	"trustee.dev/trustee/server/mail"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/store"
@@ -64,6 +65,7 @@ type registerRequest struct {
 	Org       string `json:"org"`
 	AuthCode  string `json:"auth_code"`
 	PublicKey string `json:"public_key"`
+	Hostname  string `json:"hostname,omitempty"` // the client's own name for its host, for the contacts' mail
 }
 
 type registerResponse struct {
@@ -144,10 +146,35 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.InfoContext(r.Context(), "client registered", "fingerprint", c.Fingerprint, "org", o.Name, "state", string(state), "source", source)
+	for _, contact := range o.Contacts {
+		text := mail.ClientRegistrationText(mail.ClientRegistration{Org: o.Name, Fingerprint: c.Fingerprint, KeyID: c.KeyID,
+			Hostname: cleanHostname(req.Hostname), Source: source, Active: state == store.StateActive})
+		if err := s.opts.Store.QueueMail(r.Context(), contact, mail.ClientRegistrationSubject, text); err != nil {
+			s.log.ErrorContext(r.Context(), "queueing the client registration mail", "contact", contact, "err", err)
+		}
+	}
 	writeJSON(w, http.StatusCreated, registerResponse{
 		Fingerprint: c.Fingerprint, KeyID: c.KeyID, Org: o.Name, State: string(state),
 		ServerFingerprint: s.opts.ServerKey.ID(), Message: msg,
 	})
+}
+
+// cleanHostname keeps a client's claimed host name printable and short: it
+// is quoted in mail, not trusted.
+func cleanHostname(h string) string {
+	h = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, h)
+	if len(h) > 253 {
+		h = h[:253]
+	}
+	if h == "" {
+		return "(not given)"
+	}
+	return h
 }
 
 func sourceAddr(r *http.Request) string {

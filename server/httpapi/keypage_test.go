@@ -94,3 +94,27 @@ func TestKeyRegistrationPage(t *testing.T) {
 		}
 	}
 }
+
+func TestClientRegistrationMailsTheContacts(t *testing.T) {
+	e := newEnv(t)
+	if a := e.register(1, "acme", "wrong code"); a.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.status, a.body)
+	}
+	if a := e.register(2, "open", ""); a.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.status, a.body)
+	}
+	pending, err := e.store.PendingMail(context.Background())
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("queued mail: %+v, %v", pending, err)
+	}
+	var bodies []string
+	e.store.Pool().QueryRow(context.Background(), `SELECT array_agg(body ORDER BY id) FROM outbox`).Scan(&bodies)
+	waiting, active := testKey(t, 1).Public().Fingerprint(), testKey(t, 2).Public().Fingerprint()
+	if pending[0].Recipient != "admin@example.com" || pending[0].Subject != "KeyTrustee Client Registration" ||
+		!strings.Contains(bodies[0], "WAITING FOR APPROVAL") || !strings.Contains(bodies[0], "keytrustee-orgtool enable-client --fingerprint "+waiting) {
+		t.Fatalf("mail for a waiting client: %+v\n%s", pending[0], bodies[0])
+	}
+	if !strings.Contains(bodies[1], "is ACTIVE") || !strings.Contains(bodies[1], "disable-client --fingerprint "+active) {
+		t.Fatalf("mail for an active client:\n%s", bodies[1])
+	}
+}
