@@ -205,6 +205,26 @@ never shown; choose the code you hand to clients with set-auth.`,
 	}
 	clients.Flags().StringVarP(&name, "name", "n", "", "only this organization")
 
+	var expiration string
+	setExpiration := &cobra.Command{
+		Use:   "set-expiration -n NAME -e TIME",
+		Short: `Set when an organization expires (RFC 3339, e.g. 2027-06-30T00:00:00Z, or "never"); its clients are refused from then on`,
+		Args:  cobra.NoArgs,
+		RunE: withStore(func(ctx context.Context, cmd *cobra.Command, db *store.Store) error {
+			t, err := parseExpiration(expiration)
+			if err != nil {
+				return err
+			}
+			if err := db.SetExpiration(ctx, name, t); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "organization %s expires %s\n", name, t.UTC().Format(orgTimeLayout))
+			return nil
+		}),
+	}
+	setExpiration.Flags().StringVarP(&name, "name", "n", "", "organization name")
+	setExpiration.Flags().StringVarP(&expiration, "expiration", "e", "", `expiration time, RFC 3339 ("2027-06-30T00:00:00Z"), or "never"`)
+
 	outbox := &cobra.Command{
 		Use:   "outbox",
 		Short: "List the mail waiting to be sent (recipient, subject, attempts, last error) as JSON",
@@ -221,7 +241,7 @@ never shown; choose the code you hand to clients with set-auth.`,
 		}),
 	}
 
-	cmd.AddCommand(add, list, setAuth, clients, outbox,
+	cmd.AddCommand(add, list, setAuth, setExpiration, clients, outbox,
 		stateCommand("enable-client", "Enable a client that is pending or disabled", store.StateActive),
 		stateCommand("disable-client", "Disable a client; it gets 403 from then on", store.StateDisabled))
 	return cmd
@@ -314,4 +334,19 @@ func queueContactMail(ctx context.Context, db *store.Store, cfg config.Config, o
 	}
 	link := cfg.LinkBase() + "/?q=" + secret
 	return db.QueueMail(ctx, contact, mail.ContactRegistrationSubject, mail.ContactRegistrationText(orgName, link, expires))
+}
+
+// neverExpires is the expiration of an organization that does not expire.
+var neverExpires = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// parseExpiration reads set-expiration's time.
+func parseExpiration(s string) (time.Time, error) {
+	if s == "never" {
+		return neverExpires, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--expiration %q: give a time as 2027-06-30T00:00:00Z (RFC 3339), or \"never\"", s)
+	}
+	return t, nil
 }

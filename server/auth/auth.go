@@ -95,6 +95,7 @@ var (
 	ErrUnknownClient   = errors.New("unknown client")
 	ErrBadSignature    = errors.New("bad request signature")
 	ErrClientNotActive = errors.New("client is not active (pending approval or disabled); ask an administrator of its organization")
+	ErrOrgExpired      = errors.New("the client's organization has expired; its administrators can have it extended (kts org set-expiration)")
 	ErrTokenExpired    = errors.New("session token expired: open a new session with a signed request")
 	ErrBadToken        = errors.New("invalid session token: open a new session with a signed request")
 )
@@ -131,6 +132,8 @@ type ClientKey struct {
 	Key *openpgp.PublicKey
 	// Active is false while the client is pending approval or disabled.
 	Active bool
+	// OrgExpires is when the client's organization expires; zero: never.
+	OrgExpires time.Time
 }
 
 // KeyLookup finds registered clients.
@@ -241,6 +244,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, r Request) (Identity, 
 	}
 	if !client.Active {
 		return Identity{}, fmt.Errorf("%w: client %s", ErrClientNotActive, c.Fingerprint)
+	}
+	if !client.OrgExpires.IsZero() && !a.now().Before(client.OrgExpires) {
+		return Identity{}, fmt.Errorf("%w: on %s", ErrOrgExpired, client.OrgExpires.UTC().Format(time.RFC3339))
 	}
 	return Identity{Fingerprint: c.Fingerprint, Scheme: SchemeSignature}, nil
 }

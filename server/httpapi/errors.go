@@ -62,6 +62,8 @@ func classify(err error) *apiError {
 		return newError(http.StatusUnauthorized, "token_expired", "the session token expired; open a new session with a signed POST /v1/session")
 	case errors.Is(err, auth.ErrBadToken):
 		return newError(http.StatusUnauthorized, "bad_token", "the session token is not valid on this server; open a new session")
+	case errors.Is(err, auth.ErrOrgExpired):
+		return newError(http.StatusForbidden, "organization_expired", msg)
 	case errors.Is(err, auth.ErrClientNotActive), errors.Is(err, store.ErrClientNotActive):
 		return newError(http.StatusForbidden, "client_not_active", "this client is pending or disabled; ask an administrator of its organization to enable it")
 	case errors.Is(err, openpgp.ErrPrivateKey):

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -131,6 +132,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	} else if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if !s.now().Before(o.Expiration) {
+		s.writeError(w, r, fmt.Errorf("%w: on %s; no new client can register", auth.ErrOrgExpired, o.Expiration.UTC().Format(time.RFC3339)))
 		return
 	}
 	state, msg := store.StatePending, "registered; an administrator of the organization must enable this client before it can use deposits"

@@ -118,3 +118,30 @@ func TestClientRegistrationMailsTheContacts(t *testing.T) {
 		t.Fatalf("mail for an active client:\n%s", bodies[1])
 	}
 }
+
+func TestExpiredOrganizationsClientsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if a := e.register(1, "open", ""); a.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", a.status, a.body)
+	}
+	if err := e.store.SetExpiration(ctx, "open", time.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	k := testKey(t, 1)
+	for name, a := range map[string]answer{
+		"a new registration": e.register(2, "open", ""),
+		"a signed request":   e.do("GET", "/v1/deposits", nil, k, ""),
+		"a new session":      e.do("POST", "/v1/session", nil, k, ""),
+	} {
+		if a.status != http.StatusForbidden || !strings.Contains(string(a.body), "organization_expired") {
+			t.Errorf("%s after the organization expired: %d %s", name, a.status, a.body)
+		}
+	}
+	if err := e.store.SetExpiration(ctx, "open", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.do("GET", "/v1/deposits", nil, k, ""); a.status != http.StatusOK {
+		t.Fatalf("after the expiration was extended: %d %s", a.status, a.body)
+	}
+}

@@ -47,5 +47,5 @@ func (k *keyCache) LookupClient(ctx context.Context, fingerprint string) (auth.C
 		k.keys[fingerprint] = key
 		k.mu.Unlock()
 	}
-	return auth.ClientKey{Key: key, Active: c.State == store.StateActive}, nil
+	return auth.ClientKey{Key: key, Active: c.State == store.StateActive, OrgExpires: c.OrgExpires}, nil
 }

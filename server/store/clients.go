@@ -26,6 +26,7 @@ type Client struct {
 	State       ClientState
 	Registered  time.Time
 	SourceAddr  string
+	OrgExpires  time.Time // the organization's expiration
 }
 
 // RegisterClient stores a new client of the named organization.
@@ -53,9 +54,9 @@ func (s *Store) Client(ctx context.Context, fingerprint string) (Client, error) 
 func (s *Store) client(ctx context.Context, fingerprint string) (Client, error) {
 	var c Client
 	var state string
-	err := s.pool.QueryRow(ctx, `SELECT c.fingerprint, o.name, c.key_id, c.public_key, c.state, c.registered_at, c.source_addr
+	err := s.pool.QueryRow(ctx, `SELECT c.fingerprint, o.name, c.key_id, c.public_key, c.state, c.registered_at, c.source_addr, o.expiration
 		FROM clients c JOIN organizations o ON o.uuid = c.org_uuid WHERE c.fingerprint = $1`, fingerprint).
-		Scan(&c.Fingerprint, &c.OrgName, &c.KeyID, &c.PublicKey, &state, &c.Registered, &c.SourceAddr)
+		Scan(&c.Fingerprint, &c.OrgName, &c.KeyID, &c.PublicKey, &state, &c.Registered, &c.SourceAddr, &c.OrgExpires)
 	if noRows(err) {
 		return c, fmt.Errorf("client %s: %w", fingerprint, ErrNotFound)
 	}

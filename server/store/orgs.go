@@ -71,6 +71,16 @@ func (s *Store) Organization(ctx context.Context, name string) (Organization, er
 	return o, err
 }
 
+// SetExpiration sets when an organization expires: from then on its clients
+// can neither register nor authenticate.
+func (s *Store) SetExpiration(ctx context.Context, name string, expires time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE organizations SET expiration = $2 WHERE name = $1`, name, expires)
+	if err == nil && tag.RowsAffected() == 0 {
+		return fmt.Errorf("organization %q: %w", name, ErrNotFound)
+	}
+	return err
+}
+
 // SetAuthHash replaces an organization's auth code hash.
 func (s *Store) SetAuthHash(ctx context.Context, name, hash string) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE organizations SET auth_hash = $2 WHERE name = $1`, name, hash)
