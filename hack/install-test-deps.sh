@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (the PostgreSQL 15
-# server, GnuPG, OpenSSL, SoftHSM2, ...) and makes sure the `postgres` OS
+# server, GnuPG, OpenSSL, SoftHSM2, headless Chromium, ...) and makes sure the `postgres` OS
 # account, which runs PostgreSQL when the tests run as root, exists.
 #
 # Quiet, and quick, when everything is already present. Run by `make test`.
@@ -23,6 +23,10 @@ packages=(
 	opensc
 	p11-kit
 	p11-kit-modules
+	# test/browsertest: a headless Chromium that the browser tests start
+	# themselves (/usr/bin/chromium), and a font for its screenshots.
+	chromium
+	fonts-dejavu-core
 )
 
 sudo=()
@@ -75,3 +79,8 @@ if ! getent passwd postgres >/dev/null; then
 	as_root useradd --system --user-group --home-dir /var/lib/postgresql \
 		--shell /usr/sbin/nologin postgres
 fi
+
+# test/mailpittest: Mailpit, the SMTP server the mail tests run, built from
+# the Go module proxy into a cache outside the repository (minutes once,
+# quick and quiet later; see hack/build-mailpit.sh).
+bash "$(dirname "${BASH_SOURCE[0]}")/build-mailpit.sh" >/dev/null
