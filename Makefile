@@ -22,8 +22,9 @@ build: ## Build bin/kts and its tool links (keytrustee-orgtool, ktadmin, ktbacku
 	@ln -sf kts $(BIN)/ktbackup.sh
 
 .PHONY: run
-run: build ## Run Trustee locally (kts dev): PostgreSQL, the server, a demo organization
-	$(KTS) dev --dir .kts-dev
+run: build ## Run Trustee locally (kts dev): the pair, a demo organization, mailpit for its mail
+	@# mailpit is built once into a cache (a few minutes the first time); without it the demo runs without mail.
+	$(KTS) dev --dir .kts-dev --mailpit "$$(bash hack/build-mailpit.sh 2>/dev/null || true)"
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests need (when missing)

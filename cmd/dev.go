@@ -31,7 +31,7 @@ const (
 )
 
 func newDevCommand() *cobra.Command {
-	var dir, runAs, logLevel string
+	var dir, runAs, logLevel, mailpit string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole Trustee pair locally, with a demo organization (make run)",
@@ -40,18 +40,21 @@ state under --dir (reused afterwards): the active (API 127.0.0.1:11371,
 PostgreSQL 11381) and the passive (API 127.0.0.1:11372, PostgreSQL 11382, a
 synchronous hot standby of the active's). It starts the four processes,
 creates the organization "demo" whose auth code it keeps in
---dir/demo-auth-code (0600), and prints how to use it. Ctrl-C stops all four.`,
+--dir/demo-auth-code (0600), and prints how to use it. With --mailpit it also
+runs mailpit as the demo's MTA (SMTP 127.0.0.1:11025, messages readable at
+http://127.0.0.1:11080/api/v1/messages). Ctrl-C stops them all.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := newLogger(cmd.ErrOrStderr(), logLevel); err != nil {
 				return err
 			}
-			return runDev(cmd.Context(), dir, runAs, logLevel)
+			return runDev(cmd.Context(), dir, runAs, logLevel, devMailpit(mailpit))
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".kts-dev", "where the local state lives")
 	cmd.Flags().StringVar(&runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "the servers' log level")
+	cmd.Flags().StringVar(&mailpit, "mailpit", "", "run this mailpit binary as the demo's MTA (make run builds one)")
 	return cmd
 }
 
@@ -62,7 +65,7 @@ type devMember struct {
 	inst *pg.Instance
 }
 
-func runDev(ctx context.Context, dir, runAs, logLevel string) (err error) {
+func runDev(ctx context.Context, dir, runAs, logLevel, mailpit string) (err error) {
 	// The top directory stays traversable so that, under root, the
 	// PostgreSQL account can reach its data directories; secrets inside are 0600.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -93,6 +96,13 @@ func runDev(ctx context.Context, dir, runAs, logLevel string) (err error) {
 			}
 		}()
 	}
+	if mailpit != "" {
+		mp, err := startDevMail(context.WithoutCancel(ctx), mailpit, dir, active.dir, passive.dir)
+		if err != nil {
+			return err
+		}
+		defer mp.stop()
+	}
 	codeFile := filepath.Join(dir, "demo-auth-code")
 	if err := ensureDemoOrg(ctx, active.st, codeFile); err != nil {
 		return err
@@ -113,7 +123,7 @@ func runDev(ctx context.Context, dir, runAs, logLevel string) (err error) {
 		}
 		servers = append(servers, p)
 	}
-	printDevBanner(dir, codeFile, active, passive)
+	printDevBanner(dir, codeFile, active, passive, mailpit != "")
 	select {
 	case <-ctx.Done():
 		return nil
@@ -217,7 +227,7 @@ func ensureDemoOrg(ctx context.Context, st *confdir.State, codeFile string) erro
 	return os.WriteFile(codeFile, []byte(code+"\n"), 0o600)
 }
 
-func printDevBanner(dir, codeFile string, active, passive *devMember) {
+func printDevBanner(dir, codeFile string, active, passive *devMember, mail bool) {
 	kts := "bin/kts"
 	if exe, err := os.Executable(); err == nil {
 		if wd, err := os.Getwd(); err == nil {
@@ -245,9 +255,19 @@ Try it from another terminal:
   %s client list --dir %s
   %s org list --confdir %s
 
-Ctrl-C stops all four processes.
+%s
+Ctrl-C stops everything it started.
 `, activeURL, devActiveDB, active.inst.DataDir, passiveURL, devPassiveDB, passive.inst.DataDir,
 		active.st.ServerKey.Public().ID(), devOrg, codeFile, dir,
 		activeURL, kts, clientDir, activeURL, passiveURL, devOrg, codeFile,
-		kts, clientDir, kts, clientDir, kts, clientDir, kts, active.dir)
+		kts, clientDir, kts, clientDir, kts, clientDir, kts, active.dir, devMailLine(mail, kts, active.dir))
+}
+
+// devMailLine says where the demo's mail can be read.
+func devMailLine(mail bool, kts, dir string) string {
+	if !mail {
+		return "Mail is not sent (no mailpit): queued mail shows with  " + kts + " org outbox --confdir " + dir + "\n"
+	}
+	return fmt.Sprintf("Mail goes to mailpit (SMTP 127.0.0.1:%d); read it with\n  curl http://127.0.0.1:%d/api/v1/messages\n  %s org add -n %s -c you@example.com --confdir %s   # sends a contact registration mail\n",
+		devMailSMTP, devMailHTTP, kts, devOrg, dir)
 }
