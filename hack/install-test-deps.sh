@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (the PostgreSQL 15
-# server, GnuPG, OpenSSL, SoftHSM2, headless Chromium, ...) and makes sure the `postgres` OS
-# account, which runs PostgreSQL when the tests run as root, exists.
+# server, GnuPG, OpenSSL, SoftHSM2, Chromium, ...) and makes sure the
+# `postgres` OS account, which runs PostgreSQL when the tests run as root,
+# exists.
 #
 # Quiet, and quick, when everything is already present. Run by `make test`.
 set -euo pipefail
