@@ -124,7 +124,13 @@ never shown; choose the code you hand to clients with set-auth.`,
 			if err != nil {
 				return err
 			}
-			return writeOrgList(cmd.OutOrStdout(), orgs)
+			keys := map[string]map[string]string{}
+			for _, o := range orgs {
+				if keys[o.Name], err = db.ContactKeys(ctx, o.Name); err != nil {
+					return err
+				}
+			}
+			return writeOrgList(cmd.OutOrStdout(), orgs, keys)
 		}),
 	}
 
@@ -253,7 +259,10 @@ const adminTimeout = 30 * time.Second
 const orgTimeLayout = "2006-01-02T15:04:05"
 
 // writeOrgList prints organizations keyed by name, in the reference tool's shape.
-func writeOrgList(w io.Writer, orgs []store.Organization) error {
+// writeOrgList prints organizations as the reference tool does; key_info
+// maps the contacts who registered an OpenPGP key to its fingerprint (null
+// when none did).
+func writeOrgList(w io.Writer, orgs []store.Organization, contactKeys map[string]map[string]string) error {
 	out := make(map[string]any, len(orgs))
 	for _, o := range orgs {
 		secret := hiddenSecret
@@ -261,8 +270,8 @@ func writeOrgList(w io.Writer, orgs []store.Organization) error {
 			secret = ""
 		}
 		var keyInfo any
-		if o.KeyInfo != nil {
-			keyInfo = o.KeyInfo
+		if len(contactKeys[o.Name]) > 0 {
+			keyInfo = contactKeys[o.Name]
 		}
 		contacts := o.Contacts
 		if contacts == nil {

@@ -79,6 +79,13 @@ func TestMailAsUsersRunIt(t *testing.T) {
 	if code := httpStatus(t, links["finn@example.com"]); code != 410 {
 		t.Fatalf("a used link answers %d, want 410", code)
 	}
+	var orgs map[string]struct {
+		KeyInfo map[string]string `json:"key_info"`
+	}
+	json.Unmarshal([]byte(kts(t, "org", "list", "--confdir", dir)), &orgs)
+	if fpr := orgs["acme"].KeyInfo["finn@example.com"]; len(fpr) != 40 || len(orgs["acme"].KeyInfo) != 1 {
+		t.Fatalf("org list key_info after Finn registered a key: %v", orgs["acme"].KeyInfo)
+	}
 
 	// A client registers without the code: Finn's mail is encrypted to his
 	// key and signed by the server; Jake's is signed.
