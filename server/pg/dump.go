@@ -166,13 +166,21 @@ func (i *Instance) Replace(ctx context.Context, password, database string, sql i
 
 // refuseIfInUse fails when other clients are connected to database.
 // PostgreSQL's own workers (autovacuum) do not count: the rename ends them.
+// Sessions of a client that just went away end a moment later, so it looks
+// again for a few seconds before it refuses.
 func refuseIfInUse(ctx context.Context, conn *pgx.Conn, database string) error {
 	var n int
 	var apps string
-	err := conn.QueryRow(ctx, `SELECT count(*), coalesce(string_agg(DISTINCT nullif(application_name, ''), ', '), '')
-		FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, database).Scan(&n, &apps)
-	if err != nil {
-		return err
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		err := conn.QueryRow(ctx, `SELECT count(*), coalesce(string_agg(DISTINCT nullif(application_name, ''), ', '), '')
+			FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, database).Scan(&n, &apps)
+		if err != nil {
+			return err
+		}
+		if n == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if n > 0 {
 		if apps != "" {

@@ -121,6 +121,7 @@ func TestReplaceSwapsInTheLoadedDatabaseOrChangesNothing(t *testing.T) {
 	db.exec(t, `CREATE TABLE deposits (name text PRIMARY KEY, data bytea NOT NULL)`)
 	db.exec(t, `INSERT INTO deposits VALUES ('old', '\x00')`)
 	db.conn.Close(ctx)
+	closeAll(t, db) // the backend ends a moment after the client closes
 	reopen := func() testDB {
 		conn, err := pgx.Connect(ctx, inst.ConnString(db.name, db.password))
 		if err != nil {
