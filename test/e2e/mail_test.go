@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	neturl "net/url"
 	"os"
 	"os/exec"
@@ -218,9 +219,7 @@ func postForm(t *testing.T, url, body string) int {
 	out, _ := exec.Command("curl", "--silent", "--insecure", "--output", "/dev/null", "--write-out", "%{http_code}",
 		"--data-binary", body, "-H", "Content-Type: application/x-www-form-urlencoded", url).Output()
 	code := 0
-	for _, c := range string(out) {
-		code = code*10 + int(c-'0')
-	}
+	fmt.Sscan(string(out), &code)
 	return code
 }
 
