@@ -250,3 +250,42 @@ func httpStatus(t *testing.T, url string) int {
 	fmt.Sscan(string(out), &code)
 	return code
 }
+
+// TestHSMOnThePair puts a pair's keys in one token: the active creates
+// them, the passive adopts them, and the passive reads deposits wrapped in
+// the HSM from its replica.
+func TestHSMOnThePair(t *testing.T) {
+	root := stateRoot(t)
+	token := hsmtest.NewToken(t)
+	pinFile := filepath.Join(root, "hsm.pin")
+	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
+	urls := initPair(t, [2]string{active, passive})
+	hsmFlags := []string{"--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile}
+
+	// The passive cannot go first: it only adopts the active's keys.
+	r := runTool(t, "", "kts", append([]string{"keyhsm", "init", "--confdir", passive}, hsmFlags...)...)
+	if r.err == nil || !strings.Contains(r.stderr, "uses the active's keys") {
+		t.Fatalf("keyhsm init on the passive first: %v %q", r.err, r.stderr)
+	}
+	kts(t, append([]string{"keyhsm", "init", "--confdir", active}, hsmFlags...)...)
+	if out := kts(t, append([]string{"keyhsm", "init", "--confdir", passive}, hsmFlags...)...); !strings.Contains(out, `"kts-kek-1" adopted`) {
+		t.Fatalf("keyhsm init on the passive:\n%s", out)
+	}
+	startServer(t, active)
+	startServer(t, passive)
+	runTool(t, "", "keytrustee-orgtool", "add", "-n", "acme", "-c", "a@example.com", "--confdir", active)
+	runTool(t, "", "keytrustee-orgtool", "set-auth", "-n", "acme", "-s", "", "--confdir", active)
+	both := filepath.Join(root, "client")
+	kts(t, "client", "register", "--dir", both, "--server", urls[0]+","+urls[1], "--org", "acme", "--skip-ssl-check")
+	onlyPassive := clientWithServers(t, both, filepath.Join(root, "client-passive"), urls[1])
+	for i := range 10 {
+		putStdin(t, both, "k"+itoa(i), "value "+itoa(i))
+		if got := kts(t, "client", "get", "--dir", onlyPassive, "k"+itoa(i)); got != "value "+itoa(i) {
+			t.Fatalf("the passive reads %q", got)
+		}
+	}
+	if out := kts(t, "keyhsm", "check", "--confdir", passive); !strings.Contains(out, "wrap/unwrap self-test ok") {
+		t.Fatalf("keyhsm check on the passive:\n%s", out)
+	}
+}
