@@ -6,6 +6,10 @@ KTS     := $(BIN)/kts
 PKGS    := ./...
 # Fuzz time per target for `make fuzz`.
 FUZZTIME ?= 30s
+# The API types, and where their CRDs are generated (`make generate manifests`).
+API_PKGS := ./api/...
+CRD_DIR  := config/crd/bases
+GENERATED_SUMS := find api $(CRD_DIR) -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
 
 .DEFAULT_GOAL := help
 
@@ -38,11 +42,27 @@ test: deps build ## Install missing packages, then run every test
 	CGO_ENABLED=0 $(GO) build -o /dev/null .
 	CGO_ENABLED=0 $(GO) test -count=1 ./server/hsm/
 
+.PHONY: generate
+generate: ## Generate the deepcopy code of api/ (controller-gen, built once into a cache)
+	@cg=$$(bash hack/build-controller-gen.sh) && echo "controller-gen object paths=$(API_PKGS)" && \
+	  "$$cg" object paths=$(API_PKGS)
+
+.PHONY: manifests
+manifests: ## Generate the CRDs under config/crd/bases from the types in api/
+	@cg=$$(bash hack/build-controller-gen.sh) && echo "controller-gen crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR)" && \
+	  rm -f $(CRD_DIR)/*.yaml && "$$cg" crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR)
+
 .PHONY: verify
-verify: ## Check formatting, vet and module tidiness
+verify: ## Check formatting, vet, module tidiness, and that generated code and CRDs are up to date
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'run gofmt -w on the files above'; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) mod verify
+	@# Regenerate and compare: works on a clean clone (CI) and on a work tree with changes alike.
+	@sums=$$(mktemp); trap 'rm -f "$$sums"' EXIT; $(GENERATED_SUMS) >"$$sums"; \
+	$(MAKE) --no-print-directory generate manifests || exit 1; \
+	changed=$$($(GENERATED_SUMS) | diff "$$sums" - | awk '/^[<>]/ { print $$3 }' | sort -u); \
+	test -z "$$changed" || { echo "$$changed"; \
+	  echo 'make generate manifests changed the files above: the generated code or CRDs were stale; commit the regenerated files'; exit 1; }
 
 .PHONY: lint
 lint: verify ## Static checks (gofmt, go vet)

@@ -85,3 +85,12 @@ fi
 # the Go module proxy into a cache outside the repository (minutes once,
 # quick and quiet later; see hack/build-mailpit.sh).
 bash "$(dirname "${BASH_SOURCE[0]}")/build-mailpit.sh" >/dev/null
+
+# test/envtestenv and the operator's tests: a real kube-apiserver and etcd
+# (what envtest runs), and helm for the chart tests, built from the Go module
+# proxy into the same cache (the envtest binary download is not reachable).
+# The first build is long on two cores, about 20 minutes for all three, most
+# of it kube-apiserver; quick and quiet later; see
+# hack/build-k8s-test-binaries.sh and hack/build-helm.sh.
+bash "$(dirname "${BASH_SOURCE[0]}")/build-k8s-test-binaries.sh" >/dev/null
+bash "$(dirname "${BASH_SOURCE[0]}")/build-helm.sh" >/dev/null

@@ -1,0 +1,101 @@
+package v1alpha1
+
+// Condition types. Every kind reports Ready; a KeyTrusteeServer also reports
+// how each part of the pair is doing. Conditions are []metav1.Condition in
+// the status, each with the observedGeneration it was computed for.
+const (
+	// ConditionReady is True when the object does what its spec asks: for a
+	// KeyTrusteeServer, the active server answers and (with high
+	// availability) the passive is a synchronous standby; for an
+	// Organization, the organization on the server matches the spec; for a
+	// BackupSchedule, its CronJob is in place.
+	ConditionReady = "Ready"
+
+	// ConditionProgressing is True while the operator is moving the objects
+	// towards the spec (creating members, rolling out a new image, ...).
+	ConditionProgressing = "Progressing"
+
+	// ConditionDegraded is True when the server works but with less than the
+	// spec asks for, such as an active without its passive.
+	ConditionDegraded = "Degraded"
+
+	// ConditionActiveReady is True when the active member's pod is ready:
+	// its server answers over HTTPS and its PostgreSQL is the primary.
+	ConditionActiveReady = "ActiveReady"
+
+	// ConditionPassiveReady is True when the passive member's pod is ready.
+	// Without high availability it is False with reason
+	// ReasonHighAvailabilityDisabled.
+	ConditionPassiveReady = "PassiveReady"
+
+	// ConditionReplicating is True when the passive's PostgreSQL is the
+	// active's synchronous standby, so that every acknowledged write is on
+	// both members. While it is False, writes fail fast (HTTP 503).
+	ConditionReplicating = "Replicating"
+
+	// ConditionCertificateReady is True when the TLS certificate the servers
+	// use is present and valid: issued by cert-manager, or read from the
+	// Secret named in the spec.
+	ConditionCertificateReady = "CertificateReady"
+
+	// ConditionLastBackupSucceeded is, on a BackupSchedule, the outcome of
+	// the most recent backup Job that finished.
+	ConditionLastBackupSucceeded = "LastBackupSucceeded"
+)
+
+// Condition reasons: short CamelCase words, the same across kinds where the
+// meaning is the same.
+const (
+	// ReasonReconciled: the objects match the spec.
+	ReasonReconciled = "Reconciled"
+	// ReasonCreating: the objects are being created.
+	ReasonCreating = "Creating"
+	// ReasonUpdating: a change of the spec is being rolled out.
+	ReasonUpdating = "Updating"
+	// ReasonInvalidSpec: the spec passed admission but cannot be carried out
+	// (the message says why).
+	ReasonInvalidSpec = "InvalidSpec"
+
+	// ReasonPodReady: the member's pod is ready.
+	ReasonPodReady = "PodReady"
+	// ReasonPodNotReady: the member's pod exists but is not ready.
+	ReasonPodNotReady = "PodNotReady"
+	// ReasonPodMissing: the member's pod does not exist (yet).
+	ReasonPodMissing = "PodMissing"
+	// ReasonHighAvailabilityDisabled: the server runs standalone, without a
+	// passive member, as spec.highAvailability.enabled asks.
+	ReasonHighAvailabilityDisabled = "HighAvailabilityDisabled"
+
+	// ReasonStreaming: the passive is the active's synchronous standby.
+	ReasonStreaming = "Streaming"
+	// ReasonNotStreaming: the passive is not (yet) a synchronous standby.
+	ReasonNotStreaming = "NotStreaming"
+
+	// ReasonCertificateIssued: cert-manager issued the certificate.
+	ReasonCertificateIssued = "Issued"
+	// ReasonCertificatePending: cert-manager has not issued it yet.
+	ReasonCertificatePending = "Pending"
+	// ReasonSecretNotFound: a Secret the spec refers to does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretInvalid: a Secret the spec refers to lacks a key or holds
+	// something unusable (the message says which key, never its value).
+	ReasonSecretInvalid = "SecretInvalid"
+
+	// ReasonServerNotFound: the KeyTrusteeServer in serverRef does not exist.
+	ReasonServerNotFound = "ServerNotFound"
+	// ReasonServerNotReady: the KeyTrusteeServer in serverRef is not Ready.
+	ReasonServerNotReady = "ServerNotReady"
+	// ReasonSynced: the organization on the server matches the spec.
+	ReasonSynced = "Synced"
+	// ReasonSyncFailed: the server refused or failed a change.
+	ReasonSyncFailed = "SyncFailed"
+
+	// ReasonSuspended: spec.suspend stops new backups.
+	ReasonSuspended = "Suspended"
+	// ReasonBackupSucceeded: the last backup Job finished and wrote an archive.
+	ReasonBackupSucceeded = "Succeeded"
+	// ReasonBackupFailed: the last backup Job failed.
+	ReasonBackupFailed = "Failed"
+	// ReasonNoBackupYet: no backup Job has finished yet.
+	ReasonNoBackupYet = "NoBackupYet"
+)

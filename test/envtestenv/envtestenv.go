@@ -1,0 +1,302 @@
+// Package envtestenv runs a real Kubernetes API server (kube-apiserver and
+// etcd, through controller-runtime's envtest) for the operator's tests, on
+// 127.0.0.1, and gives them a client, a kubeconfig for kubectl, and helm.
+//
+// The binaries come from $KUBEBUILDER_ASSETS when it is set, else from the
+// cache that hack/build-k8s-test-binaries.sh fills
+// (${XDG_CACHE_HOME:-$HOME/.cache}/trustee/envtest-<k8s>-etcd-<etcd>/),
+// running that script when they are not there yet (many minutes, once: `make
+// test` builds them beforehand through hack/install-test-deps.sh). Without
+// them the tests fail, saying why; they never skip.
+//
+// Starting takes about five seconds, so a test package shares one API server
+// across its tests:
+//
+//	var env *envtestenv.Env
+//
+//	func TestMain(m *testing.M) {
+//		os.Exit(envtestenv.Main(m, &env, envtestenv.Options{
+//			CRDDirs:     []string{"../../config/crd/bases"},
+//			AddToScheme: []func(*runtime.Scheme) error{v1alpha1.AddToScheme},
+//		}))
+//	}
+//
+//	func TestSomething(t *testing.T) {
+//		ns := env.Namespace(t) // a namespace of the test's own
+//		...
+//	}
+//
+// Start gives a test an API server of its own instead.
+package envtestenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Options say what a new Env has besides Kubernetes' built-in types.
+type Options struct {
+	// CRDDirs are directories (or files) of CustomResourceDefinition
+	// YAML to install, e.g. config/crd/bases. Each must exist.
+	CRDDirs []string
+	// AddToScheme are added to the client's scheme after client-go's
+	// built-in types, e.g. the project's v1alpha1.AddToScheme.
+	AddToScheme []func(*runtime.Scheme) error
+}
+
+// Env is a running API server with an administrator's access to it.
+type Env struct {
+	// Config connects as an administrator (group system:masters).
+	Config *rest.Config
+	// Client is a controller-runtime client on Config, with Scheme.
+	Client client.Client
+	// Scheme has client-go's built-in types, apiextensions/v1 and what
+	// Options.AddToScheme added.
+	Scheme *runtime.Scheme
+	// Environment is envtest's, for what this package does not cover.
+	Environment *envtest.Environment
+	// AssetsDir holds the etcd and kube-apiserver binaries in use.
+	AssetsDir string
+
+	dir string // kubeconfigs and helm's home; removed by Stop
+
+	mu         sync.Mutex
+	kubeconfig string
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start starts an API server for t alone and stops it when t ends. It
+// installs the CRDs found in crdDirs. Tests of a package should rather share
+// one (see Main).
+func Start(t testing.TB, crdDirs ...string) *Env {
+	t.Helper()
+	env, err := StartShared(Options{CRDDirs: crdDirs})
+	if err != nil {
+		t.Fatalf("envtestenv: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("envtestenv: %v", err)
+		}
+	})
+	return env
+}
+
+// Main is a TestMain for a package whose tests share one API server: it
+// starts one with opts, stores it in *env, runs the tests, stops it and
+// returns the exit code for os.Exit. When no API server can be had, the
+// reason goes to stderr and no test runs: the package fails.
+func Main(m *testing.M, env **Env, opts Options) int {
+	e, err := StartShared(opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envtestenv: %v\n", err)
+		return 1
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "envtestenv: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// StartShared starts an API server that lives until Stop; for a TestMain
+// that does more than Main.
+func StartShared(opts Options) (*Env, error) {
+	assets, err := AssetsDir()
+	if err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	adders := append([]func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme,
+	}, opts.AddToScheme...)
+	for _, add := range adders {
+		if err := add(scheme); err != nil {
+			return nil, fmt.Errorf("building the scheme: %w", err)
+		}
+	}
+
+	te := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     opts.CRDDirs,
+		ErrorIfCRDPathMissing: true,
+		Scheme:                scheme,
+	}
+	// All on 127.0.0.1 (etcd and the secure port are on localhost by
+	// default). The API server would otherwise advertise the machine's
+	// address in the `kubernetes` Service's endpoints; the endpoint
+	// reconciler refuses a loopback address, so it is turned off: nothing
+	// here needs that Service.
+	te.ControlPlane.GetAPIServer().Configure().
+		Set("advertise-address", "127.0.0.1").
+		Set("endpoint-reconciler-type", "none")
+
+	dir, err := os.MkdirTemp("", "envtestenv-")
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := te.Start()
+	if err != nil {
+		// envtest stops what it started when the control plane itself
+		// fails; after that (CRDs, say) it leaves it running.
+		_ = te.Stop()
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
+	}
+	env := &Env{Config: cfg, Scheme: scheme, Environment: te, AssetsDir: assets, dir: dir}
+	env.Client, err = client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return env, nil
+}
+
+// Stop stops the API server, then etcd (envtest's order: etcd first would
+// leave the API server hanging on shutdown), and removes their data and the
+// files this Env wrote. Calling it again does nothing.
+func (e *Env) Stop() error {
+	e.stopOnce.Do(func() {
+		err := e.Environment.Stop()
+		if rmErr := os.RemoveAll(e.dir); rmErr != nil {
+			err = errors.Join(err, rmErr)
+		}
+		if err != nil {
+			e.stopErr = fmt.Errorf("stopping the API server: %w", err)
+		}
+	})
+	return e.stopErr
+}
+
+// Kubeconfig returns the path of a kubeconfig file for the administrator
+// Config is for, for kubectl and helm. The file lives until Stop.
+func (e *Env) Kubeconfig(t testing.TB) string {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.kubeconfig == "" {
+		p := filepath.Join(e.dir, "admin.kubeconfig")
+		if err := os.WriteFile(p, e.Environment.KubeConfig, 0o600); err != nil {
+			t.Fatalf("envtestenv: %v", err)
+		}
+		e.kubeconfig = p
+	}
+	return e.kubeconfig
+}
+
+// AddUser provisions a user with the given groups (none: only what RBAC
+// grants it), for tests of permissions. It returns the user's REST config
+// and the path of a kubeconfig file for it that lives until Stop.
+func (e *Env) AddUser(t testing.TB, name string, groups ...string) (*rest.Config, string) {
+	t.Helper()
+	u, err := e.Environment.AddUser(envtest.User{Name: name, Groups: groups},
+		&rest.Config{QPS: e.Config.QPS, Burst: e.Config.Burst})
+	if err != nil {
+		t.Fatalf("envtestenv: adding user %s: %v", name, err)
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		t.Fatalf("envtestenv: kubeconfig of user %s: %v", name, err)
+	}
+	f, err := os.CreateTemp(e.dir, "user-*.kubeconfig")
+	if err == nil {
+		_, err = f.Write(kc)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		t.Fatalf("envtestenv: kubeconfig of user %s: %v", name, err)
+	}
+	return u.Config(), f.Name()
+}
+
+// Namespace creates a namespace with a fresh name for t and deletes it when
+// t ends (no namespace controller runs, so it then stays Terminating, out
+// of the way).
+func (e *Env) Namespace(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "test-"}}
+	if err := e.Client.Create(ctx, ns); err != nil {
+		t.Fatalf("envtestenv: creating a namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := e.Client.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
+			t.Errorf("envtestenv: deleting namespace %s: %v", ns.Name, err)
+		}
+	})
+	return ns.Name
+}
+
+// Kubectl runs the machine's kubectl with args against the API server as
+// the administrator (args may name another --kubeconfig, see AddUser) and
+// returns its standard output; it fails t, with kubectl's standard error,
+// when kubectl fails. kubectl may be older than the API server: it warns
+// about the skew on standard error, harmlessly.
+func (e *Env) Kubectl(t testing.TB, args ...string) string {
+	t.Helper()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("envtestenv: kubectl is not on PATH: %v", err)
+	}
+	return run(t, kubectl, args, []string{"KUBECONFIG=" + e.Kubeconfig(t)})
+}
+
+// Helm runs helm (see HelmBinary) with args against the API server as the
+// administrator and returns its standard output; it fails t, with helm's
+// standard error, when helm fails. Helm's cache, configuration and data
+// are kept apart from the user's, until Stop.
+func (e *Env) Helm(t testing.TB, args ...string) string {
+	t.Helper()
+	helm := HelmBinary(t)
+	home := filepath.Join(e.dir, "helm")
+	environ := []string{
+		"KUBECONFIG=" + e.Kubeconfig(t),
+		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
+		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
+	}
+	return run(t, helm, args, environ)
+}
+
+// run runs name with args (and environ on top of the test's environment),
+// returning standard output, failing t when it fails.
+func run(t testing.TB, name string, args, environ []string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), environ...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
