@@ -126,6 +126,12 @@ func Main(m *testing.M, env **Env, opts Options) int {
 // StartShared starts an API server that lives until Stop; for a TestMain
 // that does more than Main.
 func StartShared(opts Options) (*Env, error) {
+	// envtest would find a missing directory only after starting.
+	for _, dir := range opts.CRDDirs {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("CRD directory: %w", err)
+		}
+	}
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -151,9 +157,18 @@ func StartShared(opts Options) (*Env, error) {
 	// address in the `kubernetes` Service's endpoints; the endpoint
 	// reconciler refuses a loopback address, so it is turned off: nothing
 	// here needs that Service.
-	te.ControlPlane.GetAPIServer().Configure().
+	api := te.ControlPlane.GetAPIServer()
+	api.Configure().
 		Set("advertise-address", "127.0.0.1").
 		Set("endpoint-reconciler-type", "none")
+	// Keep the end of what the processes say, for the error when they do
+	// not start (envtest only says it timed out). Unless envtest is told
+	// to show it all (KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT=true).
+	apiOut, etcdOut := &lastBytes{max: 16 << 10}, &lastBytes{max: 16 << 10}
+	if os.Getenv("KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT") != "true" {
+		api.Out, api.Err = apiOut, apiOut
+		te.ControlPlane.Etcd = &envtest.Etcd{Out: etcdOut, Err: etcdOut}
+	}
 
 	dir, err := os.MkdirTemp("", "envtestenv-")
 	if err != nil {
@@ -164,8 +179,18 @@ func StartShared(opts Options) (*Env, error) {
 		// envtest stops what it started when the control plane itself
 		// fails; after that (CRDs, say) it leaves it running.
 		_ = te.Stop()
+		// After a failed start it also leaves the API server's
+		// certificate directory (a temporary one of its own) behind.
+		if api.CertDir != "" {
+			_ = os.RemoveAll(api.CertDir)
+		}
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
+		// The output of the process that failed says why.
+		out := apiOut.tail("kube-apiserver", 20)
+		if strings.Contains(err.Error(), "process etcd") {
+			out = etcdOut.tail("etcd", 10)
+		}
+		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w%s", assets, err, out)
 	}
 	env := &Env{Config: cfg, Scheme: scheme, Environment: te, AssetsDir: assets, dir: dir}
 	env.Client, err = client.New(cfg, client.Options{Scheme: scheme})
@@ -299,4 +324,32 @@ func run(t testing.TB, name string, args, environ []string) string {
 		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String()
+}
+
+// lastBytes is an io.Writer that keeps the last max bytes written to it.
+type lastBytes struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (w *lastBytes) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	if len(w.b) > 2*w.max {
+		w.b = append([]byte(nil), w.b[len(w.b)-w.max:]...)
+	}
+	return len(p), nil
+}
+
+// tail returns the last n lines written, under a heading naming who wrote
+// them, or nothing when nothing was.
+func (w *lastBytes) tail(who string, n int) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.b) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n--- last lines of %s's output:\n%s", who, tail(string(w.b), n))
 }

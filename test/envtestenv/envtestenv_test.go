@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"trustee.dev/trustee/test/envtestenv"
@@ -104,5 +106,42 @@ func TestHelmRunsFromTheCache(t *testing.T) {
 	// helm reaches the API server through the kubeconfig.
 	if out := env.Helm(t, "list", "--all-namespaces", "--short"); strings.TrimSpace(out) != "" {
 		t.Errorf("helm list on a fresh API server = %q, want nothing", out)
+	}
+}
+
+// Start gives a test an API server of its own, with the CRDs it names.
+func TestStartInstallsCRDs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	own := envtestenv.Start(t, "testdata/crd")
+	if own.Config.Host == env.Config.Host {
+		t.Fatalf("Start gave the shared API server (%s)", own.Config.Host)
+	}
+	ns := own.Namespace(t)
+	w := &unstructured.Unstructured{}
+	w.SetAPIVersion("example.trustee.dev/v1")
+	w.SetKind("Widget")
+	w.SetNamespace(ns)
+	w.SetName("w1")
+	if err := unstructured.SetNestedField(w.Object, int64(3), "spec", "size"); err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Client.Create(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if got := own.Kubectl(t, "get", "widgets", "-n", ns, "-o", "jsonpath={.items[*].spec.size}"); got != "3" {
+		t.Errorf("kubectl get widgets: spec.size = %q, want 3", got)
+	}
+	// The shared API server has no such kind.
+	if _, err := env.Client.RESTMapper().RESTMapping(schema.GroupKind{Group: "example.trustee.dev", Kind: "Widget"}); err == nil {
+		t.Error("the shared API server knows Widget too")
+	}
+}
+
+func TestMissingCRDDirectoryFailsBeforeStarting(t *testing.T) {
+	_, err := envtestenv.StartShared(envtestenv.Options{CRDDirs: []string{"testdata/no-such-dir"}})
+	if err == nil || !strings.Contains(err.Error(), "no-such-dir") {
+		t.Fatalf("StartShared with a missing CRD directory: %v, want an error naming it", err)
 	}
 }

@@ -1,3 +1,8 @@
+// Builds etcd (go.etcd.io/etcd/server/v3, whose main is etcd's) for the
+// operator's tests (envtest, test/envtestenv). A module of its own, so that
+// etcd's dependencies never mix with the project's. Built by
+// hack/build-k8s-test-binaries.sh, which reads the version to build from the
+// go.etcd.io/etcd/server/v3 require line below.
 module trustee.dev/trustee/hack/k8s/etcd
 
 go 1.26.0
