@@ -9,7 +9,7 @@ FUZZTIME ?= 30s
 # The API types, and where their CRDs are generated (`make generate manifests`).
 API_PKGS := ./api/...
 CRD_DIR  := config/crd/bases
-GENERATED_SUMS := find api $(CRD_DIR) -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
+GENERATED_SUMS := find api $(CRD_DIR) docs/CRD-REFERENCE.md -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
 
 .DEFAULT_GOAL := help
 
@@ -48,9 +48,10 @@ generate: ## Generate the deepcopy code of api/ (controller-gen, built once into
 	  "$$cg" object paths=$(API_PKGS)
 
 .PHONY: manifests
-manifests: ## Generate the CRDs under config/crd/bases from the types in api/
+manifests: ## Generate the CRDs under config/crd/bases from the types in api/, and docs/CRD-REFERENCE.md
 	@cg=$$(bash hack/build-controller-gen.sh) && echo "controller-gen crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR)" && \
 	  rm -f $(CRD_DIR)/*.yaml && "$$cg" crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR)
+	$(GO) run ./hack/crdref $(CRD_DIR) docs/CRD-REFERENCE.md
 
 .PHONY: verify
 verify: ## Check formatting, vet, module tidiness, and that generated code and CRDs are up to date
