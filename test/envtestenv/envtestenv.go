@@ -41,6 +41,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"trustee.dev/trustee/test/toolcache"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -351,5 +352,5 @@ func (w *lastBytes) tail(who string, n int) string {
 	if len(w.b) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("\n--- last lines of %s's output:\n%s", who, tail(string(w.b), n))
+	return fmt.Sprintf("\n--- last lines of %s's output:\n%s", who, toolcache.Tail(string(w.b), n))
 }

@@ -39,6 +39,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"trustee.dev/trustee/test/toolcache"
 )
 
 // TLSMode says how Mailpit's SMTP port uses TLS.
@@ -133,7 +134,7 @@ func StartWith(t testing.TB, opts Options) *Server {
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := os.ReadFile(s.logFile); err == nil {
-				t.Logf("mailpittest: mailpit's log (last lines):\n%s", tail(string(b), 60))
+				t.Logf("mailpittest: mailpit's log (last lines):\n%s", toolcache.Tail(string(b), 60))
 			}
 		}
 		if err := s.Stop(); err != nil {
@@ -274,7 +275,7 @@ func (s *Server) Start() error {
 	if err := s.waitReady(exited, 30*time.Second); err != nil {
 		s.stopLocked()
 		b, _ := os.ReadFile(s.logFile)
-		return fmt.Errorf("%w\nmailpit's log:\n%s", err, tail(string(b), 30))
+		return fmt.Errorf("%w\nmailpit's log:\n%s", err, toolcache.Tail(string(b), 30))
 	}
 	return nil
 }

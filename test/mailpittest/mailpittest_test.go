@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"trustee.dev/trustee/test/toolcache"
 )
 
 // message is an RFC 5322 message; body should have CRLF line ends.
@@ -365,11 +366,11 @@ func TestStopStart(t *testing.T) {
 }
 
 func TestWrapperVersion(t *testing.T) {
-	root, err := repoRoot()
+	root, err := toolcache.RepoRoot("hack/mailpit/go.mod")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := wrapperVersion(filepath.Join(root, "hack", "mailpit", "go.mod"))
+	v, err := toolcache.WrapperVersion(filepath.Join(root, "hack", "mailpit", "go.mod"), mailpitModule)
 	if err != nil || !strings.HasPrefix(v, "v1.") {
 		t.Fatalf("version %q, %v", v, err)
 	}
