@@ -20,64 +20,8 @@
 set -euo pipefail
 
 hack_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/trustee
-
-# module_version MODULE GO.MOD: the version GO.MOD requires of MODULE.
-module_version() {
-	local version
-	version=$(awk -v pkg="$1" '
-		{ for (i = 1; i < NF; i++) if ($i == pkg && $(i + 1) ~ /^v/) print $(i + 1) }
-	' "$2" | head -n 1)
-	if [[ -z $version ]]; then
-		echo "build-k8s-test-binaries: no version of $1 in $2" >&2
-		exit 1
-	fi
-	echo "$version"
-}
-
-# lock DIR: holds an exclusive lock on DIR until the script ends, so that
-# tests of several packages asking at once build each binary once.
-lock() {
-	mkdir -p "$1"
-	if command -v flock >/dev/null 2>&1; then
-		local fd
-		exec {fd}>"$1/.lock"
-		flock "$fd"
-	fi
-}
-
-# build NAME MODULE_DIR PACKAGE VERSION OUT_DIR [LDFLAGS]: builds PACKAGE
-# (a tool of the module in MODULE_DIR) into OUT_DIR/NAME unless it is there.
-build() {
-	local name=$1 module_dir=$2 pkg=$3 version=$4 out_dir=$5 ldflags=${6:-}
-	local bin=$out_dir/$name
-	if [[ -x $bin ]]; then
-		return
-	fi
-	lock "$out_dir"
-	if [[ -x $bin ]]; then
-		return
-	fi
-	if ! command -v go >/dev/null 2>&1; then
-		echo "build-k8s-test-binaries: go is not on PATH" >&2
-		exit 1
-	fi
-	echo "build-k8s-test-binaries: building $name $version into $out_dir (takes minutes)" >&2
-	local tmp
-	tmp=$(mktemp "$out_dir/.$name.XXXXXX")
-	# shellcheck disable=SC2064 # expand $tmp now
-	trap "rm -f '$tmp'" EXIT
-	# -trimpath everywhere: other Kubernetes components built later
-	# reuse Go's build cache only with the same setting.
-	(
-		cd "$module_dir"
-		GOWORK=off CGO_ENABLED=0 go build -trimpath \
-			-ldflags "-s -w $ldflags" -o "$tmp" "$pkg"
-	)
-	chmod 0755 "$tmp"
-	mv -f "$tmp" "$bin"
-	trap - EXIT
-}
+# shellcheck source=lib/tool-cache.sh
+source "$hack_dir/lib/tool-cache.sh"
 
 etcd_pkg=go.etcd.io/etcd/server/v3
 etcd_version=$(module_version "$etcd_pkg" "$hack_dir/k8s/etcd/go.mod")
