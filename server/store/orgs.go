@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"time"
@@ -19,7 +18,6 @@ type Organization struct {
 	AuthHash   string // "" when no code is required
 	Creation   time.Time
 	Expiration time.Time
-	KeyInfo    json.RawMessage // nil when no administrator key is registered
 	State      int
 }
 
@@ -93,11 +91,11 @@ func (s *Store) SetAuthHash(ctx context.Context, name, hash string) error {
 	return nil
 }
 
-const orgColumns = `uuid, name, contacts, auth_hash, creation, expiration, key_info, state`
+const orgColumns = `uuid, name, contacts, auth_hash, creation, expiration, state`
 
 func scanOrg(row pgx.Row) (Organization, error) {
 	var o Organization
-	err := row.Scan(&o.UUID, &o.Name, &o.Contacts, &o.AuthHash, &o.Creation, &o.Expiration, &o.KeyInfo, &o.State)
+	err := row.Scan(&o.UUID, &o.Name, &o.Contacts, &o.AuthHash, &o.Creation, &o.Expiration, &o.State)
 	return o, err
 }
 
