@@ -9,7 +9,12 @@ FUZZTIME ?= 30s
 # The API types, and where their CRDs are generated (`make generate manifests`).
 API_PKGS := ./api/...
 CRD_DIR  := config/crd/bases
-GENERATED_SUMS := find api $(CRD_DIR) docs/CRD-REFERENCE.md -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
+# Where the operator's ClusterRole (role.yaml) is generated from the RBAC
+# markers in controllers/.
+RBAC_DIR := config/rbac
+# The chart's copies of the CRDs and of the ClusterRole (hack/sync-chart.sh).
+CHART_GENERATED := charts/trustee-operator/charts/crds/crds charts/trustee-operator/templates/clusterrole.yaml
+GENERATED_SUMS := find api $(CRD_DIR) docs/CRD-REFERENCE.md $(RBAC_DIR)/role.yaml $(CHART_GENERATED) -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
 
 .DEFAULT_GOAL := help
 
@@ -48,13 +53,16 @@ generate: ## Generate the deepcopy code of api/ (controller-gen, built once into
 	  "$$cg" object paths=$(API_PKGS)
 
 .PHONY: manifests
-manifests: ## Generate the CRDs under config/crd/bases from the types in api/, and docs/CRD-REFERENCE.md
+manifests: ## Generate the CRDs (config/crd/bases) from api/, the operator's ClusterRole (config/rbac/role.yaml) from controllers/' RBAC markers, the chart's copies of both, and docs/CRD-REFERENCE.md
 	@cg=$$(bash hack/build-controller-gen.sh) && echo "controller-gen crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR)" && \
-	  rm -f $(CRD_DIR)/*.yaml && "$$cg" crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR)
+	  rm -f $(CRD_DIR)/*.yaml && "$$cg" crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR) && \
+	  echo "controller-gen rbac:roleName=trustee-operator paths=./controllers/... output:rbac:dir=$(RBAC_DIR)" && \
+	  "$$cg" rbac:roleName=trustee-operator paths=./controllers/... output:rbac:dir=$(RBAC_DIR)
+	bash hack/sync-chart.sh
 	$(GO) run ./hack/crdref $(CRD_DIR) docs/CRD-REFERENCE.md
 
 .PHONY: verify
-verify: ## Check formatting, vet, module tidiness, and that generated code and CRDs are up to date
+verify: ## Check formatting, vet, module tidiness, and that generated code, CRDs, ClusterRole and chart copies are up to date
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'run gofmt -w on the files above'; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) mod verify
@@ -63,7 +71,7 @@ verify: ## Check formatting, vet, module tidiness, and that generated code and C
 	$(MAKE) --no-print-directory generate manifests || exit 1; \
 	changed=$$($(GENERATED_SUMS) | diff "$$sums" - | awk '/^[<>]/ { print $$3 }' | sort -u); \
 	test -z "$$changed" || { echo "$$changed"; \
-	  echo 'make generate manifests changed the files above: the generated code or CRDs were stale; commit the regenerated files'; exit 1; }
+	  echo 'make generate manifests changed the files above: the generated code, CRDs, ClusterRole or chart copies were stale; commit the regenerated files'; exit 1; }
 
 .PHONY: lint
 lint: verify ## Static checks (gofmt, go vet)

@@ -30,6 +30,7 @@ type backupFlags struct {
 	roll            int
 	quiet, verbose  bool
 	profile         string
+	resultFile      string
 }
 
 func newBackupCommand() *cobra.Command {
@@ -63,6 +64,7 @@ With --client DIR it archives a client's state directory instead
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the archive's path")
 	fl.BoolVar(&f.verbose, "verbose", false, "say what each step does")
 	fl.StringVar(&f.client, "client", "", "back up this client state directory instead of the server")
+	fl.StringVar(&f.resultFile, "result-file", "", "also write the archive's file name to this file (in Kubernetes: /dev/termination-log, which the operator reads)")
 	fl.StringVar(&f.profile, "cpu-profile", "", "write a CPU profile of the backup to this file")
 	fl.MarkHidden("cpu-profile")
 	return cmd
@@ -103,6 +105,11 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 	res, err := backup.Make(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if f.resultFile != "" {
+		if err := os.WriteFile(f.resultFile, []byte(filepath.Base(res.Path)), 0o644); err != nil {
+			return fmt.Errorf("the backup %s is complete, but writing its name to --result-file failed: %w", res.Path, err)
+		}
 	}
 	out := cmd.OutOrStdout()
 	if f.quiet {

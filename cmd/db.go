@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
+	"os/signal"
 	"os/user"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -113,6 +117,23 @@ directory under a new name, and copies the active's database again.`,
 			},
 		},
 		&cobra.Command{
+			Use:   "run",
+			Short: "Run PostgreSQL in the foreground until SIGTERM or SIGINT, which stop it fast",
+			Long: `run runs PostgreSQL in the foreground, as a container's process does: its
+log goes to standard error, SIGTERM and SIGINT shut it down fast (open
+transactions are rolled back), SIGHUP makes it re-read its configuration, and
+the exit status is PostgreSQL's. Like start, it writes Trustee's PostgreSQL
+configuration first.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				inst, _, err := instance()
+				if err != nil {
+					return err
+				}
+				return runDB(cmd.Context(), cmd.ErrOrStderr(), inst)
+			},
+		},
+		&cobra.Command{
 			Use:   "stop",
 			Short: "Stop PostgreSQL (fast shutdown)",
 			Args:  cobra.NoArgs,
@@ -153,6 +174,42 @@ directory under a new name, and copies the active's database again.`,
 	return cmd
 }
 
+// runDB runs PostgreSQL in the foreground until ctx is done (SIGTERM or
+// SIGINT), passing SIGHUP on. A failure exit of PostgreSQL becomes kts's
+// exit status: its code, or 128 + the signal that ended it.
+func runDB(ctx context.Context, log io.Writer, inst *pg.Instance) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{})
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	err := inst.Run(ctx, pg.RunOptions{Log: log, Reload: reload})
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	fmt.Fprintf(log, "kts db run: %v\n", err)
+	code := ee.ExitCode()
+	if ws, ok := ee.Sys().(interface {
+		Signaled() bool
+		Signal() syscall.Signal
+	}); ok && ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	if code <= 0 {
+		code = 1
+	}
+	return exitError(code)
+}
+
 // initDB creates the cluster of a state directory. When run by root, the
 // PostgreSQL account gets the state directory itself so it can reach the
 // data directory inside it.
@@ -177,7 +234,9 @@ func initDB(ctx context.Context, dir string, cfg config.Config, inst *pg.Instanc
 func pgInstance(dir string, cfg config.Config, runAs string) *pg.Instance {
 	role := pg.Role(cfg.Role)
 	return &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser,
-		RunAs: runAs, Role: role, Standby: cfg.StandbyName}
+		RunAs: runAs, Role: role, Standby: cfg.StandbyName,
+		ListenAddresses: cfg.DBListenAddresses, SocketDir: cfg.Path(dir, cfg.DBSocketDir),
+		ReplicationFrom: cfg.ReplicationFrom, Parameters: cfg.DBParameters}
 }
 
 // pairActive sets up the active of a pair: it names the synchronous
@@ -199,6 +258,25 @@ func pairActive(ctx context.Context, dir string, cfg config.Config, runAs string
 			return err
 		}
 	}
+	if err := configureActive(ctx, dir, cfg, inst); err != nil {
+		return err
+	}
+	fmt.Printf("PostgreSQL of the active is set up for the pair: commits wait for standby %q\n", cfg.StandbyName)
+	return nil
+}
+
+// configureActive makes the active's cluster wait for its standby and
+// creates (or brings up to date) the replication account and slot. The
+// server is (re)started for it, and stopped again unless it was running.
+func configureActive(ctx context.Context, dir string, cfg config.Config, inst *pg.Instance) error {
+	pw, err := confdir.ReadDBPassword(dir, cfg)
+	if err != nil {
+		return err
+	}
+	repl, err := readSecretFile(cfg.Path(dir, cfg.ReplicationPasswordFile))
+	if err != nil {
+		return err
+	}
 	st, err := inst.Status(ctx)
 	if err != nil {
 		return err
@@ -211,23 +289,11 @@ func pairActive(ctx context.Context, dir string, cfg config.Config, runAs string
 	if err := inst.Start(ctx); err != nil {
 		return err
 	}
-	pw, err := confdir.ReadDBPassword(dir, cfg)
-	if err != nil {
-		return err
-	}
-	repl, err := readSecretFile(cfg.Path(dir, cfg.ReplicationPasswordFile))
-	if err != nil {
-		return err
-	}
 	err = inst.ConfigureReplication(ctx, pw, repl)
 	if !st.Running {
 		err = errors.Join(err, inst.Stop(context.WithoutCancel(ctx)))
 	}
-	if err != nil {
-		return err
-	}
-	fmt.Printf("PostgreSQL of the active is set up for the pair: commits wait for standby %q\n", cfg.StandbyName)
-	return nil
+	return err
 }
 
 // initPassive copies the active's database onto a passive.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ import (
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/server/tlsconf"
 )
 
 // Fixed local addresses of `kts dev` (DESIGN.md): the active's API and
@@ -28,6 +30,9 @@ const (
 	devPassiveAPI = 11372
 	devPassiveDB  = 11382
 	devOrg        = "demo"
+	// The admin APIs (mutual TLS), the active's then the passive's.
+	devActiveAdmin  = 11373
+	devPassiveAdmin = 11374
 )
 
 func newDevCommand() *cobra.Command {
@@ -162,6 +167,9 @@ func devState(ctx context.Context, dir, runAs string) (active, passive *devMembe
 	}); err != nil {
 		return nil, nil, err
 	}
+	if err := devAdminAPI(dir, map[string]int{activeDir: devActiveAdmin, passiveDir: devPassiveAdmin}); err != nil {
+		return nil, nil, err
+	}
 	open := func(d string) (*devMember, error) {
 		st, err := confdir.Open(d)
 		if err != nil {
@@ -192,6 +200,59 @@ func devState(ctx context.Context, dir, runAs string) (active, passive *devMembe
 		}
 	}
 	return active, passive, nil
+}
+
+// devAdminFiles are the dev admin CA certificate, and the admin client
+// certificate and key, in dir.
+func devAdminFiles(dir string) (ca, cert, key string) {
+	return filepath.Join(dir, "admin-ca.pem"), filepath.Join(dir, "admin.pem"), filepath.Join(dir, "admin-key.pem")
+}
+
+// devAdminAPI turns on the admin API of each member (state directory →
+// port) with a dev admin CA, and makes, once, the CA and one admin client
+// certificate in dir (files 0600; the CA's key is not kept).
+func devAdminAPI(dir string, members map[string]int) error {
+	caFile, certFile, keyFile := devAdminFiles(dir)
+	if !fileExists(caFile) || !fileExists(certFile) || !fileExists(keyFile) {
+		ca, err := tlsconf.NewClientCA("kts dev admin CA", 10*365*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		certPEM, keyPEM, err := ca.IssueClient("kts-dev-admin", 10*365*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		defer clear(keyPEM)
+		// The CA last: with it in place, the set is complete.
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{keyFile, keyPEM}, {certFile, certPEM}, {caFile, ca.CertPEM()}} {
+			os.Remove(f.path)
+			if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	for memberDir, port := range members {
+		cfg, err := config.Load(memberDir)
+		if err != nil {
+			return err
+		}
+		addr, ca := "127.0.0.1:"+strconv.Itoa(port), filepath.Join("..", filepath.Base(caFile))
+		if cfg.AdminListenAddress != addr || cfg.AdminCAFile != ca {
+			cfg.AdminListenAddress, cfg.AdminCAFile = addr, ca
+			if err := cfg.Save(memberDir); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // ensureDemoOrg creates the demo organization with an auth code kept in
@@ -237,12 +298,15 @@ func printDevBanner(dir, codeFile string, active, passive *devMember, mail bool)
 		}
 	}
 	clientDir := filepath.Join(dir, "client")
+	_, adminCert, adminKey := devAdminFiles(dir)
 	activeURL := "https://127.0.0.1:" + strconv.Itoa(devActiveAPI)
 	passiveURL := "https://127.0.0.1:" + strconv.Itoa(devPassiveAPI)
 	fmt.Printf(`
 Trustee is running: an active/passive pair on synchronous replication.
   active         %s   PostgreSQL 127.0.0.1:%d  (%s)
   passive        %s   PostgreSQL 127.0.0.1:%d  (%s)
+  admin API      https://127.0.0.1:%d (active), https://127.0.0.1:%d (passive), mutual TLS:
+                 admin certificate %s, key %s
   fingerprint    %s (the same on both)
   organization   %s, auth code in %s
   state          %s (kept between runs)
@@ -254,13 +318,16 @@ Try it from another terminal:
   %s client get --dir %s key1
   %s client list --dir %s
   %s org list --confdir %s
+  curl -k --cert %s --key %s https://127.0.0.1:%d/admin/v1/organizations/%s
 
 %s
 Ctrl-C stops everything it started.
 `, activeURL, devActiveDB, active.inst.DataDir, passiveURL, devPassiveDB, passive.inst.DataDir,
+		devActiveAdmin, devPassiveAdmin, adminCert, adminKey,
 		active.st.ServerKey.Public().ID(), devOrg, codeFile, dir,
 		activeURL, kts, clientDir, activeURL, passiveURL, devOrg, codeFile,
-		kts, clientDir, kts, clientDir, kts, clientDir, kts, active.dir, devMailLine(mail, kts, active.dir))
+		kts, clientDir, kts, clientDir, kts, clientDir, kts, active.dir,
+		adminCert, adminKey, devActiveAdmin, devOrg, devMailLine(mail, kts, active.dir))
 }
 
 // devMailLine says where the demo's mail can be read.

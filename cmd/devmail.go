@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -53,7 +54,7 @@ func startDevMail(ctx context.Context, path, dir string, stateDirs ...string) (*
 		}
 		want := cfg
 		want.SMTPHost, want.SMTPPort, want.SMTPTLS, want.ExternalURL = "127.0.0.1", devMailSMTP, "none", "https://127.0.0.1:"+strconv.Itoa(devActiveAPI)
-		if want != cfg {
+		if !reflect.DeepEqual(want, cfg) {
 			if err := want.Save(d); err != nil {
 				p.stop()
 				return nil, err

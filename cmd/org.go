@@ -3,8 +3,6 @@ package cmd
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,8 +14,8 @@ import (
 
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
-	"trustee.dev/trustee/server/mail"
 	"trustee.dev/trustee/server/org"
+	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -70,39 +68,18 @@ never shown; choose the code you hand to clients with set-auth.`,
 			if err != nil {
 				return err
 			}
-			code, err := org.GenerateAuthCode()
-			if err != nil {
-				return err
-			}
-			hash, err := org.HashAuthCode(code)
-			if err != nil {
-				return err
-			}
-			before := map[string]bool{}
-			if existing, err := db.Organization(ctx, name); err == nil {
-				for _, c := range existing.Contacts {
-					before[strings.ToLower(c)] = true
-				}
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			o, created, err := db.AddOrganization(ctx, name, list, hash)
-			if err != nil {
-				return err
-			}
 			cfg, err := config.Load(dir)
 			if err != nil {
 				return err
 			}
-			for _, c := range o.Contacts {
-				if before[strings.ToLower(c)] {
-					continue
-				}
-				if err := queueContactMail(ctx, db, cfg, o.Name, c); err != nil {
-					return fmt.Errorf("organization %s has contact %s, but queueing the registration mail failed: %w", o.Name, c, err)
-				}
+			res, err := (&orgadmin.Admin{Store: db, LinkBase: cfg.LinkBase()}).Add(ctx, name, list)
+			for _, c := range res.Invited {
 				fmt.Fprintf(cmd.OutOrStdout(), "queued the contact registration mail to %s\n", c)
 			}
+			if err != nil {
+				return err
+			}
+			o, created := res.Org, res.Created
 			if created {
 				fmt.Fprintf(cmd.OutOrStdout(), "organization %s created with contacts %s; set the auth code clients will use with: set-auth -n %s -s CODE\n",
 					o.Name, strings.Join(o.Contacts, ","), o.Name)
@@ -149,14 +126,7 @@ never shown; choose the code you hand to clients with set-auth.`,
 				}
 				secret = strings.TrimRight(line, "\r\n")
 			}
-			if err := org.ValidateAuthCode(secret); err != nil {
-				return err
-			}
-			hash, err := org.HashAuthCode(secret)
-			if err != nil {
-				return err
-			}
-			if err := db.SetAuthHash(ctx, name, hash); err != nil {
+			if err := (&orgadmin.Admin{Store: db}).SetAuthCode(ctx, name, secret); err != nil {
 				return err
 			}
 			if secret == "" {
@@ -180,7 +150,7 @@ never shown; choose the code you hand to clients with set-auth.`,
 				if err != nil {
 					return err
 				}
-				prev, err := db.SetClientState(ctx, fp, to)
+				prev, err := (&orgadmin.Admin{Store: db}).SetClientState(ctx, "", fp, to)
 				if err != nil {
 					return err
 				}
@@ -300,8 +270,8 @@ func writeJSONOut(w io.Writer, v any) error {
 // normalizeFingerprint accepts a fingerprint with spaces or lower case, as
 // gpg prints it, and returns 40 upper-case hex digits.
 func normalizeFingerprint(s string) (string, error) {
-	fp := strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(strings.TrimSpace(s), "0x"), " ", ""))
-	if len(fp) != 40 || strings.Trim(fp, "0123456789ABCDEF") != "" {
+	fp, err := orgadmin.ParseFingerprint(s)
+	if err != nil {
 		return "", fmt.Errorf("--fingerprint %q: want the client's 40-hex-digit OpenPGP fingerprint (see list-clients)", s)
 	}
 	return fp, nil
@@ -329,24 +299,8 @@ func openAdminStore(ctx context.Context, dir string) (*store.Store, error) {
 	return db, nil
 }
 
-// queueContactMail queues the mail that invites a new contact to register
-// an OpenPGP key, with a link that works once within 12 hours.
-func queueContactMail(ctx context.Context, db *store.Store, cfg config.Config, orgName, contact string) error {
-	token := make([]byte, 32)
-	if _, err := rand.Read(token); err != nil {
-		return err
-	}
-	secret := base64.RawURLEncoding.EncodeToString(token)
-	expires := time.Now().Add(mail.ContactLinkLifetime)
-	if err := db.AddContactLink(ctx, orgName, contact, secret, expires); err != nil {
-		return err
-	}
-	link := cfg.LinkBase() + "/?q=" + secret
-	return db.QueueMail(ctx, contact, mail.ContactRegistrationSubject, mail.ContactRegistrationText(orgName, link, expires))
-}
-
 // neverExpires is the expiration of an organization that does not expire.
-var neverExpires = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+var neverExpires = store.NeverExpires
 
 // parseExpiration reads set-expiration's time.
 func parseExpiration(s string) (time.Time, error) {

@@ -72,6 +72,8 @@ func newRootCommand() *cobra.Command {
 		newBackupCommand(),
 		newRestoreCommand(),
 		newKeyHSMCommand(),
+		newMemberCommand(),
+		newOperatorCommand(),
 	)
 	return root
 }

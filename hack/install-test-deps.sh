@@ -87,10 +87,12 @@ fi
 bash "$(dirname "${BASH_SOURCE[0]}")/build-mailpit.sh" >/dev/null
 
 # test/envtestenv and the operator's tests: a real kube-apiserver and etcd
-# (what envtest runs), and helm for the chart tests, built from the Go module
-# proxy into the same cache (the envtest binary download is not reachable).
-# The first build is long on two cores, about 20 minutes for all three, most
-# of it kube-apiserver; quick and quiet later; see
-# hack/build-k8s-test-binaries.sh and hack/build-helm.sh.
+# (what envtest runs), helm for the chart tests and cert-manager's controller,
+# built from the Go module proxy into the same cache (the envtest binary
+# download is not reachable). The first build is long on two cores, about
+# 30 minutes for all four, most of it kube-apiserver; quick and quiet later;
+# see hack/build-k8s-test-binaries.sh, hack/build-helm.sh and
+# hack/build-cert-manager.sh.
 bash "$(dirname "${BASH_SOURCE[0]}")/build-k8s-test-binaries.sh" >/dev/null
 bash "$(dirname "${BASH_SOURCE[0]}")/build-helm.sh" >/dev/null
+bash "$(dirname "${BASH_SOURCE[0]}")/build-cert-manager.sh" >/dev/null

@@ -98,6 +98,17 @@ type Config struct {
 	SMTPUser                    string `json:"SMTP_USER"`                       // "" = no SMTP AUTH
 	SMTPPasswordFile            string `json:"SMTP_PASSWORD_FILE"`              // the SMTP password: a file,
 	SMTPPasswordScript          string `json:"SMTP_PASSWORD_SCRIPT"`            // or a command (no shell) that prints it
+
+	// Where PostgreSQL listens and what it admits, beyond the defaults of a
+	// single host: a pair on separate hosts, or a pod in Kubernetes.
+	ReplicationFrom   []string          `json:"REPLICATION_FROM"`    // active: networks (CIDR) the passive replicates from; default loopback
+	DBListenAddresses string            `json:"DB_LISTEN_ADDRESSES"` // PostgreSQL's listen_addresses; "" = DB_HOST
+	DBSocketDir       string            `json:"DB_SOCKET_DIR"`       // directory of PostgreSQL's Unix socket and its lock file; "" = the data directory
+	DBParameters      map[string]string `json:"DB_PARAMETERS"`       // more postgresql.conf settings, name → value; never those Trustee sets
+
+	// The admin API (mutual TLS) that the Kubernetes operator uses.
+	AdminListenAddress string `json:"ADMIN_LISTEN_ADDRESS"` // its listener; "" = no admin API
+	AdminCAFile        string `json:"ADMIN_CA_FILE"`        // PEM CA certificates that sign admin client certificates
 }
 
 // Mail defaults.
@@ -167,6 +178,8 @@ func Default(hostname string) Config {
 		Role:                    DefaultRole,
 		ReplicationPasswordFile: DefaultReplPassword,
 		StandbyName:             DefaultStandbyName,
+		ReplicationFrom:         DefaultReplicationFrom(),
+		DBParameters:            map[string]string{},
 	}
 }
 
@@ -275,8 +288,13 @@ func Parse(data []byte) (Config, error) {
 }
 
 func kindName(k reflect.Kind) string {
-	if k == reflect.String {
+	switch k {
+	case reflect.String:
 		return "a string"
+	case reflect.Slice:
+		return "a list of strings"
+	case reflect.Map:
+		return "an object whose values are strings"
 	}
 	return "an integer"
 }
@@ -452,8 +470,10 @@ func (c Config) Validate() error {
 	if c.Role == RolePassive && c.StandbyName == "" {
 		add("STANDBY_NAME", "a passive needs the replication name the active waits for, e.g. \"kts_passive\"")
 	}
+	errs = append(errs, c.validatePostgreSQL()...)
 	errs = append(errs, c.validateHSM()...)
 	errs = append(errs, c.validateMail()...)
+	errs = append(errs, c.validateAdmin()...)
 	if c.MaxDepositBytes < 1 || c.MaxDepositBytes > MaxDepositBytesLimit {
 		add("MAX_DEPOSIT_BYTES", "%d is out of range; use a number of bytes from 1 to %d (default %d)", c.MaxDepositBytes, MaxDepositBytesLimit, DefaultMaxDepositBytes)
 	}
@@ -503,6 +523,41 @@ func (c Config) validateMail() []error {
 		add("SMTP_PASSWORD_SCRIPT", "%s", msg)
 	}
 	return errs
+}
+
+// validateAdmin checks ADMIN_LISTEN_ADDRESS and ADMIN_CA_FILE: a listener
+// needs the CA that signs admin client certificates, and a port of its own.
+func (c Config) validateAdmin() []error {
+	if c.AdminListenAddress == "" {
+		if msg := checkPath(c.AdminCAFile, false); msg != "" {
+			return []error{fmt.Errorf("ADMIN_CA_FILE: %s", msg)}
+		}
+		return nil
+	}
+	var errs []error
+	if msg := checkListenAddress(c.AdminListenAddress); msg != "" {
+		errs = append(errs, fmt.Errorf("ADMIN_LISTEN_ADDRESS: %s; use HOST:PORT or :PORT, e.g. \":11373\", or \"\" for no admin API", msg))
+	} else if samePort(c.AdminListenAddress, c.ListenAddress) {
+		errs = append(errs, fmt.Errorf("ADMIN_LISTEN_ADDRESS: %q takes the port of LISTEN_ADDRESS %q; the admin API needs a port of its own, e.g. \":11373\"", c.AdminListenAddress, c.ListenAddress))
+	}
+	if c.AdminCAFile == "" {
+		errs = append(errs, errors.New("ADMIN_CA_FILE: is empty, but ADMIN_LISTEN_ADDRESS turns the admin API on; set it to the PEM file of the CA certificates that sign admin client certificates (or set ADMIN_LISTEN_ADDRESS to \"\")"))
+	} else if msg := checkPath(c.AdminCAFile, true); msg != "" {
+		errs = append(errs, fmt.Errorf("ADMIN_CA_FILE: %s", msg))
+	}
+	return errs
+}
+
+// samePort reports whether two listen addresses would take the same port:
+// the same port number on the same host, or on all addresses.
+func samePort(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	all := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || all(ha) || all(hb)
 }
 
 // validateHSM checks the HSM_* keys: all or none, one PIN source.

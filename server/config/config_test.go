@@ -46,8 +46,10 @@ func TestDefault(t *testing.T) {
 		HSMDataKeyCacheSeconds:  60,
 		SMTPPort:                25,
 		SMTPTLS:                 "starttls",
+		ReplicationFrom:         []string{"127.0.0.1/32", "::1/128"},
+		DBParameters:            map[string]string{},
 	}
-	if c != want {
+	if !equal(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
 	}
 	if err := c.Validate(); err != nil {
@@ -74,7 +76,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != c {
+	if !equal(got, c) {
 		t.Errorf("Load after Save =\n%+v\nwant\n%+v", got, c)
 	}
 
@@ -136,7 +138,7 @@ func TestLoadDefaultsForMissingKeys(t *testing.T) {
 	}
 	want := Default("kts01.example.com")
 	want.DBPort = 5432
-	if got != want {
+	if !equal(got, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", got, want)
 	}
 }

@@ -19,7 +19,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if err != nil {
-			if c != (Config{}) {
+			if !equal(c, Config{}) {
 				t.Fatalf("Parse returned %+v with error %v", c, err)
 			}
 			return
@@ -36,7 +36,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parsing %s: %v", out, err)
 		}
-		if c2 != c {
+		if !equal(c2, c) {
 			t.Fatalf("round trip changed %+v into %+v", c, c2)
 		}
 	})

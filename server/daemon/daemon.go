@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"time"
+	"trustee.dev/trustee/server/adminapi"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/config"
 
@@ -136,6 +137,27 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// The admin API, when on, has a listener of its own that admits only
+	// admin client certificates; the client API's port never serves it.
+	var admin *http.Server
+	var adminLn net.Listener
+	if cfg.AdminListenAddress != "" {
+		adminTLS, err := AdminTLSConfig(tlsCfg, cfg.Path(st.Dir, cfg.AdminCAFile), log)
+		if err != nil {
+			return err
+		}
+		admin = newAdminServer(adminapi.New(adminapi.Options{
+			Store:     db,
+			LinkBase:  cfg.LinkBase(),
+			Log:       log,
+			ReadOnly:  cfg.Role == config.RolePassive,
+			WriteGate: opts.WriteGate,
+		}), adminTLS, log)
+		if adminLn, err = listenAdmin(cfg.AdminListenAddress); err != nil {
+			return err
+		}
+		defer adminLn.Close()
+	}
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
 		return fmt.Errorf("listen on %s (LISTEN_ADDRESS): %w", cfg.ListenAddress, err)
@@ -151,9 +173,13 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		ErrorLog:          srv.ErrorLog,
 	}
 	sides := split(ln)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(tls.NewListener(sides.tls, tlsCfg)) }()
 	go func() { errc <- plain.Serve(sides.plain) }()
+	if admin != nil {
+		go func() { errc <- admin.Serve(tls.NewListener(adminLn, admin.TLSConfig)) }()
+		log.Info("serving the admin API (mutual TLS)", "addr", adminLn.Addr().String())
+	}
 	log.Info("serving", "addr", ln.Addr().String(), "role", cfg.Role, "fingerprint", st.ServerKey.Public().ID())
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
@@ -167,6 +193,9 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	defer cancel()
 	ln.Close()
 	err = errors.Join(srv.Shutdown(shutdownCtx), plain.Shutdown(shutdownCtx))
+	if admin != nil {
+		err = errors.Join(err, admin.Shutdown(shutdownCtx))
+	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -32,14 +32,25 @@ type fileKey struct {
 	Created time.Time `json:"created"`
 }
 
+// NewFileContents returns the contents of a new keyring file with one
+// fresh key: what CreateFile writes, for a keyring kept elsewhere than in a
+// file of the state directory (such as a Kubernetes Secret).
+func NewFileContents() ([]byte, error) {
+	k, err := newFileKey()
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(fileFormat{Current: k.ID, Keys: []fileKey{k}}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
 // CreateFile writes a new keyring file with one fresh key. It never
 // overwrites an existing file.
 func CreateFile(path string) error {
-	k, err := newFileKey()
-	if err != nil {
-		return err
-	}
-	data, err := json.MarshalIndent(fileFormat{Current: k.ID, Keys: []fileKey{k}}, "", "  ")
+	data, err := NewFileContents()
 	if err != nil {
 		return err
 	}
@@ -50,7 +61,7 @@ func CreateFile(path string) error {
 		}
 		return err
 	}
-	if _, err := f.Write(append(data, '\n')); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -50,16 +53,20 @@ const (
 
 // settings returns every server setting Trustee manages. up is where a
 // passive replicates from; it is ignored for the active. New settings
-// belong here.
+// belong here. (Parameters are not among them: see parameterSettings.)
 func (i *Instance) settings(dataDir string, up *upstream) []setting {
 	fsync := "on"
 	if i.NoSync {
 		fsync = "off"
 	}
+	sockDir, err := i.socketDir(dataDir)
+	if err != nil { // refused by checkSettings before anything is written
+		sockDir = dataDir
+	}
 	s := []setting{
-		{"listen_addresses", quote(i.host())},
+		{"listen_addresses", quote(i.listenAddresses())},
 		{"port", strconv.Itoa(i.port())},
-		{"unix_socket_directories", quote(dataDir)},
+		{"unix_socket_directories", quote(sockDir)},
 		{"unix_socket_permissions", "0700"},
 		{"password_encryption", quote("scram-sha-256")},
 		{"fsync", fsync},
@@ -100,6 +107,54 @@ func (i *Instance) settings(dataDir string, up *upstream) []setting {
 	return s
 }
 
+// parameterName is the form of a postgresql.conf setting name Parameters
+// may hold.
+var parameterName = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,62}$`)
+
+// parameterSettings returns Parameters as settings, by name.
+func (i *Instance) parameterSettings() []setting {
+	names := slices.Sorted(maps.Keys(i.Parameters))
+	s := make([]setting, 0, len(names))
+	for _, name := range names {
+		s = append(s, setting{name, quote(i.Parameters[name])})
+	}
+	return s
+}
+
+// managedSettings returns the names of every setting Trustee manages, in
+// either role.
+func (i *Instance) managedSettings() map[string]bool {
+	names := map[string]bool{}
+	for _, role := range []Role{RoleActive, RolePassive} {
+		probe := Instance{Role: role, Standby: DefaultStandby}
+		for _, s := range probe.settings("/", &upstream{}) {
+			names[s.name] = true
+		}
+	}
+	return names
+}
+
+// checkSettings refuses a socket directory PostgreSQL cannot take, and
+// Parameters that are not setting names, that Trustee manages itself, or
+// whose values hold control characters.
+func (i *Instance) checkSettings() error {
+	if _, err := i.socketDir("/"); err != nil {
+		return err
+	}
+	managed := i.managedSettings()
+	for _, name := range slices.Sorted(maps.Keys(i.Parameters)) {
+		switch value := i.Parameters[name]; {
+		case !parameterName.MatchString(name):
+			return fmt.Errorf("PostgreSQL parameter %q: not a setting name (lower case letters, digits, _ and .)", name)
+		case managed[name]:
+			return fmt.Errorf("PostgreSQL parameter %q is set by Trustee itself and cannot be given as a parameter", name)
+		case strings.ContainsFunc(value, func(r rune) bool { return r < ' ' || r == 0x7f }):
+			return fmt.Errorf("PostgreSQL parameter %q: the value contains a line break or another control character", name)
+		}
+	}
+	return nil
+}
+
 // quote renders s as a postgresql.conf string literal.
 func quote(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `'`, `''`, "\n", `\n`, "\r", `\r`)
@@ -114,6 +169,9 @@ func (i *Instance) writeConfig(dataDir string, acct *account) error {
 	if err := i.checkReplication(); err != nil {
 		return err
 	}
+	if err := i.checkSettings(); err != nil {
+		return err
+	}
 	var up *upstream
 	if i.role() == RolePassive {
 		var err error
@@ -123,7 +181,9 @@ func (i *Instance) writeConfig(dataDir string, acct *account) error {
 	}
 	var b strings.Builder
 	b.WriteString("# Managed by Trustee: rewritten on every start. Local changes are lost.\n")
-	for _, s := range i.settings(dataDir, up) {
+	// Trustee's own settings come last: should a parameter name one, it
+	// would not win.
+	for _, s := range append(i.parameterSettings(), i.settings(dataDir, up)...) {
 		fmt.Fprintf(&b, "%s = %s\n", s.name, s.value)
 	}
 	if err := writeFile(filepath.Join(dataDir, ConfigFile), b.String(), acct); err != nil {
@@ -168,8 +228,14 @@ func ensureInclude(path string) error {
 }
 
 // writeFile atomically replaces path with content, mode 0600, owned by the
-// run-as account.
+// run-as account. A file that already holds content (with that mode) is
+// left as it is.
 func writeFile(path, content string, acct *account) error {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == 0o600 && acct.owns(fi) {
+		if old, err := os.ReadFile(path); err == nil && string(old) == content {
+			return nil
+		}
+	}
 	tmp := path + ".tmp"
 	_ = os.Remove(tmp)
 	err := func() error {

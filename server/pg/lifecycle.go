@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -163,14 +165,49 @@ func writeSecretFile(prog, content string, acct *account) (string, error) {
 	return path, nil
 }
 
-// checkSocketPath makes sure PostgreSQL can create its Unix socket in dir.
-func (i *Instance) checkSocketPath(dir string) error {
+// checkSocketPath makes sure PostgreSQL can create its Unix socket for
+// the data directory dataDir.
+func (i *Instance) checkSocketPath(dataDir string) error {
+	dir, err := i.socketDir(dataDir)
+	if err != nil {
+		return err
+	}
 	sock := filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(i.port()))
-	if len(sock) > maxSocketPath {
-		return fmt.Errorf("PostgreSQL data directory path %s is too long: its Unix socket path would exceed %d bytes; "+
+	if len(sock) <= maxSocketPath {
+		return nil
+	}
+	if i.SocketDir != "" {
+		return fmt.Errorf("PostgreSQL socket directory path %s is too long: its Unix socket path would exceed %d bytes; "+
 			"choose a shorter path", dir, maxSocketPath)
 	}
-	return nil
+	return fmt.Errorf("PostgreSQL data directory path %s is too long: its Unix socket path would exceed %d bytes; "+
+		"choose a shorter path", dir, maxSocketPath)
+}
+
+// prepareSocketDir creates SocketDir (mode 0700, for the run-as account)
+// when it is missing, and checks the account can reach it.
+func (i *Instance) prepareSocketDir(acct *account) error {
+	if i.SocketDir == "" {
+		return nil
+	}
+	dir, err := i.socketDir("")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return fmt.Errorf("create parent of PostgreSQL socket directory: %w", err)
+		}
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create PostgreSQL socket directory: %w", err)
+		}
+		if err := acct.chown(dir); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return fmt.Errorf("PostgreSQL socket directory: %w", err)
+	}
+	return acct.checkReach(dir)
 }
 
 // Start starts the server with pg_ctl and waits until it accepts
@@ -196,20 +233,8 @@ func (i *Instance) Start(ctx context.Context) error {
 	if st.Running {
 		return nil
 	}
-	if err := i.checkSocketPath(dir); err != nil {
-		return err
-	}
-	r, err := i.runner()
+	r, err := i.prepareRun(dir)
 	if err != nil {
-		return err
-	}
-	if err := r.acct.checkReach(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	if err := i.checkRoleMatchesData(dir); err != nil {
-		return err
-	}
-	if err := i.writeConfig(dir, r.acct); err != nil {
 		return err
 	}
 	logPath := filepath.Join(dir, LogFile)
@@ -224,6 +249,124 @@ func (i *Instance) Start(ctx context.Context) error {
 			dir, i.port(), err, out, logPath, logTail(logPath, logStart, logTailLines))
 	}
 	return nil
+}
+
+// prepareRun checks that the cluster in dir can run as this Instance and
+// writes Trustee's configuration, before the server starts.
+func (i *Instance) prepareRun(dir string) (*runner, error) {
+	if err := i.checkSocketPath(dir); err != nil {
+		return nil, err
+	}
+	r, err := i.runner()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.acct.checkReach(filepath.Dir(dir)); err != nil {
+		return nil, err
+	}
+	if err := i.checkRoleMatchesData(dir); err != nil {
+		return nil, err
+	}
+	if err := restoreModes(dir); err != nil {
+		return nil, err
+	}
+	if err := i.writeConfig(dir, r.acct); err != nil {
+		return nil, err
+	}
+	if err := i.prepareSocketDir(r.acct); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// restoreModes takes back the group and other permissions that a volume's
+// group ownership (Kubernetes' fsGroup) adds to the data directory and the
+// passive's password file: PostgreSQL refuses a group-writable data
+// directory, and libpq ignores a password file others may read.
+func restoreModes(dir string) error {
+	for _, f := range []struct {
+		path string
+		mode fs.FileMode
+	}{{dir, 0o700}, {filepath.Join(dir, passFile), 0o600}} {
+		fi, err := os.Stat(f.path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&^f.mode != 0 || fi.Mode()&(fs.ModeSetgid|fs.ModeSetuid|fs.ModeSticky) != 0 {
+			if err := os.Chmod(f.path, f.mode); err != nil {
+				return fmt.Errorf("restore mode %v of %s: %w", f.mode, f.path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// RunOptions are the options of Run.
+type RunOptions struct {
+	// Log receives the server's log (its standard output and error);
+	// nil discards it.
+	Log io.Writer
+	// Reload makes the server re-read its configuration files (SIGHUP)
+	// each time it receives.
+	Reload <-chan struct{}
+}
+
+// Run runs the server in the foreground, as a child process, until it
+// exits or ctx is done; then it is shut down in fast mode (open
+// transactions are rolled back) and Run waits for it to exit. Like Start,
+// it rewrites Trustee's configuration first. Run refuses a cluster whose
+// server already runs. When the server exits with a failure status, the
+// error wraps its *exec.ExitError; a clean exit returns nil.
+func (i *Instance) Run(ctx context.Context, o RunOptions) error {
+	dir, err := i.dataDir()
+	if err != nil {
+		return err
+	}
+	if !i.Initialized() {
+		return fmt.Errorf("%w: %s (initialize it first)", ErrNotInitialized, dir)
+	}
+	st, err := i.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Running {
+		return fmt.Errorf("PostgreSQL already runs in %s (pid %d); stop it first", dir, st.PID)
+	}
+	r, err := i.prepareRun(dir)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(r.bin, "postgres"), "-D", dir)
+	cmd.Env = append([]string(nil), childEnv...)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = r.acct.sysProcAttr()
+	cmd.Stdout, cmd.Stderr = o.Log, o.Log
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start PostgreSQL in %s: %w", dir, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	done := ctx.Done()
+	for {
+		select {
+		case err := <-exited:
+			if err != nil {
+				return fmt.Errorf("PostgreSQL in %s: %w", dir, err)
+			}
+			return nil
+		case <-done:
+			done = nil
+			_ = cmd.Process.Signal(os.Interrupt) // fast shutdown
+		case <-o.Reload:
+			_ = cmd.Process.Signal(syscall.SIGHUP)
+		}
+	}
 }
 
 // Stop shuts the server down (fast mode: open transactions are rolled back)

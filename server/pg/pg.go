@@ -3,8 +3,9 @@
 // Trustee owns its database cluster: [Instance.Init] creates it with initdb,
 // [Instance.Start] and [Instance.Stop] drive pg_ctl, and [Instance.Status]
 // reports on it. The cluster only accepts password (SCRAM-SHA-256)
-// connections over loopback TCP and over a Unix socket kept inside the data
-// directory, and replication connections from [Instance.ReplicationFrom].
+// connections over loopback TCP and over a Unix socket (kept inside the data
+// directory unless [Instance.SocketDir] names another), and replication
+// connections from [Instance.ReplicationFrom].
 //
 // Two servers can run as an active/passive pair. The active's cluster is
 // the primary: [Instance.ConfigureReplication] creates the replication role
@@ -28,6 +29,7 @@ package pg
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -93,8 +95,16 @@ type Instance struct {
 	// DataDir is the PostgreSQL data directory. Init creates it with mode
 	// 0700.
 	DataDir string
-	// Host is the address PostgreSQL listens on; default DefaultHost.
+	// Host is the address PostgreSQL listens on, and the one clients on
+	// this host connect to; default DefaultHost.
 	Host string
+	// ListenAddresses is PostgreSQL's listen_addresses when it should
+	// listen on more than Host: a comma-separated list of addresses or
+	// host names, "*" for all. Default: Host.
+	ListenAddresses string
+	// SocketDir is the directory of PostgreSQL's Unix socket and its lock
+	// file; default the data directory. Start creates it if missing.
+	SocketDir string
 	// Port is the TCP port; default DefaultPort.
 	Port int
 	// User is the database superuser role; default DefaultUser.
@@ -124,11 +134,21 @@ type Instance struct {
 	// Slot is the physical replication slot on the active that keeps the
 	// WAL the passive has not received yet; default DefaultSlot.
 	Slot string
+	// CreateMissingSlot makes InitStandby and Reseed create Slot on the
+	// active when it is not there (as the replication role may), rather
+	// than fail: for a passive whose slot was dropped while the active
+	// runs on.
+	CreateMissingSlot bool
 	// ReplicationFrom lists the networks (CIDR, such as 10.0.0.7/32) the
 	// replication role may connect from; default loopback only
 	// (127.0.0.1/32 and ::1/128). Set it on the active to admit the
 	// passive's host.
 	ReplicationFrom []string
+
+	// Parameters are more postgresql.conf settings, name → value (as
+	// postgresql.conf has it, unquoted), written with Trustee's own. A
+	// setting Trustee manages cannot be among them.
+	Parameters map[string]string
 }
 
 // Status describes the server process of an Instance.
@@ -151,6 +171,25 @@ func (i *Instance) port() int {
 		return DefaultPort
 	}
 	return i.Port
+}
+
+func (i *Instance) listenAddresses() string {
+	if i.ListenAddresses == "" {
+		return i.host()
+	}
+	return i.ListenAddresses
+}
+
+// socketDir returns the absolute directory of the Unix socket for the data
+// directory dataDir.
+func (i *Instance) socketDir(dataDir string) (string, error) {
+	if i.SocketDir == "" {
+		return dataDir, nil
+	}
+	if strings.ContainsAny(i.SocketDir, "\x00\n\r,'\\") {
+		return "", fmt.Errorf("PostgreSQL socket directory %q: the path must not contain commas, quotes, backslashes or control characters", i.SocketDir)
+	}
+	return filepath.Abs(i.SocketDir)
 }
 
 func (i *Instance) user() string {

@@ -144,7 +144,8 @@ func isStandby(dir string) bool {
 
 // ConfigureReplication prepares the active for its passive: it creates the
 // replication role (LOGIN REPLICATION, password replPassword) or updates
-// its password, and creates the physical replication slot if missing. A
+// it when its password or attributes differ, and creates the physical
+// replication slot if missing. A
 // slot that has lost WAL the passive needed (wal_status "lost") is useless:
 // it is replaced, and the passive must then be reseeded. ConfigureReplication
 // connects as User with superPassword; the server must be running. It is
@@ -195,18 +196,26 @@ func (i *Instance) ConfigureReplication(ctx context.Context, superPassword, repl
 
 	user := pgx.Identifier{i.replicationUser()}.Sanitize()
 	attrs := " WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD " + quoteLiteral(verifier)
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
-		i.replicationUser()).Scan(&exists); err != nil {
+	var exists, current bool
+	var stored *string
+	err = conn.QueryRow(ctx, `SELECT rolpassword, rolcanlogin AND rolreplication AND NOT (rolsuper OR rolcreatedb OR rolcreaterole)
+		FROM pg_authid WHERE rolname = $1`, i.replicationUser()).Scan(&stored, &current)
+	switch {
+	case err == nil:
+		exists = true
+	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("configure replication: %w", err)
 	}
+	// A role with the right attributes and password is left as it is.
+	upToDate := exists && current && stored != nil && scramMatches(*stored, replPassword)
+	err = nil
 	if !exists {
 		_, err = conn.Exec(ctx, "CREATE ROLE "+user+attrs)
 		if isCode(err, "42710") { // duplicate_object: created meanwhile
 			exists = true
 		}
 	}
-	if exists {
+	if exists && !upToDate {
 		_, err = conn.Exec(ctx, "ALTER ROLE "+user+attrs)
 	}
 	if err != nil {
@@ -241,7 +250,8 @@ func (i *Instance) ConfigureReplication(ctx context.Context, superPassword, repl
 // DataDir is left empty, so InitStandby can simply be run again.
 //
 // InitStandby refuses a DataDir that already holds a cluster
-// (ErrAlreadyInitialized); Reseed replaces one.
+// (ErrAlreadyInitialized); Reseed replaces one. With CreateMissingSlot, a
+// missing slot is created on the active by the copy.
 func (i *Instance) InitStandby(ctx context.Context, primaryHost string, primaryPort int, replPassword string) error {
 	if err := i.checkStandbyArgs(primaryHost, primaryPort, replPassword); err != nil {
 		return err
@@ -267,7 +277,14 @@ func (i *Instance) InitStandby(ctx context.Context, primaryHost string, primaryP
 		return err
 	}
 	up := &upstream{host: primaryHost, port: primaryPort, user: i.replicationUser()}
-	if err := i.seed(ctx, r, dir, up, replPassword); err != nil {
+	err = i.seed(ctx, r, dir, up, replPassword, false)
+	var ce *CopyError
+	if i.CreateMissingSlot && errors.As(err, &ce) && slotMissing(ce.Output) {
+		if err = emptyDir(dir); err == nil {
+			err = i.seed(ctx, r, dir, up, replPassword, true)
+		}
+	}
+	if err != nil {
 		// dir was empty before: what is in it now is the failed copy.
 		if cerr := emptyDir(dir); cerr != nil {
 			return fmt.Errorf("%w\nthe incomplete copy could not be removed (%v): empty %s before trying again", err, cerr, dir)
@@ -298,7 +315,8 @@ func (i *Instance) checkStandbyArgs(primaryHost string, primaryPort int, replPas
 // seed copies the active's cluster into the empty dir and turns it into a
 // standby. It writes standby.signal before anything else can start the
 // copy, which would otherwise run as a second primary.
-func (i *Instance) seed(ctx context.Context, r *runner, dir string, up *upstream, password string) error {
+// With createSlot, pg_basebackup creates the replication slot on the active.
+func (i *Instance) seed(ctx context.Context, r *runner, dir string, up *upstream, password string, createSlot bool) error {
 	tmp, err := writeSecretFile("pg_basebackup", up.passLine(password), r.acct)
 	if err != nil {
 		return err
@@ -315,14 +333,16 @@ func (i *Instance) seed(ctx context.Context, r *runner, dir string, up *upstream
 		"--checkpoint=fast",
 		"--label=trustee passive " + i.standbyName(),
 	}
+	if createSlot {
+		args = append(args, "--create-slot")
+	}
 	if i.NoSync {
 		args = append(args, "--no-sync")
 	}
 	out, err := r.runEnv(ctx, []string{"PGPASSFILE=" + tmp, "PGCONNECT_TIMEOUT=10"}, "pg_basebackup", args...)
 	os.Remove(tmp)
 	if err != nil {
-		return fmt.Errorf("copy the active's cluster from %s:%d with pg_basebackup: %w\n%s%s",
-			up.host, up.port, err, out, basebackupHint(out, i))
+		return &CopyError{Host: up.host, Port: up.port, Output: out, Hint: strings.TrimPrefix(basebackupHint(out, i), "\n"), Err: err}
 	}
 	// The copy holds the active's server log and the lock files of its
 	// Unix sockets (which live in the data directory): they are not ours,
@@ -343,6 +363,53 @@ func (i *Instance) seed(ctx context.Context, r *runner, dir string, up *upstream
 	return i.writeConfig(dir, r.acct)
 }
 
+// slotMissing reports whether pg_basebackup's output says the active has
+// no such replication slot.
+func slotMissing(out string) bool {
+	return strings.Contains(out, "replication slot") && strings.Contains(out, "does not exist")
+}
+
+// CopyError is a failed copy of the active's cluster by pg_basebackup
+// (InitStandby, Reseed): the active did not answer, refused the
+// connection or the copy broke off. It may succeed when tried again, once
+// the active is up and set up for replication.
+type CopyError struct {
+	Host   string // the active's PostgreSQL
+	Port   int
+	Output string // what pg_basebackup said
+	Hint   string // what that suggests, or ""
+	Err    error  // how pg_basebackup ended
+}
+
+func (e *CopyError) Error() string {
+	msg := fmt.Sprintf("copy the active's cluster from %s:%d with pg_basebackup: %v\n%s", e.Host, e.Port, e.Err, e.Output)
+	if e.Hint != "" {
+		msg += "\n" + e.Hint
+	}
+	return msg
+}
+
+func (e *CopyError) Unwrap() error { return e.Err }
+
+// Reason says in one line why the copy failed: pg_basebackup's error and
+// the hint.
+func (e *CopyError) Reason() string {
+	var msg string
+	for _, line := range strings.Split(e.Output, "\n") {
+		if m, ok := strings.CutPrefix(strings.TrimSpace(line), "pg_basebackup: error: "); ok {
+			msg = m
+			break
+		}
+	}
+	if msg == "" {
+		msg = "pg_basebackup: " + e.Err.Error()
+	}
+	if e.Hint != "" {
+		msg += " (" + e.Hint + ")"
+	}
+	return msg
+}
+
 // basebackupHint turns pg_basebackup's complaint into advice.
 func basebackupHint(out string, i *Instance) string {
 	var hint string
@@ -351,7 +418,7 @@ func basebackupHint(out string, i *Instance) string {
 		hint = "check the replication password: it must be the one given to ConfigureReplication on the active"
 	case strings.Contains(out, "no pg_hba.conf entry"):
 		hint = "the active does not admit replication from this host: add its address to the active's ReplicationFrom and restart the active"
-	case strings.Contains(out, "replication slot") && strings.Contains(out, "does not exist"):
+	case slotMissing(out):
 		hint = fmt.Sprintf("the active has no replication slot %q: run ConfigureReplication on the active", i.slot())
 	case strings.Contains(out, "is active for PID"):
 		hint = fmt.Sprintf("another standby uses replication slot %q: stop it first", i.slot())
@@ -569,19 +636,54 @@ func scramVerifier(password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	salted, err := pbkdf2.Key(sha256.New, password, salt, scramIterations, sha256.Size)
+	stored, server, err := scramKeys(password, salt, scramIterations)
 	if err != nil {
 		return "", err
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s",
+		scramIterations, b64(salt), b64(stored), b64(server)), nil
+}
+
+// scramKeys returns the StoredKey and ServerKey of password with salt and
+// iterations (RFC 5802).
+func scramKeys(password string, salt []byte, iterations int) (stored, server []byte, err error) {
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	if err != nil {
+		return nil, nil, err
 	}
 	mac := func(msg string) []byte {
 		h := hmac.New(sha256.New, salted)
 		h.Write([]byte(msg))
 		return h.Sum(nil)
 	}
-	stored := sha256.Sum256(mac("Client Key"))
-	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s",
-		scramIterations, b64(salt), b64(stored[:]), b64(mac("Server Key"))), nil
+	sum := sha256.Sum256(mac("Client Key"))
+	return sum[:], mac("Server Key"), nil
+}
+
+// scramMatches reports whether verifier, as PostgreSQL stores it
+// (SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey), is one of password.
+func scramMatches(verifier, password string) bool {
+	rest, ok := strings.CutPrefix(verifier, "SCRAM-SHA-256$")
+	if !ok {
+		return false
+	}
+	params, keys, ok := strings.Cut(rest, "$")
+	iterStr, saltB64, ok1 := strings.Cut(params, ":")
+	storedB64, serverB64, ok2 := strings.Cut(keys, ":")
+	iterations, err := strconv.Atoi(iterStr)
+	if !ok || !ok1 || !ok2 || err != nil || iterations < 1 || iterations > 1<<20 {
+		return false
+	}
+	dec := base64.StdEncoding.DecodeString
+	salt, err1 := dec(saltB64)
+	wantStored, err2 := dec(storedB64)
+	wantServer, err3 := dec(serverB64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return false
+	}
+	stored, server, err := scramKeys(password, salt, iterations)
+	return err == nil && hmac.Equal(stored, wantStored) && hmac.Equal(server, wantServer)
 }
 
 // quoteLiteral renders s as an SQL string literal

@@ -235,10 +235,15 @@ func TestReplication(t *testing.T) {
 		if err := passive.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
+		checkStale(t, ctx, passive, active.Port, "")
+		if _, _, err := passive.UpstreamStale(ctx, "127.0.0.1", active.Port, "wrong password"); err == nil {
+			t.Error("UpstreamStale with a wrong password: no error")
+		}
 		// A dropped slot is re-created.
 		if _, err := activeDB.Exec(ctx, "SELECT pg_drop_replication_slot($1)", pg.DefaultSlot); err != nil {
 			t.Fatal(err)
 		}
+		checkStale(t, ctx, passive, active.Port, "no replication slot")
 		if st := status(t, ctx, active); st.SlotWALStatus != "" {
 			t.Fatalf("status without slot = %+v", st)
 		}
@@ -264,6 +269,7 @@ func TestReplication(t *testing.T) {
 			}
 			return status(t, ctx, active).SlotWALStatus == "lost"
 		})
+		checkStale(t, ctx, passive, active.Port, "lost the WAL")
 		setWALLimits(t, ctx, activeDB, "max_slot_wal_keep_size", "wal_keep_size")
 		if err := active.ConfigureReplication(ctx, superPassword, replPassword); err != nil {
 			t.Fatal(err)
@@ -306,6 +312,16 @@ func TestReplication(t *testing.T) {
 			t.Error("a write after Reseed is not on the passive")
 		}
 	})
+}
+
+// checkStale checks what UpstreamStale says of the passive: stale for the
+// reason want, or not stale when want is "".
+func checkStale(t *testing.T, ctx context.Context, passive *pg.Instance, activePort int, want string) {
+	t.Helper()
+	stale, why, err := passive.UpstreamStale(ctx, "127.0.0.1", activePort, replPassword)
+	if err != nil || stale != (want != "") || !strings.Contains(why, want) {
+		t.Fatalf("UpstreamStale = %v, %q, %v; want stale for %q", stale, why, err, want)
+	}
 }
 
 func status(t *testing.T, ctx context.Context, inst *pg.Instance) pg.ReplicationStatus {
@@ -434,6 +450,17 @@ func TestInitStandbyBadInput(t *testing.T) {
 	if err := other.InitStandby(ctx, "127.0.0.1", active.Port, replPassword); err == nil ||
 		!strings.Contains(err.Error(), `has no replication slot "no_such_slot"`) {
 		t.Errorf("InitStandby without a slot: err = %v", err)
+	}
+
+	// With CreateMissingSlot, the copy makes the slot.
+	made := newPassive(t)
+	made.Slot, made.CreateMissingSlot = "made_by_passive", true
+	if err := made.InitStandby(ctx, "127.0.0.1", active.Port, replPassword); err != nil {
+		t.Fatalf("InitStandby with CreateMissingSlot: %v", err)
+	}
+	var slots int
+	if err := connectDB(t, ctx, active).QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'made_by_passive'").Scan(&slots); err != nil || slots != 1 {
+		t.Fatalf("slots made by the passive: %d, %v", slots, err)
 	}
 
 	if err := passive.InitStandby(ctx, "127.0.0.1", active.Port, replPassword); err != nil {

@@ -16,6 +16,8 @@ func (a *account) sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func (a *account) checkReach(string) error { return nil }
 
+func (a *account) owns(os.FileInfo) bool { return true }
+
 func processAlive(pid int) bool {
 	_, err := os.FindProcess(pid)
 	return pid > 0 && err == nil

@@ -62,6 +62,16 @@ func (a *account) sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: a.groups}}
 }
 
+// owns reports whether the file described by fi belongs to the account
+// (always true for the caller itself).
+func (a *account) owns(fi os.FileInfo) bool {
+	if a == nil {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == a.uid && st.Gid == a.gid
+}
+
 // checkReach makes sure the account can enter dir and every directory
 // above it, as PostgreSQL must to reach its data directory and files.
 func (a *account) checkReach(dir string) error {

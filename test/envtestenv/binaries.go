@@ -18,10 +18,14 @@ const EnvAssets = "KUBEBUILDER_ASSETS"
 // the helm binary to run; nothing is built then.
 const EnvHelm = "KTS_HELM"
 
+// EnvCertManager names the environment variable that, when set, is the
+// path of the cert-manager controller binary to run (see
+// hack/cert-manager); nothing is built then.
+const EnvCertManager = "KTS_CERT_MANAGER"
+
 const (
 	etcdModule       = "go.etcd.io/etcd/server/v3"
 	kubernetesModule = "k8s.io/kubernetes"
-	helmModule       = "helm.sh/helm/v3"
 )
 
 var (
@@ -32,6 +36,10 @@ var (
 	helmOnce sync.Once
 	helmPath string
 	helmErr  error
+
+	certManagerOnce sync.Once
+	certManagerPath string
+	certManagerErr  error
 )
 
 // AssetsDir returns the directory holding the etcd and kube-apiserver
@@ -88,41 +96,29 @@ func findAssets() (string, error) {
 // it (minutes, once). It fails t when there is none to be had.
 func HelmBinary(t testing.TB) string {
 	t.Helper()
-	helmOnce.Do(func() { helmPath, helmErr = findHelm(t) })
+	helmOnce.Do(func() {
+		helmPath, helmErr = toolcache.Helm.Find(func(format string, args ...any) {
+			t.Logf("envtestenv: "+format, args...)
+		})
+	})
 	if helmErr != nil {
 		t.Fatalf("envtestenv: no helm binary: %v", helmErr)
 	}
 	return helmPath
 }
 
-func findHelm(t testing.TB) (string, error) {
-	if p := os.Getenv(EnvHelm); p != "" {
-		if err := toolcache.IsExecutable(p); err != nil {
-			return "", fmt.Errorf("$%s: %w", EnvHelm, err)
-		}
-		return p, nil
+// CertManagerBinary returns the path of cert-manager's controller:
+// $KTS_CERT_MANAGER when set, else the cache of hack/build-cert-manager.sh,
+// which it runs when the cache has not got it (about 7 minutes, once).
+// StartShared calls it for Options.CertManager.
+func CertManagerBinary() (string, error) {
+	if os.Getenv(EnvCertManager) != "" {
+		return toolcache.CertManager.Find(nil)
 	}
-	root, err := toolcache.RepoRoot("hack/build-k8s-test-binaries.sh")
-	if err != nil {
-		return "", fmt.Errorf("%w (or set $%s to a helm binary)", err, EnvHelm)
-	}
-	version, err := toolcache.WrapperVersion(filepath.Join(root, "hack", "helm", "go.mod"), helmModule)
-	if err != nil {
-		return "", err
-	}
-	if dir, err := toolcache.Dir("helm-" + version); err == nil {
-		p := filepath.Join(dir, "helm")
-		if toolcache.IsExecutable(p) == nil {
-			return p, nil
-		}
-	}
-	t.Logf("envtestenv: building helm %s with hack/build-helm.sh (a few minutes, once; it is cached)", version)
-	p, err := toolcache.RunScript(root, "build-helm.sh")
-	if err != nil {
-		return "", err
-	}
-	if err := toolcache.IsExecutable(p); err != nil {
-		return "", fmt.Errorf("hack/build-helm.sh printed %q: %w", p, err)
-	}
-	return p, nil
+	certManagerOnce.Do(func() {
+		certManagerPath, certManagerErr = toolcache.CertManager.Find(func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, "envtestenv: "+format+"\n", args...)
+		})
+	})
+	return certManagerPath, certManagerErr
 }

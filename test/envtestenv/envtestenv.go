@@ -1,6 +1,7 @@
 // Package envtestenv runs a real Kubernetes API server (kube-apiserver and
 // etcd, through controller-runtime's envtest) for the operator's tests, on
-// 127.0.0.1, and gives them a client, a kubeconfig for kubectl, and helm.
+// 127.0.0.1, and gives them a client, a kubeconfig for kubectl, helm and,
+// on request (Options.CertManager), cert-manager's controller.
 //
 // The binaries come from $KUBEBUILDER_ASSETS when it is set, else from the
 // cache that hack/build-k8s-test-binaries.sh fills
@@ -18,6 +19,7 @@
 //		os.Exit(envtestenv.Main(m, &env, envtestenv.Options{
 //			CRDDirs:     []string{"../../config/crd/bases"},
 //			AddToScheme: []func(*runtime.Scheme) error{v1alpha1.AddToScheme},
+//			CertManager: true, // cert-manager's CRDs and controller
 //		}))
 //	}
 //
@@ -26,7 +28,7 @@
 //		...
 //	}
 //
-// Start gives a test an API server of its own instead.
+// Start and StartWith give a test an API server of its own instead.
 package envtestenv
 
 import (
@@ -37,12 +39,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-	"trustee.dev/trustee/test/toolcache"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +54,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"trustee.dev/trustee/test/toolcache"
 )
 
 // Options say what a new Env has besides Kubernetes' built-in types.
@@ -61,6 +66,13 @@ type Options struct {
 	// AddToScheme are added to the client's scheme after client-go's
 	// built-in types, e.g. the project's v1alpha1.AddToScheme.
 	AddToScheme []func(*runtime.Scheme) error
+	// CertManager installs cert-manager's CRDs, adds its cert-manager.io
+	// types to the scheme and runs its controller (hack/cert-manager, see
+	// CertManagerBinary) against the API server, with
+	// CertManagerNamespace as its ClusterResourceNamespace. It issues
+	// Certificates from SelfSigned and CA Issuers and ClusterIssuers; no
+	// webhook runs, so nothing validates or defaults those objects.
+	CertManager bool
 }
 
 // Env is a running API server with an administrator's access to it.
@@ -69,7 +81,8 @@ type Env struct {
 	Config *rest.Config
 	// Client is a controller-runtime client on Config, with Scheme.
 	Client client.Client
-	// Scheme has client-go's built-in types, apiextensions/v1 and what
+	// Scheme has client-go's built-in types, apiextensions/v1,
+	// cert-manager.io/v1 with Options.CertManager, and what
 	// Options.AddToScheme added.
 	Scheme *runtime.Scheme
 	// Environment is envtest's, for what this package does not cover.
@@ -78,6 +91,8 @@ type Env struct {
 	AssetsDir string
 
 	dir string // kubeconfigs and helm's home; removed by Stop
+
+	certManager *certManager // with Options.CertManager
 
 	mu         sync.Mutex
 	kubeconfig string
@@ -91,11 +106,21 @@ type Env struct {
 // one (see Main).
 func Start(t testing.TB, crdDirs ...string) *Env {
 	t.Helper()
-	env, err := StartShared(Options{CRDDirs: crdDirs})
+	return StartWith(t, Options{CRDDirs: crdDirs})
+}
+
+// StartWith is Start with all of Options. When t has failed, it logs the
+// end of the cert-manager controller's output before stopping it.
+func StartWith(t testing.TB, opts Options) *Env {
+	t.Helper()
+	env, err := StartShared(opts)
 	if err != nil {
 		t.Fatalf("envtestenv: %v", err)
 	}
 	t.Cleanup(func() {
+		if log := env.CertManagerLog(); t.Failed() && log != "" {
+			t.Log(log)
+		}
 		if err := env.Stop(); err != nil {
 			t.Errorf("envtestenv: %v", err)
 		}
@@ -115,6 +140,9 @@ func Main(m *testing.M, env **Env, opts Options) int {
 	}
 	*env = e
 	code := m.Run()
+	if log := e.CertManagerLog(); code != 0 && log != "" {
+		fmt.Fprintln(os.Stderr, log)
+	}
 	if err := e.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "envtestenv: %v\n", err)
 		if code == 0 {
@@ -137,10 +165,22 @@ func StartShared(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	crdDirs := opts.CRDDirs
+	adders := []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme}
+	var certManagerBin string
+	if opts.CertManager {
+		if certManagerBin, err = CertManagerBinary(); err != nil {
+			return nil, err
+		}
+		dir, err := certManagerCRDDir()
+		if err != nil {
+			return nil, err
+		}
+		crdDirs = append(slices.Clone(crdDirs), dir)
+		adders = append(adders, cmapi.AddToScheme)
+	}
+	adders = append(adders, opts.AddToScheme...)
 	scheme := runtime.NewScheme()
-	adders := append([]func(*runtime.Scheme) error{
-		clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme,
-	}, opts.AddToScheme...)
 	for _, add := range adders {
 		if err := add(scheme); err != nil {
 			return nil, fmt.Errorf("building the scheme: %w", err)
@@ -149,7 +189,7 @@ func StartShared(opts Options) (*Env, error) {
 
 	te := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     opts.CRDDirs,
+		CRDDirectoryPaths:     crdDirs,
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
@@ -199,21 +239,34 @@ func StartShared(opts Options) (*Env, error) {
 		_ = env.Stop()
 		return nil, fmt.Errorf("client: %w", err)
 	}
+	if opts.CertManager {
+		if env.certManager, err = startCertManager(env, certManagerBin); err != nil {
+			_ = env.Stop()
+			return nil, err
+		}
+	}
 	return env, nil
 }
 
-// Stop stops the API server, then etcd (envtest's order: etcd first would
-// leave the API server hanging on shutdown), and removes their data and the
-// files this Env wrote. Calling it again does nothing.
+// Stop stops the cert-manager controller, if any, then the API server,
+// then etcd (envtest's order: etcd first would leave the API server hanging
+// on shutdown), and removes their data and the files this Env wrote. It
+// reports a cert-manager controller that had ended by itself. Calling it
+// again does nothing.
 func (e *Env) Stop() error {
 	e.stopOnce.Do(func() {
+		var cmErr error
+		if e.certManager != nil {
+			cmErr = e.certManager.stop()
+		}
 		err := e.Environment.Stop()
 		if rmErr := os.RemoveAll(e.dir); rmErr != nil {
 			err = errors.Join(err, rmErr)
 		}
 		if err != nil {
-			e.stopErr = fmt.Errorf("stopping the API server: %w", err)
+			err = fmt.Errorf("stopping the API server: %w", err)
 		}
+		e.stopErr = errors.Join(cmErr, err)
 	})
 	return e.stopErr
 }

@@ -52,6 +52,78 @@ func WrapperVersion(gomod, module string) (string, error) {
 	return "", fmt.Errorf("%s requires no version of %s", gomod, module)
 }
 
+// Tool is a binary that a hack/build-*.sh script builds from its wrapper
+// module into the cache: ${XDG_CACHE_HOME:-$HOME/.cache}/trustee/
+// <Name>-<version>/<Binary>, the version being the one of Module that
+// hack/<Wrapper>/go.mod requires.
+type Tool struct {
+	Name    string // the cache directory's prefix, such as "helm"
+	Binary  string // the binary's file name in it, such as "helm"
+	Wrapper string // the wrapper module's directory under hack/
+	Module  string // the module whose version the wrapper requires
+	Script  string // the script under hack/ that builds it
+	Env     string // an environment variable that, when set, is the binary to use
+}
+
+// Find returns the path of the tool's binary: $Env when set, else the one
+// in the cache, else the one Script builds (minutes, once), saying so
+// through logf (when not nil) first.
+func (t Tool) Find(logf func(format string, args ...any)) (string, error) {
+	if p := os.Getenv(t.Env); p != "" {
+		if err := IsExecutable(p); err != nil {
+			return "", fmt.Errorf("$%s: %w", t.Env, err)
+		}
+		return p, nil
+	}
+	gomod := filepath.Join("hack", t.Wrapper, "go.mod")
+	root, err := RepoRoot(filepath.ToSlash(gomod))
+	if err != nil {
+		return "", fmt.Errorf("%w (or set $%s to a %s binary)", err, t.Env, t.Binary)
+	}
+	version, err := WrapperVersion(filepath.Join(root, gomod), t.Module)
+	if err != nil {
+		return "", err
+	}
+	if dir, err := Dir(t.Name + "-" + version); err == nil {
+		if p := filepath.Join(dir, t.Binary); IsExecutable(p) == nil {
+			return p, nil
+		}
+	}
+	if logf != nil {
+		logf("building %s %s with hack/%s (minutes, once; it is cached)", t.Binary, version, t.Script)
+	}
+	p, err := RunScript(root, t.Script)
+	if err != nil {
+		return "", err
+	}
+	if err := IsExecutable(p); err != nil {
+		return "", fmt.Errorf("hack/%s printed %q: %w", t.Script, p, err)
+	}
+	return p, nil
+}
+
+// Helm is helm (hack/helm), which the chart tests run against the envtest
+// API server.
+var Helm = Tool{
+	Name:    "helm",
+	Binary:  "helm",
+	Wrapper: "helm",
+	Module:  "helm.sh/helm/v3",
+	Script:  "build-helm.sh",
+	Env:     "KTS_HELM",
+}
+
+// CertManager is cert-manager's controller (hack/cert-manager), which the
+// operator's tests run against the envtest API server.
+var CertManager = Tool{
+	Name:    "cert-manager",
+	Binary:  "cert-manager-controller",
+	Wrapper: "cert-manager",
+	Module:  "github.com/cert-manager/cert-manager",
+	Script:  "build-cert-manager.sh",
+	Env:     "KTS_CERT_MANAGER",
+}
+
 // Dir is the cache directory of a tool build, such as "helm-v3.22.0".
 func Dir(name string) (string, error) {
 	cache, err := os.UserCacheDir()

@@ -1,0 +1,70 @@
+{{/*
+The chart's name, or nameOverride: the label app.kubernetes.io/name.
+*/}}
+{{- define "trustee-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the objects: fullnameOverride, else the release's name
+followed by the chart's name unless the release's name holds it already.
+At most 63 characters (a DNS label).
+*/}}
+{{- define "trustee-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the label helm.sh/chart.
+*/}}
+{{- define "trustee-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The labels of every object. Values are quoted: a release named "n" or "on"
+would otherwise be a YAML boolean.
+*/}}
+{{- define "trustee-operator.labels" -}}
+helm.sh/chart: {{ include "trustee-operator.chart" . | quote }}
+{{ include "trustee-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
+app.kubernetes.io/part-of: trustee
+{{- end }}
+
+{{/*
+The labels that select the operator's pods. The servers' NetworkPolicy lets
+pods labelled app.kubernetes.io/name=trustee-operator reach their admin API.
+*/}}
+{{- define "trustee-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trustee-operator.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+{{- end }}
+
+{{/*
+The ServiceAccount the operator runs as.
+*/}}
+{{- define "trustee-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "trustee-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's image, also the servers' default image.
+*/}}
+{{- define "trustee-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}

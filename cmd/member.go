@@ -1,0 +1,265 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/hsmkeys"
+	"trustee.dev/trustee/server/pg"
+)
+
+// Retry intervals of a passive waiting for its active.
+const (
+	firstCopyRetry = time.Second
+	maxCopyRetry   = 10 * time.Second
+)
+
+func newMemberCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "member",
+		Short: "Prepare a member of the pair as a Kubernetes pod runs it",
+	}
+	cmd.AddCommand(newMemberSetupCommand())
+	return cmd
+}
+
+// memberSetup is what kts member setup is asked to do.
+type memberSetup struct {
+	member, configFile, dir, runAs string
+}
+
+func newMemberSetupCommand() *cobra.Command {
+	var o memberSetup
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Install a member's keytrustee.conf and make its PostgreSQL ready (a pod's init container)",
+		Long: `setup prepares one member of the pair, as the init container of its pod does.
+
+It installs --config, a complete keytrustee.conf whose ROLE is --member and
+whose files are absolute paths on the mounted Secrets, as keytrustee.conf in
+--confdir (created 0700), after checking that every file it names can be
+read. Then it makes PostgreSQL ready:
+
+  active   creates the cluster on first start; with STANDBY_NAME set, creates
+           (or brings up to date) the replication account and slot and makes
+           every commit wait for the passive.
+  passive  on first start copies the active's cluster (ACTIVE_DB) with
+           pg_basebackup, trying again until the active answers and saying
+           what it waits for; on later starts it copies the active anew only
+           when the copy can no longer follow it (its replication slot is
+           gone), keeping the old data directory beside the new one.
+
+A second run changes nothing. PostgreSQL is left stopped: kts db run runs it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.member, "member", "", "which member this is: active or passive")
+	f.StringVar(&o.configFile, "config", "", "the member's keytrustee.conf, as rendered by the operator")
+	f.StringVarP(&o.dir, "confdir", "c", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
+	f.StringVar(&o.runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
+	cmd.MarkFlagRequired("member")
+	cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func (o memberSetup) run(ctx context.Context, out io.Writer) error {
+	cfg, data, err := o.check(ctx)
+	if err != nil {
+		return err
+	}
+	changed, err := installConfig(o.dir, data)
+	if err != nil {
+		return err
+	}
+	if changed {
+		fmt.Fprintf(out, "installed %s as %s\n", o.configFile, filepath.Join(o.dir, config.FileName))
+	} else {
+		fmt.Fprintf(out, "%s is up to date\n", filepath.Join(o.dir, config.FileName))
+	}
+	inst := pgInstance(o.dir, cfg, o.runAs)
+	if cfg.Role == config.RoleActive {
+		err = setupActive(ctx, out, o.dir, cfg, inst)
+	} else {
+		err = setupPassive(ctx, out, o.dir, cfg, inst)
+	}
+	if err == nil && cfg.HasHSM() {
+		fmt.Fprintf(out, "note: the server opens the HSM %s, but setup neither creates nor adopts its keys: "+
+			"until they wrap deposits (kts keyhsm init), the deposit keyring does\n", hsmkeys.Describe(cfg))
+	}
+	return err
+}
+
+// check validates everything setup needs before it changes anything, and
+// returns the configuration and the file's content.
+func (o memberSetup) check(ctx context.Context) (config.Config, []byte, error) {
+	if o.member != config.RoleActive && o.member != config.RolePassive {
+		return config.Config{}, nil, fmt.Errorf("--member %q: use active or passive", o.member)
+	}
+	data, err := os.ReadFile(o.configFile)
+	if err != nil {
+		return config.Config{}, nil, fmt.Errorf("--config: %w", err)
+	}
+	cfg, err := config.Parse(data)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("%s: %w", o.configFile, err)
+	}
+	if cfg.Role != o.member {
+		return cfg, nil, fmt.Errorf("%s is the configuration of the %s (ROLE %q), but --member is %s: give this member's own file",
+			o.configFile, cfg.Role, cfg.Role, o.member)
+	}
+	if err := confdir.CheckFiles(o.dir, cfg); err != nil {
+		return cfg, nil, fmt.Errorf("%s names files that cannot be read:\n%w", o.configFile, err)
+	}
+	installed, err := config.Load(o.dir)
+	switch {
+	case err == nil && installed.Role != cfg.Role:
+		return cfg, nil, fmt.Errorf("%s holds the state of the %s, and this is the %s: give each member its own state directory",
+			o.dir, installed.Role, cfg.Role)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return cfg, nil, fmt.Errorf("the installed configuration: %w", err)
+	}
+	st, err := pgInstance(o.dir, cfg, o.runAs).Status(ctx)
+	if err != nil {
+		return cfg, nil, err
+	}
+	if st.Running {
+		return cfg, nil, fmt.Errorf("PostgreSQL runs in %s (pid %d); setup prepares it before it runs: stop it first", st.DataDir, st.PID)
+	}
+	return cfg, data, nil
+}
+
+// installConfig writes data as dir/keytrustee.conf (mode 0600) unless it
+// holds that already, atomically: a crash leaves the old or the new file.
+// dir is created with mode 0700. It reports whether it wrote the file.
+func installConfig(dir string, data []byte) (bool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, err
+	}
+	path := filepath.Join(dir, config.FileName)
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == 0o600 {
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+			return false, nil
+		}
+	}
+	tmp, err := os.CreateTemp(dir, "."+config.FileName+".*.tmp")
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return false, fmt.Errorf("install %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil { // make the rename durable
+		d.Sync()
+		d.Close()
+	}
+	return true, nil
+}
+
+// setupActive creates the active's cluster on first start and, for a
+// pair, its replication account and slot.
+func setupActive(ctx context.Context, out io.Writer, dir string, cfg config.Config, inst *pg.Instance) error {
+	if !inst.Initialized() {
+		if err := initDB(ctx, dir, cfg, inst); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "PostgreSQL cluster in %s exists\n", inst.DataDir)
+	}
+	if cfg.StandbyName == "" {
+		fmt.Fprintln(out, "a single server (no STANDBY_NAME): no replication to set up")
+		return nil
+	}
+	if err := configureActive(ctx, dir, cfg, inst); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "replication account and slot are ready; commits wait for standby %q\n", cfg.StandbyName)
+	return nil
+}
+
+// setupPassive copies the active's cluster on first start, waiting for the
+// active as long as ctx allows, and copies it anew when the copy is stale.
+func setupPassive(ctx context.Context, out io.Writer, dir string, cfg config.Config, inst *pg.Instance) error {
+	host, port, pw, err := activeDB(dir, cfg)
+	if err != nil {
+		return err
+	}
+	if inst.Initialized() {
+		stale, why, err := inst.UpstreamStale(ctx, host, port, pw)
+		switch {
+		case err != nil:
+			fmt.Fprintf(out, "PostgreSQL standby in %s exists; keeping it, for whether it can still follow the active is not known: %v\n", inst.DataDir, err)
+			return nil
+		case !stale:
+			fmt.Fprintf(out, "PostgreSQL standby in %s exists and can follow the active\n", inst.DataDir)
+			return nil
+		}
+		fmt.Fprintf(out, "PostgreSQL standby in %s is stale: %s; copying the active anew (the old data directory is kept beside it)\n", inst.DataDir, why)
+		inst.CreateMissingSlot = true // the active may run on without it
+		err = inst.Reseed(ctx, host, port, pw)
+		if err == nil {
+			fmt.Fprintf(out, "copied the active's PostgreSQL at %s anew into %s\n", cfg.ActiveDB, inst.DataDir)
+			return nil
+		}
+		var ce *pg.CopyError
+		if !errors.As(err, &ce) || inst.Initialized() {
+			return err
+		}
+		fmt.Fprintf(out, "copying the active anew failed: %s\n", ce.Reason())
+	}
+	if os.Geteuid() == 0 {
+		if err := chownTo(dir, inst.RunAs); err != nil {
+			return err
+		}
+	}
+	delay := firstCopyRetry
+	for attempt := 1; ; attempt++ {
+		err := inst.InitStandby(ctx, host, port, pw)
+		if err == nil {
+			fmt.Fprintf(out, "copied the active's PostgreSQL at %s into %s: a hot standby of it\n", cfg.ActiveDB, inst.DataDir)
+			return nil
+		}
+		var ce *pg.CopyError
+		if !errors.As(err, &ce) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped waiting for the active's PostgreSQL at %s: %w", cfg.ActiveDB, ctx.Err())
+		}
+		fmt.Fprintf(out, "waiting for the active's PostgreSQL at %s to copy it (attempt %d): %s; next attempt in %s\n",
+			cfg.ActiveDB, attempt, ce.Reason(), delay)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped waiting for the active's PostgreSQL at %s: %w", cfg.ActiveDB, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxCopyRetry)
+	}
+}

@@ -1,0 +1,90 @@
+package cmd
+
+import (
+	"errors"
+	"os"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"trustee.dev/trustee/controllers"
+)
+
+// operatorPodLabels are the labels of the operator's pods (config/manager,
+// the Helm chart): the servers' NetworkPolicy admits only them to the
+// admin port.
+var operatorPodLabels = map[string]string{"app.kubernetes.io/name": "trustee-operator"}
+
+func newOperatorCommand() *cobra.Command {
+	var (
+		leaderElect              bool
+		leaderElectionNamespace  string
+		metricsAddr, probeAddr   string
+		insecureMetrics          bool
+		defaultImage, kubeconfig string
+	)
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Run the Kubernetes operator (the controller manager of KeyTrusteeServer, Organization and BackupSchedule)",
+		Long: `operator reconciles the trustee.dev custom resources: KeyTrusteeServer into
+the server pair's Secrets, certificates, StatefulSets and Services;
+Organization into an organization on the server, through its admin API;
+BackupSchedule into a CronJob running kts backup. See docs/OPERATOR.md.
+
+It reads the cluster configuration from --kubeconfig, $KUBECONFIG or the
+in-cluster service account.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseDevMode(false)))
+			if kubeconfig != "" {
+				os.Setenv("KUBECONFIG", kubeconfig)
+			}
+			if defaultImage == "" {
+				return errors.New("no server image: set --default-image or OPERATOR_IMAGE (the image the operator itself runs from)")
+			}
+			cfg, err := ctrl.GetConfig()
+			if err != nil {
+				return err
+			}
+			metrics := metricsserver.Options{BindAddress: metricsAddr, SecureServing: !insecureMetrics}
+			if !insecureMetrics {
+				metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+			}
+			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+				Scheme:                  controllers.NewScheme(),
+				Metrics:                 metrics,
+				HealthProbeBindAddress:  probeAddr,
+				LeaderElection:          leaderElect,
+				LeaderElectionID:        "trustee-operator.trustee.dev",
+				LeaderElectionNamespace: leaderElectionNamespace,
+			})
+			if err != nil {
+				return err
+			}
+			opts := controllers.Options{DefaultImage: defaultImage, OperatorNamespace: os.Getenv("POD_NAMESPACE"), OperatorLabels: operatorPodLabels}
+			if err := controllers.Setup(mgr, opts); err != nil {
+				return err
+			}
+			if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+				return err
+			}
+			if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+				return err
+			}
+			return mgr.Start(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&leaderElect, "leader-elect", false, "elect one active operator among replicas (a Lease in the operator's namespace)")
+	fl.StringVar(&leaderElectionNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the leader election Lease (default: $POD_NAMESPACE)")
+	fl.StringVar(&metricsAddr, "metrics-bind-address", "0", `address of the Prometheus metrics endpoint, e.g. ":8443"; "0" turns it off`)
+	fl.BoolVar(&insecureMetrics, "metrics-insecure", false, "serve metrics over plain HTTP without authentication (by default HTTPS, for callers the API server authorizes to GET /metrics)")
+	fl.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fl.StringVar(&defaultImage, "default-image", os.Getenv("OPERATOR_IMAGE"), "image of servers whose spec.image is empty (default: $OPERATOR_IMAGE)")
+	fl.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then the in-cluster service account)")
+	return cmd
+}

@@ -1,0 +1,35 @@
+// Package controllers reconciles the trustee.dev custom resources into the
+// Kubernetes objects that run a Key Trustee Server. The objects are built by
+// pure functions (builders_*.go) and applied by the reconcilers.
+package controllers
+
+// The operator's permissions, generated into config/rbac/role.yaml by
+// `make manifests`. Each line is what one reconciler needs and no more.
+//
+// Its own resources:
+// +kubebuilder:rbac:groups=trustee.dev,resources=keytrusteeservers;organizations;backupschedules,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=trustee.dev,resources=keytrusteeservers/status;organizations/status;backupschedules/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=trustee.dev,resources=keytrusteeservers/finalizers;organizations/finalizers;backupschedules/finalizers,verbs=update
+//
+// What a KeyTrusteeServer becomes (docs/OPERATOR.md). Secrets are also read
+// for Organizations' auth codes and the operator's admin certificate.
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps;services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates;issuers,verbs=get;list;watch;create;update;patch;delete
+//
+// Observed for status, never changed:
+// +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
+//
+// What a BackupSchedule becomes:
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch;delete
+//
+// Events on the custom resources:
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+//
+// The metrics endpoint authenticates and authorizes its callers:
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create

@@ -1,0 +1,397 @@
+package controllers
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/openpgp"
+)
+
+// ServerReconciler turns a KeyTrusteeServer into its Secrets, certificates,
+// StatefulSets, Services, PodDisruptionBudget and NetworkPolicy, and
+// reports what it sees in the status.
+type ServerReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder events.EventRecorder
+	Options
+}
+
+// Options are the operator's settings shared by the reconcilers.
+type Options struct {
+	// DefaultImage runs members whose spec.image is empty.
+	DefaultImage string
+	// OperatorNamespace and OperatorLabels find the operator's own pods
+	// (for the NetworkPolicy of the admin port).
+	OperatorNamespace string
+	OperatorLabels    map[string]string
+	// Address gives host:port of a member's port; by default the pod's
+	// stable DNS name in the cluster.
+	Address func(k *trusteev1.KeyTrusteeServer, member string, port int) string
+	// HTTPTimeout bounds every call to a server.
+	HTTPTimeout time.Duration
+}
+
+func (o Options) address(k *trusteev1.KeyTrusteeServer, member string, port int) string {
+	if o.Address != nil {
+		return o.Address(k, member, port)
+	}
+	return fmt.Sprintf("%s:%d", namesOf(k).PodHost(member), port)
+}
+
+func (o Options) timeout() time.Duration { return orDefault(o.HTTPTimeout, 5*time.Second) }
+
+// How often a server's status is looked at again while it is not ready.
+const notReadyRecheck = 10 * time.Second
+
+// Reconcile brings one KeyTrusteeServer's objects to what its spec asks.
+func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	kts := &trusteev1.KeyTrusteeServer{}
+	if err := r.Get(ctx, req.NamespacedName, kts); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !kts.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // the garbage collector removes what it owns
+	}
+	in := serverInputs{KTS: kts, DefaultImage: r.DefaultImage, OperatorNamespace: r.OperatorNamespace, OperatorLabels: r.OperatorLabels}
+	n := in.names()
+
+	identity, err := r.ensureGenerated(ctx, kts, n.Identity(), confdir.IdentityKeys, func() (map[string][]byte, error) {
+		return confdir.NewIdentity(confdir.IdentityOptions{Hostname: n.ServiceHost(n.ReadWrite())})
+	})
+	if err == nil { // also without high availability, so that it can be turned on
+		_, err = r.ensureGenerated(ctx, kts, n.Replication(), []string{confdir.ReplicationPassword}, func() (map[string][]byte, error) {
+			return confdir.NewReplicationSecret(), nil
+		})
+	}
+	if err != nil {
+		return ctrl.Result{}, r.fail(ctx, kts, err)
+	}
+	if kts.Spec.SMTP != nil && kts.Spec.SMTP.AuthSecretRef != nil {
+		s := &corev1.Secret{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: kts.Spec.SMTP.AuthSecretRef.Name}, s); err != nil {
+			return ctrl.Result{}, r.fail(ctx, kts, fmt.Errorf("smtp.authSecretRef: %w", err))
+		}
+		in.SMTPUser = string(s.Data[corev1.BasicAuthUsernameKey])
+	}
+
+	if err := r.applyAll(ctx, in); err != nil {
+		return ctrl.Result{}, r.fail(ctx, kts, err)
+	}
+
+	obs, err := r.observe(ctx, in)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	orig := kts.DeepCopy()
+	kts.Status.ObservedGeneration = kts.Generation
+	setConditions(&kts.Status.Conditions, serverConditions(obs))
+	kts.Status.Active = obs.Active.Name
+	kts.Status.Passive = ""
+	if obs.HA {
+		kts.Status.Passive = obs.Passive.Name
+	}
+	kts.Status.Endpoints = in.endpoints()
+	if key, err := openpgp.ReadPrivate(identity[confdir.IdentityServerKey]); err == nil {
+		kts.Status.Fingerprint = key.Public().ID()
+	}
+	if err := r.Status().Patch(ctx, kts, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !ready(kts.Status.Conditions) {
+		return ctrl.Result{RequeueAfter: notReadyRecheck}, nil
+	}
+	return ctrl.Result{RequeueAfter: 5 * notReadyRecheck}, nil
+}
+
+// ensureGenerated returns the data of a Secret the operator generates once:
+// an existing Secret of that name is used as it is (adopted) when it holds
+// every key, and never replaced.
+func (r *ServerReconciler) ensureGenerated(ctx context.Context, kts *trusteev1.KeyTrusteeServer, name string, keys []string, generate func() (map[string][]byte, error)) (map[string][]byte, error) {
+	s := &corev1.Secret{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, s)
+	if err == nil {
+		for _, k := range keys {
+			if len(s.Data[k]) == 0 {
+				return nil, fmt.Errorf("Secret %s exists but has no key %q: it is not a server identity this operator can use; move it away or add the key", name, k)
+			}
+		}
+		return s.Data, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	data, err := generate()
+	if err != nil {
+		return nil, err
+	}
+	s = identitySecret(namesOf(kts), data)
+	s.Name = name
+	if err := r.Create(ctx, s); err != nil {
+		// Another reconcile may have created it first: use that one.
+		if apierrors.IsAlreadyExists(err) {
+			return r.ensureGenerated(ctx, kts, name, keys, generate)
+		}
+		return nil, err
+	}
+	r.Recorder.Eventf(kts, nil, corev1.EventTypeNormal, "Generated", "Generate", "generated Secret %s; it is kept when the KeyTrusteeServer is deleted", name)
+	return data, nil
+}
+
+// applyAll applies every owned object the spec asks for and removes the
+// passive's when high availability is off.
+func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) error {
+	kts := in.KTS
+	cm, err := in.configMap()
+	if err != nil {
+		return err
+	}
+	objs := []client.Object{cm}
+	if c := in.serverCertificate(); c != nil {
+		objs = append(objs, c)
+	}
+	selfSigned, ca, caIssuer, operator := in.adminPKI()
+	objs = append(objs, selfSigned, ca, caIssuer, operator)
+	for _, s := range in.services() {
+		objs = append(objs, s)
+	}
+	objs = append(objs, in.podDisruptionBudget(), in.networkPolicy())
+	for _, m := range in.members() {
+		objs = append(objs, in.statefulSet(m, cm))
+	}
+	for _, o := range objs {
+		if err := apply(ctx, r.Client, r.Scheme, kts, o); err != nil {
+			return err
+		}
+	}
+	if !kts.HighAvailabilityEnabled() {
+		n := in.names()
+		for _, o := range []client.Object{
+			&appsv1.StatefulSet{ObjectMeta: in.meta(n.StatefulSet(memberPassive))},
+			&corev1.Service{ObjectMeta: in.meta(n.StatefulSet(memberPassive))},
+		} {
+			if err := r.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fail records a reconcile error in the status and events, and returns it
+// (so the request is retried with back-off).
+func (r *ServerReconciler) fail(ctx context.Context, kts *trusteev1.KeyTrusteeServer, err error) error {
+	r.Recorder.Eventf(kts, nil, corev1.EventTypeWarning, "ReconcileFailed", "Reconcile", "%v", err)
+	orig := kts.DeepCopy()
+	setConditions(&kts.Status.Conditions, []metav1.Condition{{
+		Type: trusteev1.ConditionReady, Status: metav1.ConditionFalse, Reason: "ReconcileFailed", Message: err.Error(), ObservedGeneration: kts.Generation,
+	}})
+	if perr := r.Status().Patch(ctx, kts, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); perr != nil {
+		log.FromContext(ctx).Error(perr, "recording the failure in the status")
+	}
+	return err
+}
+
+// observe reads the certificate, the pods and the active's replication.
+func (r *ServerReconciler) observe(ctx context.Context, in serverInputs) (serverObservation, error) {
+	kts, n := in.KTS, in.names()
+	o := serverObservation{Generation: kts.Generation, HA: kts.HighAvailabilityEnabled()}
+	var err error
+	if o.Certificate, err = r.observeCertificate(ctx, in); err != nil {
+		return o, err
+	}
+	for _, m := range []struct {
+		member string
+		into   *podObservation
+	}{{memberActive, &o.Active}, {memberPassive, &o.Passive}} {
+		pod := &corev1.Pod{}
+		name := n.Pod(m.member)
+		switch err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, pod); {
+		case apierrors.IsNotFound(err):
+			*m.into = observePod(name, nil)
+		case err != nil:
+			return o, err
+		default:
+			*m.into = observePod(name, pod)
+		}
+	}
+	if o.HA && o.Active.Ready {
+		o.Replication = r.probeReplication(ctx, in)
+	}
+	return o, nil
+}
+
+func (r *ServerReconciler) observeCertificate(ctx context.Context, in serverInputs) (condition, error) {
+	kts := in.KTS
+	if kts.Spec.TLS.IssuerRef == nil {
+		s := &corev1.Secret{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: kts.Spec.TLS.SecretName}, s)
+		switch {
+		case apierrors.IsNotFound(err):
+			return condition{Reason: trusteev1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s named in tls.secretName does not exist", kts.Spec.TLS.SecretName)}, nil
+		case err != nil:
+			return condition{}, err
+		}
+		if _, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]); err != nil {
+			return condition{Reason: trusteev1.ReasonSecretInvalid, Message: fmt.Sprintf("Secret %s holds no usable tls.crt and tls.key: %v", s.Name, err)}, nil
+		}
+		return condition{OK: true, Reason: trusteev1.ReasonCertificateIssued, Message: fmt.Sprintf("the certificate in Secret %s is in use", s.Name)}, nil
+	}
+	c := &cmv1.Certificate{}
+	name := in.names().ServerCertificate()
+	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, c); err != nil {
+		if apierrors.IsNotFound(err) {
+			return condition{Reason: trusteev1.ReasonCertificatePending, Message: fmt.Sprintf("Certificate %s is not created yet", name)}, nil
+		}
+		return condition{}, err
+	}
+	for _, cond := range c.Status.Conditions {
+		if cond.Type == cmv1.CertificateConditionReady {
+			if cond.Status == cmmeta.ConditionTrue {
+				return condition{OK: true, Reason: trusteev1.ReasonCertificateIssued, Message: fmt.Sprintf("Certificate %s is issued: %s", name, cond.Message)}, nil
+			}
+			return condition{Reason: trusteev1.ReasonCertificatePending, Message: fmt.Sprintf("Certificate %s is not ready: %s", name, cond.Message)}, nil
+		}
+	}
+	return condition{Reason: trusteev1.ReasonCertificatePending, Message: fmt.Sprintf("Certificate %s is waiting for cert-manager (is it installed, and does issuer %s exist?)", name, c.Spec.IssuerRef.Name)}, nil
+}
+
+// probeReplication asks the active's /readyz about its standby, verifying
+// the active with the CA of the servers' certificate.
+func (r *ServerReconciler) probeReplication(ctx context.Context, in serverInputs) *replicationObservation {
+	kts := in.KTS
+	failed := func(err error) *replicationObservation { return &replicationObservation{Err: err.Error()} }
+	s := &corev1.Secret{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: in.tlsSecretName()}, s); err != nil {
+		return failed(err)
+	}
+	hc, err := httpsClient(s.Data["ca.crt"], nil, in.names().PodHost(memberActive), r.timeout())
+	if err != nil {
+		return failed(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.address(kts, memberActive, portAPI)+"/readyz", nil)
+	if err != nil {
+		return failed(err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return failed(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Replication struct {
+			Attached  bool   `json:"attached"`
+			SyncState string `json:"sync_state"`
+		} `json:"replication"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&body); err != nil {
+		return failed(fmt.Errorf("GET /readyz of the active answered %s: %w", resp.Status, err))
+	}
+	return &replicationObservation{Attached: body.Replication.Attached, SyncState: body.Replication.SyncState}
+}
+
+// httpsClient verifies the server by the CA certificates in caPEM and the
+// name serverName, and presents cert when it is not nil.
+func httpsClient(caPEM []byte, cert *tls.Certificate, serverName string, timeout time.Duration) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("the certificate Secret has no ca.crt to verify the servers with")
+	}
+	cfg := &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}, nil
+}
+
+func ready(conds []metav1.Condition) bool {
+	for _, c := range conds {
+		if c.Type == trusteev1.ConditionReady {
+			return c.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// SetupWithManager watches KeyTrusteeServers, what they own, their pods, and
+// the Secrets they name.
+func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &trusteev1.KeyTrusteeServer{}, indexServerSecrets, serverSecretNames); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&trusteev1.KeyTrusteeServer{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&cmv1.Certificate{}).
+		Owns(&cmv1.Issuer{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(serverOfLabeled)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.serversNamingSecret)).
+		Complete(r)
+}
+
+// serverOfLabeled maps a member's pod to its server.
+func serverOfLabeled(_ context.Context, o client.Object) []ctrl.Request {
+	name := o.GetLabels()[labelServer]
+	if name == "" || o.GetLabels()[labelComponent] != componentServer {
+		return nil
+	}
+	return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+const indexServerSecrets = "trustee.dev/secrets"
+
+// serverSecretNames are the Secrets a server reads: its identity, the TLS
+// Secret, SMTP and HSM Secrets.
+func serverSecretNames(o client.Object) []string {
+	k := o.(*trusteev1.KeyTrusteeServer)
+	n := namesOf(k)
+	out := []string{n.Identity(), n.Replication(), serverInputs{KTS: k}.tlsSecretName()}
+	if m := k.Spec.SMTP; m != nil && m.AuthSecretRef != nil {
+		out = append(out, m.AuthSecretRef.Name)
+	}
+	return out
+}
+
+func (r *ServerReconciler) serversNamingSecret(ctx context.Context, o client.Object) []ctrl.Request {
+	var list trusteev1.KeyTrusteeServerList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexServerSecrets: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing the servers that use a Secret", "secret", o.GetName())
+		return nil
+	}
+	out := make([]ctrl.Request, 0, len(list.Items))
+	for _, k := range list.Items {
+		out = append(out, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}})
+	}
+	return out
+}

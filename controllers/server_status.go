@@ -1,0 +1,154 @@
+package controllers
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+)
+
+// serverObservation is what the reconciler saw of a server's parts; the
+// status is a pure function of it.
+type serverObservation struct {
+	Generation  int64
+	HA          bool
+	Certificate condition // CertificateReady as observed
+	Active      podObservation
+	Passive     podObservation
+	// Replication is the active's report of its synchronous standby; nil
+	// when it could not be asked (the active is not ready).
+	Replication *replicationObservation
+}
+
+// condition is an observed status, reason and message.
+type condition struct {
+	OK              bool
+	Reason, Message string
+}
+
+// podObservation is a member's pod as seen.
+type podObservation struct {
+	Name   string
+	Exists bool
+	Ready  bool
+	// Why is the pod's own explanation when it is not ready, e.g. the
+	// scheduler's reason for Pending.
+	Why string
+}
+
+// replicationObservation is the replication part of the active's /readyz.
+type replicationObservation struct {
+	Attached  bool
+	SyncState string
+	Err       string
+}
+
+// observePod reads readiness and the reason it is missing from a pod.
+func observePod(name string, pod *corev1.Pod) podObservation {
+	o := podObservation{Name: name}
+	if pod == nil {
+		return o
+	}
+	o.Exists = true
+	for _, c := range pod.Status.Conditions {
+		switch {
+		case c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue:
+			o.Ready = true
+		case c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse:
+			o.Why = fmt.Sprintf("cannot be scheduled: %s", c.Message)
+		}
+	}
+	if o.Why == "" && !o.Ready {
+		o.Why = fmt.Sprintf("is %s", pod.Status.Phase)
+		for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
+			if w := cs.State.Waiting; w != nil && w.Reason != "" {
+				o.Why = fmt.Sprintf("container %s is waiting: %s", cs.Name, w.Reason)
+				break
+			}
+			if !cs.Ready && cs.State.Running != nil {
+				o.Why = fmt.Sprintf("container %s is running but not ready", cs.Name)
+				break
+			}
+		}
+	}
+	return o
+}
+
+func memberCondition(typ, member string, p podObservation) metav1.Condition {
+	c := metav1.Condition{Type: typ}
+	switch {
+	case p.Ready:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, trusteev1.ReasonPodReady, fmt.Sprintf("pod %s is ready", p.Name)
+	case !p.Exists:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodMissing, fmt.Sprintf("pod %s of the %s does not exist yet", p.Name, member)
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodNotReady, fmt.Sprintf("pod %s of the %s %s", p.Name, member, p.Why)
+	}
+	return c
+}
+
+// serverConditions derives every condition of a KeyTrusteeServer from what
+// was observed.
+func serverConditions(o serverObservation) []metav1.Condition {
+	cert := metav1.Condition{Type: trusteev1.ConditionCertificateReady, Status: metav1.ConditionFalse, Reason: o.Certificate.Reason, Message: o.Certificate.Message}
+	if o.Certificate.OK {
+		cert.Status = metav1.ConditionTrue
+	}
+	active := memberCondition(trusteev1.ConditionActiveReady, memberActive, o.Active)
+	passive := memberCondition(trusteev1.ConditionPassiveReady, memberPassive, o.Passive)
+	repl := metav1.Condition{Type: trusteev1.ConditionReplicating, Status: metav1.ConditionFalse, Reason: trusteev1.ReasonNotStreaming}
+	switch {
+	case !o.HA:
+		passive = metav1.Condition{Type: trusteev1.ConditionPassiveReady, Status: metav1.ConditionFalse, Reason: trusteev1.ReasonHighAvailabilityDisabled,
+			Message: "high availability is off: the server runs without a passive"}
+		repl.Reason, repl.Message = trusteev1.ReasonHighAvailabilityDisabled, "high availability is off: nothing replicates"
+	case o.Replication == nil:
+		repl.Message = "the active cannot be asked about its standby: " + active.Message
+	case o.Replication.Err != "":
+		repl.Message = "the active did not report on its standby: " + o.Replication.Err
+	case o.Replication.Attached && o.Replication.SyncState == "sync":
+		repl.Status, repl.Reason, repl.Message = metav1.ConditionTrue, trusteev1.ReasonStreaming, "the passive is the active's synchronous standby"
+	case o.Replication.Attached:
+		repl.Message = fmt.Sprintf("the passive is attached but not synchronous (sync_state %q): writes are refused until it catches up", o.Replication.SyncState)
+	default:
+		repl.Message = "the passive is not streaming from the active: writes are refused, reads go on"
+	}
+
+	parts := []metav1.Condition{cert, active}
+	if o.HA {
+		parts = append(parts, passive, repl)
+	}
+	ready := metav1.Condition{Type: trusteev1.ConditionReady, Status: metav1.ConditionTrue, Reason: trusteev1.ReasonReconciled, Message: "the server answers"}
+	if o.HA {
+		ready.Message = "both members answer and the passive is the active's synchronous standby"
+	}
+	var notReady []string
+	for _, c := range parts {
+		if c.Status != metav1.ConditionTrue {
+			notReady = append(notReady, c.Type)
+			if ready.Status == metav1.ConditionTrue {
+				ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, c.Reason, c.Message
+			}
+		}
+	}
+	degraded := metav1.Condition{Type: trusteev1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: trusteev1.ReasonReconciled, Message: "nothing is degraded"}
+	if len(notReady) > 0 {
+		degraded.Status, degraded.Reason, degraded.Message = metav1.ConditionTrue, ready.Reason, fmt.Sprintf("not ready: %v", notReady)
+	}
+	out := []metav1.Condition{ready, degraded, cert, active, passive, repl}
+	for i := range out {
+		out[i].ObservedGeneration = o.Generation
+	}
+	return out
+}
+
+// setConditions puts the conditions into a status list, keeping each
+// condition's lastTransitionTime while its status stays the same.
+func setConditions(list *[]metav1.Condition, conds []metav1.Condition) {
+	for _, c := range conds {
+		meta.SetStatusCondition(list, c)
+	}
+}

@@ -1,0 +1,32 @@
+package controllers
+
+import (
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+)
+
+// NewScheme knows the built-in kinds, trustee.dev's and cert-manager's.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(trusteev1.AddToScheme(s))
+	utilruntime.Must(cmv1.AddToScheme(s))
+	return s
+}
+
+// Setup registers the three reconcilers with the manager.
+func Setup(mgr ctrl.Manager, opts Options) error {
+	c, s := mgr.GetClient(), mgr.GetScheme()
+	if err := (&ServerReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("keytrusteeserver"), Options: opts}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&OrganizationReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("organization"), Options: opts}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&BackupReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("backupschedule"), Options: opts}).SetupWithManager(mgr)
+}

@@ -1,0 +1,121 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/test/envtestenv"
+)
+
+// The package's tests share one real API server with the CRDs, a real
+// cert-manager controller, and one operator (the reconcilers as
+// `kts operator` runs them) reconciling every namespace.
+var env *envtestenv.Env
+
+// addresses maps a member's port to where the test runs what the pod
+// would: "namespace/server/member/port" → "127.0.0.1:PORT". Anything not
+// registered goes to a closed port, so the operator never looks up a
+// cluster DNS name from here.
+var addresses sync.Map
+
+func registerAddress(ns, server, member string, port int, addr string) {
+	addresses.Store(fmt.Sprintf("%s/%s/%s/%d", ns, server, member, port), addr)
+}
+
+func testAddress(k *trusteev1.KeyTrusteeServer, member string, port int) string {
+	if a, ok := addresses.Load(fmt.Sprintf("%s/%s/%s/%d", k.Namespace, k.Name, member, port)); ok {
+		return a.(string)
+	}
+	return "127.0.0.1:1"
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	e, err := envtestenv.StartShared(envtestenv.Options{
+		CRDDirs:     []string{"../config/crd/bases"},
+		AddToScheme: []func(*runtime.Scheme) error{trusteev1.AddToScheme, cmv1.AddToScheme},
+		CertManager: true,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envtestenv: %v\n", err)
+		return 1
+	}
+	env = e
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "envtestenv: %v\n", err)
+		}
+	}()
+	stop, err := startOperator()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "operator: %v\n", err)
+		return 1
+	}
+	defer stop()
+	return m.Run()
+}
+
+// startOperator runs the reconcilers against the API server as `kts
+// operator` does, with addresses from the test.
+func startOperator() (stop func(), err error) {
+	// Reconcile errors are worth reading when a test fails; the rest is noise.
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 NewScheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := Setup(mgr, Options{DefaultImage: "trustee:test", OperatorNamespace: "trustee-system",
+		OperatorLabels: map[string]string{"app.kubernetes.io/name": "trustee-operator"},
+		Address:        testAddress, HTTPTimeout: 2 * time.Second}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		cancel()
+		return nil, fmt.Errorf("the operator's cache did not sync: %v", <-done)
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintf(os.Stderr, "operator: %v\n", err)
+		}
+	}, nil
+}
+
+// eventually polls cond until it holds or the time is up, then fails t with
+// what the last try said.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, still not %s: %s", limit, what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,458 @@
+// Package adminapi is the admin API: the Kubernetes operator manages
+// organizations and their clients through it. It is served on a listener
+// of its own that admits only clients with an admin certificate (mutual
+// TLS; see daemon.AdminTLSConfig), never on the client API's port, and it
+// trusts the verified certificate as the caller's identity.
+//
+// Changes go through orgadmin, as `kts org` makes them. Answers with a
+// status of 400 or more carry {"error": code, "message": text}, as the
+// client API's do, and a request that is refused changes nothing. Auth
+// codes are never logged or echoed.
+package adminapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"trustee.dev/trustee/server/org"
+	"trustee.dev/trustee/server/orgadmin"
+	"trustee.dev/trustee/server/store"
+)
+
+// MaxBodyBytes is the largest request body accepted.
+const MaxBodyBytes = 64 << 10
+
+// DefaultWriteTimeout bounds a change: in a pair, a commit waits for the
+// passive.
+const DefaultWriteTimeout = 10 * time.Second
+
+// Options configure the API.
+type Options struct {
+	Store *store.Store
+	// LinkBase is the base URL of links in mail to contacts
+	// (config.Config.LinkBase).
+	LinkBase string
+	Log      *slog.Logger
+	// ReadOnly marks a passive, whose database is a read-only standby:
+	// every change is refused at once with 503 read_only.
+	ReadOnly bool
+	// WriteGate, when set, is asked before every change; an error is
+	// answered at once with 503 passive_unavailable (the active refuses
+	// writes its passive would not confirm).
+	WriteGate func() error
+	// WriteTimeout bounds a change (default DefaultWriteTimeout).
+	WriteTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Handler serves the admin API.
+type Handler struct {
+	opts  Options
+	log   *slog.Logger
+	admin *orgadmin.Admin
+	mux   *http.ServeMux
+}
+
+// New builds the admin API's handler.
+func New(o Options) *Handler {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &Handler{opts: o, log: o.Log, admin: &orgadmin.Admin{Store: o.Store, LinkBase: o.LinkBase, Now: o.Now}, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /admin/v1/organizations/{name}", h.handle(false, h.getOrganization))
+	h.mux.HandleFunc("PUT /admin/v1/organizations/{name}", h.handle(true, h.putOrganization))
+	h.mux.HandleFunc("PUT /admin/v1/organizations/{name}/auth-code", h.handle(true, h.putAuthCode))
+	h.mux.HandleFunc("PUT /admin/v1/organizations/{name}/clients/{fingerprint}", h.handle(true, h.putClientState))
+	h.mux.HandleFunc("POST /admin/v1/organizations/{name}/retire", h.handle(true, h.retire))
+	return h
+}
+
+// Organization is an organization as the API shows it.
+type Organization struct {
+	Name     string   `json:"name"`
+	UUID     string   `json:"uuid"`
+	Contacts []string `json:"contacts"`
+	// Expires is when the organization expires (or expired); null: never.
+	Expires *time.Time   `json:"expires"`
+	Clients ClientCounts `json:"clients"`
+}
+
+// ClientCounts counts an organization's clients by state.
+type ClientCounts struct {
+	Active   int `json:"active"`
+	Pending  int `json:"pending"`
+	Disabled int `json:"disabled"`
+}
+
+// Request bodies. Unknown fields are refused.
+type (
+	organizationRequest struct {
+		Contacts []string `json:"contacts"`
+	}
+	authCodeRequest struct {
+		AuthCode *string `json:"auth_code"`
+	}
+	clientStateRequest struct {
+		State *string `json:"state"`
+	}
+)
+
+// ServeHTTP serves a request, logging it with the admin's identity.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	admin, ok := adminIdentity(r)
+	switch _, pattern := h.mux.Handler(r); {
+	case !ok:
+		h.writeError(rec, r, newError(http.StatusForbidden, "admin_certificate_required",
+			"the admin API needs a verified admin client certificate (mutual TLS)"))
+	case pattern == "":
+		h.noRoute(rec, r)
+	default:
+		h.mux.ServeHTTP(rec, r)
+	}
+	// The path holds names and fingerprints only; bodies are never logged.
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "admin request",
+		slog.String("admin", admin), slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
+		slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr))
+}
+
+// adminIdentity is the common name of the verified client certificate.
+func adminIdentity(r *http.Request) (string, bool) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	return r.TLS.VerifiedChains[0][0].Subject.CommonName, true
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	s.status = status
+	s.ResponseWriter.WriteHeader(status)
+}
+
+// handle wraps a route: it checks the organization name and, for a change,
+// that this server can make it, and bounds the change's time.
+func (h *Handler) handle(change bool, fn func(w http.ResponseWriter, r *http.Request, name string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := org.ValidateName(name); err != nil {
+			h.writeError(w, r, newError(http.StatusBadRequest, "invalid_name", err.Error()))
+			return
+		}
+		if change {
+			if h.opts.ReadOnly {
+				h.writeError(w, r, errReadOnly)
+				return
+			}
+			if h.opts.WriteGate != nil {
+				if err := h.opts.WriteGate(); err != nil {
+					w.Header().Set("Retry-After", "5")
+					h.writeError(w, r, newError(http.StatusServiceUnavailable, "passive_unavailable",
+						"changes need both servers of the pair and "+err.Error()+"; nothing was changed, retry later"))
+					return
+				}
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), h.opts.WriteTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		if err := fn(w, r, name); err != nil {
+			h.writeError(w, r, err)
+		}
+	}
+}
+
+func (h *Handler) getOrganization(w http.ResponseWriter, r *http.Request, name string) error {
+	o, err := h.opts.Store.Organization(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	return h.writeOrganization(w, r, o)
+}
+
+func (h *Handler) putOrganization(w http.ResponseWriter, r *http.Request, name string) error {
+	var req organizationRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if req.Contacts == nil {
+		return newError(http.StatusBadRequest, "invalid_input", `the body must give "contacts": a list of e-mail addresses`)
+	}
+	res, err := h.admin.Put(r.Context(), name, req.Contacts)
+	if err != nil {
+		return err
+	}
+	if res.Created {
+		h.log.InfoContext(r.Context(), "organization created", "org", name, "admin", adminOf(r))
+	}
+	if len(res.Invited) > 0 {
+		h.log.InfoContext(r.Context(), "contact registration mail queued", "org", name, "contacts", res.Invited)
+	}
+	return h.writeOrganization(w, r, res.Org)
+}
+
+func (h *Handler) putAuthCode(w http.ResponseWriter, r *http.Request, name string) error {
+	var req authCodeRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	if req.AuthCode == nil {
+		return newError(http.StatusBadRequest, "invalid_input", `the body must give "auth_code": the new code, or "" for none`)
+	}
+	if err := h.admin.SetAuthCode(r.Context(), name, *req.AuthCode); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) putClientState(w http.ResponseWriter, r *http.Request, name string) error {
+	fp, err := orgadmin.ParseFingerprint(r.PathValue("fingerprint"))
+	if err != nil {
+		return newError(http.StatusBadRequest, "invalid_fingerprint", err.Error())
+	}
+	var req clientStateRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	var state store.ClientState
+	switch {
+	case req.State == nil:
+		return newError(http.StatusBadRequest, "invalid_state", `the body must give "state": "active" or "disabled"`)
+	case *req.State == string(store.StateActive), *req.State == string(store.StateDisabled):
+		state = store.ClientState(*req.State)
+	default:
+		return newError(http.StatusBadRequest, "invalid_state", fmt.Sprintf(`state %q: a client is set "active" or "disabled"`, *req.State))
+	}
+	prev, err := h.admin.SetClientState(r.Context(), name, fp, state)
+	if err != nil {
+		return err
+	}
+	if prev != state {
+		h.log.InfoContext(r.Context(), "client state changed", "org", name, "fingerprint", fp, "state", state, "was", prev, "admin", adminOf(r))
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) retire(w http.ResponseWriter, r *http.Request, name string) error {
+	if err := decodeEmptyBody(w, r); err != nil {
+		return err
+	}
+	if err := h.admin.Retire(r.Context(), name); err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "organization retired", "org", name, "admin", adminOf(r))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func adminOf(r *http.Request) string {
+	admin, _ := adminIdentity(r)
+	return admin
+}
+
+// writeOrganization answers with o and its clients counted by state.
+func (h *Handler) writeOrganization(w http.ResponseWriter, r *http.Request, o store.Organization) error {
+	counts, err := h.opts.Store.ClientCounts(r.Context(), o.Name)
+	if err != nil {
+		return err
+	}
+	out := Organization{Name: o.Name, UUID: o.UUID, Contacts: o.Contacts,
+		Clients: ClientCounts{Active: counts[store.StateActive], Pending: counts[store.StatePending], Disabled: counts[store.StateDisabled]}}
+	if out.Contacts == nil {
+		out.Contacts = []string{}
+	}
+	if o.Expiration.Before(store.NeverExpires) {
+		t := o.Expiration.UTC()
+		out.Expires = &t
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// decodeBody reads a JSON object of at most MaxBodyBytes into v, refusing
+// unknown fields and anything after the object. Its errors never quote the
+// body: it may hold an auth code.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.ContentLength > MaxBodyBytes {
+		return errTooLarge
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return bodyError(err)
+		}
+		return newError(http.StatusBadRequest, "invalid_json", "the body must hold one JSON object and nothing after it")
+	}
+	return nil
+}
+
+// decodeEmptyBody accepts no body, or an empty JSON object.
+func decodeEmptyBody(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return errTooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return bodyError(err)
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return nil
+	}
+	var empty struct{}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&empty); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return newError(http.StatusBadRequest, "invalid_json", "the body must be empty or {}")
+	}
+	return nil
+}
+
+var errTooLarge = newError(http.StatusBadRequest, "body_too_large", fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+
+// bodyError describes a body that could not be decoded, without its content.
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return errTooLarge
+	case errors.Is(err, io.EOF):
+		return newError(http.StatusBadRequest, "invalid_json", "the body is empty; it must hold a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return newError(http.StatusBadRequest, "invalid_json", "the body ends inside its JSON object")
+	case errors.As(err, &syn):
+		return newError(http.StatusBadRequest, "invalid_json", fmt.Sprintf("the body is not valid JSON (at byte %d)", syn.Offset))
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return newError(http.StatusBadRequest, "invalid_json", "the body must be a JSON object")
+		}
+		// Value may hold the literal ("number 1234"): name its type only.
+		kind, _, _ := strings.Cut(typ.Value, " ")
+		return newError(http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %q must not be a JSON %s", typ.Field, kind))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return newError(http.StatusBadRequest, "unknown_field", "the body has "+strings.TrimPrefix(err.Error(), "json: ")+"; see docs/API.md#admin-api")
+	}
+	return newError(http.StatusBadRequest, "invalid_json", "the body could not be read as a JSON object")
+}
+
+// apiError is an answer with a status, a stable code and a message.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func newError(status int, code, message string) *apiError {
+	return &apiError{status: status, code: code, message: message}
+}
+
+var errReadOnly = newError(http.StatusServiceUnavailable, "read_only",
+	"this server is the passive of its pair and its database is a read-only standby; send changes to the active's admin API")
+
+// classify maps an error to the answer. Messages of domain errors are safe
+// to show: they never hold auth codes.
+func classify(err error) *apiError {
+	var ae *apiError
+	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, org.ErrInvalid):
+		return newError(http.StatusBadRequest, "invalid_input", err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return newError(http.StatusNotFound, "not_found", err.Error())
+	case errors.As(err, &pe) && pe.Code == "25006": // read_only_sql_transaction
+		return errReadOnly
+	case errors.Is(err, context.DeadlineExceeded):
+		return newError(http.StatusServiceUnavailable, "timeout", "the database did not confirm in time (is the passive server down?); the outcome is unknown: read the organization back before retrying")
+	case errors.Is(err, store.ErrNotReady), errors.As(err, &ce), store.ConnectionLost(err):
+		return newError(http.StatusServiceUnavailable, "database_unavailable", "this server cannot reach its database right now; retry shortly; if this was a change, its outcome is unknown: read it back before retrying")
+	case errors.Is(err, context.Canceled):
+		return newError(499, "canceled", "the client went away")
+	}
+	return newError(http.StatusInternalServerError, "internal", "the server failed to handle the request; its log has the details")
+}
+
+// errorBody is the JSON body of every 4xx and 5xx answer.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	ae := classify(err)
+	switch {
+	case ae.status == http.StatusServiceUnavailable:
+		h.log.WarnContext(r.Context(), "admin request refused", "path", r.URL.Path, "err", err)
+	case ae.status >= 500:
+		h.log.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, ae.status, errorBody{Error: ae.code, Message: ae.message})
+}
+
+// noRoute answers a request no route takes: 405 with Allow when the path
+// exists for other methods, else 404.
+func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := h.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		h.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed",
+			fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))))
+		return
+	}
+	h.writeError(w, r, newError(http.StatusNotFound, "no_route", fmt.Sprintf("%s %s is not part of the admin API; see docs/API.md#admin-api", r.Method, r.URL.Path)))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

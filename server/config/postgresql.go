@@ -1,0 +1,107 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// DefaultReplicationFrom is REPLICATION_FROM when the file does not set
+// it: loopback only, for a pair on one host.
+func DefaultReplicationFrom() []string { return []string{"127.0.0.1/32", "::1/128"} }
+
+// ReservedDBParameters are the postgresql.conf settings that Trustee sets
+// itself (listening, replication, durability, file locations, logging of
+// statements and their parameters): DB_PARAMETERS cannot change them. The
+// Kubernetes API refuses the same names in spec.postgresql.parameters
+// (PostgreSQLParameter in api/v1alpha1; a test keeps the two lists equal).
+var ReservedDBParameters = []string{
+	"listen_addresses", "port", "unix_socket_directories", "unix_socket_group", "unix_socket_permissions",
+	"data_directory", "config_file", "hba_file", "ident_file", "include", "include_dir", "include_if_exists",
+	"ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "password_encryption",
+	"fsync", "full_page_writes",
+	"wal_level", "max_wal_senders", "max_replication_slots", "wal_keep_size",
+	"hot_standby", "hot_standby_feedback", "max_standby_streaming_delay",
+	"synchronous_commit", "synchronous_standby_names", "primary_conninfo", "primary_slot_name",
+	"restore_command", "recovery_target", "recovery_target_timeline",
+	"archive_mode", "archive_command", "archive_library",
+	"logging_collector", "log_destination", "log_line_prefix",
+	"log_parameter_max_length", "log_parameter_max_length_on_error", "log_statement",
+}
+
+// Limits of DB_PARAMETERS, as the Kubernetes API has them.
+const (
+	maxDBParameters          = 64
+	maxDBParameterValueBytes = 1024
+)
+
+// dbParameterName is the form of a postgresql.conf setting name (lower
+// case, so that no spelling slips past ReservedDBParameters).
+var dbParameterName = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,62}$`)
+
+// validatePostgreSQL checks REPLICATION_FROM, DB_LISTEN_ADDRESSES,
+// DB_SOCKET_DIR and DB_PARAMETERS.
+func (c Config) validatePostgreSQL() []error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(c.ReplicationFrom) == 0 {
+		add("REPLICATION_FROM", "lists no network; list the networks (CIDR) the passive replicates from, e.g. [\"10.0.0.7/32\"], or remove the key for loopback only")
+	}
+	for _, cidr := range c.ReplicationFrom {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			add("REPLICATION_FROM", "%q is not a network in CIDR notation, such as \"10.0.0.7/32\", \"10.244.0.0/16\" or \"fd00::7/128\"", cidr)
+		}
+	}
+	if c.DBListenAddresses != "" {
+		for _, a := range strings.Split(c.DBListenAddresses, ",") {
+			if a = strings.TrimSpace(a); a == "" || strings.ContainsFunc(a, isSpaceOrControl) || strings.ContainsAny(a, `'"\`) {
+				add("DB_LISTEN_ADDRESSES", "%q is not a comma-separated list of host names or addresses (\"*\" for all; remove the key to listen on DB_HOST)", c.DBListenAddresses)
+				break
+			}
+		}
+	}
+	if c.DBSocketDir != "" {
+		if strings.ContainsFunc(c.DBSocketDir, isSpaceOrControl) || strings.ContainsAny(c.DBSocketDir, `,'"\`) {
+			add("DB_SOCKET_DIR", "%q must be a directory path without spaces, commas, quotes or backslashes, e.g. \"/var/run/postgresql\"", c.DBSocketDir)
+		}
+	}
+	if len(c.DBParameters) > maxDBParameters {
+		add("DB_PARAMETERS", "sets %d parameters; at most %d are allowed", len(c.DBParameters), maxDBParameters)
+	}
+	names := make([]string, 0, len(c.DBParameters))
+	for name := range c.DBParameters {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		value := c.DBParameters[name]
+		switch {
+		case !dbParameterName.MatchString(name):
+			add("DB_PARAMETERS", "%q is not a PostgreSQL setting name (lower case letters, digits, _ and ., up to 63 bytes, e.g. \"shared_buffers\")", name)
+		case slices.Contains(ReservedDBParameters, name):
+			add("DB_PARAMETERS", "%q is set by Trustee itself (listening, replication, durability, file locations, logging of statements and their parameters) and cannot be changed here%s", name, reservedHint(name))
+		case len(value) > maxDBParameterValueBytes:
+			add("DB_PARAMETERS", "the value of %q is longer than %d bytes", name, maxDBParameterValueBytes)
+		case strings.ContainsFunc(value, func(r rune) bool { return r < ' ' || r == 0x7f }):
+			add("DB_PARAMETERS", "the value of %q contains a line break or another control character", name)
+		}
+	}
+	return errs
+}
+
+// reservedHint names the key that sets a reserved parameter, if any.
+func reservedHint(name string) string {
+	switch name {
+	case "listen_addresses":
+		return "; set DB_LISTEN_ADDRESSES"
+	case "port":
+		return "; set DB_PORT"
+	case "unix_socket_directories":
+		return "; set DB_SOCKET_DIR"
+	}
+	return ""
+}

@@ -1,0 +1,99 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// equal compares configurations, which hold a list and a map.
+func equal(a, b Config) bool { return reflect.DeepEqual(a, b) }
+
+func TestPostgreSQLKeys(t *testing.T) {
+	c, err := Parse([]byte(`{"HOSTNAME": "kts-active-0", "REPLICATION_FROM": ["10.244.0.0/16", "fd00::/64"],
+		"DB_LISTEN_ADDRESSES": "*", "DB_SOCKET_DIR": "/var/run/postgresql",
+		"DB_PARAMETERS": {"shared_buffers": "256MB", "log_min_duration_statement": "1s"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.ReplicationFrom, []string{"10.244.0.0/16", "fd00::/64"}) || c.DBListenAddresses != "*" ||
+		c.DBSocketDir != "/var/run/postgresql" || len(c.DBParameters) != 2 || c.DBParameters["shared_buffers"] != "256MB" {
+		t.Fatalf("parsed %+v", c)
+	}
+	dir := t.TempDir()
+	if err := c.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Load(dir); err != nil || !equal(got, c) {
+		t.Fatalf("Load after Save = %+v, %v", got, err)
+	}
+
+	// Missing keys keep what a single host does today.
+	d, err := Parse([]byte(`{"HOSTNAME": "kts01.example.com"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.ReplicationFrom, []string{"127.0.0.1/32", "::1/128"}) || d.DBListenAddresses != "" || d.DBSocketDir != "" || len(d.DBParameters) != 0 {
+		t.Fatalf("defaults: %+v", d)
+	}
+	// What the operator renders for no parameters.
+	if n, err := Parse([]byte(`{"HOSTNAME": "h", "DB_PARAMETERS": null}`)); err != nil || n.DBParameters != nil {
+		t.Fatalf("DB_PARAMETERS null: %v, %v", n.DBParameters, err)
+	}
+}
+
+func TestPostgreSQLKeysErrors(t *testing.T) {
+	for _, tt := range []struct{ conf, want string }{
+		{`"REPLICATION_FROM": []`, "REPLICATION_FROM: lists no network"},
+		{`"REPLICATION_FROM": ["10.0.0.7"]`, `REPLICATION_FROM: "10.0.0.7" is not a network in CIDR notation`},
+		{`"REPLICATION_FROM": "10.0.0.0/8"`, "REPLICATION_FROM: must be a list of strings, not a string"},
+		{`"DB_LISTEN_ADDRESSES": "a, ,b"`, "DB_LISTEN_ADDRESSES:"},
+		{`"DB_LISTEN_ADDRESSES": "'*'"`, "DB_LISTEN_ADDRESSES:"},
+		{`"DB_SOCKET_DIR": "/run/a,/run/b"`, "DB_SOCKET_DIR:"},
+		{`"DB_PARAMETERS": {"listen_addresses": "*"}`, `DB_PARAMETERS: "listen_addresses" is set by Trustee itself`},
+		{`"DB_PARAMETERS": {"listen_addresses": "*"}`, "set DB_LISTEN_ADDRESSES"},
+		{`"DB_PARAMETERS": {"synchronous_commit": "off"}`, `"synchronous_commit" is set by Trustee itself`},
+		{`"DB_PARAMETERS": {"Fsync": "off"}`, `DB_PARAMETERS: "Fsync" is not a PostgreSQL setting name`},
+		{`"DB_PARAMETERS": {"work_mem": "4MB\n fsync = off"}`, `the value of "work_mem" contains a line break`},
+		{`"DB_PARAMETERS": {"work_mem": 4}`, "DB_PARAMETERS: must be an object whose values are strings, not an object"},
+		{`"DB_PARAMETERS": ["work_mem"]`, "DB_PARAMETERS: must be an object whose values are strings, not an array"},
+	} {
+		_, err := Parse([]byte(`{"HOSTNAME": "h", ` + tt.conf + `}`))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want %q", tt.conf, err, tt.want)
+		}
+	}
+	many := map[string]string{}
+	for i := range maxDBParameters + 1 {
+		many["custom.p"+strings.Repeat("x", i)] = "1"
+	}
+	c := Default("h")
+	c.DBParameters = many
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "at most 64") {
+		t.Errorf("65 parameters: %v", err)
+	}
+}
+
+// TestReservedDBParametersMatchTheAPI keeps ReservedDBParameters and the
+// names the Kubernetes API refuses in PostgreSQLParameter the same list.
+func TestReservedDBParametersMatchTheAPI(t *testing.T) {
+	src, err := os.ReadFile("../../api/v1alpha1/keytrusteeserver_types.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^// \+kubebuilder:validation:XValidation:rule="!\(self\.name in \[([^\]]*)\]\)"`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("no name rule on PostgreSQLParameter in api/v1alpha1/keytrusteeserver_types.go")
+	}
+	var api []string
+	for _, q := range strings.Split(string(m[1]), ",") {
+		api = append(api, strings.Trim(strings.TrimSpace(q), "'"))
+	}
+	got, want := slices.Sorted(slices.Values(ReservedDBParameters)), slices.Sorted(slices.Values(api))
+	if !slices.Equal(got, want) {
+		t.Errorf("ReservedDBParameters =\n%v\nthe API refuses\n%v", got, want)
+	}
+}

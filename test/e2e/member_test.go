@@ -1,0 +1,478 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/tlsconf"
+)
+
+// memberPod is one member laid out as its Kubernetes pod has it: the
+// Secrets and the ConfigMap as read-only files, a volume for the state
+// directory, and a directory for PostgreSQL's socket.
+type memberPod struct {
+	name     string // active or passive
+	conf     string // the rendered keytrustee.conf (the ConfigMap's MEMBER.conf)
+	state    string // the state directory on the member's volume
+	dataDir  string
+	url      string
+	dbPort   int
+	server   *ktsServer
+	dbRun    *bgProcess
+	setupOut string
+}
+
+// TestMemberPodsAsKubernetesRunsThem runs the pair as its pods do, as
+// local processes: kts member setup (the passive first, waiting for the
+// active), kts db run, kts server; then stops everything, sets up again
+// (which changes nothing) and starts again; then sets up a passive whose
+// replication slot is gone, which copies the active anew.
+func TestMemberPodsAsKubernetesRunsThem(t *testing.T) {
+	root := stateRoot(t)
+	mounts := layOutMounts(t, root)
+	active, passive := &memberPod{name: "active"}, &memberPod{name: "passive"}
+	renderMemberConfigs(t, root, mounts, active, passive)
+
+	// Bad input changes nothing.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--member", "passive", "--config", active.conf}, `is the configuration of the active (ROLE "active"), but --member is passive`},
+		{[]string{"--member", "standby", "--config", active.conf}, `--member "standby": use active or passive`},
+		{[]string{"--member", "active", "--config", withMissingIdentity(t, root, active.conf)},
+			`SERVER_KEY: ` + mounts.identity + `/server-key-old.asc does not exist: the Secret mounted at ` + mounts.identity + ` lacks the key "server-key-old.asc"`},
+	} {
+		r := runTool(t, "", "kts", append([]string{"member", "setup", "--confdir", active.state}, tc.args...)...)
+		if r.err == nil || !strings.Contains(r.stderr, tc.want) {
+			t.Fatalf("member setup %v: %v\n%s\nwant %q", tc.args, r.err, r.stderr, tc.want)
+		}
+		if _, err := os.Stat(active.state); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("member setup %v created %s", tc.args, active.state)
+		}
+	}
+	before := hashTree(t, filepath.Join(root, "etc"))
+
+	// The passive starts first and waits for the active.
+	passiveSetup := startBackground(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	bounded(t, 30*time.Second, "the passive says it waits for the active", func() bool {
+		return strings.Contains(passiveSetup.out.String(), "waiting for the active's PostgreSQL at 127.0.0.1:"+itoa(active.dbPort))
+	})
+	active.setupOut = kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
+	for _, want := range []string{"installed " + active.conf, "created PostgreSQL cluster", `commits wait for standby "kts_passive"`} {
+		if !strings.Contains(active.setupOut, want) {
+			t.Fatalf("active setup output lacks %q:\n%s", want, active.setupOut)
+		}
+	}
+	checkStopped(t, active)
+	active.dbRun = startDBRun(t, active)
+	if err := passiveSetup.wait(90 * time.Second); err != nil {
+		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.out.String())
+	}
+	passive.setupOut = passiveSetup.out.String()
+	t.Logf("passive setup:\n%s", passive.setupOut)
+	if !strings.Contains(passive.setupOut, "copied the active's PostgreSQL at 127.0.0.1:"+itoa(active.dbPort)) {
+		t.Fatalf("passive setup output:\n%s", passive.setupOut)
+	}
+	checkStopped(t, passive)
+	passive.dbRun = startDBRun(t, passive)
+	active.server, passive.server = startServer(t, active.state), startServer(t, passive.state)
+
+	// The pair: synchronous replication, one identity, the active's writes
+	// readable on the passive.
+	checkPair(t, mounts, active, passive)
+	kts(t, "org", "add", "-n", "acme", "-c", "a@example.com", "--confdir", active.state)
+	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", active.state)
+	client := filepath.Join(root, "client")
+	kts(t, "client", "register", "--dir", client, "--server", active.url+","+passive.url, "--org", "acme", "--ca-file", mounts.ca)
+	onlyPassive := clientWithServers(t, client, filepath.Join(root, "client-passive"), passive.url)
+	putStdin(t, client, "disk-1", "key of disk 1")
+	if got := kts(t, "client", "get", "--dir", onlyPassive, "disk-1"); got != "key of disk 1" {
+		t.Fatalf("the passive reads %q", got)
+	}
+	trusteeConf, err := os.ReadFile(filepath.Join(active.dataDir, "trustee.conf"))
+	if err != nil || !strings.Contains(string(trusteeConf), "work_mem = '8MB'\n") {
+		t.Fatalf("DB_PARAMETERS are not in the cluster's configuration: %v\n%s", err, trusteeConf)
+	}
+
+	// Stop the pods: SIGTERM ends PostgreSQL with kts db run.
+	stopPods(t, active, passive)
+	confBefore := memberFiles(t, active, passive)
+
+	// Set up again: nothing changes, and the data is kept.
+	if err := runTool(t, "", "kts", "db", "start", "--confdir", active.state).err; err != nil {
+		t.Fatal(err)
+	}
+	if r := runTool(t, "", "kts", "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state); r.err == nil ||
+		!strings.Contains(r.stderr, "PostgreSQL runs in "+active.dataDir) {
+		t.Fatalf("setup while PostgreSQL runs: %v\n%s", r.err, r.stderr)
+	}
+	kts(t, "db", "stop", "--confdir", active.state)
+	active.setupOut = kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
+	if !strings.Contains(active.setupOut, "keytrustee.conf is up to date") || !strings.Contains(active.setupOut, "PostgreSQL cluster in "+active.dataDir+" exists") {
+		t.Fatalf("second active setup:\n%s", active.setupOut)
+	}
+	active.dbRun = startDBRun(t, active)
+	passive.setupOut = kts(t, "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	if !strings.Contains(passive.setupOut, "keytrustee.conf is up to date") || !strings.Contains(passive.setupOut, "exists and can follow the active") {
+		t.Fatalf("second passive setup:\n%s", passive.setupOut)
+	}
+	if after := memberFiles(t, active, passive); !equalHashes(confBefore, after) {
+		t.Fatalf("a second setup changed files:\nbefore %v\nafter  %v", confBefore, after)
+	}
+	if old, _ := filepath.Glob(passive.dataDir + ".old-*"); len(old) != 0 {
+		t.Fatalf("the passive was copied anew: %v", old)
+	}
+	passive.dbRun = startDBRun(t, passive)
+	for _, m := range []*memberPod{active, passive} {
+		if err := m.server.start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkPair(t, mounts, active, passive)
+	for _, c := range []string{client, onlyPassive} {
+		if got := kts(t, "client", "get", "--dir", c, "disk-1"); got != "key of disk 1" {
+			t.Fatalf("after the restart, %s reads %q", c, got)
+		}
+	}
+	putStdin(t, client, "disk-2", "key of disk 2")
+	if got := kts(t, "client", "get", "--dir", onlyPassive, "disk-2"); got != "key of disk 2" {
+		t.Fatalf("the passive reads %q after the restart", got)
+	}
+
+	// The passive's replication slot is dropped while it is down: its next
+	// setup copies the active anew (the active runs on), keeping the old
+	// copy, and it follows the active again.
+	stopPods(t, passive)
+	if _, err := dbConn(t, active.state).Exec(context.Background(), "SELECT pg_drop_replication_slot('kts_passive')"); err != nil {
+		t.Fatal(err)
+	}
+	passive.setupOut = kts(t, "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	for _, want := range []string{`is stale: the active has no replication slot "kts_passive"`, "copied the active's PostgreSQL at 127.0.0.1:" + itoa(active.dbPort) + " anew"} {
+		if !strings.Contains(passive.setupOut, want) {
+			t.Fatalf("setup of the passive without its slot lacks %q:\n%s", want, passive.setupOut)
+		}
+	}
+	if old, _ := filepath.Glob(passive.dataDir + ".old-*"); len(old) != 1 {
+		t.Fatalf("the old copy is not kept: %v", old)
+	}
+	passive.dbRun = startDBRun(t, passive)
+	if err := passive.server.start(); err != nil {
+		t.Fatal(err)
+	}
+	checkPair(t, mounts, active, passive)
+	putStdin(t, client, "disk-3", "key of disk 3")
+	for _, name := range []string{"disk-1", "disk-2", "disk-3"} {
+		if got := kts(t, "client", "get", "--dir", onlyPassive, name); got != "key of "+strings.Replace(name, "-", " ", 1) {
+			t.Fatalf("the passive copied anew reads %s as %q", name, got)
+		}
+	}
+
+	if after := hashTree(t, filepath.Join(root, "etc")); !equalHashes(before, after) {
+		t.Fatal("the mounted Secrets and ConfigMap changed")
+	}
+	checkModes0440(t, filepath.Join(root, "etc"))
+	stopPods(t, active, passive)
+}
+
+// mounts are the read-only volumes of the pods.
+type mounts struct {
+	identity, replication, tls, config, ca string
+}
+
+// layOutMounts writes what the Secrets and the ConfigMap hold, as the
+// kubelet mounts them: files 0440 in directories nobody writes to.
+func layOutMounts(t *testing.T, root string) mounts {
+	t.Helper()
+	etc := filepath.Join(root, "etc")
+	m := mounts{identity: filepath.Join(etc, "identity"), replication: filepath.Join(etc, "replication"),
+		tls: filepath.Join(etc, "tls"), config: filepath.Join(etc, "config")}
+	m.ca = filepath.Join(m.tls, "ca.crt")
+	identity, err := confdir.NewIdentity(confdir.IdentityOptions{Hostname: "localhost", KeyType: openpgp.Ed25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scratch := t.TempDir()
+	cert, key := filepath.Join(scratch, "tls.crt"), filepath.Join(scratch, "tls.key")
+	if err := tlsconf.GenerateSelfSigned([]string{"localhost", "127.0.0.1"}, cert, key, 365*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tls := map[string][]byte{"tls.crt": must(os.ReadFile(cert)), "tls.key": must(os.ReadFile(key))}
+	tls["ca.crt"] = tls["tls.crt"] // self-signed: the certificate is its own CA
+	for dir, files := range map[string]map[string][]byte{
+		m.identity: identity, m.replication: confdir.NewReplicationSecret(), m.tls: tls,
+	} {
+		writeMount(t, dir, files)
+	}
+	return m
+}
+
+func writeMount(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o440); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, 0o440); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o755) }) // so that the test's directory can be removed
+}
+
+// renderMemberConfigs writes active.conf and passive.conf as the operator
+// renders them, on free ports, and makes the members' volumes.
+func renderMemberConfigs(t *testing.T, root string, m mounts, active, passive *memberPod) {
+	t.Helper()
+	aAPI, aDB, pAPI, pDB := freePort(t), freePort(t), freePort(t), freePort(t)
+	active.url, active.dbPort = "https://127.0.0.1:"+itoa(aAPI), aDB
+	passive.url, passive.dbPort = "https://127.0.0.1:"+itoa(pAPI), pDB
+	files := map[string][]byte{}
+	for _, p := range []*memberPod{active, passive} {
+		volume := filepath.Join(root, "var-lib-kts-"+p.name) // the PersistentVolume's mount
+		if err := os.Mkdir(volume, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p.state = filepath.Join(volume, "state")
+		p.dataDir = filepath.Join(p.state, "db")
+		c := config.Default("localhost")
+		c.ListenAddress = strings.TrimPrefix(p.url, "https://")
+		c.SSLCertificate, c.SSLPrivateKey = filepath.Join(m.tls, "tls.crt"), filepath.Join(m.tls, "tls.key")
+		c.DBHost, c.DBPort = "127.0.0.1", p.dbPort
+		c.ServerKey = filepath.Join(m.identity, confdir.IdentityServerKey)
+		c.Keyring = filepath.Join(m.identity, confdir.IdentityKeyring)
+		c.SessionKey = filepath.Join(m.identity, confdir.IdentitySessionKey)
+		c.DBPasswordFile = filepath.Join(m.identity, confdir.IdentityDBPassword)
+		c.ReplicationPasswordFile = filepath.Join(m.replication, confdir.ReplicationPassword)
+		c.DBListenAddresses = "127.0.0.1"
+		c.DBSocketDir = filepath.Join(root, "run-"+p.name, "postgresql") // an emptyDir
+		c.ReplicationFrom = []string{"127.0.0.1/32"}
+		c.DBParameters = map[string]string{"work_mem": "8MB"}
+		c.StandbyName = "kts_passive"
+		if p == passive {
+			c.Role, c.ActiveURL, c.ActiveCA, c.ActiveDB = config.RolePassive, active.url, m.ca, "127.0.0.1:"+itoa(active.dbPort)
+		}
+		data, err := json.MarshalIndent(c, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[p.name+".conf"] = append(data, '\n')
+		p.conf = filepath.Join(m.config, p.name+".conf")
+	}
+	writeMount(t, m.config, files)
+}
+
+// withMissingIdentity writes a copy of conf whose SERVER_KEY is not in
+// the identity Secret.
+func withMissingIdentity(t *testing.T, root, conf string) string {
+	t.Helper()
+	data := bytes.Replace(must(os.ReadFile(conf)), []byte("/server-key.asc"), []byte("/server-key-old.asc"), 1)
+	p := filepath.Join(root, "missing-identity.conf")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// bgProcess is a kts child process whose output the test reads.
+type bgProcess struct {
+	what   string
+	cmd    *exec.Cmd
+	out    lockedBuffer
+	exited chan error
+}
+
+// startBackground runs kts with args until it exits or the test ends,
+// when it is killed.
+func startBackground(t *testing.T, what string, args ...string) *bgProcess {
+	t.Helper()
+	p := &bgProcess{what: what, cmd: exec.Command(filepath.Join(bin, "kts"), args...), exited: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.running() {
+			p.cmd.Process.Kill()
+			p.wait(10 * time.Second)
+		}
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", what, p.out.String())
+		}
+	})
+	return p
+}
+
+// running reports whether the process has not exited yet.
+func (p *bgProcess) running() bool {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return false
+	default:
+		return true
+	}
+}
+
+// wait waits for the process to exit and returns how it ended.
+func (p *bgProcess) wait(limit time.Duration) error {
+	select {
+	case err := <-p.exited:
+		p.exited <- err // for later waits
+		return err
+	case <-time.After(limit):
+		return fmt.Errorf("%s did not exit within %v", p.what, limit)
+	}
+}
+
+// startDBRun runs `kts db run` for a member, as its postgresql container
+// does, and waits until PostgreSQL takes connections. When the test ends
+// it is stopped, and any server left behind with it.
+func startDBRun(t *testing.T, m *memberPod) *bgProcess {
+	t.Helper()
+	p := startBackground(t, m.name+" db run", "db", "run", "--confdir", m.state)
+	t.Cleanup(func() {
+		if p.running() {
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			p.wait(30 * time.Second)
+		}
+		runTool(t, "", "kts", "db", "stop", "--confdir", m.state)
+	})
+	isready := filepath.Join(filepath.Dir(psqlPath(t)), "pg_isready")
+	bounded(t, 30*time.Second, m.name+"'s PostgreSQL takes connections", func() bool {
+		if !p.running() {
+			t.Fatalf("%s db run exited: %v\n%s", m.name, p.wait(0), p.out.String())
+		}
+		return exec.Command(isready, "--quiet", "--host", "127.0.0.1", "--port", itoa(m.dbPort)).Run() == nil
+	})
+	return p
+}
+
+// stopPods stops the servers, then PostgreSQL with SIGTERM to kts db run,
+// which must exit 0 and leave no process of the cluster behind.
+func stopPods(t *testing.T, pods ...*memberPod) {
+	t.Helper()
+	for _, m := range pods {
+		if err := m.server.stop(); err != nil {
+			t.Fatalf("%s server: %v", m.name, err)
+		}
+	}
+	for _, m := range pods {
+		m.dbRun.cmd.Process.Signal(syscall.SIGTERM)
+		if err := m.dbRun.wait(30 * time.Second); err != nil {
+			t.Fatalf("%s db run after SIGTERM: %v\n%s", m.name, err, m.dbRun.out.String())
+		}
+		if !strings.Contains(m.dbRun.out.String(), "received fast shutdown request") {
+			t.Errorf("%s db run: PostgreSQL's log on standard error shows no fast shutdown:\n%s", m.name, m.dbRun.out.String())
+		}
+		checkStopped(t, m)
+	}
+}
+
+// checkStopped checks that no PostgreSQL process of the member's cluster
+// is left.
+func checkStopped(t *testing.T, m *memberPod) {
+	t.Helper()
+	bounded(t, 10*time.Second, m.name+"'s PostgreSQL processes to end", func() bool {
+		return len(clusterProcesses(m.dataDir)) == 0
+	})
+	if _, err := os.Stat(filepath.Join(m.dataDir, "postmaster.pid")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s: postmaster.pid is left: %v", m.name, err)
+	}
+}
+
+// checkPair checks that the active's commits wait for the passive, which
+// streams from it, and that both show one identity.
+func checkPair(t *testing.T, m mounts, active, passive *memberPod) {
+	t.Helper()
+	var ready struct {
+		Role        string `json:"role"`
+		Writable    bool   `json:"writable"`
+		Replication struct {
+			Paired    bool   `json:"paired"`
+			Attached  bool   `json:"attached"`
+			SyncState string `json:"sync_state"`
+		} `json:"replication"`
+		WALReceiver string `json:"wal_receiver"`
+	}
+	waitFor(t, "the active's commits wait for the passive", func() bool {
+		out, err := exec.Command("curl", "--silent", "--cacert", m.ca, active.url+"/readyz").Output()
+		return err == nil && json.Unmarshal(out, &ready) == nil && ready.Role == "active" && ready.Writable &&
+			ready.Replication.Paired && ready.Replication.Attached && ready.Replication.SyncState == "sync"
+	})
+	waitFor(t, "the passive streams from the active", func() bool {
+		out, err := exec.Command("curl", "--silent", "--cacert", m.ca, passive.url+"/readyz").Output()
+		return err == nil && json.Unmarshal(out, &ready) == nil && ready.Role == "passive" && ready.WALReceiver == "streaming"
+	})
+	a, p := curl(t, "--cacert", m.ca, active.url+"/?a=fingerprint"), curl(t, "--cacert", m.ca, passive.url+"/?a=fingerprint")
+	if a != p || a == "" {
+		t.Fatalf("the members show fingerprints %q and %q", a, p)
+	}
+}
+
+// memberFiles hashes what setup writes: the installed configuration (with
+// its modification time) and PostgreSQL's configuration files.
+func memberFiles(t *testing.T, pods ...*memberPod) map[string][32]byte {
+	t.Helper()
+	out := map[string][32]byte{}
+	for _, m := range pods {
+		for _, f := range []string{filepath.Join(m.state, config.FileName), filepath.Join(m.dataDir, "trustee.conf"),
+			filepath.Join(m.dataDir, "pg_hba.conf"), filepath.Join(m.dataDir, "postgresql.conf")} {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[f] = sha256.Sum256(append(must(os.ReadFile(f)), fi.ModTime().String()...))
+		}
+	}
+	return out
+}
+
+func equalHashes(a, b map[string][32]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// checkModes0440 checks that nothing chmod-ed the mounted files.
+func checkModes0440(t *testing.T, dir string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if fi, err := d.Info(); err != nil || fi.Mode().Perm() != 0o440 {
+			t.Errorf("%s: mode %v, %v; want 0440", p, fi.Mode().Perm(), err)
+		}
+		return nil
+	})
+}

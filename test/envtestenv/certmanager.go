@@ -1,0 +1,172 @@
+package envtestenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"trustee.dev/trustee/test/toolcache"
+)
+
+// CertManagerNamespace is the ClusterResourceNamespace of the cert-manager
+// controller that Options.CertManager runs: the namespace of the Secrets
+// that ClusterIssuers refer to. StartShared creates it.
+const CertManagerNamespace = "cert-manager"
+
+// certManagerUser is the user the controller connects as (group
+// system:masters).
+const certManagerUser = "cert-manager"
+
+// How long the controller may take to sync its caches, and to stop.
+const (
+	certManagerReadyTimeout = time.Minute
+	certManagerStopTimeout  = 10 * time.Second
+)
+
+// certManagerCRDDir returns the deploy/crds directory of the cert-manager
+// module that hack/cert-manager requires, the version the controller is
+// built from, downloading the module when the module cache has not got it.
+func certManagerCRDDir() (string, error) {
+	root, err := toolcache.RepoRoot("hack/cert-manager/go.mod")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "mod", "download", "-json", toolcache.CertManager.Module)
+	cmd.Dir = filepath.Join(root, "hack", "cert-manager")
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(stdout.Bytes(), &mod); err != nil || mod.Dir == "" || runErr != nil {
+		return "", fmt.Errorf("locating cert-manager's CRDs: go mod download %s in hack/cert-manager: %v %s%s",
+			toolcache.CertManager.Module, runErr, mod.Error, stderr.String())
+	}
+	return filepath.Join(mod.Dir, "deploy", "crds"), nil
+}
+
+// certManager is a running cert-manager controller process.
+type certManager struct {
+	cmd    *exec.Cmd
+	out    *lastBytes
+	exited chan struct{} // closed when the process has ended; err says how
+	err    error
+}
+
+// startCertManager creates CertManagerNamespace and runs the controller bin
+// against e's API server, with a kubeconfig of its own, until it says it is
+// ready. When it is not, nothing of it is left running.
+func startCertManager(e *Env, bin string) (*certManager, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: CertManagerNamespace}}
+	if err := e.Client.Create(ctx, ns); err != nil {
+		return nil, fmt.Errorf("creating namespace %s: %w", CertManagerNamespace, err)
+	}
+	user, err := e.Environment.AddUser(envtest.User{Name: certManagerUser, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding user %s: %w", certManagerUser, err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig of user %s: %w", certManagerUser, err)
+	}
+	kubeconfig := filepath.Join(e.dir, "cert-manager.kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return nil, err
+	}
+
+	c := &certManager{out: &lastBytes{max: 16 << 10}, exited: make(chan struct{})}
+	var out io.Writer = c.out
+	if os.Getenv("KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT") == "true" {
+		out = io.MultiWriter(c.out, os.Stderr)
+	}
+	ready := &readyWriter{w: out, ready: make(chan struct{})}
+	c.cmd = exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-resource-namespace="+CertManagerNamespace, "-v=2")
+	c.cmd.Stdout, c.cmd.Stderr = ready, out
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the cert-manager controller: %w", err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.exited)
+	}()
+
+	select {
+	case <-ready.ready:
+		return c, nil
+	case <-c.exited:
+		err = fmt.Errorf("it exited: %v", c.err)
+	case <-time.After(certManagerReadyTimeout):
+		c.stop()
+		err = fmt.Errorf("not ready after %v", certManagerReadyTimeout)
+	}
+	return nil, fmt.Errorf("cert-manager controller %s: %w%s", bin, err, c.log())
+}
+
+// stop stops the controller: SIGTERM, then SIGKILL when it has not ended
+// after a while. It returns an error when the controller had ended before,
+// on its own.
+func (c *certManager) stop() error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("the cert-manager controller had ended by itself: %v%s", c.err, c.log())
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(certManagerStopTimeout):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+	return nil
+}
+
+// log returns the last lines the controller wrote, under a heading.
+func (c *certManager) log() string {
+	return c.out.tail("the cert-manager controller", 40)
+}
+
+// readyWriter passes what is written to it on to w, and closes ready once
+// a line "ready" has come by. Only one goroutine writes to it (exec's).
+type readyWriter struct {
+	w     io.Writer
+	ready chan struct{}
+	done  bool   // ready is closed
+	line  []byte // the start of the current line
+}
+
+func (r *readyWriter) Write(p []byte) (int, error) {
+	if !r.done {
+		r.line = append(r.line, p...)
+		for i := bytes.IndexByte(r.line, '\n'); i >= 0 && !r.done; i = bytes.IndexByte(r.line, '\n') {
+			if string(r.line[:i]) == "ready" {
+				r.done = true
+				close(r.ready)
+			}
+			r.line = r.line[i+1:]
+		}
+	}
+	return r.w.Write(p)
+}
+
+// CertManagerLog returns the last lines that the cert-manager controller
+// (Options.CertManager) wrote, for a failing test to show; "" without one.
+func (e *Env) CertManagerLog() string {
+	if e.certManager == nil {
+		return ""
+	}
+	return e.certManager.log()
+}

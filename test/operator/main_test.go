@@ -1,0 +1,236 @@
+// Package operator tests the operator end to end: a real API server, a
+// real cert-manager controller issuing the certificates, the operator's
+// reconcilers as `kts operator` runs them, and the pods' processes (kts
+// member setup, kts db run, kts server) run by the test from the very
+// Secrets and ConfigMap the operator made.
+package operator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/controllers"
+	"trustee.dev/trustee/test/envtestenv"
+)
+
+var (
+	env *envtestenv.Env
+	bin string // holds the kts binary the test built
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "kts-operator-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	bin = filepath.Join(dir, "kts")
+	build := exec.Command("go", "build", "-o", bin, "trustee.dev/trustee")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build kts:", err)
+		return 1
+	}
+	env, err = envtestenv.StartShared(envtestenv.Options{
+		CRDDirs:     []string{"../../config/crd/bases"},
+		AddToScheme: []func(*runtime.Scheme) error{trusteev1.AddToScheme, cmv1.AddToScheme},
+		CertManager: true,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envtestenv: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "envtestenv: %v\n", err)
+		}
+	}()
+	stop, err := startOperator()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "operator: %v\n", err)
+		return 1
+	}
+	defer stop()
+	return m.Run()
+}
+
+// addresses maps "namespace/server/member/port" to where the test runs that
+// member's port on 127.0.0.1, in place of the pod's DNS name.
+var addresses sync.Map
+
+func address(k *trusteev1.KeyTrusteeServer, member string, port int) string {
+	if a, ok := addresses.Load(fmt.Sprintf("%s/%s/%s/%d", k.Namespace, k.Name, member, port)); ok {
+		return a.(string)
+	}
+	return "127.0.0.1:1"
+}
+
+func startOperator() (stop func(), err error) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 controllers.NewScheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: "trustee:test", Address: address, HTTPTimeout: 3 * time.Second}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		cancel()
+		return nil, fmt.Errorf("the operator's cache did not sync: %v", <-done)
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintf(os.Stderr, "operator: %v\n", err)
+		}
+	}, nil
+}
+
+// eventually polls cond until it holds, or fails t with its last word.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, still not %s: %s", limit, what, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// process is a kts child that the test ends (SIGTERM, then SIGKILL) when
+// it is done, showing its output if the test failed.
+type process struct {
+	what   string
+	cmd    *exec.Cmd
+	out    lockedBuffer
+	exited chan error
+}
+
+func start(t *testing.T, what string, args ...string) *process {
+	t.Helper()
+	p := &process{what: what, cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", what, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+func (p *process) stop() {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return
+	default:
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		p.exited <- <-p.exited
+	}
+}
+
+// wait waits for the process to exit by itself.
+func (p *process) wait(limit time.Duration) error {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	case <-time.After(limit):
+		return fmt.Errorf("%s still runs after %v", p.what, limit)
+	}
+}
+
+// kts runs kts to its end and returns its standard output.
+func kts(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kts %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
