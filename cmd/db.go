@@ -236,7 +236,7 @@ func pgInstance(dir string, cfg config.Config, runAs string) *pg.Instance {
 	return &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser,
 		RunAs: runAs, Role: role, Standby: cfg.StandbyName,
 		ListenAddresses: cfg.DBListenAddresses, SocketDir: cfg.Path(dir, cfg.DBSocketDir),
-		ReplicationFrom: cfg.ReplicationFrom, Parameters: cfg.DBParameters}
+		ReplicationFrom: cfg.ReplicationFrom, ClientsFrom: cfg.DBClientsFrom, Parameters: cfg.DBParameters}
 }
 
 // pairActive sets up the active of a pair: it names the synchronous

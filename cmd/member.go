@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,6 +39,7 @@ func newMemberCommand() *cobra.Command {
 // memberSetup is what kts member setup is asked to do.
 type memberSetup struct {
 	member, configFile, dir, runAs string
+	configOnly                     bool
 }
 
 func newMemberSetupCommand() *cobra.Command {
@@ -60,7 +63,13 @@ read. Then it makes PostgreSQL ready:
            when the copy can no longer follow it (its replication slot is
            gone), keeping the old data directory beside the new one.
 
-A second run changes nothing. PostgreSQL is left stopped: kts db run runs it.`,
+A second run changes nothing. PostgreSQL is left stopped: kts db run runs it.
+
+With --config-only it installs and checks the configuration as above and
+stops there: it neither creates, copies nor looks at a PostgreSQL cluster.
+That is the init container of a backup Job's pod, which has no database of
+its own: its configuration names the member's PostgreSQL (DB_HOST, DB_PORT),
+which kts backup then reads over the network.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd.OutOrStdout())
@@ -71,6 +80,7 @@ A second run changes nothing. PostgreSQL is left stopped: kts db run runs it.`,
 	f.StringVar(&o.configFile, "config", "", "the member's keytrustee.conf, as rendered by the operator")
 	f.StringVarP(&o.dir, "confdir", "c", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
 	f.StringVar(&o.runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
+	f.BoolVar(&o.configOnly, "config-only", false, "only install and check the configuration; touch no PostgreSQL (a backup Job's pod)")
 	cmd.MarkFlagRequired("member")
 	cmd.MarkFlagRequired("config")
 	return cmd
@@ -89,6 +99,11 @@ func (o memberSetup) run(ctx context.Context, out io.Writer) error {
 		fmt.Fprintf(out, "installed %s as %s\n", o.configFile, filepath.Join(o.dir, config.FileName))
 	} else {
 		fmt.Fprintf(out, "%s is up to date\n", filepath.Join(o.dir, config.FileName))
+	}
+	if o.configOnly {
+		fmt.Fprintf(out, "configuration only: nothing set up for PostgreSQL; the database is the %s's at %s\n",
+			cfg.Role, net.JoinHostPort(cfg.DBHost, strconv.Itoa(cfg.DBPort)))
+		return nil
 	}
 	inst := pgInstance(o.dir, cfg, o.runAs)
 	if cfg.Role == config.RoleActive {
@@ -131,6 +146,9 @@ func (o memberSetup) check(ctx context.Context) (config.Config, []byte, error) {
 			o.dir, installed.Role, cfg.Role)
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return cfg, nil, fmt.Errorf("the installed configuration: %w", err)
+	}
+	if o.configOnly {
+		return cfg, data, nil
 	}
 	st, err := pgInstance(o.dir, cfg, o.runAs).Status(ctx)
 	if err != nil {

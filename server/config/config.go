@@ -102,6 +102,7 @@ type Config struct {
 	// Where PostgreSQL listens and what it admits, beyond the defaults of a
 	// single host: a pair on separate hosts, or a pod in Kubernetes.
 	ReplicationFrom   []string          `json:"REPLICATION_FROM"`    // active: networks (CIDR) the passive replicates from; default loopback
+	DBClientsFrom     []string          `json:"DB_CLIENTS_FROM"`     // networks (CIDR) DB_USER connects from over TCP; default loopback
 	DBListenAddresses string            `json:"DB_LISTEN_ADDRESSES"` // PostgreSQL's listen_addresses; "" = DB_HOST
 	DBSocketDir       string            `json:"DB_SOCKET_DIR"`       // directory of PostgreSQL's Unix socket and its lock file; "" = the data directory
 	DBParameters      map[string]string `json:"DB_PARAMETERS"`       // more postgresql.conf settings, name → value; never those Trustee sets
@@ -179,6 +180,7 @@ func Default(hostname string) Config {
 		ReplicationPasswordFile: DefaultReplPassword,
 		StandbyName:             DefaultStandbyName,
 		ReplicationFrom:         DefaultReplicationFrom(),
+		DBClientsFrom:           DefaultDBClientsFrom(),
 		DBParameters:            map[string]string{},
 	}
 }

@@ -47,6 +47,7 @@ func TestDefault(t *testing.T) {
 		SMTPPort:                25,
 		SMTPTLS:                 "starttls",
 		ReplicationFrom:         []string{"127.0.0.1/32", "::1/128"},
+		DBClientsFrom:           []string{"127.0.0.1/32", "::1/128"},
 		DBParameters:            map[string]string{},
 	}
 	if !equal(c, want) {

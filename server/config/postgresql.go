@@ -12,6 +12,10 @@ import (
 // it: loopback only, for a pair on one host.
 func DefaultReplicationFrom() []string { return []string{"127.0.0.1/32", "::1/128"} }
 
+// DefaultDBClientsFrom is DB_CLIENTS_FROM when the file does not set it:
+// loopback only, where the server itself connects.
+func DefaultDBClientsFrom() []string { return []string{"127.0.0.1/32", "::1/128"} }
+
 // ReservedDBParameters are the postgresql.conf settings that Trustee sets
 // itself (listening, replication, durability, file locations, logging of
 // statements and their parameters): DB_PARAMETERS cannot change them. The
@@ -41,8 +45,8 @@ const (
 // case, so that no spelling slips past ReservedDBParameters).
 var dbParameterName = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,62}$`)
 
-// validatePostgreSQL checks REPLICATION_FROM, DB_LISTEN_ADDRESSES,
-// DB_SOCKET_DIR and DB_PARAMETERS.
+// validatePostgreSQL checks REPLICATION_FROM, DB_CLIENTS_FROM,
+// DB_LISTEN_ADDRESSES, DB_SOCKET_DIR and DB_PARAMETERS.
 func (c Config) validatePostgreSQL() []error {
 	var errs []error
 	add := func(key, format string, args ...any) {
@@ -55,6 +59,20 @@ func (c Config) validatePostgreSQL() []error {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
 			add("REPLICATION_FROM", "%q is not a network in CIDR notation, such as \"10.0.0.7/32\", \"10.244.0.0/16\" or \"fd00::7/128\"", cidr)
 		}
+	}
+	if len(c.DBClientsFrom) == 0 {
+		add("DB_CLIENTS_FROM", "lists no network; list the networks (CIDR) DB_USER %q may connect from over TCP, e.g. [\"10.244.0.0/16\"], or remove the key for loopback only", c.DBUser)
+	}
+	beyondLoopback := false
+	for _, cidr := range c.DBClientsFrom {
+		if msg := checkNetwork(cidr); msg != "" {
+			add("DB_CLIENTS_FROM", "%s", msg)
+		} else if !slices.Contains(DefaultDBClientsFrom(), cidr) {
+			beyondLoopback = true
+		}
+	}
+	if beyondLoopback && strings.ContainsRune(c.DBUser, '"') {
+		add("DB_USER", "%q contains a double quote, which pg_hba.conf cannot hold, and DB_CLIENTS_FROM admits it there by name; choose a name without one", c.DBUser)
 	}
 	if c.DBListenAddresses != "" {
 		for _, a := range strings.Split(c.DBListenAddresses, ",") {
@@ -91,6 +109,21 @@ func (c Config) validatePostgreSQL() []error {
 		}
 	}
 	return errs
+}
+
+// checkNetwork checks one network of DB_CLIENTS_FROM: CIDR notation
+// without host bits, so that "10.0.0.7/8" (10.0.0.0/8, or 10.0.0.7/32?)
+// is never taken for what it does not say.
+func checkNetwork(cidr string) string {
+	p, err := netip.ParsePrefix(cidr)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q is not a network in CIDR notation, such as \"10.0.0.7/32\", \"10.244.0.0/16\", \"0.0.0.0/0\" or \"fd00::/64\"", cidr)
+	case p.Masked() != p:
+		return fmt.Sprintf("%q has bits set after its prefix length: write the network %q, or %q for the one address", cidr, p.Masked().String(),
+			netip.PrefixFrom(p.Addr(), p.Addr().BitLen()).String())
+	}
+	return ""
 }
 
 // reservedHint names the key that sets a reserved parameter, if any.

@@ -36,8 +36,20 @@ func TestPostgreSQLKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(d.ReplicationFrom, []string{"127.0.0.1/32", "::1/128"}) || d.DBListenAddresses != "" || d.DBSocketDir != "" || len(d.DBParameters) != 0 {
+	if !slices.Equal(d.ReplicationFrom, []string{"127.0.0.1/32", "::1/128"}) || !slices.Equal(d.DBClientsFrom, []string{"127.0.0.1/32", "::1/128"}) ||
+		d.DBListenAddresses != "" || d.DBSocketDir != "" || len(d.DBParameters) != 0 {
 		t.Fatalf("defaults: %+v", d)
+	}
+	// What the operator sets for a member: the backup Job reads it over
+	// the network.
+	if k, err := Parse([]byte(`{"HOSTNAME": "h", "DB_CLIENTS_FROM": ["0.0.0.0/0", "::/0"]}`)); err != nil ||
+		!slices.Equal(k.DBClientsFrom, []string{"0.0.0.0/0", "::/0"}) {
+		t.Fatalf("DB_CLIENTS_FROM: %v, %v", k.DBClientsFrom, err)
+	}
+	// A user name pg_hba.conf cannot hold is no matter while only loopback
+	// admits it.
+	if _, err := Parse([]byte(`{"HOSTNAME": "h", "DB_USER": "kts\"owner"}`)); err != nil {
+		t.Fatalf("DB_USER with a quote, loopback only: %v", err)
 	}
 	// What the operator renders for no parameters.
 	if n, err := Parse([]byte(`{"HOSTNAME": "h", "DB_PARAMETERS": null}`)); err != nil || n.DBParameters != nil {
@@ -50,6 +62,14 @@ func TestPostgreSQLKeysErrors(t *testing.T) {
 		{`"REPLICATION_FROM": []`, "REPLICATION_FROM: lists no network"},
 		{`"REPLICATION_FROM": ["10.0.0.7"]`, `REPLICATION_FROM: "10.0.0.7" is not a network in CIDR notation`},
 		{`"REPLICATION_FROM": "10.0.0.0/8"`, "REPLICATION_FROM: must be a list of strings, not a string"},
+		{`"DB_CLIENTS_FROM": []`, `DB_CLIENTS_FROM: lists no network; list the networks (CIDR) DB_USER "keytrustee" may connect from`},
+		{`"DB_CLIENTS_FROM": null`, "DB_CLIENTS_FROM: lists no network"},
+		{`"DB_CLIENTS_FROM": ["10.244.0.0/16", "10.0.0.7"]`, `DB_CLIENTS_FROM: "10.0.0.7" is not a network in CIDR notation`},
+		{`"DB_CLIENTS_FROM": ["10.0.0.7/8"]`, `DB_CLIENTS_FROM: "10.0.0.7/8" has bits set after its prefix length: write the network "10.0.0.0/8", or "10.0.0.7/32" for the one address`},
+		{`"DB_CLIENTS_FROM": ["fd00::7/64"]`, `write the network "fd00::/64", or "fd00::7/128" for the one address`},
+		{`"DB_CLIENTS_FROM": ["fe80::1%eth0/64"]`, `DB_CLIENTS_FROM: "fe80::1%eth0/64" is not a network in CIDR notation`},
+		{`"DB_CLIENTS_FROM": "0.0.0.0/0"`, "DB_CLIENTS_FROM: must be a list of strings, not a string"},
+		{`"DB_CLIENTS_FROM": ["0.0.0.0/0"], "DB_USER": "kts\"owner"`, `DB_USER: "kts\"owner" contains a double quote, which pg_hba.conf cannot hold`},
 		{`"DB_LISTEN_ADDRESSES": "a, ,b"`, "DB_LISTEN_ADDRESSES:"},
 		{`"DB_LISTEN_ADDRESSES": "'*'"`, "DB_LISTEN_ADDRESSES:"},
 		{`"DB_SOCKET_DIR": "/run/a,/run/b"`, "DB_SOCKET_DIR:"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,9 +19,14 @@ import (
 // postgresql.auto.conf, still overrides both).
 const includeLine = "include '" + ConfigFile + "'"
 
+// loopbackNetworks are the networks pg_hba.conf admits every role from.
+var loopbackNetworks = []string{"127.0.0.1/32", "::1/128"}
+
 // hbaConf returns pg_hba.conf: password (SCRAM) connections over the Unix
 // socket and loopback TCP for databases, replication connections for the
-// replication role from ReplicationFrom, and nothing else.
+// replication role from ReplicationFrom, connections for User from
+// ClientsFrom (the loopback networks above are not repeated), and nothing
+// else.
 func (i *Instance) hbaConf() string {
 	var b strings.Builder
 	b.WriteString(`# Managed by Trustee: rewritten on every start. Local changes are lost.
@@ -32,7 +38,41 @@ host    all          all   ::1/128        scram-sha-256
 	for _, cidr := range i.replicationFrom() {
 		fmt.Fprintf(&b, "host    replication  \"%s\"  %s  scram-sha-256\n", i.replicationUser(), cidr)
 	}
+	for _, cidr := range i.clientsFrom() {
+		fmt.Fprintf(&b, "host    all          \"%s\"  %s  scram-sha-256\n", i.user(), cidr)
+	}
 	return b.String()
+}
+
+// clientsFrom returns the networks of ClientsFrom that the loopback lines
+// of pg_hba.conf do not admit already.
+func (i *Instance) clientsFrom() []string {
+	var out []string
+	for _, cidr := range i.ClientsFrom {
+		if !slices.Contains(loopbackNetworks, cidr) && !slices.Contains(out, cidr) {
+			out = append(out, cidr)
+		}
+	}
+	return out
+}
+
+// checkClients refuses ClientsFrom networks that are not CIDR networks,
+// and a User that pg_hba.conf cannot name.
+func (i *Instance) checkClients() error {
+	for _, cidr := range i.ClientsFrom {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return fmt.Errorf("client network %q is not a network in CIDR notation (such as 10.244.0.0/16 or fd00::/64)", cidr)
+		}
+		if p.Masked() != p {
+			return fmt.Errorf("client network %q has bits set after its prefix length: write %s, or %s for the one address",
+				cidr, p.Masked(), netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
+		}
+	}
+	if len(i.clientsFrom()) > 0 && strings.ContainsAny(i.user(), "\"\x00\r\n") {
+		return fmt.Errorf("database user %q cannot be admitted from client networks: pg_hba.conf cannot hold its name", i.user())
+	}
+	return nil
 }
 
 // setting is one line of ConfigFile; value is already in postgresql.conf
@@ -170,6 +210,9 @@ func (i *Instance) writeConfig(dataDir string, acct *account) error {
 		return err
 	}
 	if err := i.checkSettings(); err != nil {
+		return err
+	}
+	if err := i.checkClients(); err != nil {
 		return err
 	}
 	var up *upstream

@@ -122,6 +122,61 @@ func TestHBA(t *testing.T) {
 	}
 }
 
+func TestHBAClients(t *testing.T) {
+	// By default, and with the loopback networks, the file is the same:
+	// every role may connect over loopback already.
+	def := (&Instance{}).hbaConf()
+	if got := (&Instance{ClientsFrom: []string{"127.0.0.1/32", "::1/128"}}).hbaConf(); got != def {
+		t.Errorf("hba with loopback ClientsFrom differs from the default:\n%s", got)
+	}
+	if strings.Contains(def, `"keytrustee"`) {
+		t.Errorf("default hba names the database user:\n%s", def)
+	}
+
+	// What the operator sets for a member: the user from anywhere, next
+	// to the replication lines, and nobody else.
+	i := &Instance{User: "keytrustee", ReplicationFrom: []string{"0.0.0.0/0", "::/0"},
+		ClientsFrom: []string{"0.0.0.0/0", "::/0", "127.0.0.1/32"}}
+	hba := i.hbaConf()
+	want := `# Managed by Trustee: rewritten on every start. Local changes are lost.
+# TYPE  DATABASE     USER  ADDRESS        METHOD
+local   all          all                  scram-sha-256
+host    all          all   127.0.0.1/32   scram-sha-256
+host    all          all   ::1/128        scram-sha-256
+host    replication  "kts_replication"  0.0.0.0/0  scram-sha-256
+host    replication  "kts_replication"  ::/0  scram-sha-256
+host    all          "keytrustee"  0.0.0.0/0  scram-sha-256
+host    all          "keytrustee"  ::/0  scram-sha-256
+`
+	if hba != want {
+		t.Errorf("hba with ClientsFrom:\n%s\nwant\n%s", hba, want)
+	}
+	if err := i.checkClients(); err != nil {
+		t.Errorf("checkClients: %v", err)
+	}
+	other := (&Instance{User: "kts_owner", ClientsFrom: []string{"10.244.0.0/16"}}).hbaConf()
+	if !strings.HasSuffix(other, "host    all          \"kts_owner\"  10.244.0.0/16  scram-sha-256\n") {
+		t.Errorf("hba for user kts_owner:\n%s", other)
+	}
+
+	for _, bad := range []struct {
+		i    Instance
+		want string
+	}{
+		{Instance{ClientsFrom: []string{"10.0.0.7"}}, `client network "10.0.0.7" is not a network in CIDR notation`},
+		{Instance{ClientsFrom: []string{"10.0.0.7/8"}}, "write 10.0.0.0/8, or 10.0.0.7/32 for the one address"},
+		{Instance{User: `a"b`, ClientsFrom: []string{"10.0.0.0/8"}}, `database user "a\"b" cannot be admitted`},
+	} {
+		if err := bad.i.checkClients(); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("checkClients(%v): %v, want %q", bad.i.ClientsFrom, err, bad.want)
+		}
+	}
+	// A user pg_hba.conf cannot name is fine while only loopback admits it.
+	if err := (&Instance{User: `a"b`, ClientsFrom: []string{"127.0.0.1/32"}}).checkClients(); err != nil {
+		t.Errorf("loopback only: %v", err)
+	}
+}
+
 func TestPassLine(t *testing.T) {
 	u := &upstream{host: "::1", port: 5432, user: "kts_replication"}
 	line := u.passLine(`p:a\s s`)

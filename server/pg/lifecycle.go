@@ -42,6 +42,9 @@ func (i *Instance) Init(ctx context.Context, password string) error {
 	if err := i.checkReplication(); err != nil {
 		return err
 	}
+	if err := i.checkClients(); err != nil {
+		return err
+	}
 	if password == "" {
 		return errors.New("the PostgreSQL superuser password must not be empty")
 	}

@@ -4,8 +4,9 @@
 // [Instance.Start] and [Instance.Stop] drive pg_ctl, and [Instance.Status]
 // reports on it. The cluster only accepts password (SCRAM-SHA-256)
 // connections over loopback TCP and over a Unix socket (kept inside the data
-// directory unless [Instance.SocketDir] names another), and replication
-// connections from [Instance.ReplicationFrom].
+// directory unless [Instance.SocketDir] names another), [Instance.User]'s
+// from [Instance.ClientsFrom], and replication connections from
+// [Instance.ReplicationFrom].
 //
 // Two servers can run as an active/passive pair. The active's cluster is
 // the primary: [Instance.ConfigureReplication] creates the replication role
@@ -144,6 +145,11 @@ type Instance struct {
 	// (127.0.0.1/32 and ::1/128). Set it on the active to admit the
 	// passive's host.
 	ReplicationFrom []string
+	// ClientsFrom lists the networks (CIDR) User may connect from over
+	// TCP, besides loopback, which every role may connect from; default
+	// loopback only. Set it when clients on other hosts (a backup reading
+	// this cluster over the network) connect as User.
+	ClientsFrom []string
 
 	// Parameters are more postgresql.conf settings, name → value (as
 	// postgresql.conf has it, unquoted), written with Trustee's own. A

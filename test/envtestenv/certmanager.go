@@ -95,6 +95,11 @@ func startCertManager(e *Env, bin string) (*certManager, error) {
 	ready := &readyWriter{w: out, ready: make(chan struct{})}
 	c.cmd = exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-resource-namespace="+CertManagerNamespace, "-v=2")
 	c.cmd.Stdout, c.cmd.Stderr = ready, out
+	// A process group of its own, as envtest's processes have; stop ends
+	// the whole group, and Wait does not wait for output from what is
+	// left of it.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.cmd.WaitDelay = certManagerStopTimeout
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the cert-manager controller: %w", err)
 	}
@@ -109,29 +114,32 @@ func startCertManager(e *Env, bin string) (*certManager, error) {
 	case <-c.exited:
 		err = fmt.Errorf("it exited: %v", c.err)
 	case <-time.After(certManagerReadyTimeout):
-		c.stop()
 		err = fmt.Errorf("not ready after %v", certManagerReadyTimeout)
 	}
+	_ = c.stop()
 	return nil, fmt.Errorf("cert-manager controller %s: %w%s", bin, err, c.log())
 }
 
-// stop stops the controller: SIGTERM, then SIGKILL when it has not ended
-// after a while. It returns an error when the controller had ended before,
-// on its own.
+// stop ends the controller's process group: SIGTERM, then SIGKILL when it
+// has not ended after a while. It returns an error when the controller had
+// ended before, by itself.
 func (c *certManager) stop() error {
+	var err error
+	pgid := c.cmd.Process.Pid
 	select {
 	case <-c.exited:
-		return fmt.Errorf("the cert-manager controller had ended by itself: %v%s", c.err, c.log())
+		err = fmt.Errorf("the cert-manager controller had ended by itself: %v%s", c.err, c.log())
 	default:
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(certManagerStopTimeout):
+		}
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(certManagerStopTimeout):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-	}
-	return nil
+	// Whatever is left of the group.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-c.exited
+	return err
 }
 
 // log returns the last lines the controller wrote, under a heading.

@@ -204,6 +204,17 @@ func (p *process) stop() {
 	}
 }
 
+// running reports whether the process has not exited.
+func (p *process) running() bool {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return false
+	default:
+		return true
+	}
+}
+
 // wait waits for the process to exit by itself.
 func (p *process) wait(limit time.Duration) error {
 	select {
@@ -225,6 +236,14 @@ func kts(t *testing.T, args ...string) string {
 		t.Fatalf("kts %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return stdout.String()
+}
+
+// ktsErr runs kts to its end and returns its output (standard output and
+// error together) and how it exited.
+func ktsErr(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	return string(out), err
 }
 
 func tail(s string, n int) string {

@@ -1,0 +1,160 @@
+package cmd
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/tlsconf"
+)
+
+// backupConf writes the files a backup Job's pod mounts (identity,
+// replication password, TLS) and its keytrustee.conf for member, which
+// names the member's PostgreSQL on another host, and returns the file.
+func backupConf(t *testing.T, member string) string {
+	t.Helper()
+	dir := t.TempDir()
+	identity, err := confdir.NewIdentity(confdir.IdentityOptions{Hostname: "localhost", KeyType: openpgp.Ed25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := identity
+	for k, v := range confdir.NewReplicationSecret() {
+		files[k] = v
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o440); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := tlsconf.GenerateSelfSigned([]string{"localhost"}, cert, key, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default("kts-" + member + "-0.kts-members.ns.svc")
+	c.SSLCertificate, c.SSLPrivateKey = cert, key
+	c.ServerKey = filepath.Join(dir, confdir.IdentityServerKey)
+	c.Keyring = filepath.Join(dir, confdir.IdentityKeyring)
+	c.SessionKey = filepath.Join(dir, confdir.IdentitySessionKey)
+	c.DBPasswordFile = filepath.Join(dir, confdir.IdentityDBPassword)
+	c.ReplicationPasswordFile = filepath.Join(dir, confdir.ReplicationPassword)
+	c.DBHost, c.DBPort = "kts-"+member+"-0.kts-members.ns.svc", 5432
+	c.StandbyName = "kts_passive"
+	if member == config.RolePassive {
+		c.Role, c.ActiveURL, c.ActiveCA, c.ActiveDB = config.RolePassive, "https://kts-active-0:11371", cert, "kts-active-0:5432"
+	}
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "backup.conf")
+	if err := os.WriteFile(conf, data, 0o440); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// memberSetupCmd runs kts member setup with args.
+func memberSetupCmd(args ...string) (string, error) {
+	cmd := newMemberSetupCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestMemberSetupConfigOnly installs a backup Job's configuration and
+// checks its files as setup does, and touches no PostgreSQL: not even one
+// that a data directory says runs.
+func TestMemberSetupConfigOnly(t *testing.T) {
+	conf := backupConf(t, config.RolePassive)
+	state := filepath.Join(t.TempDir(), "state")
+
+	out, err := memberSetupCmd("--member", "passive", "--config-only", "--config", conf, "--confdir", state)
+	if err != nil {
+		t.Fatalf("setup --config-only: %v\n%s", err, out)
+	}
+	for _, want := range []string{"installed " + conf + " as " + filepath.Join(state, config.FileName),
+		"configuration only: nothing set up for PostgreSQL; the database is the passive's at kts-passive-0.kts-members.ns.svc:5432"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	installed, err := os.ReadFile(filepath.Join(state, config.FileName))
+	if err != nil || !bytes.Equal(installed, must(os.ReadFile(conf))) {
+		t.Fatalf("installed configuration: %v", err)
+	}
+	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("state directory: %v, %v; want mode 0700", fi, err)
+	}
+	entries, _ := os.ReadDir(state)
+	if len(entries) != 1 {
+		t.Fatalf("the state directory holds %v; want only %s", entries, config.FileName)
+	}
+
+	// Again: nothing changes, though a PostgreSQL seems to run in the
+	// data directory (this process's ID in its postmaster.pid).
+	if err := os.Mkdir(filepath.Join(state, "db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pid := strconv.Itoa(os.Getpid()) + "\n" + filepath.Join(state, "db") + "\n0\n5432\n"
+	if err := os.WriteFile(filepath.Join(state, "db", "postmaster.pid"), []byte(pid), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = memberSetupCmd("--member", "passive", "--config-only", "--config", conf, "--confdir", state)
+	if err != nil || !strings.Contains(out, "keytrustee.conf is up to date") {
+		t.Fatalf("second setup --config-only: %v\n%s", err, out)
+	}
+	if out, err := memberSetupCmd("--member", "passive", "--config", conf, "--confdir", state); err == nil ||
+		!strings.Contains(err.Error(), "PostgreSQL runs in") {
+		t.Fatalf("setup without --config-only looks at PostgreSQL: %v\n%s", err, out)
+	}
+}
+
+// TestMemberSetupConfigOnlyChecks refuses what setup refuses, before it
+// installs anything.
+func TestMemberSetupConfigOnlyChecks(t *testing.T) {
+	conf := backupConf(t, config.RoleActive)
+	missing := filepath.Join(filepath.Dir(conf), "missing.conf")
+	data := bytes.Replace(must(os.ReadFile(conf)), []byte("/"+confdir.IdentitySessionKey+`"`), []byte(`/session-old.key"`), 1)
+	if err := os.WriteFile(missing, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--member", "passive", "--config", conf}, `is the configuration of the active (ROLE "active"), but --member is passive`},
+		{[]string{"--member", "backup", "--config", conf}, `--member "backup": use active or passive`},
+		{[]string{"--member", "active", "--config", missing}, "SESSION_KEY: " + filepath.Join(filepath.Dir(conf), "session-old.key") + " does not exist"},
+		{[]string{"--member", "active", "--config", filepath.Join(filepath.Dir(conf), "none.conf")}, "--config: open"},
+	} {
+		out, err := memberSetupCmd(append([]string{"--config-only", "--confdir", state}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("setup --config-only %v: %v\n%s\nwant %q", tc.args, err, out, tc.want)
+		}
+		if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("setup --config-only %v created %s", tc.args, state)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -1,0 +1,486 @@
+package operator
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/config"
+)
+
+// TestPairFromKubectlApplyToClients follows a user: a KeyTrusteeServer and
+// an Organization are applied; cert-manager issues the certificates; the
+// members run from the operator's Secrets and ConfigMap; the status
+// reports the pair in sync; a client registers with the Organization's
+// auth code; the code is rotated through its Secret; a client is disabled
+// through the Organization; a renewed certificate reaches the running
+// servers; deleting the Organization retires it on the server.
+func TestPairFromKubectlApplyToClients(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ns := env.Namespace(t)
+	c := env.Client
+	testCA(t, ctx, ns)
+
+	server := &trusteev1.KeyTrusteeServer{
+		ObjectMeta: metav1.ObjectMeta{Name: "kts", Namespace: ns},
+		Spec: trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{
+			IssuerRef: &trusteev1.IssuerReference{Name: "ca"},
+			// The members run on this machine, where the active is
+			// reached as localhost.
+			DNSNames: []string{"localhost"},
+		}},
+	}
+	create(t, ctx, server)
+	waitServer(t, ctx, server, trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
+	for _, s := range []string{"kts-admin-ca", "kts-operator-admin"} {
+		eventually(t, time.Minute, "Secret "+s, func() (bool, string) {
+			sec := &corev1.Secret{}
+			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: s}, sec)
+			return err == nil && len(sec.Data[corev1.TLSCertKey]) > 0, fmt.Sprint(err)
+		})
+	}
+
+	// The pods, as local processes.
+	root := rootDir(t)
+	active := layOut(t, ctx, root, server, "active", nil)
+	passive := layOut(t, ctx, root, server, "passive", active)
+	// Each pod's PostgreSQL first: the active's first commit (its schema)
+	// waits for its synchronous standby, whose copy needs the active's
+	// PostgreSQL.
+	active.runDB(t)
+	passive.runDB(t)
+	active.runServer(t)
+	passive.runServer(t)
+	for _, m := range []*member{active, passive} {
+		addresses.Store(fmt.Sprintf("%s/kts/%s/11371", ns, m.name), fmt.Sprintf("127.0.0.1:%d", m.api))
+		addresses.Store(fmt.Sprintf("%s/kts/%s/11373", ns, m.name), fmt.Sprintf("127.0.0.1:%d", m.admin))
+		markReady(t, ctx, ns, "kts-"+m.name+"-0", m.name)
+	}
+	waitServer(t, ctx, server, trusteev1.ConditionReplicating, metav1.ConditionTrue, "synchronous standby")
+	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	if err := c.Get(ctx, client.ObjectKeyFromObject(server), server); err != nil {
+		t.Fatal(err)
+	}
+	if got := fingerprintOf(t, active); got != server.Status.Fingerprint {
+		t.Fatalf("the server answers fingerprint %s, the status says %s", got, server.Status.Fingerprint)
+	}
+
+	// An Organization with its auth code in a Secret.
+	code := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "acme-code", Namespace: ns}, StringData: map[string]string{"code": "first code"}}
+	create(t, ctx, code)
+	org := &trusteev1.Organization{
+		ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns},
+		Spec: trusteev1.OrganizationSpec{ServerRef: trusteev1.ServerReference{Name: "kts"}, Contacts: []string{"keys@acme.example"},
+			AuthCodeSecretRef: trusteev1.SecretKeySelector{Name: "acme-code", Key: "code"}},
+	}
+	create(t, ctx, org)
+	waitOrg(t, ctx, org, func(o *trusteev1.Organization) bool { return o.Status.UUID != "" })
+
+	first := register(t, root, active, "first", "first code")
+	if first.state != "active" {
+		t.Fatalf("a client with the Organization's code is %s", first.state)
+	}
+	put(t, first, "disk-1", "key of disk 1")
+
+	// Rotating the code in the Secret reaches the server.
+	if err := c.Get(ctx, client.ObjectKeyFromObject(code), code); err != nil {
+		t.Fatal(err)
+	}
+	code.Data = map[string][]byte{"code": []byte("second code")}
+	if err := c.Update(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	waitOrg(t, ctx, org, func(o *trusteev1.Organization) bool { return o.Status.AuthCodeSecretVersion == code.ResourceVersion })
+	if r := register(t, root, active, "old-code", "first code"); r.state != "pending" {
+		t.Fatalf("a client with the old code is %s", r.state)
+	}
+	if r := register(t, root, active, "new-code", "second code"); r.state != "active" {
+		t.Fatalf("a client with the new code is %s", r.state)
+	}
+	for _, bad := range []string{"first code", "second code"} {
+		if out, _ := json.Marshal(org.Status); strings.Contains(string(out), bad) {
+			t.Fatalf("the auth code is in the status: %s", out)
+		}
+	}
+
+	// Disabling a client through the Organization.
+	if err := c.Get(ctx, client.ObjectKeyFromObject(org), org); err != nil {
+		t.Fatal(err)
+	}
+	org.Spec.Clients.Disable = []string{first.fingerprint}
+	if err := c.Update(ctx, org); err != nil {
+		t.Fatal(err)
+	}
+	waitOrg(t, ctx, org, func(o *trusteev1.Organization) bool {
+		return o.Status.Clients.Disabled == 1 && o.Status.Clients.Active == 1 && o.Status.Clients.Pending == 1
+	})
+	if out, err := ktsErr(t, "client", "get", "--dir", first.dir, "disk-1"); err == nil || !strings.Contains(out, "client_not_active") {
+		t.Fatalf("a disabled client reads: %v\n%s", err, out)
+	}
+
+	// A renewed certificate reaches the running servers, no restart.
+	before := servingCert(t, active)
+	renew(t, ctx, ns, "kts-server")
+	tlsSecret := &corev1.Secret{}
+	eventually(t, time.Minute, "a new certificate in kts-server-tls", func() (bool, string) {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-server-tls"}, tlsSecret); err != nil {
+			return false, err.Error()
+		}
+		now := leafOf(t, tlsSecret.Data[corev1.TLSCertKey])
+		return now.SerialNumber.Cmp(before.SerialNumber) != 0, "serial " + now.SerialNumber.String()
+	})
+	for _, m := range []*member{active, passive} {
+		m.mount(t, "tls", tlsSecret.Data) // what the kubelet does with the Secret volume
+	}
+	eventually(t, time.Minute, "the servers present the renewed certificate", func() (bool, string) {
+		a, p := servingCert(t, active), servingCert(t, passive)
+		return a.SerialNumber.Cmp(before.SerialNumber) != 0 && a.SerialNumber.Cmp(p.SerialNumber) == 0,
+			fmt.Sprintf("active serial %s, passive %s, old %s", a.SerialNumber, p.SerialNumber, before.SerialNumber)
+	})
+	for _, m := range []*member{active, passive} {
+		if !m.server.running() {
+			t.Fatalf("the %s server exited", m.name)
+		}
+	}
+	waitServer(t, ctx, server, trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
+	if got := get(t, register(t, root, active, "after-renewal", "second code"), "disk-1", true); got != "" {
+		t.Fatalf("another client read %q", got)
+	}
+
+	// Deleting the Organization retires it: registration is closed, data kept.
+	if err := c.Delete(ctx, org); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the Organization gone", func() (bool, string) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(org), org)
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	out, err := ktsErr(t, "client", "register", "--dir", filepath.Join(root, "clients", "late"), "--server", active.url(),
+		"--org", "acme", "--auth-code", "second code", "--ca-file", active.caFile())
+	if err == nil || !strings.Contains(out, "expired") {
+		t.Fatalf("registration with a retired organization: %v\n%s", err, out)
+	}
+	orgs := kts(t, "org", "list", "--confdir", active.state)
+	if !strings.Contains(orgs, `"acme"`) {
+		t.Fatalf("the retired organization is gone from the server:\n%s", orgs)
+	}
+}
+
+// testCA makes issuer "ca": a CA that cert-manager signs itself.
+func testCA(t *testing.T, ctx context.Context, ns string) {
+	t.Helper()
+	create(t, ctx, &cmv1.Issuer{ObjectMeta: metav1.ObjectMeta{Name: "selfsigned", Namespace: ns},
+		Spec: cmv1.IssuerSpec{IssuerConfig: cmv1.IssuerConfig{SelfSigned: &cmv1.SelfSignedIssuer{}}}})
+	create(t, ctx, &cmv1.Certificate{ObjectMeta: metav1.ObjectMeta{Name: "ca", Namespace: ns}, Spec: cmv1.CertificateSpec{
+		IsCA: true, CommonName: "test CA", SecretName: "ca",
+		IssuerRef: cmmeta.IssuerReference{Name: "selfsigned", Kind: "Issuer", Group: "cert-manager.io"}}})
+	create(t, ctx, &cmv1.Issuer{ObjectMeta: metav1.ObjectMeta{Name: "ca", Namespace: ns},
+		Spec: cmv1.IssuerSpec{IssuerConfig: cmv1.IssuerConfig{CA: &cmv1.CAIssuer{SecretName: "ca"}}}})
+}
+
+func create(t *testing.T, ctx context.Context, o client.Object) {
+	t.Helper()
+	if err := env.Client.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitServer(t *testing.T, ctx context.Context, k *trusteev1.KeyTrusteeServer, typ string, status metav1.ConditionStatus, msg string) {
+	t.Helper()
+	eventually(t, 2*time.Minute, fmt.Sprintf("%s=%s", typ, status), func() (bool, string) {
+		got := &trusteev1.KeyTrusteeServer{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(k), got); err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, typ)
+		if c == nil {
+			return false, "no condition"
+		}
+		return c.Status == status && strings.Contains(c.Message, msg), fmt.Sprintf("%s %s: %s", c.Status, c.Reason, c.Message)
+	})
+}
+
+func waitOrg(t *testing.T, ctx context.Context, org *trusteev1.Organization, cond func(*trusteev1.Organization) bool) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "organization status", func() (bool, string) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(org), org); err != nil {
+			return false, err.Error()
+		}
+		ready := meta.FindStatusCondition(org.Status.Conditions, trusteev1.ConditionReady)
+		out, _ := json.Marshal(org.Status)
+		return ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == org.Generation && cond(org), string(out)
+	})
+}
+
+// markReady creates a member's pod as the StatefulSet controller would and
+// marks it ready as its kubelet would once the probes pass.
+func markReady(t *testing.T, ctx context.Context, ns, name, role string) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
+			"trustee.dev/server": "kts", "trustee.dev/member": role, "app.kubernetes.io/component": "server"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "trustee:test"}}},
+	}
+	create(t, ctx, pod)
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, {Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// renew asks cert-manager to issue a Certificate again, as `cmctl renew`
+// does.
+func renew(t *testing.T, ctx context.Context, ns, name string) {
+	t.Helper()
+	crt := &cmv1.Certificate{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, crt); err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	crt.Status.Conditions = append(crt.Status.Conditions, cmv1.CertificateCondition{Type: cmv1.CertificateConditionIssuing,
+		Status: cmmeta.ConditionTrue, Reason: "ManuallyTriggered", Message: "renewal asked by the test", LastTransitionTime: &now})
+	if err := env.Client.Status().Update(ctx, crt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// member is one member's pod, laid out on this machine.
+type member struct {
+	name                     string
+	dir                      string // its root: etc/kts/..., var/lib/kts/state, run
+	state                    string
+	api, admin, pg           int
+	server, db               *process
+}
+
+func rootDir(t *testing.T) string {
+	t.Helper()
+	// PostgreSQL runs as an unprivileged user and must reach its data.
+	dir, err := os.MkdirTemp("", "kts-operator-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// layOut writes what the member's pod mounts (from the operator's Secrets
+// and ConfigMap) under root, with the pod's paths and ports moved to this
+// machine.
+func layOut(t *testing.T, ctx context.Context, root string, k *trusteev1.KeyTrusteeServer, name string, active *member) *member {
+	t.Helper()
+	m := &member{name: name, dir: filepath.Join(root, name), api: freePort(t), admin: freePort(t), pg: freePort(t)}
+	m.state = filepath.Join(m.dir, "var/lib/kts/state")
+	if err := os.MkdirAll(filepath.Dir(m.state), 0o755); err != nil { // the volume
+		t.Fatal(err)
+	}
+	for volume, secret := range map[string]string{"identity": "kts-identity", "replication": "kts-replication", "tls": "kts-server-tls", "admin-ca": "kts-admin-ca"} {
+		s := &corev1.Secret{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: secret}, s); err != nil {
+			t.Fatal(err)
+		}
+		m.mount(t, volume, s.Data)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: "kts-config"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	var c config.Config
+	if err := json.Unmarshal([]byte(cm.Data[name+".conf"]), &c); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*string{&c.SSLCertificate, &c.SSLPrivateKey, &c.DBPasswordFile, &c.ServerKey, &c.Keyring, &c.SessionKey,
+		&c.ReplicationPasswordFile, &c.ActiveCA, &c.AdminCAFile} {
+		if strings.HasPrefix(*p, "/etc/kts/") {
+			*p = filepath.Join(m.dir, *p)
+		}
+	}
+	c.DBSocketDir = filepath.Join(m.dir, "run")
+	c.ListenAddress, c.AdminListenAddress = fmt.Sprintf("127.0.0.1:%d", m.api), fmt.Sprintf("127.0.0.1:%d", m.admin)
+	c.DBPort, c.DBListenAddresses, c.ReplicationFrom = m.pg, "127.0.0.1", []string{"127.0.0.1/32"}
+	if active != nil {
+		c.ActiveURL, c.ActiveDB = fmt.Sprintf("https://localhost:%d", active.api), fmt.Sprintf("127.0.0.1:%d", active.pg)
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mount(t, "config", map[string][]byte{name + ".conf": b})
+	return m
+}
+
+// mount writes a volume's files as the kubelet does: each replaced whole.
+func (m *member) mount(t *testing.T, volume string, files map[string][]byte) {
+	t.Helper()
+	dir := filepath.Join(m.dir, "etc/kts", volume)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		tmp := filepath.Join(dir, ".."+name+".new")
+		if err := os.WriteFile(tmp, data, 0o440); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runDB runs the pod's setup to its end, then its PostgreSQL.
+func (m *member) runDB(t *testing.T) {
+	t.Helper()
+	conf := filepath.Join(m.dir, "etc/kts/config", m.name+".conf")
+	setup := start(t, m.name+" setup", "member", "setup", "--member", m.name, "--config", conf, "--confdir", m.state)
+	if err := setup.wait(2 * time.Minute); err != nil {
+		t.Fatalf("%s setup: %v\n%s", m.name, err, setup.out.String())
+	}
+	m.db = start(t, m.name+" db run", "db", "run", "--confdir", m.state)
+	t.Cleanup(func() { m.db.stop() }) // after the server (cleanups run last first)
+	eventually(t, time.Minute, m.name+"'s PostgreSQL listening", func() (bool, string) {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.pg))
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil, fmt.Sprint(err)
+	})
+}
+
+// runServer starts the pod's server and waits until it serves.
+func (m *member) runServer(t *testing.T) {
+	t.Helper()
+	m.server = start(t, m.name+" server", "server", "--confdir", m.state)
+	eventually(t, time.Minute, m.name+" serving", func() (bool, string) {
+		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.api), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil, fmt.Sprint(err)
+	})
+}
+
+func (m *member) url() string    { return fmt.Sprintf("https://localhost:%d", m.api) }
+func (m *member) caFile() string { return filepath.Join(m.dir, "etc/kts/tls/ca.crt") }
+
+// servingCert is the certificate the member presents, verified against the
+// CA in its tls mount.
+func servingCert(t *testing.T, m *member) *x509.Certificate {
+	t.Helper()
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(m.caFile())
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		t.Fatalf("ca.crt: %v", err)
+	}
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.api), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// leafOf is the first certificate of a PEM chain.
+func leafOf(t *testing.T, chain []byte) *x509.Certificate {
+	t.Helper()
+	block, _ := pem.Decode(chain)
+	if block == nil {
+		t.Fatal("no PEM certificate")
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// fingerprintOf asks the member for its OpenPGP fingerprint.
+func fingerprintOf(t *testing.T, m *member) string {
+	t.Helper()
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(m.caFile())
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		t.Fatalf("ca.crt: %v", err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := hc.Get(m.url() + "/?a=fingerprint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// registered is a client registered by register.
+type registered struct {
+	dir, fingerprint, state string
+}
+
+func register(t *testing.T, root string, m *member, name, code string) registered {
+	t.Helper()
+	dir := filepath.Join(root, "clients", name)
+	out := kts(t, "client", "register", "--dir", dir, "--server", m.url(), "--org", "acme", "--auth-code", code, "--ca-file", m.caFile())
+	r := registered{dir: dir}
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "fingerprint: "); ok {
+			r.fingerprint = v
+		}
+		if v, ok := strings.CutPrefix(line, "state: "); ok {
+			r.state = v
+		}
+	}
+	return r
+}
+
+func put(t *testing.T, r registered, name, value string) {
+	t.Helper()
+	file := filepath.Join(r.dir, name+".in")
+	if err := os.WriteFile(file, []byte(value), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kts(t, "client", "put", "--dir", r.dir, name, file)
+}
+
+// get reads a deposit; with missing it expects none and returns "".
+func get(t *testing.T, r registered, name string, missing bool) string {
+	t.Helper()
+	out, err := ktsErr(t, "client", "get", "--dir", r.dir, name)
+	if missing {
+		if err == nil {
+			return out
+		}
+		return ""
+	}
+	if err != nil {
+		t.Fatalf("get %s: %v\n%s", name, err, out)
+	}
+	return out
+}
