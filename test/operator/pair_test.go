@@ -268,11 +268,11 @@ func renew(t *testing.T, ctx context.Context, ns, name string) {
 
 // member is one member's pod, laid out on this machine.
 type member struct {
-	name                     string
-	dir                      string // its root: etc/kts/..., var/lib/kts/state, run
-	state                    string
-	api, admin, pg           int
-	server, db               *process
+	name           string
+	dir            string // its root: etc/kts/..., var/lib/kts/state, run
+	state          string
+	api, admin, pg int
+	server, db     *process
 }
 
 func rootDir(t *testing.T) string {
