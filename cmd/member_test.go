@@ -1,3 +1,5 @@
+//go:build unix
+
 package cmd
 
 import (
@@ -7,8 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +52,7 @@ func backupConf(t *testing.T, member string) string {
 	c.ReplicationPasswordFile = filepath.Join(dir, confdir.ReplicationPassword)
 	c.DBHost, c.DBPort = "kts-"+member+"-0.kts-members.ns.svc", 5432
 	c.StandbyName = "kts_passive"
+	c.DBSocketDir = filepath.Join(dir, "run", "postgresql")
 	if member == config.RolePassive {
 		c.Role, c.ActiveURL, c.ActiveCA, c.ActiveDB = config.RolePassive, "https://kts-active-0:11371", cert, "kts-active-0:5432"
 	}
@@ -76,11 +79,12 @@ func memberSetupCmd(args ...string) (string, error) {
 }
 
 // TestMemberSetupConfigOnly installs a backup Job's configuration and
-// checks its files as setup does, and touches no PostgreSQL: not even one
-// that a data directory says runs.
+// checks its files as setup does, and sets up no PostgreSQL: no data
+// directory, no socket directory, the state directory left to its owner.
 func TestMemberSetupConfigOnly(t *testing.T) {
 	conf := backupConf(t, config.RolePassive)
 	state := filepath.Join(t.TempDir(), "state")
+	socketDir := filepath.Join(filepath.Dir(conf), "run", "postgresql")
 
 	out, err := memberSetupCmd("--member", "passive", "--config-only", "--config", conf, "--confdir", state)
 	if err != nil {
@@ -103,23 +107,20 @@ func TestMemberSetupConfigOnly(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("the state directory holds %v; want only %s", entries, config.FileName)
 	}
+	if _, err := os.Stat(filepath.Dir(socketDir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("DB_SOCKET_DIR was made: %v", err)
+	}
+	if fi, err := os.Stat(state); err == nil && fi.Sys().(*syscall.Stat_t).Uid != uint32(os.Geteuid()) {
+		t.Fatalf("the state directory was given to uid %d", fi.Sys().(*syscall.Stat_t).Uid)
+	}
 
-	// Again: nothing changes, though a PostgreSQL seems to run in the
-	// data directory (this process's ID in its postmaster.pid).
-	if err := os.Mkdir(filepath.Join(state, "db"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	pid := strconv.Itoa(os.Getpid()) + "\n" + filepath.Join(state, "db") + "\n0\n5432\n"
-	if err := os.WriteFile(filepath.Join(state, "db", "postmaster.pid"), []byte(pid), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// Again: nothing changes.
 	out, err = memberSetupCmd("--member", "passive", "--config-only", "--config", conf, "--confdir", state)
 	if err != nil || !strings.Contains(out, "keytrustee.conf is up to date") {
 		t.Fatalf("second setup --config-only: %v\n%s", err, out)
 	}
-	if out, err := memberSetupCmd("--member", "passive", "--config", conf, "--confdir", state); err == nil ||
-		!strings.Contains(err.Error(), "PostgreSQL runs in") {
-		t.Fatalf("setup without --config-only looks at PostgreSQL: %v\n%s", err, out)
+	if entries, _ := os.ReadDir(state); len(entries) != 1 {
+		t.Fatalf("after a second run the state directory holds %v", entries)
 	}
 }
 

@@ -8,11 +8,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"time"
 	"trustee.dev/trustee/server/adminapi"
 	"trustee.dev/trustee/server/auth"
@@ -49,7 +51,19 @@ type Options struct {
 	Log *slog.Logger
 	// Ready is called with the address served once the server accepts.
 	Ready func(addr string)
+	// DBWait bounds how long the server waits at start for its database
+	// to accept connections (PostgreSQL still starting, or a standby not
+	// yet consistent), trying again with back-off; 0 tries once.
+	DBWait time.Duration
 }
+
+// Back-off of the start-up wait for the database. An attempt that gets no
+// answer (a host that drops packets) is given up after dbAttemptTimeout.
+const (
+	firstDBRetry     = 250 * time.Millisecond
+	maxDBRetry       = 5 * time.Second
+	dbAttemptTimeout = 10 * time.Second
+)
 
 // Run serves until ctx is done.
 func Run(ctx context.Context, st *confdir.State, o Options) error {
@@ -58,7 +72,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		log = slog.Default()
 	}
 	cfg := st.Config
-	db, err := openStore(ctx, st, log)
+	db, err := openStore(ctx, st, o.DBWait, log)
 	if err != nil {
 		return err
 	}
@@ -203,26 +217,86 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	return nil
 }
 
-// openStore connects to the server's database. A passive's connections
-// pass its standbyGate, and a passive waits for its standby to catch up.
-func openStore(ctx context.Context, st *confdir.State, log *slog.Logger) (*store.Store, error) {
-	if st.Config.Role != config.RolePassive {
-		return store.Open(ctx, st.DSN(), dbConns)
+// openStore connects to the server's database, waiting up to wait for it
+// to accept connections. A passive's connections pass its standbyGate, and
+// a passive waits for its standby to catch up.
+func openStore(ctx context.Context, st *confdir.State, wait time.Duration, log *slog.Logger) (*store.Store, error) {
+	open := func(ctx context.Context) (*store.Store, error) { return store.Open(ctx, st.DSN(), dbConns) }
+	if st.Config.Role == config.RolePassive {
+		gate := newStandbyGate(filepath.Join(st.Dir, StandbyGateFile))
+		open = func(ctx context.Context) (*store.Store, error) {
+			return store.OpenChecked(ctx, st.DSN(), dbConns, gate.check)
+		}
 	}
-	gate := newStandbyGate(filepath.Join(st.Dir, StandbyGateFile))
-	for i := 0; ; i++ {
-		db, err := store.OpenChecked(ctx, st.DSN(), dbConns, gate.check)
-		if err == nil || !errors.Is(err, errStandbyCatchingUp) {
-			return db, err
+	addr := net.JoinHostPort(st.Config.DBHost, strconv.Itoa(st.Config.DBPort))
+	deadline := time.Now().Add(wait)
+	delay := firstDBRetry
+	catchingUp := false
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, dbAttemptTimeout)
+		db, err := open(actx)
+		timedOut := err != nil && actx.Err() != nil
+		cancel()
+		switch {
+		case err == nil:
+			return db, nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("stopped waiting for PostgreSQL at %s: %w", addr, ctx.Err())
+		case errors.Is(err, errStandbyCatchingUp):
+			// The database answers; the standby replays for as long as
+			// it takes.
+			if !catchingUp {
+				log.Info("waiting for the standby to catch up with the active")
+				catchingUp = true
+			}
+			if err := sleep(ctx, 500*time.Millisecond); err != nil {
+				return nil, fmt.Errorf("stopped waiting for the standby to catch up: %w", err)
+			}
+			continue
+		case !timedOut && !store.ConnectionLost(err):
+			return nil, err // such as a wrong password: waiting does not help
+		case wait <= 0:
+			return nil, err
+		case !time.Now().Before(deadline):
+			return nil, fmt.Errorf("PostgreSQL at %s did not accept connections within %v (--db-wait; %d attempts): %w", addr, wait, attempt, err)
 		}
-		if i == 0 {
-			log.Info("waiting for the standby to catch up with the active")
+		next := min(delay, time.Until(deadline))
+		log.Info("waiting for the database to accept connections", "db", addr, "attempt", attempt,
+			"reason", waitReason(err, timedOut), "next_attempt_in", next.Round(time.Millisecond).String(),
+			"gives_up_in", time.Until(deadline).Round(time.Second).String())
+		if err := sleep(ctx, next); err != nil {
+			return nil, fmt.Errorf("stopped waiting for PostgreSQL at %s: %w", addr, err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+		delay = min(2*delay, maxDBRetry)
+	}
+}
+
+// waitReason says in a few words why the database did not take a
+// connection: PostgreSQL's own message (such as "the database system is
+// starting up"), or the network's (such as "connection refused").
+func waitReason(err error, timedOut bool) string {
+	var pe *pgconn.PgError
+	var oe *net.OpError
+	switch {
+	case timedOut:
+		return fmt.Sprintf("no answer within %v", dbAttemptTimeout)
+	case errors.As(err, &pe):
+		return pe.Message
+	case errors.As(err, &oe) && oe.Err != nil:
+		return oe.Err.Error()
+	}
+	return err.Error()
+}
+
+// sleep waits for d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

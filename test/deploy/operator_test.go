@@ -1,0 +1,227 @@
+package deploy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/tlsconf"
+)
+
+// TestOperatorRunsWithItsOwnPermissions runs `kts operator` as
+// config/default deploys it — as the trustee-operator ServiceAccount, with
+// only the permissions config/rbac gives it, leader election on — and
+// checks that it serves its probes, takes the lease and reconciles each
+// kind.
+func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
+	applyDefault(t)
+	kts := filepath.Join(t.TempDir(), "kts")
+	if out, err := exec.Command("go", "build", "-o", kts, "trustee.dev/trustee").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	user, groups := serviceAccount("trustee-system", "trustee-operator")
+	_, kubeconfig := env.AddUser(t, user, groups...)
+	metricsPort, probePort := freePort(t), freePort(t)
+	cmd := exec.Command(kts, "operator", "--kubeconfig", kubeconfig, "--default-image", "trustee:test",
+		"--leader-elect", "--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort))
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE=trustee-system")
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("kts operator:\n%s", logs.String())
+		}
+	})
+
+	waitFor(t, "the operator ready", func() (bool, string) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	waitFor(t, "the leader election lease held", func() (bool, string) {
+		l := &coordinationv1.Lease{}
+		err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: "trustee-system", Name: "trustee-operator.trustee.dev"}, l)
+		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "", fmt.Sprint(err)
+	})
+	// Metrics are for callers the API server authorizes, over HTTPS.
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if resp, err := insecure.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", metricsPort)); err != nil {
+		t.Errorf("metrics: %v", err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("metrics without a token: %s, want 401", resp.Status)
+	}
+
+	// One of each kind, in a namespace of its own.
+	ns := env.Namespace(t)
+	ctx := t.Context()
+	c := env.Client
+	if err := trusteev1.AddToScheme(c.Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	tlsSecret := selfSignedSecret(t, ns, "kts-tls")
+	server := &trusteev1.KeyTrusteeServer{ObjectMeta: metav1.ObjectMeta{Name: "kts", Namespace: ns},
+		Spec: trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{SecretName: tlsSecret.Name}}}
+	org := &trusteev1.Organization{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns},
+		Spec: trusteev1.OrganizationSpec{ServerRef: trusteev1.ServerReference{Name: "kts"}, Contacts: []string{"keys@acme.example"},
+			AuthCodeSecretRef: trusteev1.SecretKeySelector{Name: "acme-code", Key: "code"}}}
+	backup := &trusteev1.BackupSchedule{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: ns},
+		Spec: trusteev1.BackupScheduleSpec{ServerRef: trusteev1.ServerReference{Name: "kts"}, Schedule: "0 3 * * *", Cleartext: true,
+			Roll: ptr.To[int32](3), Destination: trusteev1.BackupDestination{ClaimName: "archives"}}}
+	for _, o := range []client.Object{tlsSecret, server, org, backup} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the server's status", func() (bool, string) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(server), server); err != nil {
+			return false, err.Error()
+		}
+		cert := meta.FindStatusCondition(server.Status.Conditions, trusteev1.ConditionCertificateReady)
+		return server.Status.Fingerprint != "" && cert != nil && cert.Status == metav1.ConditionTrue, fmt.Sprintf("%+v", server.Status)
+	})
+	for _, o := range []client.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kts-identity", Namespace: ns}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kts-config", Namespace: ns}},
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "kts-active", Namespace: ns}},
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "kts-passive", Namespace: ns}},
+		&batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly-backup", Namespace: ns}},
+	} {
+		waitFor(t, fmt.Sprintf("%T %s", o, o.GetName()), func() (bool, string) {
+			err := c.Get(ctx, client.ObjectKeyFromObject(o), o)
+			return err == nil, fmt.Sprint(err)
+		})
+	}
+	// The Organization waits, and says for what (no Secret, no admin
+	// certificate without cert-manager here).
+	waitFor(t, "the organization's status", func() (bool, string) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(org), org); err != nil {
+			return false, err.Error()
+		}
+		r := meta.FindStatusCondition(org.Status.Conditions, trusteev1.ConditionReady)
+		return r != nil && r.Reason == trusteev1.ReasonServerNotReady && strings.Contains(r.Message, "admin certificate"), fmt.Sprintf("%+v", r)
+	})
+	waitFor(t, "an event on the server", func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "kts" && e.Reason == "Generated" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(evs.Items))
+	})
+	if strings.Contains(logs.String(), "forbidden") {
+		t.Errorf("the operator was refused something:\n%s", logs.String())
+	}
+
+	// SIGTERM stops it.
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Errorf("kts operator exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("kts operator still runs 30 s after SIGTERM")
+	}
+}
+
+// selfSignedSecret is a kubernetes.io/tls Secret with a self-signed
+// certificate (its own ca.crt).
+func selfSignedSecret(t *testing.T, ns, name string) *corev1.Secret {
+	t.Helper()
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := tlsconf.GenerateSelfSigned([]string{"kts-rw." + ns + ".svc"}, crt, key, 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	read := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: read(crt), corev1.TLSPrivateKeyKey: read(key), "ca.crt": read(crt)}}
+}
+
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute, still not %s: %s", what, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
