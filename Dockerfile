@@ -1,8 +1,8 @@
 # One image for every role of Trustee: the kts binary (server, operator,
 # admin tools, backups) and PostgreSQL 15 for the database sidecar that
-# `kts db` runs. Build: docker build -t trustee/kts .
-# (No container engine runs on the development machines: this file is
-# reviewed, not built, there.)
+# `kts db` runs, and for the operator (`kts operator`), whose servers run
+# this same image by default. Build: docker build -t trustee/kts .
+# Building needs a container engine (Docker, Podman, BuildKit).
 
 # --- build -----------------------------------------------------------------
 FROM golang:1.26-bookworm AS build
@@ -33,6 +33,6 @@ ENV PATH=/usr/lib/postgresql/15/bin:$PATH \
 USER 10001:10001
 WORKDIR /var/lib/keytrustee
 VOLUME ["/var/lib/keytrustee"]
-EXPOSE 11371 11381
+EXPOSE 11371 11373 11381 5432
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/kts"]
 CMD ["server"]
