@@ -108,7 +108,7 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 	}
 	if f.resultFile != "" {
 		if err := os.WriteFile(f.resultFile, []byte(filepath.Base(res.Path)), 0o644); err != nil {
-			return fmt.Errorf("the backup %s is complete, but writing its name to --result-file failed: %w", res.Path, err)
+			return fmt.Errorf("the backup %s is complete and kept, but writing its name to --result-file failed: %w", res.Path, err)
 		}
 	}
 	out := cmd.OutOrStdout()

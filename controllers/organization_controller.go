@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -60,6 +61,13 @@ func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if c := meta.FindStatusCondition(kts.Status.Conditions, trusteev1.ConditionActiveReady); c == nil || c.Status != metav1.ConditionTrue {
+		why := "its status does not say yet"
+		if c != nil {
+			why = c.Message
+		}
+		return r.notSynced(ctx, orig, org, trusteev1.ReasonServerNotReady, fmt.Sprintf("waiting for the active server of %s: %s", kts.Name, why))
 	}
 	admin, err := r.adminClient(ctx, kts)
 	if err != nil {

@@ -108,7 +108,10 @@ func (in serverInputs) memberConfig(member string) config.Config {
 	c.ReplicationPasswordFile = path.Join(mountReplication, confdir.ReplicationPassword)
 	c.DBListenAddresses = "*"
 	c.DBSocketDir = mountRun
+	// Any address: the NetworkPolicy lets only the other member and the
+	// server's backup Jobs reach port 5432, and both need a password.
 	c.ReplicationFrom = []string{"0.0.0.0/0", "::/0"}
+	c.DBClientsFrom = c.ReplicationFrom
 	c.DBParameters = nil
 	for _, p := range spec.PostgreSQL.Parameters {
 		if c.DBParameters == nil {

@@ -126,14 +126,13 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 			return err == nil, fmt.Sprint(err)
 		})
 	}
-	// The Organization waits, and says for what (no Secret, no admin
-	// certificate without cert-manager here).
+	// The Organization waits, and says for what: no pod runs here.
 	waitFor(t, "the organization's status", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(org), org); err != nil {
 			return false, err.Error()
 		}
 		r := meta.FindStatusCondition(org.Status.Conditions, trusteev1.ConditionReady)
-		return r != nil && r.Reason == trusteev1.ReasonServerNotReady && strings.Contains(r.Message, "admin certificate"), fmt.Sprintf("%+v", r)
+		return r != nil && r.Reason == trusteev1.ReasonServerNotReady && strings.Contains(r.Message, "waiting for the active server of kts: pod kts-active-0"), fmt.Sprintf("%+v", r)
 	})
 	waitFor(t, "an event on the server", func() (bool, string) {
 		var evs eventsv1.EventList

@@ -190,6 +190,94 @@ func TestMemberPodsAsKubernetesRunsThem(t *testing.T) {
 	stopPods(t, active, passive)
 }
 
+// startMemberPair sets up and starts the pair as its pods run it (the
+// passive's setup waiting for the active) and checks that it replicates.
+func startMemberPair(t *testing.T, root string, m mounts) (active, passive *memberPod) {
+	t.Helper()
+	active, passive = &memberPod{name: "active"}, &memberPod{name: "passive"}
+	renderMemberConfigs(t, root, m, active, passive)
+	passiveSetup := startBackground(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	active.setupOut = kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
+	active.dbRun = startDBRun(t, active)
+	if err := passiveSetup.wait(90 * time.Second); err != nil {
+		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.out.String())
+	}
+	passive.setupOut = passiveSetup.out.String()
+	passive.dbRun = startDBRun(t, passive)
+	active.server, passive.server = startServer(t, active.state), startServer(t, passive.state)
+	checkPair(t, m, active, passive)
+	return active, passive
+}
+
+// TestMemberServerStartsBeforeItsPostgreSQL starts each member's server
+// before its PostgreSQL, as a pod's containers may start: the server waits,
+// saying what for, and serves once PostgreSQL takes connections (the
+// passive's standby refuses them while it starts up). Without PostgreSQL
+// it gives up after --db-wait with an error that says so.
+func TestMemberServerStartsBeforeItsPostgreSQL(t *testing.T) {
+	root := stateRoot(t)
+	mounts := layOutMounts(t, root)
+	active, passive := &memberPod{name: "active"}, &memberPod{name: "passive"}
+	renderMemberConfigs(t, root, mounts, active, passive)
+	kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
+	const waiting = `"msg":"waiting for the database to accept connections"`
+	activeDB := "127.0.0.1:" + itoa(active.dbPort)
+
+	// No PostgreSQL: a bounded wait, one line per attempt, a clear error.
+	begin := time.Now()
+	r := runTool(t, "", "kts", "server", "--confdir", active.state, "--db-wait", "2s")
+	if r.err == nil || !strings.Contains(r.stderr, "PostgreSQL at "+activeDB+" did not accept connections within 2s (--db-wait; ") ||
+		!strings.Contains(r.stderr, "connection refused") {
+		t.Fatalf("kts server without its PostgreSQL: %v\n%s", r.err, r.stderr)
+	}
+	if n := strings.Count(r.stderr, waiting); n < 2 || !strings.Contains(r.stderr, `"reason":"connect: connection refused"`) ||
+		!strings.Contains(r.stderr, `"db":"`+activeDB+`"`) {
+		t.Fatalf("kts server logged %d attempts:\n%s", n, r.stderr)
+	}
+	if took := time.Since(begin); took > 20*time.Second {
+		t.Fatalf("kts server --db-wait 2s gave up after %v", took)
+	}
+	if r := runTool(t, "", "kts", "server", "--confdir", active.state, "--db-wait", "-1s"); r.err == nil || !strings.Contains(r.stderr, "--db-wait -1s") {
+		t.Fatalf("kts server --db-wait -1s: %v\n%s", r.err, r.stderr)
+	}
+
+	// The active's server first, then its PostgreSQL. Its schema commit
+	// waits for the passive, which is set up, and whose server also starts
+	// before its PostgreSQL.
+	serve := func(m *memberPod) *bgProcess {
+		return startBackground(t, m.name+" server", "server", "--confdir", m.state, "--announce", "--db-wait", "2m")
+	}
+	activeServer := serve(active)
+	bounded(t, 30*time.Second, "the active's server to wait for its database", func() bool {
+		return strings.Count(activeServer.out.String(), waiting) >= 2
+	})
+	active.dbRun = startDBRun(t, active)
+	kts(t, "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	passiveServer := serve(passive)
+	bounded(t, 30*time.Second, "the passive's server to wait for its database", func() bool {
+		return strings.Contains(passiveServer.out.String(), waiting)
+	})
+	passive.dbRun = startDBRun(t, passive)
+	for _, p := range []*bgProcess{activeServer, passiveServer} {
+		bounded(t, 60*time.Second, p.what+" to serve", func() bool {
+			if !p.running() {
+				t.Fatalf("%s exited: %v\n%s", p.what, p.wait(0), p.out.String())
+			}
+			return strings.Contains(p.out.String(), "listening ")
+		})
+	}
+	checkPair(t, mounts, active, passive)
+	t.Logf("the active's server waited:\n%s", grepLines(activeServer.out.String(), waiting))
+	t.Logf("the passive's server waited:\n%s", grepLines(passiveServer.out.String(), waiting))
+
+	for _, p := range []*bgProcess{passiveServer, activeServer} {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.wait(20 * time.Second); err != nil {
+			t.Fatalf("%s after SIGTERM: %v\n%s", p.what, err, p.out.String())
+		}
+	}
+}
+
 // mounts are the read-only volumes of the pods.
 type mounts struct {
 	identity, replication, tls, config, ca string
@@ -269,6 +357,7 @@ func renderMemberConfigs(t *testing.T, root string, m mounts, active, passive *m
 		c.DBListenAddresses = "127.0.0.1"
 		c.DBSocketDir = filepath.Join(root, "run-"+p.name, "postgresql") // an emptyDir
 		c.ReplicationFrom = []string{"127.0.0.1/32"}
+		c.DBClientsFrom = []string{"0.0.0.0/0", "::/0"} // as the operator sets it, for the backup Job
 		c.DBParameters = map[string]string{"work_mem": "8MB"}
 		c.StandbyName = "kts_passive"
 		if p == passive {
