@@ -56,6 +56,7 @@ in-cluster service account.`,
 			}
 			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 				Scheme:                  controllers.NewScheme(),
+				Cache:                   controllers.CacheOptions(),
 				Metrics:                 metrics,
 				HealthProbeBindAddress:  probeAddr,
 				LeaderElection:          leaderElect,

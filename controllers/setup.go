@@ -2,10 +2,16 @@ package controllers
 
 import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 )
@@ -29,4 +35,18 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	return (&BackupReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("backupschedule"), Options: opts}).SetupWithManager(mgr)
+}
+
+// CacheOptions keep the operator's cache to the pods and Jobs it made
+// (by their labels) rather than every pod and Job of the cluster.
+func CacheOptions() cache.Options {
+	has := func(key string) labels.Selector {
+		r, err := labels.NewRequirement(key, selection.Exists, nil)
+		utilruntime.Must(err)
+		return labels.NewSelector().Add(*r)
+	}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Pod{}:  {Label: has(labelServer)},
+		&batchv1.Job{}: {Label: has(labelBackup)},
+	}}
 }
