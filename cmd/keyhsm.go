@@ -89,11 +89,14 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 	}
 	defer tok.Close()
 	passive := cfg.Role == config.RolePassive
-	stateKey, made, err := adoptOrCreate(tok, cfg.HSMStateKey, passive)
-	if err != nil {
-		return err
+	var stateKey *hsm.Key
+	var made string
+	if cfg.HSMSealState {
+		if stateKey, made, err = adoptOrCreate(tok, cfg.HSMStateKey, passive); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "HSM %s: state key %q %s\n", hsmkeys.Describe(cfg), cfg.HSMStateKey, made)
 	}
-	fmt.Fprintf(out, "HSM %s: state key %q %s\n", hsmkeys.Describe(cfg), cfg.HSMStateKey, made)
 	var db *store.Store
 	if !passive {
 		if db, err = openAdminStore(ctx, dir); err != nil {
@@ -114,7 +117,12 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 	if err := cfg.Save(dir); err != nil {
 		return err
 	}
-	for _, name := range hsmkeys.SealedFiles(cfg) {
+	toSeal := hsmkeys.SealedFiles(cfg)
+	if !cfg.HSMSealState {
+		toSeal = nil
+		fmt.Fprintln(out, "HSM_SEAL_STATE is false: the secrets stay as they are; the HSM holds the deposit keys")
+	}
+	for _, name := range toSeal {
 		sealed, err := sealStateFile(stateKey, cfg.Path(dir, name))
 		if err != nil {
 			return err
@@ -209,7 +217,10 @@ func newKeyHSMCheckCommand(dir *string) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(out, "module:       %s\ntoken:        %s (%s %s, serial %s)\n", info.Module, info.Label, info.Manufacturer, info.Model, info.Serial)
-			labels := []string{cfg.HSMStateKey}
+			var labels []string
+			if cfg.HSMSealState {
+				labels = append(labels, cfg.HSMStateKey)
+			}
 			var keks []store.KEK
 			if cfg.Role != config.RolePassive {
 				db, err := openAdminStore(ctx, *dir)
@@ -262,7 +273,11 @@ func newKeyHSMCheckCommand(dir *string) *cobra.Command {
 					return err
 				}
 				state := "sealed by the HSM"
-				if !hsmkeys.IsSealed(data) {
+				switch {
+				case hsmkeys.IsSealed(data):
+				case !cfg.HSMSealState:
+					state = "not sealed (HSM_SEAL_STATE is false)"
+				default:
 					state, failed = "NOT sealed (run kts keyhsm init)", append(failed, name)
 				}
 				fmt.Fprintf(out, "%s: %s\n", name, state)

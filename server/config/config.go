@@ -88,6 +88,7 @@ type Config struct {
 	HSMPINEnv                   string `json:"HSM_PIN_ENV"`                     // or an environment variable,
 	HSMPINScript                string `json:"HSM_PIN_SCRIPT"`                  // or a command (no shell) that prints it — exactly one
 	HSMStateKey                 string `json:"HSM_STATE_KEY"`                   // label of the token key that seals the state directory's secrets
+	HSMSealState                bool   `json:"HSM_SEAL_STATE"`                  // true: the HSM seals the secrets; false: they stay as they are (Kubernetes Secrets), the HSM holds deposit keys only
 	HSMDataKeyCacheSeconds      int    `json:"HSM_DATA_KEY_CACHE_SECONDS"`      // how long data keys unwrapped by the HSM stay in memory; 0 = call the HSM every time
 	ExternalURL                 string `json:"EXTERNAL_URL"`                    // base of links in mail; "" = https://HOSTNAME:11371
 	SMTPHost                    string `json:"SMTP_HOST"`                       // the MTA; "" = mail is queued but not sent
@@ -106,6 +107,8 @@ type Config struct {
 	DBListenAddresses string            `json:"DB_LISTEN_ADDRESSES"` // PostgreSQL's listen_addresses; "" = DB_HOST
 	DBSocketDir       string            `json:"DB_SOCKET_DIR"`       // directory of PostgreSQL's Unix socket and its lock file; "" = the data directory
 	DBParameters      map[string]string `json:"DB_PARAMETERS"`       // more postgresql.conf settings, name → value; never those Trustee sets
+	DBTLS             bool              `json:"DB_TLS"`              // TLS with SSL_CERTIFICATE for PostgreSQL connections beyond loopback
+	DBCAFile          string            `json:"DB_CA_FILE"`          // CA that verifies PostgreSQL at a DB_HOST beyond loopback; "" = ACTIVE_CA
 
 	// The admin API (mutual TLS) that the Kubernetes operator uses.
 	AdminListenAddress string `json:"ADMIN_LISTEN_ADDRESS"` // its listener; "" = no admin API
@@ -173,6 +176,7 @@ func Default(hostname string) Config {
 		SessionKey:              DefaultSessionKey,
 		DBDataDir:               DefaultDBDataDir,
 		HSMStateKey:             DefaultHSMStateKey,
+		HSMSealState:            true,
 		HSMDataKeyCacheSeconds:  DefaultHSMDataKeyCacheSeconds,
 		SMTPPort:                DefaultSMTPPort,
 		SMTPTLS:                 DefaultSMTPTLS,
@@ -297,6 +301,8 @@ func kindName(k reflect.Kind) string {
 		return "a list of strings"
 	case reflect.Map:
 		return "an object whose values are strings"
+	case reflect.Bool:
+		return "true or false"
 	}
 	return "an integer"
 }

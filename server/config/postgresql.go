@@ -1,11 +1,15 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+
+	"trustee.dev/trustee/server/tlsconf"
 )
 
 // DefaultReplicationFrom is REPLICATION_FROM when the file does not set
@@ -24,7 +28,7 @@ func DefaultDBClientsFrom() []string { return []string{"127.0.0.1/32", "::1/128"
 var ReservedDBParameters = []string{
 	"listen_addresses", "port", "unix_socket_directories", "unix_socket_group", "unix_socket_permissions",
 	"data_directory", "config_file", "hba_file", "ident_file", "include", "include_dir", "include_if_exists",
-	"ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "password_encryption",
+	"ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_min_protocol_version", "password_encryption",
 	"fsync", "full_page_writes",
 	"wal_level", "max_wal_senders", "max_replication_slots", "wal_keep_size",
 	"hot_standby", "hot_standby_feedback", "max_standby_streaming_delay",
@@ -45,12 +49,81 @@ const (
 // case, so that no spelling slips past ReservedDBParameters).
 var dbParameterName = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,62}$`)
 
+// LoopbackDBHost reports whether host, a DB_HOST, is reached without
+// leaving this host: a loopback address, "localhost", or the directory of
+// a Unix socket.
+func LoopbackDBHost(host string) bool {
+	if strings.HasPrefix(host, "/") || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// DBCA returns the file of the CA certificates that verify the
+// PostgreSQL at DB_HOST: DB_CA_FILE, else ACTIVE_CA.
+func (c Config) DBCA() string {
+	if c.DBCAFile != "" {
+		return c.DBCAFile
+	}
+	return c.ActiveCA
+}
+
+// DBClientTLS says how a client connects to the PostgreSQL at DB_HOST:
+// with DB_TLS and a DB_HOST beyond loopback, over TLS, verifying the
+// server's certificate and host name (libpq's sslmode verify-full)
+// against rootCert, DBCA resolved against the state directory confdir;
+// otherwise without TLS (verify false).
+func (c Config) DBClientTLS(confdir string) (verify bool, rootCert string) {
+	if !c.DBTLS || LoopbackDBHost(c.DBHost) {
+		return false, ""
+	}
+	return true, c.Path(confdir, c.DBCA())
+}
+
+// DBSSLQuery returns the TLS parameters of a postgres:// URL that reaches
+// DB_HOST, as DBClientTLS has them: "sslmode=disable", or "sslmode=
+// verify-full&sslrootcert=FILE".
+func (c Config) DBSSLQuery(confdir string) string {
+	verify, ca := c.DBClientTLS(confdir)
+	if !verify {
+		return "sslmode=disable"
+	}
+	return "sslmode=verify-full&sslrootcert=" + url.QueryEscape(ca)
+}
+
+// DBTLSMinVersion is PostgreSQL's ssl_min_protocol_version for
+// TLS_MIN_VERSION: "TLSv1.2" or "TLSv1.3".
+func (c Config) DBTLSMinVersion() string {
+	if v, err := tlsconf.ParseMinVersion(c.TLSMinVersion); err == nil && v == tls.VersionTLS13 {
+		return "TLSv1.3"
+	}
+	return "TLSv1.2"
+}
+
 // validatePostgreSQL checks REPLICATION_FROM, DB_CLIENTS_FROM,
-// DB_LISTEN_ADDRESSES, DB_SOCKET_DIR and DB_PARAMETERS.
+// DB_LISTEN_ADDRESSES, DB_SOCKET_DIR, DB_PARAMETERS, DB_TLS and
+// DB_CA_FILE.
 func (c Config) validatePostgreSQL() []error {
 	var errs []error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if msg := checkPath(c.DBCAFile, false); msg != "" {
+		add("DB_CA_FILE", "%s", msg)
+	}
+	switch {
+	case c.DBTLS:
+		if c.SSLPrivateKeyPasswordScript != "" {
+			add("DB_TLS", "PostgreSQL cannot read a private key that needs SSL_PRIVATE_KEY_PASSWORD_SCRIPT: give SSL_PRIVATE_KEY "+
+				"unencrypted (on a mount only the server's accounts can read), or set DB_TLS to false")
+		}
+		if !LoopbackDBHost(c.DBHost) && c.DBCA() == "" {
+			add("DB_CA_FILE", "is empty (and so is ACTIVE_CA), but DB_HOST %q is beyond loopback, where DB_TLS verifies "+
+				"PostgreSQL's certificate: set DB_CA_FILE to the PEM file of the CA certificates that sign it", c.DBHost)
+		}
+	case c.DBCAFile != "":
+		add("DB_CA_FILE", "is set, but DB_TLS is false, so no connection to PostgreSQL uses TLS: set DB_TLS to true, or remove DB_CA_FILE")
 	}
 	if len(c.ReplicationFrom) == 0 {
 		add("REPLICATION_FROM", "lists no network; list the networks (CIDR) the passive replicates from, e.g. [\"10.0.0.7/32\"], or remove the key for loopback only")

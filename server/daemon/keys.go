@@ -70,18 +70,33 @@ func followCurrentKEK(ctx context.Context, db *store.Store, st *confdir.State, l
 }
 
 // hsmHealth makes /readyz fail while the HSM does not answer a wrap and
-// unwrap of a test value with its state key; the result is kept for a
-// second so that probes do not load the token.
+// unwrap of a test value with its state key or, when the HSM seals nothing
+// (HSM_SEAL_STATE false), with the key that wraps new deposits (none while
+// the file keyring's does); the result is kept for a second so that probes
+// do not load the token.
 func hsmHealth(st *confdir.State, next func(context.Context) (any, error)) func(context.Context) (any, error) {
 	kr := hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(st.Config))
-	id := hsmkeys.ID(st.Config.HSMStateKey)
+	probe := func() string {
+		if st.Config.HSMSealState {
+			return hsmkeys.ID(st.Config.HSMStateKey)
+		}
+		id := st.Keyring.CurrentKeyID()
+		if _, inHSM := hsmkeys.Label(id); inHSM {
+			return id
+		}
+		return ""
+	}
 	var mu sync.Mutex
 	var checked time.Time
 	var last error
 	return func(ctx context.Context) (any, error) {
 		mu.Lock()
 		if time.Since(checked) > time.Second {
-			last, checked = kr.Check(ctx, id), time.Now()
+			last = nil
+			if id := probe(); id != "" {
+				last = kr.Check(ctx, id)
+			}
+			checked = time.Now()
 		}
 		err := last
 		mu.Unlock()

@@ -26,7 +26,8 @@ var loopbackNetworks = []string{"127.0.0.1/32", "::1/128"}
 // socket and loopback TCP for databases, replication connections for the
 // replication role from ReplicationFrom, connections for User from
 // ClientsFrom (the loopback networks above are not repeated), and nothing
-// else.
+// else. With TLS, the replication role and User are admitted from their
+// networks over TLS only (hostssl).
 func (i *Instance) hbaConf() string {
 	var b strings.Builder
 	b.WriteString(`# Managed by Trustee: rewritten on every start. Local changes are lost.
@@ -35,11 +36,15 @@ local   all          all                  scram-sha-256
 host    all          all   127.0.0.1/32   scram-sha-256
 host    all          all   ::1/128        scram-sha-256
 `)
+	typ := "host   "
+	if i.serverTLS() {
+		typ = "hostssl"
+	}
 	for _, cidr := range i.replicationFrom() {
-		fmt.Fprintf(&b, "host    replication  \"%s\"  %s  scram-sha-256\n", i.replicationUser(), cidr)
+		fmt.Fprintf(&b, "%s replication  \"%s\"  %s  scram-sha-256\n", typ, i.replicationUser(), cidr)
 	}
 	for _, cidr := range i.clientsFrom() {
-		fmt.Fprintf(&b, "host    all          \"%s\"  %s  scram-sha-256\n", i.user(), cidr)
+		fmt.Fprintf(&b, "%s all          \"%s\"  %s  scram-sha-256\n", typ, i.user(), cidr)
 	}
 	return b.String()
 }
@@ -124,6 +129,15 @@ func (i *Instance) settings(dataDir string, up *upstream) []setting {
 		{"wal_keep_size", quote(walKeepSize)},
 		{"hot_standby", "on"},
 	}
+	if i.serverTLS() {
+		// PostgreSQL re-reads these files when it reloads its
+		// configuration.
+		s = append(s,
+			setting{"ssl", "on"},
+			setting{"ssl_cert_file", quote(tlsPath(i.TLS.CertFile))},
+			setting{"ssl_key_file", quote(tlsPath(i.TLS.KeyFile))},
+			setting{"ssl_min_protocol_version", quote(i.tlsMinVersion())})
+	}
 	if i.role() == RolePassive {
 		// A long read on the passive (a backup) must not hold up replay,
 		// for every commit of the active waits for it (remote_apply): the
@@ -134,7 +148,7 @@ func (i *Instance) settings(dataDir string, up *upstream) []setting {
 			setting{"max_standby_streaming_delay", quote("1s")})
 		if up != nil {
 			s = append(s,
-				setting{"primary_conninfo", quote(up.conninfo(i.standbyName(), filepath.Join(dataDir, passFile)))},
+				setting{"primary_conninfo", quote(up.conninfo(i.standbyName(), filepath.Join(dataDir, passFile), i.activeCA()))},
 				setting{"primary_slot_name", quote(i.slot())})
 		}
 		return s
@@ -166,7 +180,7 @@ func (i *Instance) parameterSettings() []setting {
 func (i *Instance) managedSettings() map[string]bool {
 	names := map[string]bool{}
 	for _, role := range []Role{RoleActive, RolePassive} {
-		probe := Instance{Role: role, Standby: DefaultStandby}
+		probe := Instance{Role: role, Standby: DefaultStandby, TLS: &TLS{CertFile: "/c", KeyFile: "/k"}}
 		for _, s := range probe.settings("/", &upstream{}) {
 			names[s.name] = true
 		}

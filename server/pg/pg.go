@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -155,6 +156,48 @@ type Instance struct {
 	// postgresql.conf has it, unquoted), written with Trustee's own. A
 	// setting Trustee manages cannot be among them.
 	Parameters map[string]string
+
+	// TLS, when set, encrypts the connections that leave the loopback
+	// interface; nil: none does. See [TLS].
+	TLS *TLS
+}
+
+// TLS is how an Instance encrypts connections beyond loopback.
+//
+// The server offers TLS with CertFile and KeyFile (ssl = on), and admits
+// the replication role from ReplicationFrom and User from ClientsFrom
+// over TLS only (hostssl); loopback admits every role either way.
+// PostgreSQL re-reads the two files when it reloads its configuration:
+// [Instance.Run] makes it reload when they change, [Instance.Reload] on
+// demand. When the calling process is root, the run-as account must be
+// able to read them, and PostgreSQL accepts the key only when that
+// account owns it with mode 0600 or less, or root owns it with mode 0640
+// or less (a group of the account reading it, as a Kubernetes Secret
+// mounted with mode 0440 and an fsGroup has it).
+//
+// The passive reaches the active over TLS, verifying the active's
+// certificate against ActiveCAFile and its host name (libpq's sslmode
+// verify-full): its replication connection, pg_basebackup and
+// UpstreamStale. Clients of the server (ConnString, Dump, Load) reach a
+// Host beyond loopback the same way, against CAFile.
+//
+// Paths should be absolute; relative ones are taken from the current
+// directory.
+type TLS struct {
+	// CertFile is the server's PEM certificate, followed by any
+	// intermediate certificates clients need to verify it.
+	CertFile string
+	// KeyFile is its unencrypted PEM private key.
+	KeyFile string
+	// MinVersion is ssl_min_protocol_version: "TLSv1.2" (the default
+	// for "") or "TLSv1.3".
+	MinVersion string
+	// ActiveCAFile holds the CA certificates that verify the active's
+	// certificate; for the passive.
+	ActiveCAFile string
+	// CAFile holds the CA certificates that verify the server's own
+	// certificate when a client reaches Host beyond loopback.
+	CAFile string
 }
 
 // Status describes the server process of an Instance.
@@ -269,15 +312,20 @@ func (i *Instance) Initialized() bool {
 }
 
 // ConnString returns a postgres:// URL that reaches database as User with
-// password over loopback TCP. TLS is disabled: the server accepts loopback
-// connections only.
+// password over TCP, on Host. Over loopback TLS is disabled; beyond it,
+// with TLS set, the server's certificate is verified against TLS.CAFile
+// (sslmode verify-full).
 func (i *Instance) ConnString(database, password string) string {
+	q := url.Values{"sslmode": {"disable"}}
+	if ca, ok := i.clientCA(); ok {
+		q = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {ca}}
+	}
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(i.user(), password),
 		Host:     net.JoinHostPort(i.connectHost(), strconv.Itoa(i.port())),
 		Path:     "/" + database,
-		RawQuery: "sslmode=disable",
+		RawQuery: q.Encode(),
 	}
 	if password == "" {
 		u.User = url.User(i.user())
@@ -296,4 +344,48 @@ func (i *Instance) connectHost() string {
 		return "::1"
 	}
 	return h
+}
+
+// clientCA returns the CA file that verifies the server's certificate,
+// and true, when clients reach Host over TLS: TLS is set and Host is
+// beyond loopback.
+func (i *Instance) clientCA() (string, bool) {
+	if i.TLS == nil || isLoopback(i.connectHost()) {
+		return "", false
+	}
+	return i.TLS.CAFile, true
+}
+
+// isLoopback reports whether host is reached without leaving this host:
+// a loopback address, "localhost", or a Unix socket directory.
+func isLoopback(host string) bool {
+	if strings.HasPrefix(host, "/") || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// serverTLS reports whether the server offers TLS.
+func (i *Instance) serverTLS() bool {
+	return i.TLS != nil && i.TLS.CertFile != "" && i.TLS.KeyFile != ""
+}
+
+// tlsMinVersion is ssl_min_protocol_version.
+func (i *Instance) tlsMinVersion() string {
+	if i.TLS == nil || i.TLS.MinVersion == "" {
+		return "TLSv1.2"
+	}
+	return i.TLS.MinVersion
+}
+
+// tlsPath returns p as an absolute path, or "" for "".
+func tlsPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }

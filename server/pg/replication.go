@@ -104,7 +104,19 @@ func (i *Instance) checkReplication() error {
 			return fmt.Errorf("replication source %q is not a network in CIDR notation (such as 10.0.0.7/32 or fd00::7/128)", cidr)
 		}
 	}
+	if i.role() == RolePassive && i.TLS != nil && i.TLS.ActiveCAFile == "" {
+		return errors.New("the passive reaches the active over TLS, but no CA certificate file verifies the active's certificate: set the active's CA file")
+	}
 	return nil
+}
+
+// activeCA returns the absolute path of the CA file that verifies the
+// active's certificate when the passive reaches it over TLS, else "".
+func (i *Instance) activeCA() string {
+	if i.TLS == nil {
+		return ""
+	}
+	return tlsPath(i.TLS.ActiveCAFile)
 }
 
 // checkReplPassword makes sure password can be stored as a SCRAM verifier
@@ -339,7 +351,11 @@ func (i *Instance) seed(ctx context.Context, r *runner, dir string, up *upstream
 	if i.NoSync {
 		args = append(args, "--no-sync")
 	}
-	out, err := r.runEnv(ctx, []string{"PGPASSFILE=" + tmp, "PGCONNECT_TIMEOUT=10"}, "pg_basebackup", args...)
+	env := []string{"PGPASSFILE=" + tmp, "PGCONNECT_TIMEOUT=10"}
+	if ca := i.activeCA(); ca != "" {
+		env = append(env, "PGSSLMODE=verify-full", "PGSSLROOTCERT="+ca)
+	}
+	out, err := r.runEnv(ctx, env, "pg_basebackup", args...)
 	os.Remove(tmp)
 	if err != nil {
 		return &CopyError{Host: up.host, Port: up.port, Output: out, Hint: strings.TrimPrefix(basebackupHint(out, i), "\n"), Err: err}
@@ -413,6 +429,9 @@ func (e *CopyError) Reason() string {
 // basebackupHint turns pg_basebackup's complaint into advice.
 func basebackupHint(out string, i *Instance) string {
 	var hint string
+	if h := tlsHint(out, i); h != "" {
+		return "\n" + h
+	}
 	switch {
 	case strings.Contains(out, "password authentication failed"):
 		hint = "check the replication password: it must be the one given to ConfigureReplication on the active"
@@ -428,6 +447,28 @@ func basebackupHint(out string, i *Instance) string {
 		return ""
 	}
 	return "\n" + hint
+}
+
+// tlsHint turns a complaint of libpq or pgx about TLS to the active into
+// advice, or returns "".
+func tlsHint(out string, i *Instance) string {
+	ca := i.activeCA()
+	switch {
+	case strings.Contains(out, "no encryption") && strings.Contains(out, "pg_hba.conf"):
+		return "the active admits replication over TLS only: turn TLS on for this passive too"
+	case ca == "":
+		return ""
+	case strings.Contains(out, "certificate verify failed"), strings.Contains(out, "certificate signed by unknown authority"),
+		strings.Contains(out, "x509: "):
+		return fmt.Sprintf("the active's certificate does not verify against the CA certificates in %s: "+
+			"that file must hold the CA that signs the active's certificate (and any intermediate certificate the active does not send)", ca)
+	case strings.Contains(out, "does not match host name"):
+		return "the active's certificate is not issued for the host name the passive reaches it by: " +
+			"use a name the certificate names, or add it to the certificate"
+	case strings.Contains(out, "server does not support SSL"):
+		return "the active's PostgreSQL does not offer TLS: turn TLS on for the active too"
+	}
+	return ""
 }
 
 // Reseed replaces the passive's cluster with a fresh copy of the active's,
@@ -570,13 +611,19 @@ func (u *upstream) passLine(password string) string {
 }
 
 // conninfo is primary_conninfo for a standby named appName that reads its
-// password from passfile.
-func (u *upstream) conninfo(appName, passfile string) string {
+// password from passfile. With rootCert, the standby connects over TLS
+// and verifies the active's certificate against it and the host name
+// (verify-full).
+func (u *upstream) conninfo(appName, passfile, rootCert string) string {
 	q := func(s string) string {
 		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 	}
-	return "host=" + q(u.host) + " port=" + strconv.Itoa(u.port) + " user=" + q(u.user) +
+	s := "host=" + q(u.host) + " port=" + strconv.Itoa(u.port) + " user=" + q(u.user) +
 		" passfile=" + q(passfile) + " application_name=" + q(appName) + " connect_timeout=10"
+	if rootCert != "" {
+		s += " sslmode=verify-full sslrootcert=" + q(rootCert)
+	}
+	return s
 }
 
 // readUpstream reads the passive's upstream from its password file.

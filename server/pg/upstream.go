@@ -65,15 +65,23 @@ func (i *Instance) UpstreamStale(ctx context.Context, primaryHost string, primar
 	ctx, cancel := context.WithTimeout(ctx, upstreamTimeout)
 	defer cancel()
 	q := func(s string) string { return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'" }
+	ssl := "sslmode=disable"
+	if ca := i.activeCA(); ca != "" {
+		ssl = "sslmode=verify-full sslrootcert=" + q(ca)
+	}
 	cfg, err := pgconn.ParseConfig("host=" + q(primaryHost) + " port=" + strconv.Itoa(primaryPort) +
 		" user=" + q(i.replicationUser()) + " password=" + q(replPassword) +
-		" replication=true sslmode=disable connect_timeout=10 application_name='trustee setup'")
+		" replication=true " + ssl + " connect_timeout=10 application_name='trustee setup'")
 	if err != nil {
-		return false, "", err
+		return false, "", fmt.Errorf("ask the active's PostgreSQL at %s:%d about the copy: %w", primaryHost, primaryPort, err)
 	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return false, "", fmt.Errorf("ask the active's PostgreSQL at %s:%d about the copy: %w", primaryHost, primaryPort, err)
+		err = fmt.Errorf("ask the active's PostgreSQL at %s:%d about the copy: %w", primaryHost, primaryPort, err)
+		if hint := tlsHint(err.Error(), i); hint != "" {
+			err = fmt.Errorf("%w (%s)", err, hint)
+		}
+		return false, "", err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	row := func(cmd string) ([][]byte, error) {

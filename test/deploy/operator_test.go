@@ -146,7 +146,8 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 		}
 		return false, fmt.Sprintf("%d events", len(evs.Items))
 	})
-	if strings.Contains(logs.String(), "forbidden") {
+	// RBAC's refusals read `User "system:serviceaccount:..." cannot ...`.
+	if strings.Contains(logs.String(), `User \"`+user+`\" cannot`) {
 		t.Errorf("the operator was refused something:\n%s", logs.String())
 	}
 
