@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -219,12 +220,12 @@ func stateSkip(dir string, cfg config.Config) func(rel string) bool {
 func outsideFiles(dir string, cfg config.Config) []string {
 	var out []string
 	for _, p := range []string{cfg.SSLCertificate, cfg.SSLPrivateKey, cfg.SSLCertificateChain,
-		cfg.ActiveCA, cfg.ServerKey, cfg.Keyring, cfg.SessionKey, cfg.DBPasswordFile, cfg.ReplicationPasswordFile} {
+		cfg.ActiveCA, cfg.DBCAFile, cfg.ServerKey, cfg.Keyring, cfg.SessionKey, cfg.DBPasswordFile, cfg.ReplicationPasswordFile} {
 		if p == "" {
 			continue
 		}
 		abs := cfg.Path(dir, p)
-		if rel, err := filepath.Rel(dir, abs); err == nil && !strings.HasPrefix(rel, "..") {
+		if rel, err := filepath.Rel(dir, abs); (err == nil && !strings.HasPrefix(rel, "..")) || slices.Contains(out, abs) {
 			continue
 		}
 		out = append(out, abs)

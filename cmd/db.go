@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -123,7 +124,8 @@ directory under a new name, and copies the active's database again.`,
 log goes to standard error, SIGTERM and SIGINT shut it down fast (open
 transactions are rolled back), SIGHUP makes it re-read its configuration, and
 the exit status is PostgreSQL's. Like start, it writes Trustee's PostgreSQL
-configuration first.`,
+configuration first. With DB_TLS, it makes PostgreSQL re-read its certificate
+and key when their files change (checked every second).`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				inst, _, err := instance()
@@ -131,6 +133,26 @@ configuration first.`,
 					return err
 				}
 				return runDB(cmd.Context(), cmd.ErrOrStderr(), inst)
+			},
+		},
+		&cobra.Command{
+			Use:   "reload",
+			Short: "Make the running PostgreSQL re-read its configuration and TLS certificate",
+			Long: `reload makes the running PostgreSQL re-read its configuration files and, with
+DB_TLS, its certificate and key (SSL_CERTIFICATE, SSL_PRIVATE_KEY): run it
+after replacing them when PostgreSQL was started with start. kts db run
+reloads by itself when they change.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				inst, _, err := instance()
+				if err != nil {
+					return err
+				}
+				if err := inst.Reload(cmd.Context()); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "PostgreSQL re-reads its configuration")
+				return nil
 			},
 		},
 		&cobra.Command{
@@ -233,10 +255,26 @@ func initDB(ctx context.Context, dir string, cfg config.Config, inst *pg.Instanc
 // pgInstance describes the PostgreSQL of a state directory.
 func pgInstance(dir string, cfg config.Config, runAs string) *pg.Instance {
 	role := pg.Role(cfg.Role)
-	return &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser,
+	inst := &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser,
 		RunAs: runAs, Role: role, Standby: cfg.StandbyName,
 		ListenAddresses: cfg.DBListenAddresses, SocketDir: cfg.Path(dir, cfg.DBSocketDir),
 		ReplicationFrom: cfg.ReplicationFrom, ClientsFrom: cfg.DBClientsFrom, Parameters: cfg.DBParameters}
+	if cfg.DBTLS {
+		abs := func(p string) string {
+			if p = cfg.Path(dir, p); p != "" {
+				if a, err := filepath.Abs(p); err == nil {
+					return a
+				}
+			}
+			return p
+		}
+		inst.TLS = &pg.TLS{CertFile: abs(cfg.SSLCertificate), KeyFile: abs(cfg.SSLPrivateKey), MinVersion: cfg.DBTLSMinVersion(),
+			CAFile: abs(cfg.DBCA())}
+		if cfg.Role == config.RolePassive {
+			inst.TLS.ActiveCAFile = abs(cfg.ActiveCA)
+		}
+	}
+	return inst
 }
 
 // pairActive sets up the active of a pair: it names the synchronous

@@ -66,6 +66,19 @@ read. Then it makes PostgreSQL ready:
            when the copy can no longer follow it (its replication slot is
            gone), keeping the old data directory beside the new one.
 
+With HSM_MODULE set, it opens the token with its PIN before it changes
+anything, and then sets up the keys that wrap deposits in it, leaving the
+identity files as they are (HSM_SEAL_STATE false: they stay in their Secret)
+and keytrustee.conf as given:
+
+  active   adopts the deposit key the database records as current, or else
+           creates kts-kek-1 in the token (adopting it if the token has it)
+           and records it; then re-wraps every deposit another key wraps
+           (the file keyring's, when the HSM is added to a server with
+           deposits), as kts keyhsm migrate does.
+  passive  checks that the token holds kts-kek-1, the active's: it creates
+           no key.
+
 A second run changes nothing. PostgreSQL is left stopped: kts db run runs it.
 
 With --config-only it installs and checks the configuration as above and

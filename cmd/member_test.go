@@ -16,6 +16,7 @@ import (
 
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/hsm/hsmtest"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/tlsconf"
 )
@@ -158,4 +159,69 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestMemberSetupHSMChecks refuses, before it changes anything, a token
+// that does not open with the PIN, an identity HSM_SEAL_STATE says is
+// sealed but is not, and a passive with a cluster whose token lacks the
+// deposit key. No message holds a PIN.
+func TestMemberSetupHSMChecks(t *testing.T) {
+	token := hsmtest.NewToken(t)
+	variant := func(member, name, pin string, edit func(*config.Config)) string {
+		conf := backupConf(t, member)
+		dir := filepath.Dir(conf)
+		c, err := config.Parse(must(os.ReadFile(conf)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.HSMModule, c.HSMTokenLabel, c.HSMPINFile = token.Module, token.TokenLabel, filepath.Join(dir, "hsm.pin")
+		c.HSMSealState = false
+		if edit != nil {
+			edit(&c)
+		}
+		if err := os.WriteFile(c.HSMPINFile, []byte(pin+"\n"), 0o440); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name+".conf")
+		if err := os.WriteFile(p, must(json.MarshalIndent(c, "", "  ")), 0o440); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const wrongPIN = "0000000000000000"
+	for _, tc := range []struct {
+		member, conf string
+		cluster      bool // the state directory holds a cluster
+		want         []string
+	}{
+		{config.RoleActive, variant(config.RoleActive, "sealed", token.PIN, func(c *config.Config) { c.HSMSealState = true }), false,
+			[]string{"HSM_SEAL_STATE is true, but setup seals nothing", "these are not sealed: ", "server-key.asc", "session.key", "deposit-keyring.json"}},
+		{config.RoleActive, variant(config.RoleActive, "wrong-pin", wrongPIN, nil), false,
+			[]string{"the HSM (module " + token.Module + `, token "` + token.TokenLabel + `")`}},
+		{config.RolePassive, variant(config.RolePassive, "no-key", token.PIN, nil), true,
+			[]string{`has no key "kts-kek-1": a passive uses the active's deposit keys`}},
+	} {
+		state := filepath.Join(t.TempDir(), "state")
+		if tc.cluster {
+			if err := os.MkdirAll(filepath.Join(state, "db"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(state, "db", "PG_VERSION"), []byte("15\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := memberSetupCmd("--member", tc.member, "--config", tc.conf, "--confdir", state)
+		t.Logf("setup with %s: %v", filepath.Base(tc.conf), err)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("setup with %s: %v\n%s\nwant %q", filepath.Base(tc.conf), err, out, want)
+			}
+		}
+		if err != nil && (strings.Contains(err.Error(), token.PIN) || strings.Contains(err.Error(), wrongPIN)) {
+			t.Errorf("setup with %s: the error holds a PIN: %v", filepath.Base(tc.conf), err)
+		}
+		if _, err := os.Stat(filepath.Join(state, config.FileName)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("setup with %s installed its configuration", filepath.Base(tc.conf))
+		}
+	}
 }

@@ -288,7 +288,7 @@ func openAdminStore(ctx context.Context, dir string) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, confdir.DSN(cfg, pw), 2)
+	db, err := store.Open(ctx, pgInstance(dir, cfg, "").ConnString(cfg.DBName, pw), 2)
 	if err != nil {
 		return nil, err
 	}

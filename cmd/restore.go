@@ -328,7 +328,16 @@ func stagedHSM(staged *backup.Staged, target string, cfg config.Config) (*hsm.To
 		}
 	}
 	if len(sealed) == 0 {
-		return nil, nil
+		if !cfg.HasHSM() {
+			return nil, nil
+		}
+		// Secrets kept unsealed (HSM_SEAL_STATE false): the token still
+		// holds the keys of the deposits, which checkHSMKeys looks for.
+		tok, err := hsmkeys.OpenToken(target, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("the configuration names the HSM %s, which holds the deposits' keys; restore needs it: %w", hsmkeys.Describe(cfg), err)
+		}
+		return tok, nil
 	}
 	if !cfg.HasHSM() {
 		return nil, fmt.Errorf("the backup's %s are sealed by an HSM, and the configuration names none (keytrustee.conf HSM_MODULE)", strings.Join(sealed, ", "))

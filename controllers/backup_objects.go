@@ -52,6 +52,7 @@ func (in backupInputs) configMap() (*corev1.ConfigMap, error) {
 	c := in.Server.memberConfig(m)
 	c.DBHost = in.Server.names().PodHost(m)
 	c.DBSocketDir = ""
+	c.DBCAFile = path.Join(mountTLS, "ca.crt") // verifies the member's PostgreSQL (DB_TLS)
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return nil, err
@@ -107,6 +108,10 @@ func (in backupInputs) cronJob() *batchv1.CronJob {
 		{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: in.meta().Name}}}},
 		{Name: "archives", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: spec.Destination.ClaimName}}},
 		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+	if h := srv.KTS.Spec.HSM; h != nil { // the deposits' keys are in the HSM
+		mounts = append(mounts, corev1.VolumeMount{Name: "hsm", MountPath: mountHSM, ReadOnly: true})
+		volumes = append(volumes, secretVolume("hsm", h.PINSecretRef.Name))
 	}
 	if r := spec.GPGRecipient; r != nil {
 		mounts = append(mounts, corev1.VolumeMount{Name: "recipient", MountPath: mountRecipient, ReadOnly: true})

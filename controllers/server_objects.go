@@ -112,6 +112,10 @@ func (in serverInputs) memberConfig(member string) config.Config {
 	// server's backup Jobs reach port 5432, and both need a password.
 	c.ReplicationFrom = []string{"0.0.0.0/0", "::/0"}
 	c.DBClientsFrom = c.ReplicationFrom
+	// Replication and backups cross the pod network over TLS with the
+	// servers' certificate, verified against its CA (hostssl beyond
+	// loopback; the server itself connects over 127.0.0.1).
+	c.DBTLS = true
 	c.DBParameters = nil
 	for _, p := range spec.PostgreSQL.Parameters {
 		if c.DBParameters == nil {
@@ -135,6 +139,9 @@ func (in serverInputs) memberConfig(member string) config.Config {
 	if h := spec.HSM; h != nil {
 		c.HSMModule, c.HSMTokenLabel = h.Module, h.TokenLabel
 		c.HSMPINFile = path.Join(mountHSM, h.PINSecretRef.Key)
+		// The identity stays in its Secret as it is (kts member setup seals
+		// nothing on a read-only mount); the HSM holds the deposit keys.
+		c.HSMSealState = false
 		if h.DataKeyCacheSeconds != nil {
 			c.HSMDataKeyCacheSeconds = int(*h.DataKeyCacheSeconds)
 		}

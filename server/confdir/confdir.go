@@ -289,13 +289,20 @@ func ReadDBPassword(dir string, cfg config.Config) (string, error) {
 
 // DSN is the connection string of the state directory's database.
 func (s *State) DSN() string {
-	return DSN(s.Config, s.DBPassword)
+	return dsn(s.Dir, s.Config, s.DBPassword)
 }
 
-// DSN builds the connection string for cfg's database.
+// DSN builds the connection string for cfg's database; a relative
+// DB_CA_FILE is taken from the current directory.
 func DSN(cfg config.Config, password string) string {
-	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable",
-		cfg.DBUser, urlEscape(password), hostPort(cfg.DBHost, cfg.DBPort), cfg.DBName)
+	return dsn("", cfg, password)
+}
+
+// dsn builds the connection string for cfg's database, with TLS as
+// Config.DBSSLQuery has it for the state directory dir.
+func dsn(dir string, cfg config.Config, password string) string {
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?%s",
+		cfg.DBUser, urlEscape(password), hostPort(cfg.DBHost, cfg.DBPort), cfg.DBName, cfg.DBSSLQuery(dir))
 }
 
 func hostPort(host string, port int) string {

@@ -103,7 +103,7 @@ func CheckFiles(dir string, cfg config.Config) error {
 		files = append(files, file{"ACTIVE_CA", cfg.ActiveCA})
 	}
 	for _, f := range []file{{"SSL_CERTIFICATE_CHAIN", cfg.SSLCertificateChain}, {"HSM_PIN_FILE", cfg.HSMPINFile},
-		{"SMTP_CA_FILE", cfg.SMTPCAFile}, {"SMTP_PASSWORD_FILE", cfg.SMTPPasswordFile}} {
+		{"SMTP_CA_FILE", cfg.SMTPCAFile}, {"SMTP_PASSWORD_FILE", cfg.SMTPPasswordFile}, {"DB_CA_FILE", cfg.DBCAFile}} {
 		if f.path != "" {
 			files = append(files, f)
 		}

@@ -117,3 +117,72 @@ func TestReservedDBParametersMatchTheAPI(t *testing.T) {
 		t.Errorf("ReservedDBParameters =\n%v\nthe API refuses\n%v", got, want)
 	}
 }
+
+func TestDBTLS(t *testing.T) {
+	d, err := Parse([]byte(`{"HOSTNAME": "h"}`))
+	if err != nil || d.DBTLS || d.DBCAFile != "" {
+		t.Fatalf("defaults: DB_TLS %v, DB_CA_FILE %q, %v", d.DBTLS, d.DBCAFile, err)
+	}
+	if q := d.DBSSLQuery("/state"); q != "sslmode=disable" {
+		t.Errorf("DBSSLQuery without DB_TLS = %q", q)
+	}
+
+	// A member as the operator renders it: TLS, the server on loopback.
+	member, err := Parse([]byte(`{"HOSTNAME": "h", "DB_TLS": true, "SSL_CERTIFICATE": "/etc/kts/tls/tls.crt",
+		"SSL_PRIVATE_KEY": "/etc/kts/tls/tls.key", "DB_CLIENTS_FROM": ["0.0.0.0/0"]}`))
+	if err != nil || !member.DBTLS {
+		t.Fatalf("member: %v, %v", member.DBTLS, err)
+	}
+	if q := member.DBSSLQuery("/state"); q != "sslmode=disable" {
+		t.Errorf("DBSSLQuery of a member over loopback = %q", q)
+	}
+	if member.DBTLSMinVersion() != "TLSv1.2" {
+		t.Errorf("DBTLSMinVersion = %q", member.DBTLSMinVersion())
+	}
+	member.TLSMinVersion = "TLSv1.3"
+	if member.DBTLSMinVersion() != "TLSv1.3" {
+		t.Errorf("DBTLSMinVersion for tlsv1.3 = %q", member.DBTLSMinVersion())
+	}
+
+	// A backup Job reading a member over the network: verify-full against
+	// DB_CA_FILE, or ACTIVE_CA on a passive's configuration.
+	job := passiveConfig(Default("h"))
+	job.DBTLS, job.DBHost = true, "kts-passive-0.kts-members.ns.svc"
+	if err := job.Validate(); err != nil {
+		t.Fatalf("passive's Job with ACTIVE_CA: %v", err)
+	}
+	if q := job.DBSSLQuery("/state"); q != "sslmode=verify-full&sslrootcert=%2Fstate%2Factive-ca.pem" {
+		t.Errorf("DBSSLQuery with ACTIVE_CA = %q", q)
+	}
+	job.DBCAFile = "/etc/kts/tls/ca.crt"
+	if verify, ca := job.DBClientTLS("/state"); !verify || ca != "/etc/kts/tls/ca.crt" {
+		t.Errorf("DBClientTLS with DB_CA_FILE = %v, %q", verify, ca)
+	}
+	for _, h := range []string{"127.0.0.1", "::1", "localhost", "/var/run/postgresql"} {
+		job.DBHost = h
+		if verify, _ := job.DBClientTLS("/state"); verify {
+			t.Errorf("DB_HOST %q: TLS over loopback", h)
+		}
+	}
+}
+
+func TestDBTLSErrors(t *testing.T) {
+	for _, tt := range []struct{ conf, want string }{
+		{`"DB_TLS": "yes"`, "DB_TLS: must be true or false, not a string"},
+		{`"DB_TLS": 1`, "DB_TLS: must be true or false, not 1"},
+		{`"DB_TLS": true, "DB_HOST": "10.0.0.7"`, `DB_CA_FILE: is empty (and so is ACTIVE_CA), but DB_HOST "10.0.0.7" is beyond loopback`},
+		{`"DB_TLS": true, "SSL_PRIVATE_KEY_PASSWORD_SCRIPT": "/bin/echo -n pw"`, "DB_TLS: PostgreSQL cannot read a private key that needs SSL_PRIVATE_KEY_PASSWORD_SCRIPT"},
+		{`"DB_TLS": true, "SSL_CERTIFICATE": ""`, "SSL_CERTIFICATE: is empty"},
+		{`"DB_CA_FILE": "/etc/kts/tls/ca.crt"`, "DB_CA_FILE: is set, but DB_TLS is false"},
+		{`"DB_TLS": true, "DB_CA_FILE": "ca\u0000.crt"`, "DB_CA_FILE: contains a NUL byte"},
+		{`"DB_PARAMETERS": {"ssl_min_protocol_version": "TLSv1.3"}`, `"ssl_min_protocol_version" is set by Trustee itself`},
+	} {
+		_, err := Parse([]byte(`{"HOSTNAME": "h", ` + tt.conf + `}`))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want %q", tt.conf, err, tt.want)
+		}
+	}
+	if _, err := Parse([]byte(`{"HOSTNAME": "h", "DB_TLS": true, "DB_HOST": "10.0.0.7", "DB_CA_FILE": "/ca.crt"}`)); err != nil {
+		t.Errorf("DB_HOST beyond loopback with DB_CA_FILE: %v", err)
+	}
+}

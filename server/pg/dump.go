@@ -51,7 +51,9 @@ func (i *Instance) Load(ctx context.Context, password, database string, sql io.R
 }
 
 // client prepares a PostgreSQL client program that connects as User with
-// password over loopback TCP. It runs as the caller: it only needs the
+// password over TCP to Host: without TLS over loopback, and beyond it with
+// TLS set, verifying the server's certificate against TLS.CAFile and its
+// host name (verify-full). It runs as the caller: it only needs the
 // network. The password travels in the environment, which only the
 // caller's account can read, never on the command line.
 func (i *Instance) client(ctx context.Context, password, name string, args ...string) (*exec.Cmd, error) {
@@ -59,10 +61,17 @@ func (i *Instance) client(ctx context.Context, password, name string, args ...st
 	if err != nil {
 		return nil, err
 	}
+	ssl := []string{"PGSSLMODE=disable"}
+	if ca, ok := i.clientCA(); ok {
+		if ca == "" {
+			return nil, fmt.Errorf("%s reaches PostgreSQL at %s over TLS, but no CA certificate file verifies its certificate", name, i.connectHost())
+		}
+		ssl = []string{"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + tlsPath(ca)}
+	}
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, name), append(args,
 		"--host="+i.connectHost(), "--port="+strconv.Itoa(i.port()), "--username="+i.user(), "--no-password")...)
-	cmd.Env = append(append([]string(nil), childEnv...), "PGPASSWORD="+password, "PGSSLMODE=disable",
-		"PGAPPNAME=kts-"+name, "PGCONNECT_TIMEOUT=10")
+	cmd.Env = append(append(append([]string(nil), childEnv...), "PGPASSWORD="+password,
+		"PGAPPNAME=kts-"+name, "PGCONNECT_TIMEOUT=10"), ssl...)
 	cmd.Dir = "/"
 	cmd.WaitDelay = 5 * time.Second
 	return cmd, nil

@@ -273,6 +273,9 @@ func (i *Instance) prepareRun(dir string) (*runner, error) {
 	if err := restoreModes(dir); err != nil {
 		return nil, err
 	}
+	if err := i.checkTLSFiles(r.acct); err != nil {
+		return nil, err
+	}
 	if err := i.writeConfig(dir, r.acct); err != nil {
 		return nil, err
 	}
@@ -323,6 +326,12 @@ type RunOptions struct {
 // it rewrites Trustee's configuration first. Run refuses a cluster whose
 // server already runs. When the server exits with a failure status, the
 // error wraps its *exec.ExitError; a clean exit returns nil.
+//
+// With TLS, Run looks at the certificate and key files every second and
+// makes the server reload (SIGHUP) when they change, so that a renewed
+// certificate is served to new connections without a restart. A
+// replacement PostgreSQL cannot load (a key that does not match the
+// certificate) leaves the previous certificate in service, and is logged.
 func (i *Instance) Run(ctx context.Context, o RunOptions) error {
 	dir, err := i.dataDir()
 	if err != nil {
@@ -355,6 +364,13 @@ func (i *Instance) Run(ctx context.Context, o RunOptions) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	var certs chan struct{} // nil without TLS: never ready
+	if i.serverTLS() {
+		certs = make(chan struct{})
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go i.watchCerts(watchCtx, o.Log, certs)
+	}
 	done := ctx.Done()
 	for {
 		select {
@@ -367,6 +383,8 @@ func (i *Instance) Run(ctx context.Context, o RunOptions) error {
 			done = nil
 			_ = cmd.Process.Signal(os.Interrupt) // fast shutdown
 		case <-o.Reload:
+			_ = cmd.Process.Signal(syscall.SIGHUP)
+		case <-certs:
 			_ = cmd.Process.Signal(syscall.SIGHUP)
 		}
 	}

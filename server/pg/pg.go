@@ -6,7 +6,8 @@
 // connections over loopback TCP and over a Unix socket (kept inside the data
 // directory unless [Instance.SocketDir] names another), [Instance.User]'s
 // from [Instance.ClientsFrom], and replication connections from
-// [Instance.ReplicationFrom].
+// [Instance.ReplicationFrom]; with [Instance.TLS], those last two over TLS
+// only, and connections to another host verify its certificate.
 //
 // Two servers can run as an active/passive pair. The active's cluster is
 // the primary: [Instance.ConfigureReplication] creates the replication role
@@ -318,7 +319,7 @@ func (i *Instance) Initialized() bool {
 func (i *Instance) ConnString(database, password string) string {
 	q := url.Values{"sslmode": {"disable"}}
 	if ca, ok := i.clientCA(); ok {
-		q = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {ca}}
+		q = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {tlsPath(ca)}}
 	}
 	u := url.URL{
 		Scheme:   "postgres",

@@ -285,6 +285,9 @@ func (i *Instance) InitStandby(ctx context.Context, primaryHost string, primaryP
 	if _, err := os.Stat(filepath.Join(r.bin, "pg_basebackup")); err != nil {
 		return fmt.Errorf("%w: no pg_basebackup in %s; %s", ErrNotInstalled, r.bin, installHint)
 	}
+	if err := i.checkTLSFiles(r.acct); err != nil {
+		return err
+	}
 	if err := prepareDataDir(dir, r.acct); err != nil {
 		return err
 	}
@@ -458,13 +461,12 @@ func tlsHint(out string, i *Instance) string {
 		return "the active admits replication over TLS only: turn TLS on for this passive too"
 	case ca == "":
 		return ""
-	case strings.Contains(out, "certificate verify failed"), strings.Contains(out, "certificate signed by unknown authority"),
-		strings.Contains(out, "x509: "):
-		return fmt.Sprintf("the active's certificate does not verify against the CA certificates in %s: "+
-			"that file must hold the CA that signs the active's certificate (and any intermediate certificate the active does not send)", ca)
-	case strings.Contains(out, "does not match host name"):
+	case strings.Contains(out, "does not match host name"), strings.Contains(out, "certificate is valid for"):
 		return "the active's certificate is not issued for the host name the passive reaches it by: " +
 			"use a name the certificate names, or add it to the certificate"
+	case strings.Contains(out, "certificate verify failed"), strings.Contains(out, "x509: "):
+		return fmt.Sprintf("the active's certificate does not verify against the CA certificates in %s: "+
+			"that file must hold the CA that signs the active's certificate (and any intermediate certificate the active does not send)", ca)
 	case strings.Contains(out, "server does not support SSL"):
 		return "the active's PostgreSQL does not offer TLS: turn TLS on for the active too"
 	}

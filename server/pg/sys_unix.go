@@ -101,16 +101,24 @@ func (a *account) checkReach(dir string) error {
 // the given mode and owner. It returns "" when the account may enter, else
 // the chmod class ("u", "g" or "o") whose x bit would let it in.
 func (a *account) denied(perm os.FileMode, uid, gid uint32) string {
+	return a.lacks(perm, uid, gid, 0o1)
+}
+
+// lacks applies the POSIX permission check for the permission bit (0o4
+// read, 0o2 write, 0o1 execute or search) on a file with the given mode
+// and owner. It returns "" when the account has the permission, else the
+// chmod class ("u", "g" or "o") whose bit would grant it.
+func (a *account) lacks(perm os.FileMode, uid, gid uint32, bit os.FileMode) string {
 	switch {
 	case uid == a.uid:
-		if perm&0o100 == 0 {
+		if perm&(bit<<6) == 0 {
 			return "u"
 		}
 	case a.inGroup(gid):
-		if perm&0o010 == 0 {
+		if perm&(bit<<3) == 0 {
 			return "g"
 		}
-	case perm&0o001 == 0:
+	case perm&bit == 0:
 		return "o"
 	}
 	return ""
@@ -156,4 +164,105 @@ func processAlive(pid int) bool {
 	}
 	end := bytes.LastIndexByte(stat, ')')
 	return end < 0 || end+2 >= len(stat) || stat[end+2] != 'Z'
+}
+
+// checkTLSFiles makes sure PostgreSQL can use the TLS files: the server's
+// certificate and key, and on the passive the active's CA file. The
+// account that runs PostgreSQL must read them, and PostgreSQL takes a key
+// only when that account owns it with mode 0600 or less, or root owns it
+// with mode 0640 or less.
+func (i *Instance) checkTLSFiles(a *account) error {
+	if i.TLS == nil {
+		return nil
+	}
+	type file struct{ what, path string }
+	var files []file
+	if i.serverTLS() {
+		files = append(files, file{"certificate", i.TLS.CertFile}, file{"private key", i.TLS.KeyFile})
+	}
+	if ca := i.activeCA(); i.role() == RolePassive && ca != "" {
+		files = append(files, file{"CA file of the active's certificate", ca})
+	}
+	for _, f := range files {
+		path := tlsPath(f.path)
+		fi, err := a.checkRead(path)
+		if err != nil {
+			return fmt.Errorf("PostgreSQL's TLS %s: %w", f.what, err)
+		}
+		if f.what == "private key" {
+			if err := a.checkKeyMode(path, fi); err != nil {
+				return fmt.Errorf("PostgreSQL's TLS private key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkRead makes sure the account can read the file path (following
+// symbolic links, as a Kubernetes Secret volume has them) and returns what
+// it is.
+func (a *account) checkRead(path string) (os.FileInfo, error) {
+	if a == nil {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err == nil && !fi.Mode().IsRegular() {
+			err = fmt.Errorf("%s is not a regular file", path)
+		}
+		return fi, err
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{filepath.Dir(path), filepath.Dir(real)} {
+		if err := a.checkReach(d); err != nil {
+			return nil, err
+		}
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fi, nil
+	}
+	if who := a.lacks(fi.Mode().Perm(), st.Uid, st.Gid, 0o4); who != "" {
+		return nil, fmt.Errorf("PostgreSQL runs as OS account %q, which cannot read %s (mode %s, owner uid %d, group gid %d): "+
+			"make it readable by a group of that account, e.g. `chgrp %d %s` and `chmod 0440 %s` for a file root owns",
+			a.name, path, fi.Mode().Perm(), st.Uid, st.Gid, a.gid, real, real)
+	}
+	return fi, nil
+}
+
+// checkKeyMode applies PostgreSQL's rule for its private key file: owned
+// by the account that runs it with mode 0600 or less, or by root with mode
+// 0640 or less.
+func (a *account) checkKeyMode(path string, fi os.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	uid := uint32(os.Geteuid())
+	name := "that runs it"
+	if a != nil {
+		uid, name = a.uid, fmt.Sprintf("%q", a.name)
+	}
+	perm := fi.Mode().Perm()
+	switch {
+	case st.Uid != uid && st.Uid != 0:
+		return fmt.Errorf("%s is owned by uid %d, and PostgreSQL takes a private key only from the OS account %s or from root", path, st.Uid, name)
+	case st.Uid == uid && uid != 0 && perm&0o077 != 0:
+		return fmt.Errorf("%s has mode %s, and PostgreSQL takes a private key its own account owns only with mode 0600 or less: run `chmod 0600 %s`", path, perm, path)
+	case st.Uid == 0 && perm&0o037 != 0:
+		return fmt.Errorf("%s has mode %s, and PostgreSQL takes a private key root owns only with mode 0640 or less (0440 as a Kubernetes Secret has it): run `chmod 0440 %s`", path, perm, path)
+	}
+	return nil
 }

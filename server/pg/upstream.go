@@ -69,12 +69,14 @@ func (i *Instance) UpstreamStale(ctx context.Context, primaryHost string, primar
 	if ca := i.activeCA(); ca != "" {
 		ssl = "sslmode=verify-full sslrootcert=" + q(ca)
 	}
+	// The password is set after parsing: a parse error (an unreadable CA
+	// file) quotes the string.
 	cfg, err := pgconn.ParseConfig("host=" + q(primaryHost) + " port=" + strconv.Itoa(primaryPort) +
-		" user=" + q(i.replicationUser()) + " password=" + q(replPassword) +
-		" replication=true " + ssl + " connect_timeout=10 application_name='trustee setup'")
+		" user=" + q(i.replicationUser()) + " replication=true " + ssl + " connect_timeout=10 application_name='trustee setup'")
 	if err != nil {
 		return false, "", fmt.Errorf("ask the active's PostgreSQL at %s:%d about the copy: %w", primaryHost, primaryPort, err)
 	}
+	cfg.Password = replPassword
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		err = fmt.Errorf("ask the active's PostgreSQL at %s:%d about the copy: %w", primaryHost, primaryPort, err)

@@ -331,8 +331,9 @@ func writeMount(t *testing.T, dir string, files map[string][]byte) {
 }
 
 // renderMemberConfigs writes active.conf and passive.conf as the operator
-// renders them, on free ports, and makes the members' volumes.
-func renderMemberConfigs(t *testing.T, root string, m mounts, active, passive *memberPod) {
+// renders them, on free ports, and makes the members' volumes; edits are
+// made to both configurations before they are written.
+func renderMemberConfigs(t *testing.T, root string, m mounts, active, passive *memberPod, edits ...func(*config.Config)) {
 	t.Helper()
 	aAPI, aDB, pAPI, pDB := freePort(t), freePort(t), freePort(t), freePort(t)
 	active.url, active.dbPort = "https://127.0.0.1:"+itoa(aAPI), aDB
@@ -362,6 +363,9 @@ func renderMemberConfigs(t *testing.T, root string, m mounts, active, passive *m
 		c.StandbyName = "kts_passive"
 		if p == passive {
 			c.Role, c.ActiveURL, c.ActiveCA, c.ActiveDB = config.RolePassive, active.url, m.ca, "127.0.0.1:"+itoa(active.dbPort)
+		}
+		for _, edit := range edits {
+			edit(&c)
 		}
 		data, err := json.MarshalIndent(c, "", "  ")
 		if err != nil {

@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/pg"
 )
 
 // TestPairFromKubectlApplyToClients follows a user: a KeyTrusteeServer and
@@ -324,7 +327,9 @@ func layOut(t *testing.T, ctx context.Context, root string, k *trusteev1.KeyTrus
 	c.ListenAddress, c.AdminListenAddress = fmt.Sprintf("127.0.0.1:%d", m.api), fmt.Sprintf("127.0.0.1:%d", m.admin)
 	c.DBPort, c.DBListenAddresses, c.ReplicationFrom = m.pg, "127.0.0.1", []string{"127.0.0.1/32"}
 	if active != nil {
-		c.ActiveURL, c.ActiveDB = fmt.Sprintf("https://localhost:%d", active.api), fmt.Sprintf("127.0.0.1:%d", active.pg)
+		// localhost: the name the certificate holds, which the passive's
+		// PostgreSQL connections verify (DB_TLS).
+		c.ActiveURL, c.ActiveDB = fmt.Sprintf("https://localhost:%d", active.api), fmt.Sprintf("localhost:%d", active.pg)
 	}
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -334,7 +339,9 @@ func layOut(t *testing.T, ctx context.Context, root string, k *trusteev1.KeyTrus
 	return m
 }
 
-// mount writes a volume's files as the kubelet does: each replaced whole.
+// mount writes a volume's files as the kubelet does: each replaced whole,
+// mode 0440, in the group of the pod's fsGroup, here the group of the
+// account PostgreSQL runs as (which reads the certificate and key).
 func (m *member) mount(t *testing.T, volume string, files map[string][]byte) {
 	t.Helper()
 	dir := filepath.Join(m.dir, "etc/kts", volume)
@@ -346,10 +353,31 @@ func (m *member) mount(t *testing.T, volume string, files map[string][]byte) {
 		if err := os.WriteFile(tmp, data, 0o440); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.Chown(tmp, os.Geteuid(), fsGroup(t)); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// fsGroup is the group the pods' volumes belong to: the group of the
+// account PostgreSQL runs as when the tests run as root, else the tests'.
+func fsGroup(t *testing.T) int {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return os.Getegid()
+	}
+	u, err := user.Lookup(pg.DefaultRunAs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gid
 }
 
 // runDB runs the pod's setup to its end, then its PostgreSQL.
