@@ -179,7 +179,40 @@ func TestMemberPodsWithHSM(t *testing.T) {
 		}
 	}
 	checkWrappedByHSM(t, active, 2)
+
+	// The backup Job of such a server (of its passive, its PIN mounted, as
+	// the operator mounts it) and a restore: the restored standalone server
+	// opens the deposits with the token's key.
+	var c config.Config
+	if err := json.Unmarshal(must(os.ReadFile(passive.conf)), &c); err != nil {
+		t.Fatal(err)
+	}
+	c.DBSocketDir = ""
+	jobConfig := filepath.Join(root, "job", "config") // the Job's ConfigMap
+	writeMount(t, jobConfig, map[string][]byte{"backup.conf": must(json.MarshalIndent(c, "", "  "))})
+	jobState, archives := filepath.Join(root, "job", "state"), filepath.Join(root, "archives")
+	if err := os.Mkdir(archives, 0o755); err != nil { // the destination volume
+		t.Fatal(err)
+	}
+	printed = append(printed, kts(t, "member", "setup", "--member", "passive", "--config-only", "--config", filepath.Join(jobConfig, "backup.conf"), "--confdir", jobState))
+	archive := strings.TrimSpace(kts(t, "backup", "--confdir", jobState, "--cleartext", "--output", archives, "--quiet"))
+	printed = append(printed, archive)
+	fresh := filepath.Join(root, "restored")
+	r = runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(freePort(t)), archive)
+	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", fresh) })
+	printed = append(printed, r.stdout, r.stderr)
+	if r.err != nil || !strings.Contains(r.stdout, "2 deposits") {
+		t.Fatalf("restore of an HSM member's backup: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
 	stopPods(t, active, passive)
+	kts(t, "db", "start", "--confdir", fresh)
+	restored := startServer(t, fresh)
+	if got := kts(t, "client", "get", "--dir", onlyPassive, "disk-2"); got != "key of disk 2" {
+		t.Fatalf("the restored server reads %q", got)
+	}
+	if err := restored.stop(); err != nil {
+		t.Fatal(err)
+	}
 
 	if after := hashTree(t, filepath.Join(root, "etc")); !equalHashes(before, after) {
 		t.Fatal("the mounted Secrets and ConfigMap changed")
