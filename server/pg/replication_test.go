@@ -107,6 +107,18 @@ func waitAttached(t *testing.T, ctx context.Context, active *pg.Instance, attach
 }
 
 func TestReplication(t *testing.T) {
+	// Temporary password files go to a directory of this test's own, so
+	// that those of tests running at the same time are not taken for
+	// leftovers.
+	tmp, err := os.MkdirTemp("", "pg-replication-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil { // reached by the run-as account
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
 	ctx := testContext(t)
 	begin := time.Now()
 	active := newActive(t, ctx)

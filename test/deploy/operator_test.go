@@ -80,11 +80,14 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 	})
 	// Metrics are for callers the API server authorizes, over HTTPS.
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	if resp, err := insecure.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", metricsPort)); err != nil {
-		t.Errorf("metrics: %v", err)
-	} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("metrics without a token: %s, want 401", resp.Status)
-	}
+	waitFor(t, "metrics refused without a token", func() (bool, string) {
+		resp, err := insecure.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", metricsPort))
+		if err != nil {
+			return false, err.Error() // the metrics server starts after the probes
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized, resp.Status + ", want 401"
+	})
 
 	// One of each kind, in a namespace of its own.
 	ns := env.Namespace(t)
