@@ -193,7 +193,14 @@ func (r *OrganizationReconciler) adminClient(ctx context.Context, kts *trusteev1
 	if err != nil {
 		return nil, err
 	}
-	return adminclient.NewWithHTTPClient("https://"+r.address(kts, memberActive, portAdmin), hc), nil
+	pod := &corev1.Pod{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: n.Pod(memberActive)}, pod); err != nil {
+		return nil, fmt.Errorf("waiting for the active's pod %s: %v", n.Pod(memberActive), err)
+	}
+	if pod.Status.PodIP == "" && r.Address == nil {
+		return nil, fmt.Errorf("waiting for the active's pod %s to have an address", pod.Name)
+	}
+	return adminclient.NewWithHTTPClient("https://"+r.address(kts, memberActive, portAdmin, pod.Status.PodIP), hc), nil
 }
 
 // SetupWithManager watches Organizations, their auth code Secrets and

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -50,18 +52,19 @@ type Options struct {
 	// (for the NetworkPolicy of the admin port).
 	OperatorNamespace string
 	OperatorLabels    map[string]string
-	// Address gives host:port of a member's port; by default the pod's
-	// stable DNS name in the cluster.
+	// Address gives host:port of a member's port. By default it is the
+	// member pod's IP address (so the operator needs no cluster DNS), the
+	// TLS name being always the pod's stable DNS name.
 	Address func(k *trusteev1.KeyTrusteeServer, member string, port int) string
 	// HTTPTimeout bounds every call to a server.
 	HTTPTimeout time.Duration
 }
 
-func (o Options) address(k *trusteev1.KeyTrusteeServer, member string, port int) string {
+func (o Options) address(k *trusteev1.KeyTrusteeServer, member string, port int, podIP string) string {
 	if o.Address != nil {
 		return o.Address(k, member, port)
 	}
-	return fmt.Sprintf("%s:%d", namesOf(k).PodHost(member), port)
+	return net.JoinHostPort(podIP, strconv.Itoa(port))
 }
 
 func (o Options) timeout() time.Duration { return orDefault(o.HTTPTimeout, 5*time.Second) }
@@ -241,7 +244,7 @@ func (r *ServerReconciler) observe(ctx context.Context, in serverInputs) (server
 		}
 	}
 	if o.HA && o.Active.Ready {
-		o.Replication = r.probeReplication(ctx, in)
+		o.Replication = r.probeReplication(ctx, in, o.Active.IP)
 	}
 	return o, nil
 }
@@ -283,7 +286,7 @@ func (r *ServerReconciler) observeCertificate(ctx context.Context, in serverInpu
 
 // probeReplication asks the active's /readyz about its standby, verifying
 // the active with the CA of the servers' certificate.
-func (r *ServerReconciler) probeReplication(ctx context.Context, in serverInputs) *replicationObservation {
+func (r *ServerReconciler) probeReplication(ctx context.Context, in serverInputs, podIP string) *replicationObservation {
 	kts := in.KTS
 	failed := func(err error) *replicationObservation { return &replicationObservation{Err: err.Error()} }
 	s := &corev1.Secret{}
@@ -296,7 +299,7 @@ func (r *ServerReconciler) probeReplication(ctx context.Context, in serverInputs
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.address(kts, memberActive, portAPI)+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.address(kts, memberActive, portAPI, podIP)+"/readyz", nil)
 	if err != nil {
 		return failed(err)
 	}

@@ -32,6 +32,7 @@ type condition struct {
 // podObservation is a member's pod as seen.
 type podObservation struct {
 	Name   string
+	IP     string
 	Exists bool
 	Ready  bool
 	// Why is the pod's own explanation when it is not ready, e.g. the
@@ -52,7 +53,7 @@ func observePod(name string, pod *corev1.Pod) podObservation {
 	if pod == nil {
 		return o
 	}
-	o.Exists = true
+	o.Exists, o.IP = true, pod.Status.PodIP
 	for _, c := range pod.Status.Conditions {
 		switch {
 		case c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue:
