@@ -96,3 +96,10 @@ bash "$(dirname "${BASH_SOURCE[0]}")/build-mailpit.sh" >/dev/null
 bash "$(dirname "${BASH_SOURCE[0]}")/build-k8s-test-binaries.sh" >/dev/null
 bash "$(dirname "${BASH_SOURCE[0]}")/build-helm.sh" >/dev/null
 bash "$(dirname "${BASH_SOURCE[0]}")/build-cert-manager.sh" >/dev/null
+
+# test/controlplane: the rest of a control plane without a kubelet,
+# kube-controller-manager, kube-scheduler and kwok (which simulates the
+# Nodes), built the same way into the same cache, with kwok's Stages and
+# StorageClass. About 6 minutes once kube-apiserver's build is in Go's build
+# cache; quick and quiet later; see hack/build-control-plane.sh.
+bash "$(dirname "${BASH_SOURCE[0]}")/build-control-plane.sh" >/dev/null
