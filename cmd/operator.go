@@ -62,6 +62,10 @@ in-cluster service account.`,
 				LeaderElection:          leaderElect,
 				LeaderElectionID:        "trustee-operator.trustee.dev",
 				LeaderElectionNamespace: leaderElectionNamespace,
+				// The process ends when the manager stops, so handing the
+				// lease over at once is safe, and a new operator takes over
+				// without waiting for it to expire.
+				LeaderElectionReleaseOnCancel: true,
 			})
 			if err != nil {
 				return err

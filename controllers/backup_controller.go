@@ -177,6 +177,9 @@ func backupStatus(bs *trusteev1.BackupSchedule, lastSchedule *metav1.Time, resul
 	case last == nil:
 	case last.Succeeded:
 		backup.Status, backup.Reason, backup.Message = metav1.ConditionTrue, trusteev1.ReasonBackupSucceeded, fmt.Sprintf("Job %s wrote %s", last.Job, last.Message)
+		if last.Message == "" {
+			backup.Message = fmt.Sprintf("Job %s succeeded; its pod left no archive name", last.Job)
+		}
 	default:
 		backup.Status, backup.Reason, backup.Message = metav1.ConditionFalse, trusteev1.ReasonBackupFailed, st.LastFailureReason
 	}

@@ -158,6 +158,10 @@ func (in backupInputs) cronJob() *batchv1.CronJob {
 							AutomountServiceAccountToken: ptr.To(false),
 							EnableServiceLinks:           ptr.To(false),
 							ImagePullSecrets:             srv.KTS.Spec.ImagePullSecrets,
+							// Where the server's pods may run, its backups may too.
+							NodeSelector:      srv.KTS.Spec.Scheduling.NodeSelector,
+							Tolerations:       srv.KTS.Spec.Scheduling.Tolerations,
+							PriorityClassName: srv.KTS.Spec.Scheduling.PriorityClassName,
 							SecurityContext: &corev1.PodSecurityContext{
 								RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](imageUID), RunAsGroup: ptr.To[int64](imageUID),
 								FSGroup:        ptr.To[int64](imageUID),

@@ -21,6 +21,7 @@ package controllers
 //
 // Observed for status, never changed:
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
 //
 // What a BackupSchedule becomes:

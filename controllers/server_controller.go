@@ -236,11 +236,20 @@ func (r *ServerReconciler) observe(ctx context.Context, in serverInputs) (server
 		name := n.Pod(m.member)
 		switch err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, pod); {
 		case apierrors.IsNotFound(err):
-			*m.into = observePod(name, nil)
+			*m.into = observePod(name, nil, nil)
 		case err != nil:
 			return o, err
 		default:
-			*m.into = observePod(name, pod)
+			var node *corev1.Node
+			if pod.Spec.NodeName != "" {
+				node = &corev1.Node{}
+				if err := r.Get(ctx, types.NamespacedName{Name: pod.Spec.NodeName}, node); apierrors.IsNotFound(err) {
+					node = nil
+				} else if err != nil {
+					return o, err
+				}
+			}
+			*m.into = observePod(name, pod, node)
 		}
 	}
 	if o.HA && o.Active.Ready {
@@ -359,6 +368,7 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&cmv1.Certificate{}).
 		Owns(&cmv1.Issuer{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(serverOfLabeled)).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.serversOnNode)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.serversNamingSecret)).
 		Complete(r)
 }
@@ -370,6 +380,23 @@ func serverOfLabeled(_ context.Context, o client.Object) []ctrl.Request {
 		return nil
 	}
 	return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// serversOnNode maps a node to the servers with a member on it, so that a
+// node going away or not ready shows in their status at once.
+func (r *ServerReconciler) serversOnNode(ctx context.Context, node client.Object) []ctrl.Request {
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.MatchingLabels{labelComponent: componentServer}); err != nil {
+		log.FromContext(ctx).Error(err, "listing the members' pods", "node", node.GetName())
+		return nil
+	}
+	var out []ctrl.Request
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == node.GetName() {
+			out = append(out, serverOfLabeled(ctx, &p)...)
+		}
+	}
+	return out
 }
 
 const indexServerSecrets = "trustee.dev/secrets"

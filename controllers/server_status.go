@@ -47,13 +47,33 @@ type replicationObservation struct {
 	Err       string
 }
 
-// observePod reads readiness and the reason it is missing from a pod.
-func observePod(name string, pod *corev1.Pod) podObservation {
+// observePod reads readiness and the reason it is missing from a pod and
+// the node it was put on (nil when that node is gone). A pod's Ready
+// condition is only as fresh as its node's last report: on a node that is
+// gone or not ready, the pod is not counted ready.
+func observePod(name string, pod *corev1.Pod, node *corev1.Node) podObservation {
 	o := podObservation{Name: name}
 	if pod == nil {
 		return o
 	}
 	o.Exists, o.IP = true, pod.Status.PodIP
+	if !pod.DeletionTimestamp.IsZero() {
+		o.Why = "is being deleted"
+		if pod.Spec.NodeName != "" {
+			o.Why += fmt.Sprintf(" on node %s", pod.Spec.NodeName)
+		}
+		return o
+	}
+	if pod.Spec.NodeName != "" {
+		if node == nil {
+			o.Why = fmt.Sprintf("was on node %s, which is gone: waiting for the pod to be removed and made again on another node", pod.Spec.NodeName)
+			return o
+		}
+		if ready := nodeReady(node); ready != nil && ready.Status != corev1.ConditionTrue {
+			o.Why = fmt.Sprintf("is on node %s, which is not ready (%s: %s)", node.Name, ready.Reason, ready.Message)
+			return o
+		}
+	}
 	for _, c := range pod.Status.Conditions {
 		switch {
 		case c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue:
@@ -152,4 +172,13 @@ func setConditions(list *[]metav1.Condition, conds []metav1.Condition) {
 	for _, c := range conds {
 		meta.SetStatusCondition(list, c)
 	}
+}
+
+func nodeReady(n *corev1.Node) *corev1.NodeCondition {
+	for i, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
 }

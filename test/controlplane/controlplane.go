@@ -457,7 +457,10 @@ podMaxBackoffSeconds: 2
 	c.kwokArgs = []string{
 		"--kubeconfig=" + kwokKubeconfig,
 		"--manage-nodes-with-annotation-selector=" + KwokAnnotation + "=" + kwokManaged,
-		"--cidr=10.244.0.0/16",
+		// Pod IPs on the loopback interface: whatever connects to a pod
+		// (the operator to its members) stays on this machine, and a test
+		// can serve a pod's ports on the pod's own IP.
+		"--cidr=127.1.0.0/16",
 		"--node-ip=127.0.0.1",
 		fmt.Sprintf("--node-lease-duration-seconds=%d", nodeLeaseSeconds),
 		fmt.Sprintf("--server-address=127.0.0.1:%d", c.kwokPort),
