@@ -47,6 +47,10 @@ test: deps build ## Install missing packages, then run every test
 	CGO_ENABLED=0 $(GO) build -o /dev/null .
 	CGO_ENABLED=0 $(GO) test -count=1 ./server/hsm/
 
+.PHONY: test-e2e
+test-e2e: deps build ## Run the operator's end-to-end tests only: the pair from the operator's objects, deployment artifacts, a whole simulated cluster
+	$(GO) test -count=1 -timeout 30m ./test/operator/ ./test/deploy/ ./test/controlplane/ ./test/cluster/
+
 .PHONY: generate
 generate: ## Generate the deepcopy code of api/ (controller-gen, built once into a cache)
 	@cg=$$(bash hack/build-controller-gen.sh) && echo "controller-gen object paths=$(API_PKGS)" && \
