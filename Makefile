@@ -20,7 +20,7 @@ GENERATED_SUMS := find api $(CRD_DIR) docs/CRD-REFERENCE.md $(RBAC_DIR)/role.yam
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build bin/kts and its tool links (keytrustee-orgtool, ktadmin, ktbackup.sh)
