@@ -2,6 +2,10 @@ package cluster
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +20,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/test/controlplane"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // serverYAML is what a user applies: a self-signed issuer and a
@@ -38,6 +43,9 @@ spec:
   tls:
     issuerRef:
       name: selfsigned
+    # Where the test runs the members' processes, they reach each other
+    # as localhost.
+    dnsNames: [localhost]
   scheduling:
     topologyKey: %s
     tolerations:
@@ -305,4 +313,135 @@ spec:
 	if !bs.Status.LastSuccessfulTime.After(bs.Status.LastScheduleTime.Time) && !bs.Status.LastSuccessfulTime.Equal(bs.Status.LastScheduleTime) {
 		t.Errorf("success at %v before the schedule at %v", bs.Status.LastSuccessfulTime, bs.Status.LastScheduleTime)
 	}
+}
+
+// TestReadyWithItsMembersRunning: kwok runs no containers, so here the
+// test runs what the members' pods would (test/memberpods: kts member
+// setup, kts db run, kts server from the operator's Secrets and
+// ConfigMap) and forwards each pod's IP and ports to them, as the pod
+// network would. The status then says Ready, and an Organization applied
+// with kubectl reaches the server.
+func TestReadyWithItsMembersRunning(t *testing.T) {
+	t.Parallel()
+	showOperatorLogs(t)
+	sharedOperator(t)
+	ns := cluster.Namespace(t)
+	apply(t, cluster, ns, serverYAML("kts", corev1.LabelHostname))
+	condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
+	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
+	condition(t, cluster, ns, "kts", trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "", time.Minute)
+	eventually(t, time.Minute, "the admin certificates", func() (bool, string) {
+		for _, name := range []string{"kts-admin-ca", "kts-operator-admin"} {
+			s := &corev1.Secret{}
+			if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil || len(s.Data["tls.crt"]) == 0 {
+				return false, fmt.Sprintf("%s: %v", name, err)
+			}
+		}
+		return true, ""
+	})
+	k := &trusteev1.KeyTrusteeServer{}
+	if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: "kts"}, k); err != nil {
+		t.Fatal(err)
+	}
+	root := memberpods.RootDir(t)
+	active := memberpods.LayOut(t, background(), cluster.Client, kts, root, k, "active", nil)
+	passive := memberpods.LayOut(t, background(), cluster.Client, kts, root, k, "passive", active)
+	active.RunDB(t)
+	passive.RunDB(t)
+	active.RunServer(t)
+	passive.RunServer(t)
+	for _, m := range []*memberpods.Member{active, passive} {
+		ip := member(t, cluster, ns, "kts-"+m.Name+"-0").Status.PodIP
+		forward(t, net.JoinHostPort(ip, "11371"), fmt.Sprintf("127.0.0.1:%d", m.API))
+		forward(t, net.JoinHostPort(ip, "11373"), fmt.Sprintf("127.0.0.1:%d", m.Admin))
+	}
+	condition(t, cluster, ns, "kts", trusteev1.ConditionReplicating, metav1.ConditionTrue, "synchronous standby", 2*time.Minute)
+	condition(t, cluster, ns, "kts", trusteev1.ConditionReady, metav1.ConditionTrue, "both members answer", time.Minute)
+
+	apply(t, cluster, ns, `apiVersion: v1
+kind: Secret
+metadata:
+  name: acme-auth
+stringData:
+  code: a-long-random-auth-code
+---
+apiVersion: trustee.dev/v1alpha1
+kind: Organization
+metadata:
+  name: acme
+spec:
+  serverRef:
+    name: kts
+  contacts: [security@acme.example]
+  authCodeSecretRef:
+    name: acme-auth
+    key: code
+`)
+	eventually(t, time.Minute, "the organization on the server", func() (bool, string) {
+		org := &trusteev1.Organization{}
+		if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: "acme"}, org); err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(org.Status.Conditions, trusteev1.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionTrue && org.Status.UUID != "", fmt.Sprintf("%+v", org.Status)
+	})
+	if out := kubectl(t, "get", "kts", "-n", ns); !strings.Contains(out, "True") || !strings.Contains(out, "kts-active-0") {
+		t.Errorf("kubectl get kts:\n%s", out)
+	}
+
+	// A client registers with the Organization's code and keeps a deposit,
+	// as the README's quick start goes on.
+	dir := filepath.Join(root, "client")
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(kts, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kts %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if out := run("", "client", "register", "--dir", dir, "--server", active.URL()+","+passive.URL(), "--org", "acme",
+		"--auth-code", "a-long-random-auth-code", "--ca-file", active.CAFile()); !strings.Contains(out, "state: active") {
+		t.Fatalf("registration:\n%s", out)
+	}
+	run("key of disk 1", "client", "put", "--dir", dir, "disk-1")
+	if got := run("", "client", "get", "--dir", dir, "disk-1"); got != "key of disk 1" {
+		t.Fatalf("get: %q", got)
+	}
+}
+
+// forward accepts connections on from (a pod's IP and port, on the
+// loopback interface here) and carries them to to, until t ends.
+func forward(t *testing.T, from, to string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer in.Close()
+				out, err := net.Dial("tcp", to)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				go io.Copy(out, in)
+				io.Copy(in, out)
+			}()
+		}
+	}()
+}
+
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	return cluster.Kubectl(t, args...)
 }

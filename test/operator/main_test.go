@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,99 +130,6 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func() (boo
 			t.Fatalf("after %v, still not %s: %s", limit, what, last)
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// process is a kts child that the test ends (SIGTERM, then SIGKILL) when
-// it is done, showing its output if the test failed.
-type process struct {
-	what   string
-	cmd    *exec.Cmd
-	out    lockedBuffer
-	exited chan error
-}
-
-func start(t *testing.T, what string, args ...string) *process {
-	t.Helper()
-	p := &process{what: what, cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", what, tail(p.out.String(), 60))
-		}
-	})
-	return p
-}
-
-func (p *process) stop() {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return
-	default:
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		p.exited <- <-p.exited
-	}
-}
-
-// running reports whether the process has not exited.
-func (p *process) running() bool {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return false
-	default:
-		return true
-	}
-}
-
-// wait waits for the process to exit by itself.
-func (p *process) wait(limit time.Duration) error {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return err
-	case <-time.After(limit):
-		return fmt.Errorf("%s still runs after %v", p.what, limit)
 	}
 }
 

@@ -8,12 +8,9 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
-	"trustee.dev/trustee/server/config"
-	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // TestPairFromKubectlApplyToClients follows a user: a KeyTrusteeServer and
@@ -65,20 +61,20 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	}
 
 	// The pods, as local processes.
-	root := rootDir(t)
-	active := layOut(t, ctx, root, server, "active", nil)
-	passive := layOut(t, ctx, root, server, "passive", active)
+	root := memberpods.RootDir(t)
+	active := memberpods.LayOut(t, ctx, env.Client, bin, root, server, "active", nil)
+	passive := memberpods.LayOut(t, ctx, env.Client, bin, root, server, "passive", active)
 	// Each pod's PostgreSQL first: the active's first commit (its schema)
 	// waits for its synchronous standby, whose copy needs the active's
 	// PostgreSQL.
-	active.runDB(t)
-	passive.runDB(t)
-	active.runServer(t)
-	passive.runServer(t)
-	for _, m := range []*member{active, passive} {
-		addresses.Store(fmt.Sprintf("%s/kts/%s/11371", ns, m.name), fmt.Sprintf("127.0.0.1:%d", m.api))
-		addresses.Store(fmt.Sprintf("%s/kts/%s/11373", ns, m.name), fmt.Sprintf("127.0.0.1:%d", m.admin))
-		markReady(t, ctx, ns, "kts-"+m.name+"-0", m.name)
+	active.RunDB(t)
+	passive.RunDB(t)
+	active.RunServer(t)
+	passive.RunServer(t)
+	for _, m := range []*memberpods.Member{active, passive} {
+		addresses.Store(fmt.Sprintf("%s/kts/%s/11371", ns, m.Name), fmt.Sprintf("127.0.0.1:%d", m.API))
+		addresses.Store(fmt.Sprintf("%s/kts/%s/11373", ns, m.Name), fmt.Sprintf("127.0.0.1:%d", m.Admin))
+		markReady(t, ctx, ns, "kts-"+m.Name+"-0", m.Name)
 	}
 	waitServer(t, ctx, server, trusteev1.ConditionReplicating, metav1.ConditionTrue, "synchronous standby")
 	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
@@ -153,17 +149,17 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 		now := leafOf(t, tlsSecret.Data[corev1.TLSCertKey])
 		return now.SerialNumber.Cmp(before.SerialNumber) != 0, "serial " + now.SerialNumber.String()
 	})
-	for _, m := range []*member{active, passive} {
-		m.mount(t, "tls", tlsSecret.Data) // what the kubelet does with the Secret volume
+	for _, m := range []*memberpods.Member{active, passive} {
+		m.Mount(t, "tls", tlsSecret.Data) // what the kubelet does with the Secret volume
 	}
 	eventually(t, time.Minute, "the servers present the renewed certificate", func() (bool, string) {
 		a, p := servingCert(t, active), servingCert(t, passive)
 		return a.SerialNumber.Cmp(before.SerialNumber) != 0 && a.SerialNumber.Cmp(p.SerialNumber) == 0,
 			fmt.Sprintf("active serial %s, passive %s, old %s", a.SerialNumber, p.SerialNumber, before.SerialNumber)
 	})
-	for _, m := range []*member{active, passive} {
-		if !m.server.running() {
-			t.Fatalf("the %s server exited", m.name)
+	for _, m := range []*memberpods.Member{active, passive} {
+		if !m.Server.Running() {
+			t.Fatalf("the %s server exited", m.Name)
 		}
 	}
 	waitServer(t, ctx, server, trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
@@ -179,12 +175,12 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 		err := c.Get(ctx, client.ObjectKeyFromObject(org), org)
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
-	out, err := ktsErr(t, "client", "register", "--dir", filepath.Join(root, "clients", "late"), "--server", active.url(),
-		"--org", "acme", "--auth-code", "second code", "--ca-file", active.caFile())
+	out, err := ktsErr(t, "client", "register", "--dir", filepath.Join(root, "clients", "late"), "--server", active.URL(),
+		"--org", "acme", "--auth-code", "second code", "--ca-file", active.CAFile())
 	if err == nil || !strings.Contains(out, "expired") {
 		t.Fatalf("registration with a retired organization: %v\n%s", err, out)
 	}
-	orgs := kts(t, "org", "list", "--confdir", active.state)
+	orgs := kts(t, "org", "list", "--confdir", active.State)
 	if !strings.Contains(orgs, `"acme"`) {
 		t.Fatalf("the retired organization is gone from the server:\n%s", orgs)
 	}
@@ -269,162 +265,16 @@ func renew(t *testing.T, ctx context.Context, ns, name string) {
 	}
 }
 
-// member is one member's pod, laid out on this machine.
-type member struct {
-	name           string
-	dir            string // its root: etc/kts/..., var/lib/kts/state, run
-	state          string
-	api, admin, pg int
-	server, db     *process
-}
-
-func rootDir(t *testing.T) string {
-	t.Helper()
-	// PostgreSQL runs as an unprivileged user and must reach its data.
-	dir, err := os.MkdirTemp("", "kts-operator-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// layOut writes what the member's pod mounts (from the operator's Secrets
-// and ConfigMap) under root, with the pod's paths and ports moved to this
-// machine.
-func layOut(t *testing.T, ctx context.Context, root string, k *trusteev1.KeyTrusteeServer, name string, active *member) *member {
-	t.Helper()
-	m := &member{name: name, dir: filepath.Join(root, name), api: freePort(t), admin: freePort(t), pg: freePort(t)}
-	m.state = filepath.Join(m.dir, "var/lib/kts/state")
-	if err := os.MkdirAll(filepath.Dir(m.state), 0o755); err != nil { // the volume
-		t.Fatal(err)
-	}
-	for volume, secret := range map[string]string{"identity": "kts-identity", "replication": "kts-replication", "tls": "kts-server-tls", "admin-ca": "kts-admin-ca"} {
-		s := &corev1.Secret{}
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: secret}, s); err != nil {
-			t.Fatal(err)
-		}
-		m.mount(t, volume, s.Data)
-	}
-	cm := &corev1.ConfigMap{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: "kts-config"}, cm); err != nil {
-		t.Fatal(err)
-	}
-	var c config.Config
-	if err := json.Unmarshal([]byte(cm.Data[name+".conf"]), &c); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []*string{&c.SSLCertificate, &c.SSLPrivateKey, &c.DBPasswordFile, &c.ServerKey, &c.Keyring, &c.SessionKey,
-		&c.ReplicationPasswordFile, &c.ActiveCA, &c.AdminCAFile} {
-		if strings.HasPrefix(*p, "/etc/kts/") {
-			*p = filepath.Join(m.dir, *p)
-		}
-	}
-	c.DBSocketDir = filepath.Join(m.dir, "run")
-	c.ListenAddress, c.AdminListenAddress = fmt.Sprintf("127.0.0.1:%d", m.api), fmt.Sprintf("127.0.0.1:%d", m.admin)
-	c.DBPort, c.DBListenAddresses, c.ReplicationFrom = m.pg, "127.0.0.1", []string{"127.0.0.1/32"}
-	if active != nil {
-		// localhost: the name the certificate holds, which the passive's
-		// PostgreSQL connections verify (DB_TLS).
-		c.ActiveURL, c.ActiveDB = fmt.Sprintf("https://localhost:%d", active.api), fmt.Sprintf("localhost:%d", active.pg)
-	}
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.mount(t, "config", map[string][]byte{name + ".conf": b})
-	return m
-}
-
-// mount writes a volume's files as the kubelet does: each replaced whole,
-// mode 0440, in the group of the pod's fsGroup, here the group of the
-// account PostgreSQL runs as (which reads the certificate and key).
-func (m *member) mount(t *testing.T, volume string, files map[string][]byte) {
-	t.Helper()
-	dir := filepath.Join(m.dir, "etc/kts", volume)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range files {
-		tmp := filepath.Join(dir, ".."+name+".new")
-		if err := os.WriteFile(tmp, data, 0o440); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(tmp, os.Geteuid(), fsGroup(t)); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// fsGroup is the group the pods' volumes belong to: the group of the
-// account PostgreSQL runs as when the tests run as root, else the tests'.
-func fsGroup(t *testing.T) int {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return os.Getegid()
-	}
-	u, err := user.Lookup(pg.DefaultRunAs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gid, err := strconv.Atoi(u.Gid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gid
-}
-
-// runDB runs the pod's setup to its end, then its PostgreSQL.
-func (m *member) runDB(t *testing.T) {
-	t.Helper()
-	conf := filepath.Join(m.dir, "etc/kts/config", m.name+".conf")
-	setup := start(t, m.name+" setup", "member", "setup", "--member", m.name, "--config", conf, "--confdir", m.state)
-	if err := setup.wait(2 * time.Minute); err != nil {
-		t.Fatalf("%s setup: %v\n%s", m.name, err, setup.out.String())
-	}
-	m.db = start(t, m.name+" db run", "db", "run", "--confdir", m.state)
-	t.Cleanup(func() { m.db.stop() }) // after the server (cleanups run last first)
-	eventually(t, time.Minute, m.name+"'s PostgreSQL listening", func() (bool, string) {
-		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.pg))
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil, fmt.Sprint(err)
-	})
-}
-
-// runServer starts the pod's server and waits until it serves.
-func (m *member) runServer(t *testing.T) {
-	t.Helper()
-	m.server = start(t, m.name+" server", "server", "--confdir", m.state)
-	eventually(t, time.Minute, m.name+" serving", func() (bool, string) {
-		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.api), &tls.Config{InsecureSkipVerify: true})
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil, fmt.Sprint(err)
-	})
-}
-
-func (m *member) url() string    { return fmt.Sprintf("https://localhost:%d", m.api) }
-func (m *member) caFile() string { return filepath.Join(m.dir, "etc/kts/tls/ca.crt") }
-
 // servingCert is the certificate the member presents, verified against the
 // CA in its tls mount.
-func servingCert(t *testing.T, m *member) *x509.Certificate {
+func servingCert(t *testing.T, m *memberpods.Member) *x509.Certificate {
 	t.Helper()
 	pool := x509.NewCertPool()
-	ca, err := os.ReadFile(m.caFile())
+	ca, err := os.ReadFile(m.CAFile())
 	if err != nil || !pool.AppendCertsFromPEM(ca) {
 		t.Fatalf("ca.crt: %v", err)
 	}
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.api), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.API), &tls.Config{RootCAs: pool, ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,15 +297,15 @@ func leafOf(t *testing.T, chain []byte) *x509.Certificate {
 }
 
 // fingerprintOf asks the member for its OpenPGP fingerprint.
-func fingerprintOf(t *testing.T, m *member) string {
+func fingerprintOf(t *testing.T, m *memberpods.Member) string {
 	t.Helper()
 	pool := x509.NewCertPool()
-	ca, err := os.ReadFile(m.caFile())
+	ca, err := os.ReadFile(m.CAFile())
 	if err != nil || !pool.AppendCertsFromPEM(ca) {
 		t.Fatalf("ca.crt: %v", err)
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	resp, err := hc.Get(m.url() + "/?a=fingerprint")
+	resp, err := hc.Get(m.URL() + "/?a=fingerprint")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,10 +322,10 @@ type registered struct {
 	dir, fingerprint, state string
 }
 
-func register(t *testing.T, root string, m *member, name, code string) registered {
+func register(t *testing.T, root string, m *memberpods.Member, name, code string) registered {
 	t.Helper()
 	dir := filepath.Join(root, "clients", name)
-	out := kts(t, "client", "register", "--dir", dir, "--server", m.url(), "--org", "acme", "--auth-code", code, "--ca-file", m.caFile())
+	out := kts(t, "client", "register", "--dir", dir, "--server", m.URL(), "--org", "acme", "--auth-code", code, "--ca-file", m.CAFile())
 	r := registered{dir: dir}
 	for _, line := range strings.Split(out, "\n") {
 		if v, ok := strings.CutPrefix(line, "fingerprint: "); ok {

@@ -1,0 +1,310 @@
+// Package memberpods runs the members of a KeyTrusteeServer as local
+// processes, the way their pods run them: `kts member setup`, `kts db run`
+// and `kts server`, from the very Secrets and ConfigMap the operator made
+// (written out as the kubelet mounts them), with the pods' paths moved
+// under a directory of the test and their ports to 127.0.0.1.
+package memberpods
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/pg"
+)
+
+// Member is one member's pod, laid out on this machine.
+type Member struct {
+	Name           string // active or passive
+	Dir            string // its root: etc/kts/..., var/lib/kts/state, run
+	State          string // the state directory on its volume
+	API, Admin, PG int    // its ports on 127.0.0.1
+	Server, DB     *Process
+	bin            string
+}
+
+// RootDir is a directory for the members that PostgreSQL's unprivileged
+// account can reach, removed when t ends.
+func RootDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "kts-members-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// LayOut writes what the member's pod mounts (from the operator's Secrets
+// and ConfigMap, read with c) under root, with the pod's paths and ports
+// moved to this machine; bin is the kts binary. The passive is given its
+// active. The servers' certificate must hold the name localhost, by which
+// the passive reaches its active here.
+func LayOut(t *testing.T, ctx context.Context, c client.Client, bin, root string, k *trusteev1.KeyTrusteeServer, name string, active *Member) *Member {
+	t.Helper()
+	m := &Member{Name: name, Dir: filepath.Join(root, k.Name+"-"+name), API: FreePort(t), Admin: FreePort(t), PG: FreePort(t), bin: bin}
+	m.State = filepath.Join(m.Dir, "var/lib/kts/state")
+	if err := os.MkdirAll(filepath.Dir(m.State), 0o755); err != nil { // the volume
+		t.Fatal(err)
+	}
+	tlsSecret := k.Spec.TLS.SecretName
+	if tlsSecret == "" {
+		tlsSecret = k.Name + "-server-tls"
+	}
+	for volume, secret := range map[string]string{"identity": k.Name + "-identity", "replication": k.Name + "-replication",
+		"tls": tlsSecret, "admin-ca": k.Name + "-admin-ca"} {
+		s := &corev1.Secret{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: secret}, s); err != nil {
+			t.Fatal(err)
+		}
+		m.Mount(t, volume, s.Data)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: k.Name + "-config"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	var cfg config.Config
+	if err := json.Unmarshal([]byte(cm.Data[name+".conf"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*string{&cfg.SSLCertificate, &cfg.SSLPrivateKey, &cfg.DBPasswordFile, &cfg.ServerKey, &cfg.Keyring, &cfg.SessionKey,
+		&cfg.ReplicationPasswordFile, &cfg.ActiveCA, &cfg.AdminCAFile, &cfg.DBCAFile} {
+		if strings.HasPrefix(*p, "/etc/kts/") {
+			*p = filepath.Join(m.Dir, *p)
+		}
+	}
+	cfg.DBSocketDir = filepath.Join(m.Dir, "run")
+	cfg.ListenAddress, cfg.AdminListenAddress = fmt.Sprintf("127.0.0.1:%d", m.API), fmt.Sprintf("127.0.0.1:%d", m.Admin)
+	cfg.DBPort, cfg.DBListenAddresses, cfg.ReplicationFrom = m.PG, "127.0.0.1", []string{"127.0.0.1/32"}
+	if active != nil {
+		// localhost: the name the certificate holds, which the passive's
+		// PostgreSQL connections verify (DB_TLS).
+		cfg.ActiveURL, cfg.ActiveDB = fmt.Sprintf("https://localhost:%d", active.API), fmt.Sprintf("localhost:%d", active.PG)
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Mount(t, "config", map[string][]byte{name + ".conf": b})
+	return m
+}
+
+// Mount writes a volume's files as the kubelet does: each replaced whole,
+// mode 0440, in the group of the pod's fsGroup, here the group of the
+// account PostgreSQL runs as (which reads the certificate and key).
+func (m *Member) Mount(t *testing.T, volume string, files map[string][]byte) {
+	t.Helper()
+	dir := filepath.Join(m.Dir, "etc/kts", volume)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		tmp := filepath.Join(dir, ".."+name+".new")
+		if err := os.WriteFile(tmp, data, 0o440); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(tmp, os.Geteuid(), fsGroup(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fsGroup is the group the pods' volumes belong to: the group of the
+// account PostgreSQL runs as when the tests run as root, else the tests'.
+func fsGroup(t *testing.T) int {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return os.Getegid()
+	}
+	u, err := user.Lookup(pg.DefaultRunAs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gid
+}
+
+// RunDB runs the pod's setup to its end, then its PostgreSQL. Start both
+// members' databases before their servers: the active's first commit
+// waits for its synchronous standby, whose copy needs the active's
+// PostgreSQL.
+func (m *Member) RunDB(t *testing.T) {
+	t.Helper()
+	conf := filepath.Join(m.Dir, "etc/kts/config", m.Name+".conf")
+	setup := Start(t, m.bin, m.Name+" setup", "member", "setup", "--member", m.Name, "--config", conf, "--confdir", m.State)
+	if err := setup.Wait(2 * time.Minute); err != nil {
+		t.Fatalf("%s setup: %v\n%s", m.Name, err, setup.Output())
+	}
+	m.DB = Start(t, m.bin, m.Name+" db run", "db", "run", "--confdir", m.State)
+	t.Cleanup(m.DB.Stop) // after the server's (cleanups run last first)
+	waitFor(t, m.Name+"'s PostgreSQL listening", func() error {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.PG))
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+}
+
+// RunServer starts the pod's server and waits until it serves.
+func (m *Member) RunServer(t *testing.T) {
+	t.Helper()
+	m.Server = Start(t, m.bin, m.Name+" server", "server", "--confdir", m.State)
+	waitFor(t, m.Name+" serving", func() error {
+		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.API), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+}
+
+// URL is the member's API as clients here reach it.
+func (m *Member) URL() string { return fmt.Sprintf("https://localhost:%d", m.API) }
+
+// CAFile is the CA certificate of the servers' certificate.
+func (m *Member) CAFile() string { return filepath.Join(m.Dir, "etc/kts/tls/ca.crt") }
+
+func waitFor(t *testing.T, what string, try func() error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := try()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute, still not %s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// FreePort is a TCP port free on 127.0.0.1 right now.
+func FreePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Process is a child that the test ends (interrupt, then kill) when it
+// is done, showing its output if the test failed.
+type Process struct {
+	what   string
+	cmd    *exec.Cmd
+	out    lockedBuffer
+	exited chan error
+}
+
+// Start runs bin with args until it exits or t ends.
+func Start(t *testing.T, bin, what string, args ...string) *Process {
+	t.Helper()
+	p := &Process{what: what, cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", what, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+// Output is what the process printed so far.
+func (p *Process) Output() string { return p.out.String() }
+
+// Stop ends the process: an interrupt, and a kill after 30 s.
+func (p *Process) Stop() {
+	if !p.Running() {
+		return
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		p.exited <- <-p.exited
+	}
+}
+
+// Running reports whether the process has not exited.
+func (p *Process) Running() bool {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return false
+	default:
+		return true
+	}
+}
+
+// Wait waits for the process to exit by itself, at most limit.
+func (p *Process) Wait(limit time.Duration) error {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	case <-time.After(limit):
+		return fmt.Errorf("%s still runs after %v", p.what, limit)
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
