@@ -78,7 +78,9 @@ verify: ## Check formatting, vet, module tidiness, and that generated code, CRDs
 	  echo 'make generate manifests changed the files above: the generated code, CRDs, ClusterRole or chart copies were stale; commit the regenerated files'; exit 1; }
 
 .PHONY: lint
-lint: verify ## Static checks (gofmt, go vet)
+lint: verify ## Static checks (those of verify) and known vulnerabilities in what the code calls (govulncheck)
+	@# govulncheck from the Go module proxy; its database is vuln.go.dev, or a copy from the proxy (hack/govulncheck.sh).
+	bash hack/govulncheck.sh
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each
