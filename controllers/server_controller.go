@@ -20,6 +20,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -113,7 +114,9 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	orig := kts.DeepCopy()
 	kts.Status.ObservedGeneration = kts.Generation
-	setConditions(&kts.Status.Conditions, serverConditions(obs))
+	conds := serverConditions(obs)
+	r.announce(kts, conds)
+	setConditions(&kts.Status.Conditions, conds)
 	kts.Status.Active = obs.Active.Name
 	kts.Status.Passive = ""
 	if obs.HA {
@@ -130,6 +133,29 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{RequeueAfter: notReadyRecheck}, nil
 	}
 	return ctrl.Result{RequeueAfter: 5 * notReadyRecheck}, nil
+}
+
+// announce emits an event for each member, replication or certificate
+// condition that changes status, and for the Degraded condition, so that
+// `kubectl get events` tells what happened when.
+func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []metav1.Condition) {
+	for _, c := range conds {
+		switch c.Type {
+		case trusteev1.ConditionActiveReady, trusteev1.ConditionPassiveReady, trusteev1.ConditionReplicating,
+			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded:
+		default:
+			continue
+		}
+		old := meta.FindStatusCondition(kts.Status.Conditions, c.Type)
+		if old == nil || old.Status == c.Status {
+			continue // the first observation, or no change
+		}
+		kind := corev1.EventTypeNormal
+		if (c.Status == metav1.ConditionTrue) == (c.Type == trusteev1.ConditionDegraded) {
+			kind = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(kts, nil, kind, c.Type+string(c.Status), "Observe", "%s is %s: %s", c.Type, c.Status, c.Message)
+	}
 }
 
 // ensureGenerated returns the data of a Secret the operator generates once:

@@ -157,13 +157,35 @@ func serverConditions(o serverObservation) []metav1.Condition {
 	}
 	degraded := metav1.Condition{Type: trusteev1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: trusteev1.ReasonReconciled, Message: "nothing is degraded"}
 	if len(notReady) > 0 {
-		degraded.Status, degraded.Reason, degraded.Message = metav1.ConditionTrue, ready.Reason, fmt.Sprintf("not ready: %v", notReady)
+		degraded.Status, degraded.Reason = metav1.ConditionTrue, ready.Reason
+		degraded.Message = fmt.Sprintf("not ready: %v; %s", notReady, service(o, active, passive, repl))
 	}
 	out := []metav1.Condition{ready, degraded, cert, active, passive, repl}
 	for i := range out {
 		out[i].ObservedGeneration = o.Generation
 	}
 	return out
+}
+
+// service says what clients get from the pair while it is not ready.
+func service(o serverObservation, active, passive, repl metav1.Condition) string {
+	aUp, pUp := active.Status == metav1.ConditionTrue, passive.Status == metav1.ConditionTrue
+	switch {
+	case !o.HA && aUp:
+		return "the server answers"
+	case !o.HA:
+		return "no server answers: reads and writes wait for the active"
+	case aUp && pUp && repl.Status == metav1.ConditionTrue:
+		return "reads and writes are served"
+	case aUp && pUp:
+		return "reads are served by both members; writes are refused until the passive is in sync"
+	case aUp:
+		return "reads are served by the active; writes are refused until the passive is back and in sync"
+	case pUp:
+		return "reads only, served by the passive; writes wait for the active"
+	default:
+		return "neither member answers: no reads, no writes"
+	}
 }
 
 // setConditions puts the conditions into a status list, keeping each

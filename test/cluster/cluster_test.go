@@ -187,7 +187,14 @@ func TestNodeLoss(t *testing.T) {
 	c := condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionFalse, "kts-active-0", 2*time.Minute)
 	t.Logf("after the node is gone: ActiveReady %s: %s", c.Reason, c.Message)
 	condition(t, cluster, ns, "kts", trusteev1.ConditionReady, metav1.ConditionFalse, "", time.Minute)
+	d := condition(t, cluster, ns, "kts", trusteev1.ConditionDegraded, metav1.ConditionTrue, "reads only, served by the passive; writes wait for the active", time.Minute)
+	t.Logf("Degraded: %s", d.Message)
 	c = condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 3*time.Minute)
+	// The events tell the same story: the active lost, then back.
+	eventually(t, time.Minute, "events of the loss and the return", func() (bool, string) {
+		out := kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=kts", "-o", "custom-columns=REASON:.reason,MESSAGE:.message")
+		return strings.Contains(out, "ActiveReadyFalse") && strings.Contains(out, "ActiveReadyTrue"), out
+	})
 	if now := member(t, cluster, ns, "kts-active-0").Spec.NodeName; now == lost || now == member(t, cluster, ns, "kts-passive-0").Spec.NodeName {
 		t.Fatalf("the active came back on node %s (lost %s)", now, lost)
 	}
