@@ -210,8 +210,15 @@ func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) error 
 		objs = append(objs, s)
 	}
 	objs = append(objs, in.podDisruptionBudget(), in.networkPolicy())
-	for _, m := range in.members() {
-		objs = append(objs, in.statefulSet(m, cm))
+	objs = append(objs, in.statefulSet(memberActive, cm))
+	if kts.HighAvailabilityEnabled() {
+		first, err := r.passiveWaitsForActive(ctx, in)
+		if err != nil {
+			return err
+		}
+		if !first {
+			objs = append(objs, in.statefulSet(memberPassive, cm))
+		}
 	}
 	for _, o := range objs {
 		if err := apply(ctx, r.Client, r.Scheme, kts, o); err != nil {
@@ -230,6 +237,28 @@ func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) error 
 		}
 	}
 	return nil
+}
+
+// passiveWaitsForActive reports whether the passive's StatefulSet must not
+// be made yet: until the active's pod is placed on a node. The two repel
+// each other, so were the passive placed first where there is room for
+// one only, the active could not be placed at all (and a passive without
+// its active has nothing to copy).
+func (r *ServerReconciler) passiveWaitsForActive(ctx context.Context, in serverInputs) (bool, error) {
+	n := in.names()
+	err := r.Get(ctx, types.NamespacedName{Namespace: n.namespace, Name: n.StatefulSet(memberPassive)}, &appsv1.StatefulSet{})
+	if err == nil {
+		return false, nil // made already: keep it as the spec says
+	}
+	if !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	pod := &corev1.Pod{}
+	err = r.Get(ctx, types.NamespacedName{Namespace: n.namespace, Name: n.Pod(memberActive)}, pod)
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	return err == nil && pod.Spec.NodeName == "", err
 }
 
 // fail records a reconcile error in the status and events, and returns it

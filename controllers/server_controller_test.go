@@ -111,6 +111,12 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
+	// The passive's StatefulSet comes once the active's pod is placed.
+	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionFalse, "it is made once the active's pod is placed on a node")
+	if got := names(t, ctx, &appsv1.StatefulSetList{}, ns, "kts"); !slices.Equal(got, []string{"kts-active"}) {
+		t.Fatalf("StatefulSets before the active is placed: %v", got)
+	}
+	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podNotReady)
 
 	want := map[string]struct {
 		list  client.ObjectList
@@ -169,8 +175,8 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 		t.Errorf("Ready %s without pods: %s", c.Status, c.Message)
 	}
 	c := conditionOf(k.Status.Conditions, trusteev1.ConditionActiveReady)
-	if c.Reason != trusteev1.ReasonPodMissing {
-		t.Errorf("ActiveReady without a pod: %s %s", c.Reason, c.Message)
+	if c.Reason != trusteev1.ReasonPodNotReady {
+		t.Errorf("ActiveReady of a pod not ready: %s %s", c.Reason, c.Message)
 	}
 
 	// kubectl get kts shows the printer columns.
@@ -267,6 +273,11 @@ func memberPod(t *testing.T, ctx context.Context, ns, server, member string, con
 			ObjectMeta: metav1.ObjectMeta{Name: n.Pod(member), Namespace: ns, Labels: mergeLabels(n.labels(), n.memberLabels(member))},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "trustee:test"}}},
 		}
+		if slices.ContainsFunc(conds, func(c corev1.PodCondition) bool {
+			return c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue
+		}) {
+			pod.Spec.NodeName = testNode
+		}
 		if err = env.Client.Create(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
@@ -328,6 +339,7 @@ func TestHighAvailabilityOff(t *testing.T) {
 	if err := env.Client.Create(ctx, k); err != nil {
 		t.Fatal(err)
 	}
+	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podNotReady)
 	eventually(t, time.Minute, "both StatefulSets", func() (bool, string) {
 		got := names(t, ctx, &appsv1.StatefulSetList{}, ns, "kts")
 		return len(got) == 2, fmt.Sprint(got)

@@ -103,6 +103,9 @@ func memberCondition(typ, member string, p podObservation) metav1.Condition {
 	switch {
 	case p.Ready:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, trusteev1.ReasonPodReady, fmt.Sprintf("pod %s is ready", p.Name)
+	case !p.Exists && member == memberPassive:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodMissing,
+			fmt.Sprintf("pod %s of the passive does not exist yet: it is made once the active's pod is placed on a node", p.Name)
 	case !p.Exists:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodMissing, fmt.Sprintf("pod %s of the %s does not exist yet", p.Name, member)
 	default:

@@ -10,6 +10,8 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -23,6 +25,9 @@ import (
 // cert-manager controller, and one operator (the reconcilers as
 // `kts operator` runs them) reconciling every namespace.
 var env *envtestenv.Env
+
+// testNode is the node the tests place members' pods on.
+const testNode = "node-1"
 
 // addresses maps a member's port to where the test runs what the pod
 // would: "namespace/server/member/port" → "127.0.0.1:PORT". Anything not
@@ -61,6 +66,17 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "envtestenv: %v\n", err)
 		}
 	}()
+	// The node the tests' pods are placed on (no scheduler runs here).
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode}}
+	if err := env.Client.Create(context.Background(), node); err != nil {
+		fmt.Fprintf(os.Stderr, "node: %v\n", err)
+		return 1
+	}
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
+	if err := env.Client.Status().Update(context.Background(), node); err != nil {
+		fmt.Fprintf(os.Stderr, "node: %v\n", err)
+		return 1
+	}
 	stop, err := startOperator()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "operator: %v\n", err)

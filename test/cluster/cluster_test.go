@@ -20,6 +20,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/test/controlplane"
+	"trustee.dev/trustee/test/harness"
 	"trustee.dev/trustee/test/memberpods"
 )
 
@@ -85,7 +86,7 @@ func podReady(p *corev1.Pod) bool {
 func condition(t *testing.T, c *controlplane.Cluster, ns, name, typ string, status metav1.ConditionStatus, msg string, limit time.Duration) metav1.Condition {
 	t.Helper()
 	var got metav1.Condition
-	eventually(t, limit, fmt.Sprintf("%s %s=%s %q", name, typ, status, msg), func() (bool, string) {
+	harness.Eventually(t, limit, fmt.Sprintf("%s %s=%s %q", name, typ, status, msg), func() (bool, string) {
 		k := &trusteev1.KeyTrusteeServer{}
 		if err := c.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: name}, k); err != nil {
 			return false, err.Error()
@@ -191,7 +192,7 @@ func TestNodeLoss(t *testing.T) {
 	t.Logf("Degraded: %s", d.Message)
 	c = condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 3*time.Minute)
 	// The events tell the same story: the active lost, then back.
-	eventually(t, time.Minute, "events of the loss and the return", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "events of the loss and the return", func() (bool, string) {
 		out := kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=kts", "-o", "custom-columns=REASON:.reason,MESSAGE:.message")
 		return strings.Contains(out, "ActiveReadyFalse") && strings.Contains(out, "ActiveReadyTrue"), out
 	})
@@ -240,7 +241,7 @@ func TestDisruptionBudget(t *testing.T) {
 	apply(t, cluster, ns, serverYAML("kts", corev1.LabelHostname))
 	condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
 	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
-	eventually(t, time.Minute, "the budget allows one disruption", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the budget allows one disruption", func() (bool, string) {
 		pdb := &policyv1.PodDisruptionBudget{}
 		err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: "kts"}, pdb)
 		return err == nil && pdb.Status.DisruptionsAllowed == 1 && pdb.Status.CurrentHealthy == 2, fmt.Sprintf("%v %+v", err, pdb.Status)
@@ -258,14 +259,14 @@ func TestDisruptionBudget(t *testing.T) {
 		t.Fatalf("evicting the second member while the first is away: %v, want refused by the disruption budget", err)
 	}
 	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
-	eventually(t, time.Minute, "the budget healthy again", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the budget healthy again", func() (bool, string) {
 		pdb := &policyv1.PodDisruptionBudget{}
 		err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: "kts"}, pdb)
 		return err == nil && pdb.Status.DisruptionsAllowed == 1, fmt.Sprintf("%v %+v", err, pdb.Status)
 	})
 	// As a drain does, retry while the budget catches up with the
 	// passive's return.
-	eventually(t, time.Minute, "the active evicted once the passive is back", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the active evicted once the passive is back", func() (bool, string) {
 		err := evict("kts-active-0")
 		return err == nil, fmt.Sprint(err)
 	})
@@ -305,7 +306,7 @@ spec:
 	bs := &trusteev1.BackupSchedule{}
 	// The CronJob controller starts a Job at the next full minute (at most
 	// a minute away); kwok completes its pod.
-	eventually(t, 150*time.Second, "a backup Job completed and reported", func() (bool, string) {
+	harness.Eventually(t, 150*time.Second, "a backup Job completed and reported", func() (bool, string) {
 		if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: "every-minute"}, bs); err != nil {
 			return false, err.Error()
 		}
@@ -340,7 +341,7 @@ func TestReadyWithItsMembersRunning(t *testing.T) {
 	condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
 	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
 	condition(t, cluster, ns, "kts", trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "", time.Minute)
-	eventually(t, time.Minute, "the admin certificates", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the admin certificates", func() (bool, string) {
 		for _, name := range []string{"kts-admin-ca", "kts-operator-admin"} {
 			s := &corev1.Secret{}
 			if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil || len(s.Data["tls.crt"]) == 0 {
@@ -387,7 +388,7 @@ spec:
     name: acme-auth
     key: code
 `)
-	eventually(t, time.Minute, "the organization on the server", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the organization on the server", func() (bool, string) {
 		org := &trusteev1.Organization{}
 		if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: "acme"}, org); err != nil {
 			return false, err.Error()

@@ -8,10 +8,8 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +26,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/test/controlplane"
+	"trustee.dev/trustee/test/harness"
 	"trustee.dev/trustee/test/toolcache"
 )
 
@@ -121,11 +120,11 @@ func startOperator(t *testing.T, c *controlplane.Cluster) (stop func(), err erro
 	installChart(t, c)
 	user := "system:serviceaccount:trustee-system:trustee-operator"
 	_, kubeconfig := c.AddUser(t, user, "system:serviceaccounts", "system:serviceaccounts:trustee-system", "system:authenticated")
-	probe := freePort(t)
+	probe := harness.FreePort(t)
 	cmd := exec.Command(kts, "operator", "--kubeconfig", kubeconfig, "--default-image", "trustee:test", "--leader-elect",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probe))
 	cmd.Env = append(os.Environ(), "POD_NAMESPACE=trustee-system")
-	logs := &syncBuffer{}
+	logs := &harness.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -153,16 +152,16 @@ func startOperator(t *testing.T, c *controlplane.Cluster) (stop func(), err erro
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, fmt.Errorf("kts operator not ready within a minute:\n%s", tail(logs.String(), 40))
+			return nil, fmt.Errorf("kts operator not ready within a minute:\n%s", harness.Tail(logs.String(), 40))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
 // operatorLogs are the logs of the operators, shown when a test fails.
-var operatorLogs sync.Map // *syncBuffer → struct{}
+var operatorLogs sync.Map // *harness.Buffer → struct{}
 
-func logOnFailure(t *testing.T, logs *syncBuffer) { operatorLogs.Store(logs, struct{}{}) }
+func logOnFailure(t *testing.T, logs *harness.Buffer) { operatorLogs.Store(logs, struct{}{}) }
 
 // showOperatorLogs logs the tail of every operator's log when t failed.
 func showOperatorLogs(t *testing.T) {
@@ -171,7 +170,7 @@ func showOperatorLogs(t *testing.T) {
 			return
 		}
 		operatorLogs.Range(func(k, _ any) bool {
-			t.Logf("kts operator:\n%s", tail(k.(*syncBuffer).String(), 30))
+			t.Logf("kts operator:\n%s", harness.Tail(k.(*harness.Buffer).String(), 30))
 			return true
 		})
 	})
@@ -200,57 +199,6 @@ func apply(t *testing.T, c *controlplane.Cluster, ns, manifests string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s\n%s", err, out, manifests)
 	}
-}
-
-// eventually polls cond until it holds or fails t with its last word.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v, still not %s: %s", limit, what, last)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func background() context.Context { return context.Background() }

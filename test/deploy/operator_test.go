@@ -1,16 +1,13 @@
 package deploy
 
 import (
-	"bytes"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +24,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/tlsconf"
+	"trustee.dev/trustee/test/harness"
 )
 
 // TestOperatorRunsWithItsOwnPermissions runs `kts operator` as
@@ -42,12 +40,12 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 	}
 	user, groups := serviceAccount("trustee-system", "trustee-operator")
 	_, kubeconfig := env.AddUser(t, user, groups...)
-	metricsPort, probePort := freePort(t), freePort(t)
+	metricsPort, probePort := harness.FreePort(t), harness.FreePort(t)
 	cmd := exec.Command(kts, "operator", "--kubeconfig", kubeconfig, "--default-image", "trustee:test",
 		"--leader-elect", "--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort))
 	cmd.Env = append(os.Environ(), "POD_NAMESPACE=trustee-system")
-	var logs syncBuffer
+	var logs harness.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -65,7 +63,7 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 		}
 	})
 
-	waitFor(t, "the operator ready", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the operator ready", func() (bool, string) {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
 		if err != nil {
 			return false, err.Error()
@@ -73,14 +71,14 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, resp.Status
 	})
-	waitFor(t, "the leader election lease held", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the leader election lease held", func() (bool, string) {
 		l := &coordinationv1.Lease{}
 		err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: "trustee-system", Name: "trustee-operator.trustee.dev"}, l)
 		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "", fmt.Sprint(err)
 	})
 	// Metrics are for callers the API server authorizes, over HTTPS.
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	waitFor(t, "metrics refused without a token", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "metrics refused without a token", func() (bool, string) {
 		resp, err := insecure.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", metricsPort))
 		if err != nil {
 			return false, err.Error() // the metrics server starts after the probes
@@ -110,7 +108,7 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the server's status", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the server's status", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(server), server); err != nil {
 			return false, err.Error()
 		}
@@ -121,23 +119,32 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kts-identity", Namespace: ns}},
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kts-config", Namespace: ns}},
 		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "kts-active", Namespace: ns}},
-		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "kts-passive", Namespace: ns}},
 		&batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly-backup", Namespace: ns}},
 	} {
-		waitFor(t, fmt.Sprintf("%T %s", o, o.GetName()), func() (bool, string) {
+		harness.Eventually(t, time.Minute, fmt.Sprintf("%T %s", o, o.GetName()), func() (bool, string) {
 			err := c.Get(ctx, client.ObjectKeyFromObject(o), o)
 			return err == nil, fmt.Sprint(err)
 		})
 	}
+	// No scheduler runs here: the active's pod is never placed, so the
+	// passive's StatefulSet waits for it, and the status says so.
+	waitFor := func(what string, cond func() (bool, string)) { t.Helper(); harness.Eventually(t, time.Minute, what, cond) }
+	waitFor("the passive waiting for the active", func() (bool, string) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(server), server); err != nil {
+			return false, err.Error()
+		}
+		p := meta.FindStatusCondition(server.Status.Conditions, trusteev1.ConditionPassiveReady)
+		return p != nil && strings.Contains(p.Message, "made once the active's pod is placed"), fmt.Sprintf("%+v", p)
+	})
 	// The Organization waits, and says for what: no pod runs here.
-	waitFor(t, "the organization's status", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the organization's status", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(org), org); err != nil {
 			return false, err.Error()
 		}
 		r := meta.FindStatusCondition(org.Status.Conditions, trusteev1.ConditionReady)
 		return r != nil && r.Reason == trusteev1.ReasonServerNotReady && strings.Contains(r.Message, "waiting for the active server of kts: pod kts-active-0"), fmt.Sprintf("%+v", r)
 	})
-	waitFor(t, "an event on the server", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "an event on the server", func() (bool, string) {
 		var evs eventsv1.EventList
 		if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
 			return false, err.Error()
@@ -185,46 +192,4 @@ func selfSignedSecret(t *testing.T, ns, name string) *corev1.Secret {
 	}
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{corev1.TLSCertKey: read(crt), corev1.TLSPrivateKeyKey: read(key), "ca.crt": read(crt)}}
-}
-
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after a minute, still not %s: %s", what, last)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

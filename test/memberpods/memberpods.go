@@ -6,7 +6,6 @@
 package memberpods
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -18,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/test/harness"
 )
 
 // Member is one member's pod, laid out on this machine.
@@ -62,7 +61,7 @@ func RootDir(t *testing.T) string {
 // the passive reaches its active here.
 func LayOut(t *testing.T, ctx context.Context, c client.Client, bin, root string, k *trusteev1.KeyTrusteeServer, name string, active *Member) *Member {
 	t.Helper()
-	m := &Member{Name: name, Dir: filepath.Join(root, k.Name+"-"+name), API: FreePort(t), Admin: FreePort(t), PG: FreePort(t), bin: bin}
+	m := &Member{Name: name, Dir: filepath.Join(root, k.Name+"-"+name), API: harness.FreePort(t), Admin: harness.FreePort(t), PG: harness.FreePort(t), bin: bin}
 	m.State = filepath.Join(m.Dir, "var/lib/kts/state")
 	if err := os.MkdirAll(filepath.Dir(m.State), 0o755); err != nil { // the volume
 		t.Fatal(err)
@@ -206,23 +205,12 @@ func waitFor(t *testing.T, what string, try func() error) {
 	}
 }
 
-// FreePort is a TCP port free on 127.0.0.1 right now.
-func FreePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // Process is a child that the test ends (interrupt, then kill) when it
 // is done, showing its output if the test failed.
 type Process struct {
 	what   string
 	cmd    *exec.Cmd
-	out    lockedBuffer
+	out    harness.Buffer
 	exited chan error
 }
 
@@ -238,7 +226,7 @@ func Start(t *testing.T, bin, what string, args ...string) *Process {
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			t.Logf("output of %s:\n%s", what, tail(p.out.String(), 60))
+			t.Logf("output of %s:\n%s", what, harness.Tail(p.out.String(), 60))
 		}
 	})
 	return p
@@ -282,29 +270,4 @@ func (p *Process) Wait(limit time.Duration) error {
 	case <-time.After(limit):
 		return fmt.Errorf("%s still runs after %v", p.what, limit)
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

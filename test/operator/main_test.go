@@ -117,22 +117,6 @@ func startOperator() (stop func(), err error) {
 	}, nil
 }
 
-// eventually polls cond until it holds, or fails t with its last word.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v, still not %s: %s", limit, what, last)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // kts runs kts to its end and returns its standard output.
 func kts(t *testing.T, args ...string) string {
 	t.Helper()
@@ -151,12 +135,4 @@ func ktsErr(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	out, err := exec.Command(bin, args...).CombinedOutput()
 	return string(out), err
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

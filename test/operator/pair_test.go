@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/test/harness"
 	"trustee.dev/trustee/test/memberpods"
 )
 
@@ -53,7 +54,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	create(t, ctx, server)
 	waitServer(t, ctx, server, trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
 	for _, s := range []string{"kts-admin-ca", "kts-operator-admin"} {
-		eventually(t, time.Minute, "Secret "+s, func() (bool, string) {
+		harness.Eventually(t, time.Minute, "Secret "+s, func() (bool, string) {
 			sec := &corev1.Secret{}
 			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: s}, sec)
 			return err == nil && len(sec.Data[corev1.TLSCertKey]) > 0, fmt.Sprint(err)
@@ -142,7 +143,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	before := servingCert(t, active)
 	renew(t, ctx, ns, "kts-server")
 	tlsSecret := &corev1.Secret{}
-	eventually(t, time.Minute, "a new certificate in kts-server-tls", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "a new certificate in kts-server-tls", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-server-tls"}, tlsSecret); err != nil {
 			return false, err.Error()
 		}
@@ -152,7 +153,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	for _, m := range []*memberpods.Member{active, passive} {
 		m.Mount(t, "tls", tlsSecret.Data) // what the kubelet does with the Secret volume
 	}
-	eventually(t, time.Minute, "the servers present the renewed certificate", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the servers present the renewed certificate", func() (bool, string) {
 		a, p := servingCert(t, active), servingCert(t, passive)
 		return a.SerialNumber.Cmp(before.SerialNumber) != 0 && a.SerialNumber.Cmp(p.SerialNumber) == 0,
 			fmt.Sprintf("active serial %s, passive %s, old %s", a.SerialNumber, p.SerialNumber, before.SerialNumber)
@@ -171,7 +172,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	if err := c.Delete(ctx, org); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "the Organization gone", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the Organization gone", func() (bool, string) {
 		err := c.Get(ctx, client.ObjectKeyFromObject(org), org)
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
@@ -207,7 +208,7 @@ func create(t *testing.T, ctx context.Context, o client.Object) {
 
 func waitServer(t *testing.T, ctx context.Context, k *trusteev1.KeyTrusteeServer, typ string, status metav1.ConditionStatus, msg string) {
 	t.Helper()
-	eventually(t, 2*time.Minute, fmt.Sprintf("%s=%s", typ, status), func() (bool, string) {
+	harness.Eventually(t, 2*time.Minute, fmt.Sprintf("%s=%s", typ, status), func() (bool, string) {
 		got := &trusteev1.KeyTrusteeServer{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(k), got); err != nil {
 			return false, err.Error()
@@ -222,7 +223,7 @@ func waitServer(t *testing.T, ctx context.Context, k *trusteev1.KeyTrusteeServer
 
 func waitOrg(t *testing.T, ctx context.Context, org *trusteev1.Organization, cond func(*trusteev1.Organization) bool) {
 	t.Helper()
-	eventually(t, 2*time.Minute, "organization status", func() (bool, string) {
+	harness.Eventually(t, 2*time.Minute, "organization status", func() (bool, string) {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(org), org); err != nil {
 			return false, err.Error()
 		}
