@@ -128,7 +128,10 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 	}
 	// No scheduler runs here: the active's pod is never placed, so the
 	// passive's StatefulSet waits for it, and the status says so.
-	waitFor := func(what string, cond func() (bool, string)) { t.Helper(); harness.Eventually(t, time.Minute, what, cond) }
+	waitFor := func(what string, cond func() (bool, string)) {
+		t.Helper()
+		harness.Eventually(t, time.Minute, what, cond)
+	}
 	waitFor("the passive waiting for the active", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(server), server); err != nil {
 			return false, err.Error()
