@@ -77,7 +77,7 @@ func conditionOf(conds []metav1.Condition, typ string) metav1.Condition {
 func waitCondition(t *testing.T, ctx context.Context, ns, name, typ string, status metav1.ConditionStatus, msg string) metav1.Condition {
 	t.Helper()
 	var c metav1.Condition
-	eventually(t, time.Minute, fmt.Sprintf("%s %s=%s (%q)", name, typ, status, msg), func() (bool, string) {
+	eventually(t, 2*time.Minute, fmt.Sprintf("%s %s=%s (%q)", name, typ, status, msg), func() (bool, string) {
 		k := getServer(t, ctx, ns, name)
 		c = conditionOf(k.Status.Conditions, typ)
 		return c.Status == status && strings.Contains(c.Message, msg) && c.ObservedGeneration == k.Generation,
