@@ -5,7 +5,7 @@
 # Building needs a container engine (Docker, Podman, BuildKit).
 
 # --- build -----------------------------------------------------------------
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26.11-bookworm AS build
 WORKDIR /src
 # Modules first, so that a source change does not download them again.
 COPY go.mod go.sum ./

@@ -2,6 +2,8 @@ module trustee.dev/trustee
 
 go 1.26.8
 
+toolchain go1.26.11
+
 require (
 	github.com/ProtonMail/go-crypto v1.5.2
 	github.com/ThalesGroup/crypto11 v1.6.2

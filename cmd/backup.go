@@ -14,6 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/spf13/cobra"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/backup"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
@@ -103,7 +104,20 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 	if opts.Output == "" {
 		opts.Output = filepath.Dir(opts.StateDir)
 	}
+	// A server backup is recorded in the audit log before it starts (so
+	// that the archive holds its own record) and when it ends.
+	var finish func(res backup.Result, err error) error
+	if opts.Kind == backup.KindServer {
+		if finish, err = recordBackup(ctx, opts, recipient); err != nil {
+			return err
+		}
+	}
 	res, err := backup.Make(ctx, opts)
+	if finish != nil {
+		if ferr := finish(res, err); ferr != nil && err == nil {
+			return fmt.Errorf("the backup %s is complete and kept, but %w", res.Path, ferr)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -132,6 +146,40 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 	}
 	fmt.Fprintf(out, "wrote %s (%d bytes)\n", res.Path, res.Size)
 	return nil
+}
+
+// recordBackup records that a backup starts, and returns what records how
+// it ended. When the start cannot be recorded, the backup does not start.
+func recordBackup(ctx context.Context, opts backup.Options, recipient *openpgp.Entity) (func(backup.Result, error) error, error) {
+	log, err := openLocalAudit(ctx, opts.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("the backup did not start: %w", err)
+	}
+	object := "backup:" + opts.Host
+	encryption := "cleartext"
+	if recipient != nil {
+		encryption = "to " + recipient.PrimaryKey.KeyIdString()
+		if fp := recipient.PrimaryKey.Fingerprint; len(fp) > 0 {
+			encryption = fmt.Sprintf("to %X", fp)
+		}
+	}
+	details := map[string]any{"output": opts.Output, "encryption": encryption}
+	if err := log.record(ctx, audit.ActionBackup, object, audit.OutcomeStarted, details); err != nil {
+		log.close()
+		return nil, fmt.Errorf("the backup did not start: %w", err)
+	}
+	return func(res backup.Result, err error) error {
+		defer log.close()
+		outcome, more := auditOutcome(err)
+		if err == nil {
+			more = map[string]any{"archive": filepath.Base(res.Path), "bytes": res.Size}
+		}
+		ctx := context.WithoutCancel(ctx)
+		if rerr := log.record(ctx, audit.ActionBackup, object, outcome, joinDetails(details, more)); rerr != nil {
+			return fmt.Errorf("recording its end in the audit log failed: %w", rerr)
+		}
+		return nil
+	}, nil
 }
 
 // backupRecipient finds the key to encrypt to, or settles on cleartext.
@@ -212,7 +260,11 @@ func backupHost(configured string) string {
 func stateSkip(dir string, cfg config.Config) func(rel string) bool {
 	data, _ := filepath.Rel(dir, cfg.Path(dir, cfg.DBDataDir))
 	data = filepath.ToSlash(data)
-	return func(rel string) bool { return rel == data || rel == daemon.StandbyGateFile }
+	return func(rel string) bool {
+		// The server's audit journal can be large and is exported rather
+		// than archived (the database's chain is in the dump).
+		return rel == data || rel == daemon.StandbyGateFile || rel == audit.JournalDir
+	}
 }
 
 // outsideFiles lists the files the configuration names outside the state

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,12 +13,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/bench"
 	"trustee.dev/trustee/server/client"
 	"trustee.dev/trustee/server/confdir"
@@ -37,8 +40,10 @@ type benchOptions struct {
 	rateFraction    float64
 	only            string
 	pair            bool
+	unaudited       string // the server's audit-off listener, with --scratch
 	serverProfile   string
 	profile         string
+	auditSync       string
 }
 
 func newBenchCommand() *cobra.Command {
@@ -88,6 +93,7 @@ temporary directory and removes them afterwards; otherwise it runs against
 	f.StringVar(&o.only, "only", "", "run only this measurement (e.g. kts-get), once per round, without the summary")
 	f.StringVar(&o.profile, "cpu-profile", "", "write the load generator's CPU profile to this file")
 	f.StringVar(&o.serverProfile, "server-cpu-profile", "", "with --scratch: write the server's CPU profile to this file")
+	f.StringVar(&o.auditSync, "audit-sync", audit.SyncWrite, `with --scratch: the server's --audit-sync ("write" or "fsync")`)
 	cmd.AddCommand(newBareServerCommand(), newBenchBackupCommand(), newBenchHSMCommand())
 	return cmd
 }
@@ -102,7 +108,7 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 			return err
 		}
 		defer env.stop()
-		o.confdir, o.server = env.confdir, env.url
+		o.confdir, o.server, o.unaudited = env.confdir, env.url, env.unaudited
 	}
 	st, err := confdir.Open(o.confdir)
 	if err != nil {
@@ -119,7 +125,7 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 	}
 
 	fmt.Fprintf(out, "registering %d clients and prefilling %d deposits of %d bytes...\n", o.workers, o.workers*o.prefill, o.size)
-	clients, err := benchClients(ctx, db, o, caFile)
+	clients, unauditedClients, err := benchClients(ctx, db, o, caFile)
 	if err != nil {
 		return err
 	}
@@ -149,23 +155,41 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 	}
 
 	runID := hex.EncodeToString(payload[:4])
+	get := func(cs []*client.Client) bench.Op {
+		return func(ctx context.Context, w, seq int) error {
+			b, err := cs[w].Get(ctx, "p-"+strconv.Itoa(seq%o.prefill))
+			if err == nil && len(b) != o.size {
+				err = fmt.Errorf("got %d bytes", len(b))
+			}
+			return err
+		}
+	}
+	put := func(cs []*client.Client, prefix string) bench.Op {
+		return func(ctx context.Context, w, seq int) error {
+			return cs[w].Put(ctx, fmt.Sprintf("%s-%s-%d", prefix, runID, seq), payload)
+		}
+	}
 	ops := []struct {
 		name string
 		op   bench.Op
 	}{
 		{"bare-tls-get", func(ctx context.Context, w, _ int) error { return bareGet(ctx, bareClients[w], bare.url, o.size) }},
-		{"kts-get", func(ctx context.Context, w, seq int) error {
-			b, err := clients[w].Get(ctx, "p-"+strconv.Itoa(seq%o.prefill))
-			if err == nil && len(b) != o.size {
-				err = fmt.Errorf("got %d bytes", len(b))
-			}
-			return err
-		}},
-		{"kts-put", func(ctx context.Context, w, seq int) error {
-			return clients[w].Put(ctx, fmt.Sprintf("w-%s-%d", runID, seq), payload)
-		}},
+		{"kts-get", get(clients)},
+		{"kts-put", put(clients, "w")},
 		{"raw-insert", raw.insert},
 		{"raw-select", raw.selectRow},
+	}
+	if unauditedClients != nil {
+		// The same server with audit recording off (its benchmark-only
+		// listener), right next to the audited run; which of the two goes
+		// first alternates by round.
+		ops = append(ops[:1], append([]struct {
+			name string
+			op   bench.Op
+		}{
+			{"kts-get", get(clients)}, {"kts-get-noaudit", get(unauditedClients)},
+			{"kts-put", put(clients, "w")}, {"kts-put-noaudit", put(unauditedClients, "u")},
+		}, ops[3:]...)...)
 	}
 	if o.pair {
 		// The same INSERT committing without waiting for the standby: what
@@ -188,7 +212,16 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 		runID = fmt.Sprintf("%s-%d", hex.EncodeToString(payload[:4]), round)
 		raw.round = round
 		fmt.Fprintf(out, "\nround %d/%d  load average %s\n", round, o.rounds, loadAverage())
-		for _, op := range ops {
+		order := ops
+		if unauditedClients != nil && round%2 == 0 {
+			order = slices.Clone(ops)
+			for i := range order {
+				if strings.HasSuffix(order[i].name, "-noaudit") {
+					order[i-1], order[i] = order[i], order[i-1]
+				}
+			}
+		}
+		for _, op := range order {
 			if o.only != "" && o.only != op.name {
 				continue
 			}
@@ -209,8 +242,9 @@ func runBench(ctx context.Context, out io.Writer, o benchOptions) error {
 		if o.only != "" {
 			return nil
 		}
+		settle(ctx, out, db)
 		rate := o.rateFraction * results["kts-get"][round-1].Rate()
-		r := bench.FixedRate(ctx, fmt.Sprintf("kts-get@%.0f/s", rate), o.workers, rate, o.warmup, o.window, ops[1].op)
+		r := bench.FixedRate(ctx, fmt.Sprintf("kts-get@%.0f/s", rate), o.workers, rate, o.warmup, o.window, get(clients))
 		fixed = append(fixed, r)
 		fmt.Fprintf(out, "  %s\n", r)
 		r = bench.FixedRate(ctx, fmt.Sprintf("bare-tls@%.0f/s", rate), o.workers, rate, o.warmup, o.window, ops[0].op)
@@ -265,6 +299,12 @@ func report(out io.Writer, o benchOptions, results map[string][]bench.Result, fi
 	}
 	fmt.Fprintf(out, "  get p99 at %.0f%% of peak  %.2f ms (%.2f–%.2f)  target < 10 ms  %s   (bare handler at that rate: %.2f ms)\n",
 		o.rateFraction*100, p99Med, p99Lo, p99Hi, verdict(p99Med < 10), bareMed)
+	if len(results["kts-get-noaudit"]) > 0 {
+		m, lo, hi := bench.Median(ratio("kts-get", "kts-get-noaudit"))
+		fmt.Fprintf(out, "  get, audit on / off      %.2f (%.2f–%.2f)   target ≥ 0.85  %s\n", m, lo, hi, verdict(m >= 0.85))
+		m, lo, hi = bench.Median(ratio("kts-put", "kts-put-noaudit"))
+		fmt.Fprintf(out, "  put, audit on / off      %.2f (%.2f–%.2f)   target ≥ 0.85  %s\n", m, lo, hi, verdict(m >= 0.85))
+	}
 	if errorsSeen > 0 {
 		return fmt.Errorf("%d operations failed: the run is void", errorsSeen)
 	}
@@ -304,36 +344,68 @@ func loadAverage() string {
 
 // benchClients registers one client per worker in fresh organizations
 // without an auth code (8 clients each, under the registration rate limit).
-func benchClients(ctx context.Context, db *store.Store, o benchOptions, caFile string) ([]*client.Client, error) {
+// With o.unaudited set, it also returns the same clients talking to that
+// URL (the server's audit-off listener).
+func benchClients(ctx context.Context, db *store.Store, o benchOptions, caFile string) (clients, unaudited []*client.Client, err error) {
 	tag := make([]byte, 4)
 	rand.Read(tag)
 	dir, err := os.MkdirTemp("", "kts-bench-clients-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer os.RemoveAll(dir)
-	var clients []*client.Client
+	ctx = audit.WithActor(ctx, audit.Actor{ID: audit.LocalUser(), Source: audit.LocalSource(), Details: map[string]any{"tool": "kts bench"}})
 	for w := 0; w < o.workers; w++ {
 		orgName := fmt.Sprintf("bench-%x-%d", tag, w/8)
 		if w%8 == 0 {
 			if _, _, err := db.AddOrganization(ctx, orgName, []string{"bench@example.com"}, ""); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
-		c, res, err := client.Register(ctx, filepath.Join(dir, strconv.Itoa(w)), client.RegisterOptions{
+		cdir := filepath.Join(dir, strconv.Itoa(w))
+		c, res, err := client.Register(ctx, cdir, client.RegisterOptions{
 			ServerURL: o.server, Org: orgName, CAFile: caFile, KeyType: openpgp.Ed25519,
 			// Each server of a scratch pair has its own self-signed certificate.
 			SkipSSLCheck: o.pair,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("register bench client: %w", err)
+			return nil, nil, fmt.Errorf("register bench client: %w", err)
 		}
 		if res.State != string(store.StateActive) {
-			return nil, fmt.Errorf("bench client registered as %s, want active", res.State)
+			return nil, nil, fmt.Errorf("bench client registered as %s, want active", res.State)
 		}
 		clients = append(clients, c)
+		if o.unaudited != "" {
+			u, err := clientAt(cdir, o.unaudited)
+			if err != nil {
+				return nil, nil, err
+			}
+			unaudited = append(unaudited, u)
+		}
 	}
-	return clients, nil
+	return clients, unaudited, nil
+}
+
+// clientAt opens the client state in dir to talk to url instead.
+func clientAt(dir, url string) (*client.Client, error) {
+	data, err := os.ReadFile(filepath.Join(dir, client.ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	var cfg client.Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, err
+	}
+	armored, err := os.ReadFile(filepath.Join(dir, client.KeyFile))
+	if err != nil {
+		return nil, err
+	}
+	key, err := openpgp.ReadPrivate(armored)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ServerURL, cfg.Servers, cfg.PinnedSPKISHA256 = url, []string{url}, nil
+	return client.New(cfg, key)
 }
 
 // benchHTTPClient makes a client with its own connection and the same TLS
@@ -473,6 +545,7 @@ func newBareServerCommand() *cobra.Command {
 // scratch is a throwaway PostgreSQL + server, or a pair of them.
 type scratch struct {
 	confdir, url string // the active's
+	unaudited    string // the active's audit-off listener (single server only)
 	servers      []*process
 	insts        []*pg.Instance
 	root         string
@@ -559,9 +632,14 @@ func startScratch(ctx context.Context, out io.Writer, o benchOptions) (_ *scratc
 		dirs = append(dirs, passive)
 	}
 	for i, dir := range dirs {
-		args := []string{"server", "--confdir", dir, "--log-level", "warn", "--announce"}
+		args := []string{"server", "--confdir", dir, "--log-level", "warn", "--announce", "--audit-sync", o.auditSync}
 		if o.serverProfile != "" && i == 0 {
 			args = append(args, "--cpu-profile", o.serverProfile)
+		}
+		if !o.pair {
+			// What the audit log costs is measured on the same server,
+			// through a listener that records nothing.
+			args = append(args, "--bench-unaudited-listen", "127.0.0.1:0")
 		}
 		p, err := startChild(ctx, args...)
 		if err != nil {
@@ -569,7 +647,7 @@ func startScratch(ctx context.Context, out io.Writer, o benchOptions) (_ *scratc
 		}
 		s.servers = append(s.servers, p)
 	}
-	s.url = s.servers[0].url
+	s.url, s.unaudited = s.servers[0].url, s.servers[0].unaudited
 	if o.pair {
 		s.url += "," + s.servers[1].url
 	}
@@ -583,4 +661,18 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// settle has PostgreSQL write out and vacuum what the put runs left before
+// the fixed-rate window, so that the latency measured there is the get
+// path's and not that of flushing the writes before it (which run with
+// every put, audit records included, and land on whatever runs next). A
+// server that refuses (an account that may not CHECKPOINT) is measured as
+// it is, and the run says so.
+func settle(ctx context.Context, out io.Writer, db *store.Store) {
+	for _, q := range []string{"VACUUM (ANALYZE)", "CHECKPOINT"} {
+		if _, err := db.Pool().Exec(ctx, q); err != nil {
+			fmt.Fprintf(out, "  (could not run %s before the fixed-rate window: %v)\n", q, err)
+		}
+	}
 }

@@ -163,7 +163,7 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 		to := o
 		to.server = p.url
 		to.pair = true // each server has its own self-signed certificate: pin it
-		if targets[i].clients, err = benchClients(ctx, db, to, ""); err != nil {
+		if targets[i].clients, _, err = benchClients(ctx, db, to, ""); err != nil {
 			return err
 		}
 		targets[i].dir = dir

@@ -13,9 +13,12 @@ import (
 
 // process is a child kts process serving at url.
 type process struct {
-	url    string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process has ended
+	url string
+	// unaudited is the URL of a server's audit-off listener (kts server
+	// --bench-unaudited-listen), announced before url.
+	unaudited string
+	cmd       *exec.Cmd
+	exited    chan struct{} // closed when the process has ended
 }
 
 // stop asks the process to shut down (SIGINT) and waits for it, killing it
@@ -48,6 +51,10 @@ func startChild(ctx context.Context, args ...string) (*process, error) {
 	p := &process{cmd: cmd, exited: make(chan struct{})}
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
+		if addr, ok := strings.CutPrefix(sc.Text(), "unaudited "); ok {
+			p.unaudited = "https://" + addr
+			continue
+		}
 		if addr, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
 			p.url = "https://" + addr
 			go func() {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/daemon"
@@ -65,7 +66,9 @@ func newKeyHSMInitCommand(dir *string) *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return keyHSMInit(cmd.Context(), cmd.OutOrStdout(), *dir, cfg, keyLabel)
+			return recordedHSM(cmd, *dir, audit.ActionHSMInit, cfg, map[string]any{"key_label": keyLabel, "seal_state": cfg.HSMSealState}, func() error {
+				return keyHSMInit(cmd.Context(), cmd.OutOrStdout(), *dir, cfg, keyLabel)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -202,92 +205,101 @@ func newKeyHSMCheckCommand(dir *string) *cobra.Command {
 		Short: "Show the HSM, its keys and their attributes, and test wrapping with each",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, out := cmd.Context(), cmd.OutOrStdout()
-			st, err := confdir.Open(*dir)
+			cfg, err := config.Load(*dir)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			if st.HSM == nil {
-				return fmt.Errorf("%s keeps no keys in an HSM; set one up with `kts keyhsm init`", *dir)
-			}
-			cfg := st.Config
-			info, err := st.HSM.Info()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "module:       %s\ntoken:        %s (%s %s, serial %s)\n", info.Module, info.Label, info.Manufacturer, info.Model, info.Serial)
-			var labels []string
-			if cfg.HSMSealState {
-				labels = append(labels, cfg.HSMStateKey)
-			}
-			var keks []store.KEK
-			if cfg.Role != config.RolePassive {
-				db, err := openAdminStore(ctx, *dir)
-				if err != nil {
-					return err
-				}
-				defer db.Close()
-				if keks, err = db.KEKs(ctx); err != nil {
-					return err
-				}
-			}
-			for _, k := range keks {
-				if label, ok := hsmkeys.Label(k.ID); ok && k.State != store.KEKRetired {
-					labels = append(labels, label)
-				}
-			}
-			kr := hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(cfg))
-			var failed []string
-			for _, label := range labels {
-				key, err := st.HSM.Key(label)
-				if err != nil {
-					fmt.Fprintf(out, "key %-12q MISSING: %v\n", label, err)
-					failed = append(failed, label)
-					continue
-				}
-				a, err := key.Attributes()
-				if err == nil {
-					err = a.Check()
-				}
-				if err == nil {
-					err = kr.Check(ctx, hsmkeys.ID(label))
-				}
-				verdict := "wrap/unwrap self-test ok"
-				if err != nil {
-					verdict, failed = "FAILED: "+err.Error(), append(failed, label)
-				}
-				fmt.Fprintf(out, "key %-12q %s %d-bit, sensitive=%v always-sensitive=%v extractable=%v never-extractable=%v token=%v; %s\n",
-					label, a.KeyType, a.ValueLen*8, a.Sensitive, a.AlwaysSensitive, a.Extractable, a.NeverExtractable, a.Token, verdict)
-			}
-			for _, k := range keks {
-				state := k.State
-				if state == "" {
-					state = "file keyring"
-				}
-				fmt.Fprintf(out, "deposits wrapped by %s (%s): %d\n", k.ID, state, k.Deposits)
-			}
-			for _, name := range hsmkeys.SealedFiles(cfg) {
-				data, err := os.ReadFile(cfg.Path(*dir, name))
-				if err != nil {
-					return err
-				}
-				state := "sealed by the HSM"
-				switch {
-				case hsmkeys.IsSealed(data):
-				case !cfg.HSMSealState:
-					state = "not sealed (HSM_SEAL_STATE is false)"
-				default:
-					state, failed = "NOT sealed (run kts keyhsm init)", append(failed, name)
-				}
-				fmt.Fprintf(out, "%s: %s\n", name, state)
-			}
-			if len(failed) > 0 {
-				return fmt.Errorf("HSM check failed for %s", strings.Join(failed, ", "))
-			}
-			return nil
+			return recordedHSM(cmd, *dir, audit.ActionHSMCheck, cfg, nil, func() error { return keyHSMCheck(cmd, *dir) })
 		},
 	}
+}
+
+// keyHSMCheck does kts keyhsm check.
+func keyHSMCheck(cmd *cobra.Command, dir string) error {
+	ctx, out := cmd.Context(), cmd.OutOrStdout()
+	st, err := confdir.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if st.HSM == nil {
+		return fmt.Errorf("%s keeps no keys in an HSM; set one up with `kts keyhsm init`", dir)
+	}
+	cfg := st.Config
+	info, err := st.HSM.Info()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "module:       %s\ntoken:        %s (%s %s, serial %s)\n", info.Module, info.Label, info.Manufacturer, info.Model, info.Serial)
+	var labels []string
+	if cfg.HSMSealState {
+		labels = append(labels, cfg.HSMStateKey)
+	}
+	var keks []store.KEK
+	if cfg.Role != config.RolePassive {
+		db, err := openAdminStore(ctx, dir)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if keks, err = db.KEKs(ctx); err != nil {
+			return err
+		}
+	}
+	for _, k := range keks {
+		if label, ok := hsmkeys.Label(k.ID); ok && k.State != store.KEKRetired {
+			labels = append(labels, label)
+		}
+	}
+	kr := hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(cfg))
+	var failed []string
+	for _, label := range labels {
+		key, err := st.HSM.Key(label)
+		if err != nil {
+			fmt.Fprintf(out, "key %-12q MISSING: %v\n", label, err)
+			failed = append(failed, label)
+			continue
+		}
+		a, err := key.Attributes()
+		if err == nil {
+			err = a.Check()
+		}
+		if err == nil {
+			err = kr.Check(ctx, hsmkeys.ID(label))
+		}
+		verdict := "wrap/unwrap self-test ok"
+		if err != nil {
+			verdict, failed = "FAILED: "+err.Error(), append(failed, label)
+		}
+		fmt.Fprintf(out, "key %-12q %s %d-bit, sensitive=%v always-sensitive=%v extractable=%v never-extractable=%v token=%v; %s\n",
+			label, a.KeyType, a.ValueLen*8, a.Sensitive, a.AlwaysSensitive, a.Extractable, a.NeverExtractable, a.Token, verdict)
+	}
+	for _, k := range keks {
+		state := k.State
+		if state == "" {
+			state = "file keyring"
+		}
+		fmt.Fprintf(out, "deposits wrapped by %s (%s): %d\n", k.ID, state, k.Deposits)
+	}
+	for _, name := range hsmkeys.SealedFiles(cfg) {
+		data, err := os.ReadFile(cfg.Path(dir, name))
+		if err != nil {
+			return err
+		}
+		state := "sealed by the HSM"
+		switch {
+		case hsmkeys.IsSealed(data):
+		case !cfg.HSMSealState:
+			state = "not sealed (HSM_SEAL_STATE is false)"
+		default:
+			state, failed = "NOT sealed (run kts keyhsm init)", append(failed, name)
+		}
+		fmt.Fprintf(out, "%s: %s\n", name, state)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("HSM check failed for %s", strings.Join(failed, ", "))
+	}
+	return nil
 }
 
 func newKeyHSMMigrateCommand(dir *string) *cobra.Command {
@@ -296,7 +308,7 @@ func newKeyHSMMigrateCommand(dir *string) *cobra.Command {
 		Short: "Re-wrap the deposits still wrapped by the file keyring with the HSM's current key (resumable)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withHSMStore(cmd, *dir, func(ctx context.Context, st *confdir.State, db *store.Store) error {
+			return withHSMStore(cmd, *dir, audit.ActionHSMMigrate, func(ctx context.Context, st *confdir.State, db *store.Store) error {
 				cur, err := db.CurrentKEK(ctx)
 				if err != nil {
 					return err
@@ -331,7 +343,7 @@ Interrupted, it is resumed by running it again: while an older version still
 wraps deposits, rotate finishes that rotation instead of starting another.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withHSMStore(cmd, *dir, func(ctx context.Context, st *confdir.State, db *store.Store) error {
+			return withHSMStore(cmd, *dir, audit.ActionHSMRotate, func(ctx context.Context, st *confdir.State, db *store.Store) error {
 				out := cmd.OutOrStdout()
 				keks, err := db.KEKs(ctx)
 				if err != nil {
@@ -405,8 +417,9 @@ wraps deposits, rotate finishes that rotation instead of starting another.`,
 }
 
 // withHSMStore opens the state directory (and its HSM) and the database of
-// an active for a keyhsm command.
-func withHSMStore(cmd *cobra.Command, dir string, run func(context.Context, *confdir.State, *store.Store) error) error {
+// an active for a keyhsm command, and records the command's outcome as
+// action.
+func withHSMStore(cmd *cobra.Command, dir, action string, run func(context.Context, *confdir.State, *store.Store) error) error {
 	ctx := cmd.Context()
 	st, err := confdir.Open(dir)
 	if err != nil {
@@ -419,12 +432,35 @@ func withHSMStore(cmd *cobra.Command, dir string, run func(context.Context, *con
 	if st.Config.Role == config.RolePassive {
 		return errors.New("run this on the active: the passive's database follows the active's")
 	}
-	db, err := openAdminStore(ctx, dir)
+	return recordedHSM(cmd, dir, action, st.Config, nil, func() error {
+		db, err := openAdminStore(ctx, dir)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return run(ctx, st, db)
+	})
+}
+
+// recordedHSM runs an HSM operation and records its outcome in the audit
+// log. It does nothing when the log cannot be reached (fail closed).
+func recordedHSM(cmd *cobra.Command, dir, action string, cfg config.Config, details map[string]any, run func() error) error {
+	ctx := cmd.Context()
+	log, err := openLocalAudit(ctx, dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("nothing was done: %w", err)
 	}
-	defer db.Close()
-	return run(ctx, st, db)
+	defer log.close()
+	err = run()
+	outcome, more := auditOutcome(err)
+	details = joinDetails(map[string]any{"module": cfg.HSMModule, "token": cfg.HSMTokenLabel}, details, more)
+	if rerr := log.record(context.WithoutCancel(ctx), action, "hsm:"+cfg.HSMTokenLabel, outcome, details); rerr != nil {
+		if err == nil {
+			return fmt.Errorf("done, but recording it in the audit log failed: %w", rerr)
+		}
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // progressTo prints re-wrap progress lines.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/backup"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
@@ -99,7 +100,7 @@ func runRestore(cmd *cobra.Command, f restoreFlags, archive string) error {
 		staged.Abandon(target)
 		return fmt.Errorf("%s is a client backup; restore it with --client DIR; nothing was changed", archive)
 	}
-	res, err := restoreServer(ctx, staged, target, f)
+	res, err := restoreServer(ctx, staged, target, f, archive)
 	if err != nil {
 		return err
 	}
@@ -150,7 +151,7 @@ type serverRestore struct {
 // restoreServer puts a staged server archive in place: over an existing
 // server the database is replaced first and the files follow; on a fresh
 // host the files come first, then a new database cluster takes the dump.
-func restoreServer(ctx context.Context, staged *backup.Staged, target string, f restoreFlags) (res serverRestore, err error) {
+func restoreServer(ctx context.Context, staged *backup.Staged, target string, f restoreFlags, archive string) (res serverRestore, err error) {
 	existing := true
 	res.cfg, err = config.Load(target)
 	if err != nil {
@@ -233,15 +234,35 @@ func restoreServer(ctx context.Context, staged *backup.Staged, target string, f 
 		return res, err
 	}
 	defer dump.Close()
+	replaced := replacedChain(ctx, inst, cfg, pw)
 	err = inst.Replace(ctx, pw, cfg.DBName, dump, func(ctx context.Context, conn *pgx.Conn) error {
 		var err error
 		if res.contents, err = store.ReadContents(ctx, conn); err != nil {
 			return err
 		}
-		return checkHSMKeys(ctx, conn, tok, cfg)
+		if err := checkHSMKeys(ctx, conn, tok, cfg); err != nil {
+			return err
+		}
+		// The restore is recorded in the restored database's audit chain
+		// before that database is put in place: it fails closed.
+		if err := store.MigrateConn(ctx, conn); err != nil {
+			return err
+		}
+		details := map[string]any{"archive": filepath.Base(archive), "backup_host": staged.Host,
+			"backup_time": staged.Created.UTC().Format(time.RFC3339), "server_key": staged.Fingerprint,
+			"organizations": res.contents.Organizations, "clients": res.contents.Clients, "deposits": res.contents.Deposits}
+		for k, v := range replaced {
+			details[k] = v
+		}
+		return store.RecordChangeOn(ctx, conn, audit.Change(ctx, audit.ActionRestore, "database:"+cfg.DBName, audit.OutcomeOK, details))
 	})
 	if err != nil {
 		return res, unchanged(err, placed, staged, target)
+	}
+	// The anchor names a checkpoint of the replaced chain; the server
+	// writes the restored chain's at its next checkpoint.
+	if err := os.Remove(filepath.Join(target, audit.AnchorFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return res, fmt.Errorf("the database is restored, but removing the audit anchor file failed: %w", err)
 	}
 	if !placed {
 		if err := place(); err != nil {
@@ -249,6 +270,23 @@ func restoreServer(ctx context.Context, staged *backup.Staged, target string, f 
 		}
 	}
 	return res, nil
+}
+
+// replacedChain describes the audit chain of the database a restore
+// replaces (its head), for the restore's record: the records after the
+// backup leave with that database.
+func replacedChain(ctx context.Context, inst *pg.Instance, cfg config.Config, pw string) map[string]any {
+	conn, err := pgx.Connect(ctx, inst.ConnString(cfg.DBName, pw))
+	if err != nil {
+		return map[string]any{"replaced_chain": "none"}
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var seq int64
+	var hash []byte
+	if err := conn.QueryRow(ctx, `SELECT seq, hash FROM audit_head`).Scan(&seq, &hash); err != nil {
+		return map[string]any{"replaced_chain": "none"}
+	}
+	return map[string]any{"replaced_chain_seq": seq, "replaced_chain_hash": fmt.Sprintf("%x", hash)}
 }
 
 // unchanged says, for a restore that failed before it changed anything,

@@ -60,6 +60,9 @@ func newRootCommand() *cobra.Command {
 		Short:         "Trustee: a Key Trustee Server for encryption keys and other deposits",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// What a command changes is recorded in the audit log as done by
+		// the account running it.
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) { withLocalActor(cmd) },
 	}
 	root.AddCommand(
 		newInitCommand(),
@@ -74,6 +77,7 @@ func newRootCommand() *cobra.Command {
 		newKeyHSMCommand(),
 		newMemberCommand(),
 		newOperatorCommand(),
+		newAuditCommand(),
 	)
 	return root
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/daemon"
 )
@@ -19,7 +20,8 @@ func newServerCommand() *cobra.Command {
 	var dir, logLevel string
 	var announce bool
 	var cpuProfile string
-	var dbWait time.Duration
+	var dbWait, checkpointEvery time.Duration
+	var auditSync, benchUnaudited string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the deposit API over HTTPS (port 11371 by default)",
@@ -52,9 +54,11 @@ such as a wrong password, end it at once.`,
 				return err
 			}
 			defer st.Close()
-			o := daemon.Options{Log: log, DBWait: dbWait}
+			o := daemon.Options{Log: log, DBWait: dbWait, AuditSync: auditSync, CheckpointEvery: checkpointEvery,
+				BenchUnauditedListen: benchUnaudited}
 			if announce {
 				o.Ready = func(addr string) { fmt.Fprintln(cmd.OutOrStdout(), "listening", addr) }
+				o.UnauditedReady = func(addr string) { fmt.Fprintln(cmd.OutOrStdout(), "unaudited", addr) }
 			}
 			return daemon.Run(cmd.Context(), st, o)
 		},
@@ -64,5 +68,9 @@ such as a wrong password, end it at once.`,
 	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the run to this file (for performance work)")
 	cmd.Flags().DurationVar(&dbWait, "db-wait", defaultDBWait, "how long to wait at start for the database to accept connections (0: try once)")
 	cmd.Flags().BoolVar(&announce, "announce", false, `print "listening ADDR" on standard output once serving`)
+	cmd.Flags().StringVar(&auditSync, "audit-sync", audit.SyncWrite, `when a journal record counts as written: "write" (in the file; flushed to disk within 100 ms) or "fsync" (flushed before the answer)`)
+	cmd.Flags().DurationVar(&checkpointEvery, "audit-checkpoint-every", audit.CheckpointEvery, "how often the audit chains' heads are signed (sooner after 10,000 records)")
+	cmd.Flags().StringVar(&benchUnaudited, "bench-unaudited-listen", "", "kts bench only: also serve the client API on this address recording nothing in the audit log (the opening is recorded)")
+	cmd.Flags().MarkHidden("bench-unaudited-listen")
 	return cmd
 }

@@ -17,12 +17,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
@@ -53,6 +55,10 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Journal, when set, records the changes this API refuses (package
+	// audit). The changes it makes are recorded by the store, in their
+	// transactions, as made by the certificate's common name.
+	Journal audit.Recorder
 }
 
 // Handler serves the admin API.
@@ -118,6 +124,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	admin, ok := adminIdentity(r)
+	if ok {
+		r = r.WithContext(audit.WithActor(r.Context(), audit.Actor{ID: audit.AdminCertActor(admin), Source: remoteHost(r)}))
+	}
 	switch _, pattern := h.mux.Handler(r); {
 	case !ok:
 		h.writeError(rec, r, newError(http.StatusForbidden, "admin_certificate_required",
@@ -131,6 +140,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.log.LogAttrs(r.Context(), slog.LevelInfo, "admin request",
 		slog.String("admin", admin), slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
 		slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr))
+}
+
+// remoteHost is the address a request came from, without its port.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // adminIdentity is the common name of the verified client certificate.
@@ -178,9 +196,25 @@ func (h *Handler) handle(change bool, fn func(w http.ResponseWriter, r *http.Req
 			r = r.WithContext(ctx)
 		}
 		if err := fn(w, r, name); err != nil {
+			if change {
+				err = h.recordRefusal(r, name, err)
+			}
 			h.writeError(w, r, err)
 		}
 	}
+}
+
+// recordRefusal records a change that was refused or failed, in the
+// journal when there is one. It returns err, or the error of recording it.
+func (h *Handler) recordRefusal(r *http.Request, name string, err error) error {
+	if h.opts.Journal == nil || errors.Is(err, audit.ErrUnavailable) {
+		return err
+	}
+	e := audit.Change(r.Context(), "admin."+strings.ToLower(r.Method), r.URL.EscapedPath(), classify(err).code, map[string]any{"org": name})
+	if rerr := h.opts.Journal.Record(r.Context(), e); rerr != nil {
+		return rerr
+	}
+	return err
 }
 
 func (h *Handler) getOrganization(w http.ResponseWriter, r *http.Request, name string) error {
@@ -394,6 +428,8 @@ func classify(err error) *apiError {
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.Is(err, audit.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, store.ErrNotReady) && !errors.As(err, &ce) && !store.ConnectionLost(err):
+		return newError(http.StatusServiceUnavailable, "audit_unavailable", "the change could not be recorded in the audit log, so it was not made; retry later")
 	case errors.Is(err, org.ErrInvalid):
 		return newError(http.StatusBadRequest, "invalid_input", err.Error())
 	case errors.Is(err, store.ErrNotFound):

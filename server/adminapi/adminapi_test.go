@@ -19,6 +19,7 @@ import (
 
 	"trustee.dev/trustee/server/adminapi"
 	"trustee.dev/trustee/server/adminapi/admintest"
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
@@ -573,5 +574,55 @@ func TestLogCarriesAdminIdentity(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), "hunter2") {
 		t.Errorf("the log holds the auth code:\n%s", e.logs.String())
+	}
+}
+
+// Changes are recorded in the database chain as made by the certificate's
+// common name, from its address; refusals in the journal; never the code.
+func TestChangesAreAuditedWithTheAdminIdentity(t *testing.T) {
+	journal, err := audit.OpenJournal(t.TempDir(), audit.JournalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer journal.Close()
+	e := newEnv(t, nil, adminapi.Options{Journal: journal})
+	const code = "Admin-S3cret-Code"
+	if a := e.do("PUT", "/admin/v1/organizations/acme", `{"contacts": ["finn@example.com"]}`); a.status != http.StatusOK {
+		t.Fatalf("put: %d %s", a.status, a.body)
+	}
+	if a := e.do("PUT", "/admin/v1/organizations/acme/auth-code", `{"auth_code": "`+code+`"}`); a.status != http.StatusNoContent {
+		t.Fatalf("auth code: %d %s", a.status, a.body)
+	}
+	if a := e.do("PUT", "/admin/v1/organizations/acme/clients/"+fprA, `{"state": "disabled"}`); a.code != "not_found" {
+		t.Fatalf("unknown client: %d %s", a.status, a.body)
+	}
+	if a := e.do("POST", "/admin/v1/organizations/acme/retire", ``); a.status != http.StatusNoContent {
+		t.Fatalf("retire: %d %s", a.status, a.body)
+	}
+	var got []string
+	err = e.db.AuditRecords(context.Background(), 1, func(r audit.Record) error {
+		got = append(got, r.Action+" "+r.Object+" "+r.Actor+" "+r.Outcome)
+		if r.Source != "192.0.2.1" || strings.Contains(r.Details, code) {
+			t.Errorf("record %+v", r)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"org.create org:acme admin-cert:" + operatorCN + " ok", "org.auth_code org:acme admin-cert:" + operatorCN + " ok",
+		"org.retire org:acme admin-cert:" + operatorCN + " ok"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("records %q, want %q", got, want)
+	}
+	var refused []audit.Record
+	audit.ReadJournal(journal.Dir(), func(r audit.Record) error {
+		if r.Action != audit.ActionJournalOpened {
+			refused = append(refused, r)
+		}
+		return nil
+	})
+	if len(refused) != 1 || refused[0].Actor != "admin-cert:"+operatorCN || refused[0].Outcome != "not_found" || refused[0].Action != "admin.put" {
+		t.Fatalf("refusals: %+v", refused)
 	}
 }

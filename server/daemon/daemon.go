@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 	"trustee.dev/trustee/server/adminapi"
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/config"
 
@@ -55,6 +56,19 @@ type Options struct {
 	// to accept connections (PostgreSQL still starting, or a standby not
 	// yet consistent), trying again with back-off; 0 tries once.
 	DBWait time.Duration
+	// AuditSync is when a journal record counts as written:
+	// audit.SyncWrite (default) or audit.SyncFlush.
+	AuditSync string
+	// CheckpointEvery is how often the audit chains are signed (default
+	// audit.CheckpointEvery).
+	CheckpointEvery time.Duration
+	// BenchUnauditedListen, for kts bench only, also serves the client
+	// API on this address recording nothing in the audit log, so that the
+	// bench measures what the audit log costs on the same server. Opening
+	// it is recorded.
+	BenchUnauditedListen string
+	// UnauditedReady is called with the address of that listener.
+	UnauditedReady func(addr string)
 }
 
 // Back-off of the start-up wait for the database. An attempt that gets no
@@ -88,7 +102,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		Log:       log,
 		Collectors: []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kts_role_info", Help: "The server's role in the pair.", ConstLabels: prometheus.Labels{"role": cfg.Role},
-		}, func() float64 { return 1 })},
+		}, func() float64 { return 1 }), audit.Failures, audit.Appended},
 	}
 	batcher := store.NewBatcher(ctx, db, batchWorkers, maxBatch)
 	batcher.Timeout = writeTimeout
@@ -136,6 +150,22 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	if err := followCurrentKEK(ctx, db, st, log); err != nil {
 		return err
 	}
+	// The database chain is signed by the active, whose database takes
+	// writes; each server signs its own journal.
+	signed := db
+	if cfg.Role == config.RolePassive {
+		signed = nil
+	}
+	auditing, err := startAuditing(ctx, st, signed, o, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := auditing.stop(); err != nil {
+			log.Error("audit journal: closing", "err", err)
+		}
+	}()
+	opts.Journal = auditing.journal
 	if st.HSM != nil {
 		opts.Health = hsmHealth(st, opts.Health)
 	}
@@ -166,6 +196,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 			Log:       log,
 			ReadOnly:  cfg.Role == config.RolePassive,
 			WriteGate: opts.WriteGate,
+			Journal:   auditing.journal,
 		}), adminTLS, log)
 		if adminLn, err = listenAdmin(cfg.AdminListenAddress); err != nil {
 			return err
@@ -187,12 +218,36 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		ErrorLog:          srv.ErrorLog,
 	}
 	sides := split(ln)
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- srv.Serve(tls.NewListener(sides.tls, tlsCfg)) }()
 	go func() { errc <- plain.Serve(sides.plain) }()
 	if admin != nil {
 		go func() { errc <- admin.Serve(tls.NewListener(adminLn, admin.TLSConfig)) }()
 		log.Info("serving the admin API (mutual TLS)", "addr", adminLn.Addr().String())
+	}
+	var bench *http.Server
+	if o.BenchUnauditedListen != "" {
+		bln, err := net.Listen("tcp", o.BenchUnauditedListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s (the benchmark's unaudited listener): %w", o.BenchUnauditedListen, err)
+		}
+		defer bln.Close()
+		if err := auditing.journal.Record(ctx, audit.Event{Actor: audit.ActorServer, Action: audit.ActionUnauditedServer,
+			Object: "listener:" + bln.Addr().String(), Outcome: "opened", Details: map[string]any{"purpose": "kts bench"}}); err != nil {
+			return err
+		}
+		// The client API's own server settings (timeouts and limits), so
+		// that the two listeners differ only in what they record.
+		bench = &http.Server{Handler: unaudited(api.Handler()), TLSConfig: srv.TLSConfig, ReadHeaderTimeout: srv.ReadHeaderTimeout,
+			ReadTimeout: srv.ReadTimeout, WriteTimeout: srv.WriteTimeout, IdleTimeout: srv.IdleTimeout,
+			MaxHeaderBytes: srv.MaxHeaderBytes, ErrorLog: srv.ErrorLog}
+		bsides := split(bln) // as the client API's port is served
+		go func() { errc <- bench.Serve(tls.NewListener(bsides.tls, tlsCfg)) }()
+		go func() { errc <- plain.Serve(bsides.plain) }()
+		log.Warn("serving the client API WITHOUT audit records, for kts bench only", "addr", bln.Addr().String())
+		if o.UnauditedReady != nil {
+			o.UnauditedReady(bln.Addr().String())
+		}
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "role", cfg.Role, "fingerprint", st.ServerKey.Public().ID())
 	if o.Ready != nil {
@@ -209,6 +264,9 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	err = errors.Join(srv.Shutdown(shutdownCtx), plain.Shutdown(shutdownCtx))
 	if admin != nil {
 		err = errors.Join(err, admin.Shutdown(shutdownCtx))
+	}
+	if bench != nil {
+		err = errors.Join(err, bench.Shutdown(shutdownCtx))
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/deposit"
 	"trustee.dev/trustee/server/httpapi"
@@ -28,13 +29,14 @@ const acmeCode = "ThisISAs3cr3t!"
 
 // env is a server on real PostgreSQL, served over TLS by httptest.
 type env struct {
-	t     testing.TB
-	store *store.Store
-	srv   *httptest.Server
-	key   *openpgp.PrivateKey // the server's
-	now   time.Time
-	mu    sync.Mutex
-	logs  lockedBuffer // the server's JSON log
+	t       testing.TB
+	store   *store.Store
+	srv     *httptest.Server
+	journal *audit.Journal      // the server's audit journal
+	key     *openpgp.PrivateKey // the server's
+	now     time.Time
+	mu      sync.Mutex
+	logs    lockedBuffer // the server's JSON log
 }
 
 type lockedBuffer struct {
@@ -99,7 +101,14 @@ func newEnvWith(t testing.TB, cached bool) *env {
 	if cached {
 		deposits = store.NewCache(ctx, db, store.NewBatcher(ctx, db, 1, 64), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
+	journal, err := audit.OpenJournal(filepath.Join(t.TempDir(), "audit"), audit.JournalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { journal.Close() })
+	e.journal = journal
 	api := httpapi.New(httpapi.Options{
+		Journal:   journal,
 		Store:     db,
 		Deposits:  &deposit.Service{Store: deposits, Keyring: kr, MaxBytes: 1024},
 		ServerKey: e.key.Public(),

@@ -2,13 +2,14 @@ package httpapi
 
 import (
 	"context"
-
 	"encoding/json"
 	"errors"
-	"github.com/jackc/pgx/v5/pgconn"
 	"log/slog"
 	"net/http"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/deposit"
 	"trustee.dev/trustee/server/keyring"
@@ -31,6 +32,11 @@ func newError(status int, code, message string) *apiError {
 	return &apiError{status: status, code: code, message: message}
 }
 
+// errAuditUnavailable answers a request whose audit record could not be
+// written: it was not carried out.
+var errAuditUnavailable = newError(http.StatusServiceUnavailable, "audit_unavailable",
+	"the server could not record this request in its audit log, so it did not carry it out (nothing was changed); retry later, or use the other server of the pair")
+
 // errorBody is the JSON body of every 4xx and 5xx answer.
 type errorBody struct {
 	Error   string `json:"error"`
@@ -46,6 +52,8 @@ func classify(err error) *apiError {
 	}
 	msg := err.Error()
 	switch {
+	case errors.Is(err, audit.ErrUnavailable) && !databaseUnavailable(err) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+		return errAuditUnavailable
 	case errors.Is(err, auth.ErrNoCredentials):
 		return newError(http.StatusUnauthorized, "unauthenticated", "this request needs an Authorization header: sign it (KTS-PGP) or use a session token (KTS-Session); see docs/API.md")
 	case errors.Is(err, auth.ErrMalformed):

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/mail"
 	"trustee.dev/trustee/server/openpgp"
@@ -84,9 +85,30 @@ const maxRegisterBody = 128 << 10
 // handleRegister registers a client key with an organization. The request
 // is signed by the key being registered, which proves the caller holds it.
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	// A refused registration is recorded in the journal, under the
+	// fingerprint of the key sent once it is known; an accepted one by the
+	// store, with the client.
+	claimed, orgName := "", ""
+	refuse := func(err error) {
+		if !errors.Is(err, audit.ErrUnavailable) {
+			details := map[string]any{"reason": classify(err).code}
+			if orgName != "" {
+				details["org"] = orgName
+			}
+			object := "client:"
+			if claimed != "" {
+				object = store.ClientObject(claimed)
+			}
+			if rerr := s.record(r, audit.Event{Actor: audit.UnverifiedActor(claimed), Action: audit.ActionClientRegister,
+				Object: object, Outcome: audit.OutcomeRefused, Details: details}); rerr != nil {
+				err = rerr
+			}
+		}
+		s.writeError(w, r, err)
+	}
 	body, digest, err := readBody(w, r, maxRegisterBody)
 	if err != nil {
-		s.writeError(w, r, err)
+		refuse(err)
 		return
 	}
 	var req registerRequest
@@ -97,45 +119,47 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("data after the JSON object")
 	}
 	if err != nil {
-		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_json", "the body must be one JSON object {\"org\": ..., \"auth_code\": ..., \"public_key\": ...}: "+err.Error()))
+		refuse(newError(http.StatusBadRequest, "invalid_json", "the body must be one JSON object {\"org\": ..., \"auth_code\": ..., \"public_key\": ...}: "+err.Error()))
 		return
 	}
 	if err := org.ValidateName(req.Org); err != nil {
-		s.writeError(w, r, err)
+		refuse(err)
 		return
 	}
+	orgName = req.Org
 	source := sourceAddr(r)
 	if ok, retry := s.limiter.allow(req.Org + "\x00" + source); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds()+1)))
-		s.writeError(w, r, newError(http.StatusTooManyRequests, "rate_limited", "too many registration attempts for this organization from your address; retry later"))
+		refuse(newError(http.StatusTooManyRequests, "rate_limited", "too many registration attempts for this organization from your address; retry later"))
 		return
 	}
 	if req.PublicKey == "" {
-		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_key", "public_key is empty; send your armored public key (gpg --armor --export FPR)"))
+		refuse(newError(http.StatusBadRequest, "invalid_key", "public_key is empty; send your armored public key (gpg --armor --export FPR)"))
 		return
 	}
 	key, err := openpgp.ParsePublic([]byte(req.PublicKey))
 	if err != nil {
-		s.writeError(w, r, err)
+		refuse(err)
 		return
 	}
+	claimed = key.Fingerprint()
 	if _, err := s.auth.VerifyWithKey(r.Context(), auth.Request{
 		Method: r.Method, EscapedPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
 		Authorization: r.Header.Get("Authorization"), BodySHA256: digest,
 	}, key); err != nil {
-		s.writeError(w, r, err)
+		refuse(err)
 		return
 	}
 	o, err := s.opts.Store.Organization(r.Context(), req.Org)
 	if errors.Is(err, store.ErrNotFound) {
-		s.writeError(w, r, newError(http.StatusNotFound, "unknown_org", "organization "+strconv.Quote(req.Org)+" does not exist; check the name with your Key Trustee administrator"))
+		refuse(newError(http.StatusNotFound, "unknown_org", "organization "+strconv.Quote(req.Org)+" does not exist; check the name with your Key Trustee administrator"))
 		return
 	} else if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	if !s.now().Before(o.Expiration) {
-		s.writeError(w, r, fmt.Errorf("%w: on %s; no new client can register", auth.ErrOrgExpired, o.Expiration.UTC().Format(time.RFC3339)))
+		refuse(fmt.Errorf("%w: on %s; no new client can register", auth.ErrOrgExpired, o.Expiration.UTC().Format(time.RFC3339)))
 		return
 	}
 	state, msg := store.StatePending, "registered; an administrator of the organization must enable this client before it can use deposits"
@@ -146,7 +170,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		Fingerprint: key.Fingerprint(), OrgName: o.Name, KeyID: key.ID(),
 		PublicKey: key.Armor(), State: state, SourceAddr: source,
 	}
-	if err := s.opts.Store.RegisterClient(r.Context(), c); err != nil {
+	if err := s.opts.Store.RegisterClient(asClient(r, c.Fingerprint), c); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			refuse(err)
+			return
+		}
 		s.writeError(w, r, err)
 		return
 	}
@@ -216,6 +244,12 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := s.record(r, audit.Event{Actor: audit.ClientActor(id.Fingerprint), Action: audit.ActionSessionOpen,
+		Object: store.ClientObject(id.Fingerprint), Outcome: audit.OutcomeOK,
+		Details: map[string]any{"expires": expires.UTC().Format(time.RFC3339)}}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, sessionResponse{Token: token, ExpiresAt: expires.UTC()})
 }
@@ -232,8 +266,8 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	if err := s.opts.Deposits.Put(r.Context(), id.Fingerprint, name, body); err != nil {
-		s.writeError(w, r, err)
+	if err := s.opts.Deposits.Put(asClient(r, id.Fingerprint), id.Fingerprint, name, body); err != nil {
+		s.writeError(w, r, s.recordRefusal(r, id.Fingerprint, audit.ActionDepositCreate, store.DepositObject(id.Fingerprint, name), err))
 		return
 	}
 	w.Header().Set("Location", "/v1/deposits/"+name)
@@ -249,7 +283,14 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	data, err := s.opts.Deposits.Get(r.Context(), id.Fingerprint, r.PathValue("name"))
+	name := r.PathValue("name")
+	data, err := s.opts.Deposits.Get(r.Context(), id.Fingerprint, name)
+	// The read is recorded, whatever its outcome, before anything is sent.
+	if rerr := s.record(r, audit.Event{Actor: audit.ClientActor(id.Fingerprint), Action: audit.ActionDepositRead,
+		Object: store.DepositObject(id.Fingerprint, name), Outcome: outcome(err)}); rerr != nil {
+		s.writeError(w, r, rerr)
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -266,8 +307,9 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.opts.Deposits.Delete(r.Context(), id.Fingerprint, r.PathValue("name")); err != nil {
-		s.writeError(w, r, err)
+	name := r.PathValue("name")
+	if err := s.opts.Deposits.Delete(asClient(r, id.Fingerprint), id.Fingerprint, name); err != nil {
+		s.writeError(w, r, s.recordRefusal(r, id.Fingerprint, audit.ActionDepositDelete, store.DepositObject(id.Fingerprint, name), err))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -286,6 +328,11 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	list, err := s.opts.Deposits.List(r.Context(), id.Fingerprint)
+	if rerr := s.record(r, audit.Event{Actor: audit.ClientActor(id.Fingerprint), Action: audit.ActionDepositList,
+		Object: "deposits:" + id.Fingerprint, Outcome: outcome(err), Details: map[string]any{"count": len(list)}}); rerr != nil {
+		s.writeError(w, r, rerr)
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -307,7 +354,7 @@ func (s *Server) authenticateNoBody(w http.ResponseWriter, r *http.Request) (aut
 	}
 	_, digest, err := readBody(w, r, 0)
 	if err != nil {
-		return auth.Identity{}, newError(http.StatusBadRequest, "unexpected_body", "this request takes no body")
+		return auth.Identity{}, s.recordAuthFailure(r, newError(http.StatusBadRequest, "unexpected_body", "this request takes no body"))
 	}
 	return s.authenticate(r, digest)
 }

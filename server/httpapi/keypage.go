@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/store"
 )
@@ -126,9 +127,21 @@ func (s *Server) handleKeyRegistration(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, text := r.PostForm.Get("q"), strings.TrimSpace(r.PostForm.Get("key"))
+	// Who holds the link: its secret stands for the contact it was sent to.
+	actor := audit.Actor{ID: "contact-link", Source: sourceAddr(r)}
+	refused := func(object, reason string) bool {
+		if err := s.record(r, audit.Event{Actor: actor.ID, Action: audit.ActionContactKey, Object: object,
+			Outcome: audit.OutcomeRefused, Details: map[string]any{"reason": reason}}); err != nil {
+			s.writeError(w, r, err)
+			return false
+		}
+		return true
+	}
 	l, err := s.opts.Store.LookupContactLink(r.Context(), token)
 	if errors.Is(err, store.ErrLinkUnusable) {
-		s.unusableLink(w, err)
+		if refused("contact:", "link_unusable") {
+			s.unusableLink(w, err)
+		}
 		return
 	}
 	if err != nil {
@@ -139,14 +152,19 @@ func (s *Server) handleKeyRegistration(w http.ResponseWriter, r *http.Request) {
 		s.renderKeyPage(w, status, keyPageData{Title: "Register your OpenPGP key", Form: true, Error: msg, Org: l.OrgName, Contact: l.Contact,
 			Expires: l.Expires.UTC().Format("Mon Jan _2 15:04 2006 MST"), Token: token})
 	}
+	object := "contact:" + l.OrgName + "/" + l.Contact
 	key, msg := checkContactKey(text, s.opts.ServerKey)
 	if msg != "" {
-		again(http.StatusBadRequest, msg)
+		if refused(object, "key_refused") {
+			again(http.StatusBadRequest, msg)
+		}
 		return
 	}
-	if _, err := s.opts.Store.RegisterContactKey(r.Context(), token, key.Fingerprint(), key.Armor()); err != nil {
+	if _, err := s.opts.Store.RegisterContactKey(audit.WithActor(r.Context(), actor), token, key.Fingerprint(), key.Armor()); err != nil {
 		if errors.Is(err, store.ErrLinkUnusable) {
-			s.unusableLink(w, err)
+			if refused(object, "link_unusable") {
+				s.unusableLink(w, err)
+			}
 			return
 		}
 		s.writeError(w, r, err)

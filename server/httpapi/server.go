@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/deposit"
 	"trustee.dev/trustee/server/openpgp"
@@ -58,6 +59,11 @@ type Options struct {
 	Health func(ctx context.Context) (any, error)
 	// Collectors are registered with the metrics registry.
 	Collectors []prometheus.Collector
+	// Journal records what changes nothing in the database: reads,
+	// listings, sessions opened, refusals and authentication failures
+	// (package audit). Without one, every request that must be recorded
+	// is refused with 503 audit_unavailable.
+	Journal audit.Recorder
 }
 
 // Server serves the client API.
@@ -70,6 +76,7 @@ type Server struct {
 	metrics  *metrics
 	gatherer prometheus.Gatherer
 	now      func() time.Time
+	journal  audit.Recorder
 }
 
 // New builds a Server.
@@ -114,6 +121,10 @@ func New(o Options) *Server {
 		metrics:  newMetrics(registerer),
 		gatherer: gatherer,
 		now:      o.Now,
+		journal:  o.Journal,
+	}
+	if s.journal == nil {
+		s.journal = refusingJournal{}
 	}
 	s.auth = &auth.Authenticator{Clients: keys, Nonces: o.Nonces, Tokens: o.Tokens, MaxSkew: o.MaxSkew, Now: o.Now}
 	return s
@@ -226,15 +237,20 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, [32]
 	return body, sha256.Sum256(body), nil
 }
 
-// authenticate checks the request's credentials over its body digest.
+// authenticate checks the request's credentials over its body digest. A
+// refusal is recorded in the journal (see recordAuthFailure).
 func (s *Server) authenticate(r *http.Request, digest [32]byte) (auth.Identity, error) {
-	return s.auth.Authenticate(r.Context(), auth.Request{
+	id, err := s.auth.Authenticate(r.Context(), auth.Request{
 		Method:        r.Method,
 		EscapedPath:   r.URL.EscapedPath(),
 		RawQuery:      r.URL.RawQuery,
 		Authorization: r.Header.Get("Authorization"),
 		BodySHA256:    digest,
 	})
+	if err != nil {
+		return id, s.recordAuthFailure(r, err)
+	}
+	return id, nil
 }
 
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {

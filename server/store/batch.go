@@ -2,9 +2,15 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/keyring"
 )
 
@@ -23,6 +29,9 @@ type Batcher struct {
 	// is still waiting for the synchronous standby then fails instead of
 	// holding up every write behind it (its outcome is unknown to the caller).
 	Timeout time.Duration
+
+	headMu sync.Mutex
+	head   *audit.Head // the audit chain's head after the last batch this Batcher wrote
 }
 
 type getReq struct {
@@ -38,8 +47,19 @@ type putReq struct {
 	owner, name string
 	sealed      keyring.Sealed
 	size        int
+	actor       audit.Actor // who puts: recorded with the deposit
+	unaudited   bool        // audit.Unaudited: record nothing
 	err         error
 	done        chan struct{}
+}
+
+// context gives a request's actor (and audit setting) to ctx.
+func (r *putReq) context(ctx context.Context) context.Context {
+	ctx = audit.WithActor(ctx, r.actor)
+	if r.unaudited {
+		ctx = audit.Unaudited(ctx)
+	}
+	return ctx
 }
 
 // NewBatcher starts workers reading and workers writing until ctx ends.
@@ -104,7 +124,8 @@ func (b *Batcher) GetDeposit(ctx context.Context, owner, name string) (keyring.S
 
 // PutDeposit writes through the batch workers.
 func (b *Batcher) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error {
-	r := &putReq{submitted: time.Now(), owner: owner, name: name, sealed: d, size: size, done: make(chan struct{})}
+	r := &putReq{submitted: time.Now(), owner: owner, name: name, sealed: d, size: size,
+		actor: audit.ActorFrom(ctx), unaudited: audit.IsUnaudited(ctx), done: make(chan struct{})}
 	if err := submit(ctx, b.puts, r, r.done); err != nil {
 		return err
 	}
@@ -199,26 +220,239 @@ func (b *Batcher) readMany(ctx context.Context, batch []*getReq) error {
 }
 
 func (b *Batcher) putBatch(ctx context.Context) {
+	// A lone put takes the same path as a batch: one statement when the
+	// Batcher knows the audit chain's head.
 	serveBatch(ctx, b.puts, b.max, b.Timeout, func(ctx context.Context, r *putReq) {
-		r.err = b.Store.PutDeposit(ctx, r.owner, r.name, r.sealed, r.size)
+		b.putMany(ctx, []*putReq{r})
 	}, b.putMany)
 }
 
-func (b *Batcher) putMany(ctx context.Context, batch []*putReq) {
-	n := len(batch)
-	owners, names, keks := make([]string, n), make([]string, n), make([]string, n)
-	wrapped, sealed, sizes := make([][]byte, n), make([][]byte, n), make([]int32, n)
-	for i, r := range batch {
-		owners[i], names[i], keks[i] = r.owner, r.name, r.sealed.KeyID
-		wrapped[i], sealed[i], sizes[i] = r.sealed.WrappedKey, r.sealed.Ciphertext, int32(r.size)
-	}
-	rows, err := b.pool.Query(ctx, `INSERT INTO deposits(owner, name, kek_id, wrapped_key, ciphertext, size)
+const insertDeposits = `INSERT INTO deposits(owner, name, kek_id, wrapped_key, ciphertext, size)
 		SELECT k.owner, k.name, k.kek, k.wrapped, k.sealed, k.size
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[])
 			AS k(owner, name, kek, wrapped, sealed, size)
 		JOIN clients c ON c.fingerprint = k.owner AND c.state = 'active'
 		ON CONFLICT (owner, name) DO NOTHING
-		RETURNING owner, name`, owners, names, keks, wrapped, sealed, sizes)
+		RETURNING owner, name`
+
+// putMany inserts a batch of deposits with one statement and, in the same
+// transaction, the audit records of those it inserted. When the Batcher
+// knows the chain's head (it wrote the last records), that is one
+// statement too (putManyFast); otherwise, or when the head moved or a
+// deposit was refused, two round trips: BEGIN, the insert and the lock of
+// the head sent together, then the records and COMMIT. A batch that
+// records nothing (audit.Unaudited) is the insert alone.
+func (b *Batcher) putMany(ctx context.Context, batch []*putReq) {
+	n := len(batch)
+	owners, names, keks := make([]string, n), make([]string, n), make([]string, n)
+	wrapped, sealed, sizes := make([][]byte, n), make([][]byte, n), make([]int32, n)
+	audited := false
+	for i, r := range batch {
+		owners[i], names[i], keks[i] = r.owner, r.name, r.sealed.KeyID
+		wrapped[i], sealed[i], sizes[i] = r.sealed.WrappedKey, r.sealed.Ciphertext, int32(r.size)
+		audited = audited || !r.unaudited
+	}
+	args := []any{owners, names, keks, wrapped, sealed, sizes}
+	if !audited {
+		b.putManyUnaudited(ctx, batch, args)
+		return
+	}
+	if head := b.knownHead(); head != nil {
+		done, err := b.putManyFast(ctx, batch, args, *head)
+		if err != nil {
+			failAll(batch, err)
+			if audit.IsUnavailable(err) {
+				audit.Failed(audit.ChainDB, len(batch))
+			}
+		}
+		if done || err != nil {
+			return
+		}
+	}
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		failAll(batch, err)
+		return
+	}
+	defer conn.Release()
+	if err := b.putManyIn(ctx, conn.Conn(), batch, args); err != nil {
+		failAll(batch, err)
+		rollback(ctx, conn.Conn())
+		if audit.IsUnavailable(err) {
+			audit.Failed(audit.ChainDB, len(batch))
+		}
+	}
+}
+
+func (b *Batcher) knownHead() *audit.Head {
+	b.headMu.Lock()
+	defer b.headMu.Unlock()
+	return b.head
+}
+
+// setHead remembers the chain's head after a batch this Batcher wrote; nil
+// forgets it.
+func (b *Batcher) setHead(h *audit.Head) {
+	b.headMu.Lock()
+	b.head = h
+	b.headMu.Unlock()
+}
+
+// putManyFast writes a batch whose deposits all go in, with their records
+// on the head the Batcher last wrote, in one statement: the deposits are
+// inserted first, then the head is moved on only if it is still the head
+// and every deposit went in, then the records are inserted. Otherwise the
+// statement fails (a division by zero stands for "not this way"), nothing
+// of it stays, and it reports done false for the two-round-trip path to
+// take the batch. What every record of the batch shares (its time, action,
+// outcome, object and previous hash) is derived in the statement instead
+// of sent.
+func (b *Batcher) putManyFast(ctx context.Context, batch []*putReq, args []any, head audit.Head) (done bool, err error) {
+	events := make([]audit.Event, len(batch))
+	for i, r := range batch {
+		if r.unaudited {
+			return false, nil // the records would not line up with the deposits
+		}
+		events[i] = depositCreated(r.context(ctx), r.owner, r.name, r.size)
+	}
+	now := time.Now()
+	records, next, err := audit.Link(head, events, now)
+	if err != nil {
+		return false, audit.Unavailable(audit.ChainDB, err)
+	}
+	n := len(records)
+	actors, sources, details, hashes := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
+	for i := range records {
+		r := &records[i]
+		actors[i], sources[i], details[i], hashes[i] = r.Actor, r.Source, r.Details, r.Hash[:]
+	}
+	all := append(args, actors, sources, details, hashes, head.Seq, head.Hash[:], next.Seq, next.Hash[:],
+		records[0].Time, audit.ActionDepositCreate, audit.OutcomeOK, n)
+	var one int
+	err = b.pool.QueryRow(ctx, `WITH ins AS (`+insertDeposits+`),
+		head AS (UPDATE audit_head SET seq = $13, hash = $14
+			WHERE seq = $11 AND hash = $12 AND (SELECT count(*) FROM ins) = $18 RETURNING 1),
+		recs AS (INSERT INTO audit_log(seq, at, actor, source, action, object, outcome, details, prev_hash, hash)
+			SELECT $11 + r.i, $15, r.actor, r.source, $16, 'deposit:' || r.owner || '/' || r.name, $17, r.details,
+				CASE WHEN r.i = 1 THEN $12 ELSE ($10::bytea[])[r.i - 1] END, r.hash
+			FROM unnest($1::text[], $2::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])
+				WITH ORDINALITY AS r(owner, name, actor, source, details, hash, i)
+			WHERE EXISTS (SELECT 1 FROM head))
+		SELECT 1 / (SELECT count(*)::int FROM head)`, all...).Scan(&one)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		b.setHead(&next)
+		audit.Appended.WithLabelValues(audit.ChainDB).Add(float64(n))
+		return true, nil
+	case errors.As(err, &pe):
+		// The head moved or a deposit was refused (the division by zero),
+		// or a record's number was taken, or the statement failed: the
+		// two-round-trip path takes the batch, reads the head again and
+		// tells the deposits' failures from the records'.
+		b.setHead(nil)
+		return false, nil
+	}
+	return false, err // the connection failed or the time is up: so would the other path
+}
+
+func (b *Batcher) putManyIn(ctx context.Context, conn *pgx.Conn, batch []*putReq, args []any) error {
+	q := &pgx.Batch{}
+	q.Queue("BEGIN")
+	q.Queue(insertDeposits, args...)
+	q.Queue(lockAuditHead)
+	br := conn.SendBatch(ctx, q)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return err
+	}
+	inserted, err := scanInserted(br)
+	if err != nil {
+		br.Close()
+		return err
+	}
+	head, headErr := scanHead(br.QueryRow())
+	if err := br.Close(); err != nil && headErr == nil {
+		return err
+	}
+	if headErr != nil {
+		return audit.Unavailable(audit.ChainDB, fmt.Errorf("lock the audit chain's head: %w", headErr))
+	}
+	var events []audit.Event
+	for _, r := range batch {
+		k := [2]string{r.owner, r.name}
+		if !inserted[k] {
+			r.err = b.whyNotInserted(ctx, conn, r.owner, r.name)
+			continue
+		}
+		delete(inserted, k) // a duplicate in the same batch was not inserted
+		if !r.unaudited {
+			events = append(events, depositCreated(r.context(ctx), r.owner, r.name, r.size))
+		}
+	}
+	records, head, err := audit.Link(head, events, time.Now())
+	if err != nil {
+		return audit.Unavailable(audit.ChainDB, err)
+	}
+	q = &pgx.Batch{}
+	if len(records) > 0 {
+		q.Queue(insertAudit, newAuditRows(records).args(head)...)
+	}
+	q.Queue("COMMIT")
+	br = conn.SendBatch(ctx, q)
+	if len(records) > 0 {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return audit.Unavailable(audit.ChainDB, fmt.Errorf("insert audit records: %w", err))
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	b.setHead(&head)
+	audit.Appended.WithLabelValues(audit.ChainDB).Add(float64(len(records)))
+	return nil
+}
+
+// rollback ends the transaction a failed batch left open on conn, or
+// closes conn when that fails (the pool then drops it).
+func rollback(ctx context.Context, conn *pgx.Conn) {
+	if conn.PgConn().TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		conn.Close(ctx)
+	}
+}
+
+func scanInserted(rows interface {
+	Query() (pgx.Rows, error)
+}) (map[[2]string]bool, error) {
+	r, err := rows.Query()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	inserted := map[[2]string]bool{}
+	for r.Next() {
+		var k [2]string
+		if err := r.Scan(&k[0], &k[1]); err != nil {
+			return nil, err
+		}
+		inserted[k] = true
+	}
+	return inserted, r.Err()
+}
+
+// putManyUnaudited is the insert alone, in a transaction of its own.
+func (b *Batcher) putManyUnaudited(ctx context.Context, batch []*putReq, args []any) {
+	rows, err := b.pool.Query(ctx, insertDeposits, args...)
 	if err != nil {
 		failAll(batch, err)
 		return
@@ -241,18 +475,20 @@ func (b *Batcher) putMany(ctx context.Context, batch []*putReq) {
 	for _, r := range batch {
 		k := [2]string{r.owner, r.name}
 		if inserted[k] {
-			delete(inserted, k) // a duplicate in the same batch was not inserted
+			delete(inserted, k)
 			continue
 		}
-		r.err = b.whyNotInserted(ctx, r.owner, r.name)
+		r.err = b.whyNotInserted(ctx, b.pool, r.owner, r.name)
 	}
 }
 
 // whyNotInserted explains a row the batch insert skipped: the client is
 // not active, or the deposit exists.
-func (b *Batcher) whyNotInserted(ctx context.Context, owner, name string) error {
+func (b *Batcher) whyNotInserted(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, owner, name string) error {
 	var state *string
-	err := b.pool.QueryRow(ctx, `SELECT (SELECT state FROM clients WHERE fingerprint = $1)`, owner).Scan(&state)
+	err := q.QueryRow(ctx, `SELECT (SELECT state FROM clients WHERE fingerprint = $1)`, owner).Scan(&state)
 	if err != nil {
 		return err
 	}

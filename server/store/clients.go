@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"trustee.dev/trustee/server/audit"
 )
 
 // ClientState is a client's standing with its organization.
@@ -29,22 +33,29 @@ type Client struct {
 	OrgExpires  time.Time // the organization's expiration
 }
 
-// RegisterClient stores a new client of the named organization.
+// RegisterClient stores a new client of the named organization, with the
+// audit record of its registration (outcome: its state).
 func (s *Store) RegisterClient(ctx context.Context, c Client) error {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO clients(fingerprint, org_uuid, key_id, public_key, state, source_addr)
-		SELECT $1, uuid, $3, $4, $5, $6 FROM organizations WHERE name = $2`,
-		c.Fingerprint, c.OrgName, c.KeyID, c.PublicKey, string(c.State), c.SourceAddr)
-	if isUniqueViolation(err) {
-		return fmt.Errorf("client %s: %w", c.Fingerprint, ErrExists)
-	}
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("organization %q: %w", c.OrgName, ErrNotFound)
-	}
-	return nil
+	return s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
+		tag, err := tx.Exec(ctx, `INSERT INTO clients(fingerprint, org_uuid, key_id, public_key, state, source_addr)
+			SELECT $1, uuid, $3, $4, $5, $6 FROM organizations WHERE name = $2`,
+			c.Fingerprint, c.OrgName, c.KeyID, c.PublicKey, string(c.State), c.SourceAddr)
+		if isUniqueViolation(err) {
+			return nil, fmt.Errorf("client %s: %w", c.Fingerprint, ErrExists)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if tag.RowsAffected() == 0 {
+			return nil, fmt.Errorf("organization %q: %w", c.OrgName, ErrNotFound)
+		}
+		return []audit.Event{audit.Change(ctx, audit.ActionClientRegister, ClientObject(c.Fingerprint), string(c.State),
+			map[string]any{"org": c.OrgName, "key_id": c.KeyID})}, nil
+	})
 }
+
+// ClientObject is how audit records name a client.
+func ClientObject(fingerprint string) string { return "client:" + fingerprint }
 
 // Client returns a client by fingerprint.
 func (s *Store) Client(ctx context.Context, fingerprint string) (Client, error) {
@@ -64,16 +75,26 @@ func (s *Store) client(ctx context.Context, fingerprint string) (Client, error) 
 	return c, err
 }
 
-// SetClientState moves a client to a new state and returns the previous one.
+// SetClientState moves a client to a new state and returns the previous
+// one; the change and its audit record commit together.
 func (s *Store) SetClientState(ctx context.Context, fingerprint string, state ClientState) (ClientState, error) {
 	var prev string
-	err := s.pool.QueryRow(ctx, `WITH upd AS (
-			UPDATE clients c SET state = $2 FROM clients old
-			WHERE c.fingerprint = $1 AND old.fingerprint = c.fingerprint RETURNING old.state)
-		SELECT state FROM upd, pg_notify('`+invalidateChannel+`', 'c:' || $1::text)`, fingerprint, string(state)).Scan(&prev)
-	if noRows(err) {
-		return "", fmt.Errorf("client %s: %w", fingerprint, ErrNotFound)
-	}
+	err := s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
+		var org string
+		err := tx.QueryRow(ctx, `WITH upd AS (
+				UPDATE clients c SET state = $2 FROM clients old
+				WHERE c.fingerprint = $1 AND old.fingerprint = c.fingerprint RETURNING old.state, c.org_uuid)
+			SELECT upd.state, o.name FROM upd JOIN organizations o ON o.uuid = upd.org_uuid,
+				pg_notify('`+invalidateChannel+`', 'c:' || $1::text)`, fingerprint, string(state)).Scan(&prev, &org)
+		if noRows(err) {
+			return nil, fmt.Errorf("client %s: %w", fingerprint, ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []audit.Event{audit.Change(ctx, audit.ActionClientState, ClientObject(fingerprint), audit.OutcomeOK,
+			map[string]any{"org": org, "from": prev, "to": string(state)})}, nil
+	})
 	return ClientState(prev), err
 }
 

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/keyring"
 )
 
@@ -28,27 +31,38 @@ func clientState(fingerprint string, state *string) error {
 }
 
 // PutDeposit stores a new sealed deposit for an active client. It never
-// replaces an existing deposit of the same name (ErrExists).
+// replaces an existing deposit of the same name (ErrExists). The deposit
+// and its audit record commit together.
 func (s *Store) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error {
-	var state *string
-	var inserted bool
-	err := s.pool.QueryRow(ctx, `WITH c AS (SELECT state FROM clients WHERE fingerprint = $1),
-		ins AS (
-			INSERT INTO deposits(owner, name, kek_id, wrapped_key, ciphertext, size)
-			SELECT $1, $2, $3, $4, $5, $6 FROM c WHERE c.state = 'active'
-			ON CONFLICT (owner, name) DO NOTHING RETURNING 1)
-		SELECT (SELECT state FROM c), EXISTS (SELECT 1 FROM ins)`,
-		owner, name, d.KeyID, d.WrappedKey, d.Ciphertext, size).Scan(&state, &inserted)
-	if err != nil {
-		return err
-	}
-	if err := clientState(owner, state); err != nil {
-		return err
-	}
-	if !inserted {
-		return fmt.Errorf("deposit %q: %w", name, ErrExists)
-	}
-	return nil
+	return s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
+		var state *string
+		var inserted bool
+		err := tx.QueryRow(ctx, `WITH c AS (SELECT state FROM clients WHERE fingerprint = $1),
+			ins AS (
+				INSERT INTO deposits(owner, name, kek_id, wrapped_key, ciphertext, size)
+				SELECT $1, $2, $3, $4, $5, $6 FROM c WHERE c.state = 'active'
+				ON CONFLICT (owner, name) DO NOTHING RETURNING 1)
+			SELECT (SELECT state FROM c), EXISTS (SELECT 1 FROM ins)`,
+			owner, name, d.KeyID, d.WrappedKey, d.Ciphertext, size).Scan(&state, &inserted)
+		if err != nil {
+			return nil, err
+		}
+		if err := clientState(owner, state); err != nil {
+			return nil, err
+		}
+		if !inserted {
+			return nil, fmt.Errorf("deposit %q: %w", name, ErrExists)
+		}
+		return []audit.Event{depositCreated(ctx, owner, name, size)}, nil
+	})
+}
+
+// DepositObject is how audit records name a deposit: its owner's
+// fingerprint and its name.
+func DepositObject(owner, name string) string { return "deposit:" + owner + "/" + name }
+
+func depositCreated(ctx context.Context, owner, name string, size int) audit.Event {
+	return audit.Change(ctx, audit.ActionDepositCreate, DepositObject(owner, name), audit.OutcomeOK, map[string]any{"size": size})
 }
 
 // GetDeposit returns an active client's sealed deposit.
@@ -78,25 +92,28 @@ func (s *Store) getDeposit(ctx context.Context, owner, name string) (keyring.Sea
 	return d, nil
 }
 
-// DeleteDeposit removes an active client's deposit.
+// DeleteDeposit removes an active client's deposit; the deletion and its
+// audit record commit together.
 func (s *Store) DeleteDeposit(ctx context.Context, owner, name string) error {
-	var state *string
-	var deleted bool
-	var notified any
-	err := s.pool.QueryRow(ctx, `WITH c AS (SELECT state FROM clients WHERE fingerprint = $1),
-		del AS (DELETE FROM deposits d USING c WHERE d.owner = $1 AND d.name = $2 AND c.state = 'active' RETURNING 1)
-		SELECT (SELECT state FROM c), EXISTS (SELECT 1 FROM del),
-			pg_notify('`+invalidateChannel+`', 'd:' || $1::text || '/' || $2::text)`, owner, name).Scan(&state, &deleted, &notified)
-	if err != nil {
-		return err
-	}
-	if err := clientState(owner, state); err != nil {
-		return err
-	}
-	if !deleted {
-		return fmt.Errorf("deposit %q: %w", name, ErrNotFound)
-	}
-	return nil
+	return s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
+		var state *string
+		var deleted bool
+		var notified any
+		err := tx.QueryRow(ctx, `WITH c AS (SELECT state FROM clients WHERE fingerprint = $1),
+			del AS (DELETE FROM deposits d USING c WHERE d.owner = $1 AND d.name = $2 AND c.state = 'active' RETURNING 1)
+			SELECT (SELECT state FROM c), EXISTS (SELECT 1 FROM del),
+				pg_notify('`+invalidateChannel+`', 'd:' || $1::text || '/' || $2::text)`, owner, name).Scan(&state, &deleted, &notified)
+		if err != nil {
+			return nil, err
+		}
+		if err := clientState(owner, state); err != nil {
+			return nil, err
+		}
+		if !deleted {
+			return nil, fmt.Errorf("deposit %q: %w", name, ErrNotFound)
+		}
+		return []audit.Event{audit.Change(ctx, audit.ActionDepositDelete, DepositObject(owner, name), audit.OutcomeOK, nil)}, nil
+	})
 }
 
 // ListDeposits returns an active client's own deposits by name.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/keyring"
 )
 
@@ -66,39 +67,52 @@ func (s *Store) UsableKEKs(ctx context.Context) ([]string, error) {
 // MakeCurrentKEK records id as the current key: the previous current one,
 // if any, becomes retiring. It is a no-op when id is current already.
 func (s *Store) MakeCurrentKEK(ctx context.Context, id string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
 		if _, err := tx.Exec(ctx, `LOCK TABLE kek_versions IN EXCLUSIVE MODE`); err != nil {
-			return err
+			return nil, err
 		}
 		var state string
 		err := tx.QueryRow(ctx, `SELECT state FROM kek_versions WHERE kek_id = $1`, id).Scan(&state)
 		switch {
 		case err == nil && state == KEKCurrent:
-			return nil
+			return nil, nil
 		case err == nil:
-			return fmt.Errorf("key %s was current before (%s); a key is never made current twice", id, state)
+			return nil, fmt.Errorf("key %s was current before (%s); a key is never made current twice", id, state)
 		case !noRows(err):
-			return err
+			return nil, err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE kek_versions SET state = 'retiring' WHERE state = 'current'`); err != nil {
-			return err
+		var previous []string
+		rows, err := tx.Query(ctx, `UPDATE kek_versions SET state = 'retiring' WHERE state = 'current' RETURNING kek_id`)
+		if err == nil {
+			previous, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO kek_versions(kek_id, state) VALUES ($1, 'current')`, id)
-		return err
+		if err != nil {
+			return nil, err
+		}
+		if _, err = tx.Exec(ctx, `INSERT INTO kek_versions(kek_id, state) VALUES ($1, 'current')`, id); err != nil {
+			return nil, err
+		}
+		return []audit.Event{audit.Change(ctx, audit.ActionHSMKey, KEKObject(id), KEKCurrent,
+			map[string]any{"retiring": nonNil(previous)})}, nil
 	})
 }
 
+// KEKObject is how audit records name a key-encryption key version.
+func KEKObject(id string) string { return "kek:" + id }
+
 // RetireKEK marks a retiring key retired once no deposit uses it.
 func (s *Store) RetireKEK(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE kek_versions SET state = 'retired', retired_at = now()
-		WHERE kek_id = $1 AND state = 'retiring' AND NOT EXISTS (SELECT 1 FROM deposits WHERE kek_id = $1)`, id)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("key %s is not retiring or still wraps deposits", id)
-	}
-	return nil
+	return s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
+		tag, err := tx.Exec(ctx, `UPDATE kek_versions SET state = 'retired', retired_at = now()
+			WHERE kek_id = $1 AND state = 'retiring' AND NOT EXISTS (SELECT 1 FROM deposits WHERE kek_id = $1)`, id)
+		if err != nil {
+			return nil, err
+		}
+		if tag.RowsAffected() == 0 {
+			return nil, fmt.Errorf("key %s is not retiring or still wraps deposits", id)
+		}
+		return []audit.Event{audit.Change(ctx, audit.ActionHSMKey, KEKObject(id), KEKRetired, nil)}, nil
+	})
 }
 
 // Rewrapped is one deposit's data key wrapped anew.
@@ -119,11 +133,11 @@ var ErrNothingToRewrap = errors.New("every deposit is wrapped with the current k
 func (s *Store) RewrapBatch(ctx context.Context, current string, limit int,
 	rewrap func(owner, name, kekID string, wrapped []byte) ([]byte, error)) (int, error) {
 	changed := 0
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
 		rows, err := tx.Query(ctx, `SELECT owner, name, kek_id, wrapped_key FROM deposits
 			WHERE kek_id <> $1 LIMIT $2 FOR UPDATE SKIP LOCKED`, current, limit)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		type row struct {
 			owner, name, kek string
@@ -135,24 +149,30 @@ func (s *Store) RewrapBatch(ctx context.Context, current string, limit int,
 			return x, err
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(batch) == 0 {
-			return ErrNothingToRewrap
+			return nil, ErrNothingToRewrap
 		}
 		owners, names, olds, wrapped := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([][]byte, len(batch))
+		from := map[string]int{}
 		for i, r := range batch {
 			w, err := rewrap(r.owner, r.name, r.kek, r.wrapped)
 			if err != nil {
-				return fmt.Errorf("deposit %q of %s: %w", r.name, r.owner, err)
+				return nil, fmt.Errorf("deposit %q of %s: %w", r.name, r.owner, err)
 			}
 			owners[i], names[i], olds[i], wrapped[i] = r.owner, r.name, r.kek, w
+			from[r.kek]++
 		}
 		tag, err := tx.Exec(ctx, `UPDATE deposits d SET kek_id = $5, wrapped_key = u.w
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS u(o, n, k, w)
 			WHERE d.owner = u.o AND d.name = u.n AND d.kek_id = u.k`, owners, names, olds, wrapped, current)
+		if err != nil {
+			return nil, err
+		}
 		changed = int(tag.RowsAffected())
-		return err
+		return []audit.Event{audit.Change(ctx, audit.ActionHSMRewrap, KEKObject(current), audit.OutcomeOK,
+			map[string]any{"deposits": changed, "from": from})}, nil
 	})
 	return changed, err
 }

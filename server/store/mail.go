@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"trustee.dev/trustee/server/audit"
 )
 
 // Mail is a queued notification mail.
@@ -136,21 +138,25 @@ func (s *Store) LookupContactLink(ctx context.Context, token string) (ContactLin
 // public key.
 func (s *Store) RegisterContactKey(ctx context.Context, token, fingerprint string, publicKey []byte) (ContactLink, error) {
 	var l ContactLink
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
 		var orgUUID string
 		err := tx.QueryRow(ctx, `UPDATE contact_links l SET used_at = now() FROM organizations o
 			WHERE l.token_hash = $1 AND l.used_at IS NULL AND l.expires_at > now() AND o.uuid = l.org_uuid
 			RETURNING l.org_uuid, o.name, l.contact, l.expires_at`, hashToken(token)).Scan(&orgUUID, &l.OrgName, &l.Contact, &l.Expires)
 		if noRows(err) {
-			return ErrLinkUnusable
+			return nil, ErrLinkUnusable
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO contact_keys(org_uuid, contact, fingerprint, public_key) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (org_uuid, contact) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, public_key = EXCLUDED.public_key, registered_at = now()`,
 			orgUUID, l.Contact, fingerprint, publicKey)
-		return err
+		if err != nil {
+			return nil, err
+		}
+		return []audit.Event{audit.Change(ctx, audit.ActionContactKey, "contact:"+l.OrgName+"/"+l.Contact, audit.OutcomeOK,
+			map[string]any{"fingerprint": fingerprint})}, nil
 	})
 	if errors.Is(err, ErrLinkUnusable) {
 		_, lookupErr := s.LookupContactLink(ctx, token)

@@ -60,6 +60,20 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("connect for migrations: %w", err)
 	}
 	defer conn.Release()
+	return migrate(ctx, conn.Conn(), ms)
+}
+
+// MigrateConn applies the migrations as Migrate does, on the database conn
+// is connected to (such as one a restore is loading).
+func MigrateConn(ctx context.Context, conn *pgx.Conn) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	return migrate(ctx, conn, ms)
+}
+
+func migrate(ctx context.Context, conn *pgx.Conn, ms []migration) error {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"trustee.dev/trustee/server/audit"
 )
 
 // NeverExpires is the expiration of an organization that does not expire:
@@ -18,31 +20,42 @@ var NeverExpires = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 // (it never expires again); a later expiration stays. It returns the
 // organization, whether it was created, and the contacts it had before.
 func (s *Store) PutOrganization(ctx context.Context, name string, contacts []string, authHash string, now time.Time) (o Organization, created bool, before []string, err error) {
-	put := func(tx pgx.Tx) error {
+	put := func(tx pgx.Tx) ([]audit.Event, error) {
 		o, err = scanOrg(tx.QueryRow(ctx, `SELECT `+orgColumns+` FROM organizations WHERE name = $1 FOR UPDATE`, name))
 		if noRows(err) {
 			created, before = true, nil
 			uuid, err := newUUID()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			o, err = scanOrg(tx.QueryRow(ctx, `INSERT INTO organizations(uuid, name, contacts, auth_hash)
 				VALUES ($1, $2, $3, $4) RETURNING `+orgColumns, uuid, name, contacts, authHash))
-			return err
+			if err != nil {
+				return nil, err
+			}
+			return []audit.Event{orgCreated(ctx, o)}, nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		created, before = false, o.Contacts
+		expired := !o.Expiration.After(now)
 		o, err = scanOrg(tx.QueryRow(ctx, `UPDATE organizations
 			SET contacts = $2, expiration = CASE WHEN expiration <= $3 THEN $4 ELSE expiration END
 			WHERE name = $1 RETURNING `+orgColumns, name, contacts, now, NeverExpires))
-		return err
+		if err != nil {
+			return nil, err
+		}
+		var extra map[string]any
+		if expired {
+			extra = map[string]any{"taken_back_into_use": true}
+		}
+		return []audit.Event{orgContacts(ctx, o, before, extra)}, nil
 	}
-	err = pgx.BeginFunc(ctx, s.pool, put)
+	err = s.audited(ctx, put)
 	if isUniqueViolation(err) {
 		// Created at the same moment by another request: update that one.
-		err = pgx.BeginFunc(ctx, s.pool, put)
+		err = s.audited(ctx, put)
 	}
 	return o, created, before, err
 }
@@ -50,11 +63,18 @@ func (s *Store) PutOrganization(ctx context.Context, name string, contacts []str
 // ExpireOrganization makes an organization expire at t, unless it already
 // expires earlier.
 func (s *Store) ExpireOrganization(ctx context.Context, name string, t time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE organizations SET expiration = LEAST(expiration, $2) WHERE name = $1`, name, t)
-	if err == nil && tag.RowsAffected() == 0 {
-		return fmt.Errorf("organization %q: %w", name, ErrNotFound)
-	}
-	return err
+	return s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
+		var expires time.Time
+		err := tx.QueryRow(ctx, `UPDATE organizations SET expiration = LEAST(expiration, $2) WHERE name = $1 RETURNING expiration`, name, t).Scan(&expires)
+		if noRows(err) {
+			return nil, fmt.Errorf("organization %q: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []audit.Event{audit.Change(ctx, audit.ActionOrgRetire, OrgObject(name), audit.OutcomeOK,
+			map[string]any{"expires": expires.UTC().Format(time.RFC3339)})}, nil
+	})
 }
 
 // ClientCounts counts an organization's clients by state.

@@ -46,7 +46,7 @@ func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
 		}
 	}
 	v, err := s.SchemaVersion(ctx)
-	if err != nil || v != 4 {
+	if err != nil || v != 5 {
 		t.Fatalf("SchemaVersion = %d, %v", v, err)
 	}
 	// A database migrated by a newer binary is refused, not downgraded.

@@ -224,6 +224,24 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	// The audit log, both chains, as a SIEM would receive it. It is there
+	// to say which deposit was touched, so it names them: every other
+	// secret is searched for in it.
+	auditLog := []byte(s.mustKTS(t, "", "audit", "export"))
+	for _, want := range []string{`"action":"deposit.read"`, `"action":"auth.failure"`, `"outcome":"refused"`, alice.fpr} {
+		if !bytes.Contains(auditLog, []byte(want)) {
+			t.Fatalf("the audit log lacks %s:\n%s", want, auditLog)
+		}
+	}
+	var notNames []secret
+	for _, sec := range secrets {
+		if sec.kind != "deposit name" {
+			notNames = append(notNames, sec)
+		}
+	}
+	for _, f := range findSecrets(notNames, map[string][]byte{"the audit log": auditLog}) {
+		t.Error(f)
+	}
 	if err := s.halt(); err != nil {
 		t.Error(err)
 	}
@@ -248,7 +266,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	for _, f := range findSecrets(secrets, sources) {
 		t.Error(f)
 	}
-	t.Logf("searched %d KiB of logs, metrics and output for %d secrets", (len(logs)+len(pgLog)+len(metrics)+hsmOutput.Len())>>10, len(secrets))
+	t.Logf("searched %d KiB of logs, audit records, metrics and output for %d secrets", (len(logs)+len(pgLog)+len(auditLog)+len(metrics)+hsmOutput.Len())>>10, len(secrets))
 }
 
 func mustRead(t testing.TB, path string) []byte {

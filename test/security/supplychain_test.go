@@ -364,8 +364,7 @@ func TestOperatorPodsHardened(t *testing.T) {
 
 // TestThreatModelNamesRealTests: every test the threat model in
 // docs/SECURITY.md names exists (a func TestX in a _test.go file of the
-// package it names). Rows of the audit log may name "(audit)" tests that
-// are still to be filled in.
+// package it names).
 func TestThreatModelNamesRealTests(t *testing.T) {
 	doc, err := os.ReadFile(repoFile("docs/SECURITY.md"))
 	if err != nil {
