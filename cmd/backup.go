@@ -69,6 +69,7 @@ With --client DIR it archives a client's state directory instead
 	fl.StringVar(&f.resultFile, "result-file", "", "also write the archive's file name to this file (in Kubernetes: /dev/termination-log, which the operator reads)")
 	fl.StringVar(&f.profile, "cpu-profile", "", "write a CPU profile of the backup to this file")
 	fl.MarkHidden("cpu-profile")
+	cmd.AddCommand(newBackupVerifyCommand())
 	return cmd
 }
 

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
@@ -251,10 +252,26 @@ func TestDisruptionBudget(t *testing.T) {
 			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pod}},
 			&policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pod}})
 	}
+	// The evicted passive is held while it terminates (a finalizer of the
+	// test's), as a real pod is while its processes stop: kwok would have
+	// it back, Ready, within milliseconds, and then evicting the active is
+	// rightly allowed.
+	hold := func(on bool) {
+		finalizers := `["trustee.dev/test-hold"]`
+		if !on {
+			finalizers = `null`
+		}
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":`+finalizers+`}}`))
+		if err := cluster.Client.Patch(background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kts-passive-0"}}, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold(true)
 	if err := evict("kts-passive-0"); err != nil {
 		t.Fatalf("evicting the first member: %v", err)
 	}
 	err := evict("kts-active-0")
+	hold(false)
 	if !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), "disruption budget") {
 		t.Fatalf("evicting the second member while the first is away: %v, want refused by the disruption budget", err)
 	}
