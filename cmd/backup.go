@@ -20,6 +20,7 @@ import (
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/daemon"
 	"trustee.dev/trustee/server/gnupg"
+	"trustee.dev/trustee/server/pg"
 )
 
 type backupFlags struct {
@@ -33,6 +34,8 @@ type backupFlags struct {
 	quiet, verbose  bool
 	profile         string
 	resultFile      string
+	verify          bool
+	verifyKey       string
 }
 
 func newBackupCommand() *cobra.Command {
@@ -51,7 +54,12 @@ It is also what the binary does when called as ktbackup.sh. It can run on
 either server of a pair while the servers keep serving.
 
 With --client DIR it archives a client's state directory instead
-(kts_client_bak_<host>_...): losing a client's keys loses its data.`,
+(kts_client_bak_<host>_...): losing a client's keys loses its data.
+
+With --verify (or --verify-key) each new archive is then restored into a
+throw-away PostgreSQL and compared with what was backed up, as kts backup
+verify does: an archive that does not restore whole fails the backup, is
+kept for inspection, and no older archive is rolled away for it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBackup(cmd, f) },
 	}
@@ -66,6 +74,8 @@ With --client DIR it archives a client's state directory instead
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the archive's path")
 	fl.BoolVar(&f.verbose, "verbose", false, "say what each step does")
 	fl.StringVar(&f.client, "client", "", "back up this client state directory instead of the server")
+	fl.BoolVar(&f.verify, "verify", false, "restore the new archive into a throw-away PostgreSQL and compare it (a restore drill); a failed drill fails the backup")
+	fl.StringVar(&f.verifyKey, "verify-key", "", "with --verify: the secret key that decrypts the archive (default: GnuPG's keyring)")
 	fl.StringVar(&f.resultFile, "result-file", "", "also write the archive's file name to this file (in Kubernetes: /dev/termination-log, which the operator reads)")
 	fl.StringVar(&f.profile, "cpu-profile", "", "write a CPU profile of the backup to this file")
 	fl.MarkHidden("cpu-profile")
@@ -87,7 +97,14 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 	if err != nil {
 		return err
 	}
+	verify := f.verify || f.verifyKey != ""
+	if verify && f.client != "" {
+		return errors.New("--verify restores a server's database; a client backup holds none")
+	}
 	opts := backup.Options{Encrypt: encrypt, Roll: f.roll, Now: time.Now()}
+	if verify {
+		opts.Roll = 0 // older archives go only once the new one restored
+	}
 	if f.verbose && !f.quiet {
 		opts.Verbose = func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...) }
 	}
@@ -122,8 +139,28 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 	if err != nil {
 		return err
 	}
+	result := filepath.Base(res.Path)
+	drilled := ""
+	if verify {
+		d, err := drill(ctx, drillFlags{restoreFlags: restoreFlags{keyFile: f.verifyKey, runAs: pg.DefaultRunAs}}, res.Path)
+		if err != nil {
+			msg := "restore drill failed: " + err.Error()
+			if f.resultFile != "" {
+				os.WriteFile(f.resultFile, []byte(result+": "+msg), 0o644)
+			}
+			return fmt.Errorf("the backup %s was written, but its %s; it is not a good backup (it is kept for inspection, and no older backup was rolled away)", res.Path, msg)
+		}
+		drilled = "restore drill: ok, " + d.summary()
+		result += "\n" + drilled
+		if f.roll > 0 {
+			res.Removed, err = backup.Roll(opts.Output, opts.Kind, opts.Host, f.roll)
+			if err != nil {
+				return fmt.Errorf("the backup %s is complete and passed its restore drill, but removing older ones failed: %w", res.Path, err)
+			}
+		}
+	}
 	if f.resultFile != "" {
-		if err := os.WriteFile(f.resultFile, []byte(filepath.Base(res.Path)), 0o644); err != nil {
+		if err := os.WriteFile(f.resultFile, []byte(result), 0o644); err != nil {
 			return fmt.Errorf("the backup %s is complete and kept, but writing its name to --result-file failed: %w", res.Path, err)
 		}
 	}
@@ -146,6 +183,9 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 		fmt.Fprintf(out, "removed older backup %s\n", p)
 	}
 	fmt.Fprintf(out, "wrote %s (%d bytes)\n", res.Path, res.Size)
+	if drilled != "" {
+		fmt.Fprintln(out, drilled)
+	}
 	return nil
 }
 

@@ -65,14 +65,19 @@ func runDrill(cmd *cobra.Command, f drillFlags, archive string) error {
 	if err != nil {
 		return fmt.Errorf("restore drill of %s: %w", archive, err)
 	}
+	fmt.Fprintf(out, "restore drill of %s: ok, %s\n", filepath.Base(archive), res.summary())
+	return nil
+}
+
+// summary says what a drill that passed restored.
+func (res drillResult) summary() string {
 	var rows int64
 	for _, t := range res.tables {
 		rows += t.Rows
 	}
 	c := res.contents
-	fmt.Fprintf(out, "restore drill of %s: ok, %d tables and %d rows restored as they were backed up (%d organizations, %d clients, %d deposits)\n",
-		filepath.Base(archive), len(res.tables), rows, c.Organizations, c.Clients, c.Deposits)
-	return nil
+	return fmt.Sprintf("%d tables and %d rows restored as they were backed up (%d organizations, %d clients, %d deposits)",
+		len(res.tables), rows, c.Organizations, c.Clients, c.Deposits)
 }
 
 func drill(ctx context.Context, f drillFlags, archive string) (res drillResult, err error) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -517,7 +518,51 @@ func TestRestoreDrill(t *testing.T) {
 			t.Errorf("the drill of %s: %v\nstdout %q\nstderr %q; want a failure", name, r.err, r.stdout, r.stderr)
 		}
 	}
+
+	// kts backup --verify: the drill of the new archive is part of the
+	// backup and of its result; older archives roll away only after it.
+	result := filepath.Join(root, "result")
+	r = withGnuPG(t, home, "kts", "backup", "--confdir", dir, "--gpg-recipient", "John Doe", "--output", out, "--roll", "1",
+		"--verify", "--result-file", result)
+	if r.err != nil {
+		t.Fatalf("kts backup --verify: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	verified := lastArchive(t, out)
+	msg, _ := os.ReadFile(result)
+	if !regexp.MustCompile(`^`+regexp.QuoteMeta(filepath.Base(verified))+`\nrestore drill: ok, \d+ tables and \d+ rows restored as they were backed up \(1 organizations, 3 clients, 20 deposits\)$`).Match(msg) ||
+		!strings.Contains(r.stdout, "restore drill: ok") || !strings.Contains(r.stdout, "removed older backup "+archive) {
+		t.Errorf("kts backup --verify said %q, its result file %q", r.stdout, msg)
+	}
+	// A drill that cannot open the archive (another key than the one it is
+	// encrypted to) fails the backup; the archive it wrote and the one
+	// before it are both kept.
+	otherKey := filepath.Join(root, "other-secret.asc")
+	other := gnupgHome(t)
+	os.WriteFile(otherKey, []byte(gpg(t, other, "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--armor", "--export-secret-keys")), 0o600)
+	time.Sleep(time.Second) // archive names are to the second
+	r = withGnuPG(t, home, "kts", "backup", "--confdir", dir, "--gpg-recipient", "John Doe", "--output", out, "--roll", "1",
+		"--verify-key", otherKey, "--result-file", result)
+	msg, _ = os.ReadFile(result)
+	failed := lastArchive(t, out)
+	if r.err == nil || !strings.Contains(r.stderr, "restore drill failed") || !strings.Contains(r.stderr, "not a good backup") ||
+		!strings.HasPrefix(string(msg), filepath.Base(failed)+": restore drill failed: ") || failed == verified {
+		t.Errorf("a backup whose drill cannot decrypt it: %v\nstderr %q\nresult %q", r.err, r.stderr, msg)
+	}
+	if _, err := os.Stat(verified); err != nil {
+		t.Errorf("the last good archive was rolled away for one that failed its drill: %v", err)
+	}
 	if left, _ := os.ReadDir(work); len(left) != 0 {
 		t.Errorf("the drills left %d entries in their work directory", len(left))
 	}
+}
+
+// lastArchive is the newest server archive in dir.
+func lastArchive(t *testing.T, dir string) string {
+	t.Helper()
+	names, _ := filepath.Glob(filepath.Join(dir, "kts_bak_*"))
+	if len(names) == 0 {
+		t.Fatalf("no archive in %s", dir)
+	}
+	slices.Sort(names)
+	return names[len(names)-1]
 }
