@@ -161,7 +161,9 @@ func backupStatus(bs *trusteev1.BackupSchedule, lastSchedule *metav1.Time, resul
 		}
 		last = r
 		if r.Succeeded {
-			st.LastSuccessfulTime, st.LastArchive = r.Finished, r.Message
+			// The archive's name, then what its restore drill found.
+			archive, drill, _ := strings.Cut(r.Message, "\n")
+			st.LastSuccessfulTime, st.LastArchive, st.LastVerification = r.Finished, archive, strings.TrimSpace(drill)
 		} else {
 			st.LastFailureTime = r.Finished
 			st.LastFailureReason = fmt.Sprintf("Job %s failed: %s", r.Job, orDefault(r.Message, "no reason given"))
@@ -176,10 +178,15 @@ func backupStatus(bs *trusteev1.BackupSchedule, lastSchedule *metav1.Time, resul
 	switch {
 	case last == nil:
 	case last.Succeeded:
-		backup.Status, backup.Reason, backup.Message = metav1.ConditionTrue, trusteev1.ReasonBackupSucceeded, fmt.Sprintf("Job %s wrote %s", last.Job, last.Message)
+		backup.Status, backup.Reason, backup.Message = metav1.ConditionTrue, trusteev1.ReasonBackupSucceeded, fmt.Sprintf("Job %s wrote %s", last.Job, st.LastArchive)
+		if st.LastVerification != "" {
+			backup.Message += "; " + st.LastVerification
+		}
 		if last.Message == "" {
 			backup.Message = fmt.Sprintf("Job %s succeeded; its pod left no archive name", last.Job)
 		}
+	case strings.Contains(last.Message, ": restore drill failed: "):
+		backup.Status, backup.Reason, backup.Message = metav1.ConditionFalse, trusteev1.ReasonRestoreDrillFailed, st.LastFailureReason
 	default:
 		backup.Status, backup.Reason, backup.Message = metav1.ConditionFalse, trusteev1.ReasonBackupFailed, st.LastFailureReason
 	}

@@ -124,6 +124,24 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		t.Errorf("status after a failed backup: %+v", bs.Status)
 	}
 
+	// With spec.verify the result says what the restore drill found, and a
+	// drill that fails is a failed backup, with its own reason.
+	drilled := "restore drill: ok, 11 tables and 72 rows restored as they were backed up (1 organizations, 3 clients, 20 deposits)"
+	job("nightly-backup-3", time.Now().Add(-50*time.Minute), true, "kts_bak_kts-passive-0_2026-11-27_03-30-00.tar.gpg\n"+drilled)
+	status(condition(trusteev1.ConditionLastBackupSucceeded, metav1.ConditionTrue, "wrote kts_bak_kts-passive-0_2026-11-27_03-30-00.tar.gpg; "+drilled))
+	if bs.Status.LastArchive != "kts_bak_kts-passive-0_2026-11-27_03-30-00.tar.gpg" || bs.Status.LastVerification != drilled {
+		t.Errorf("status after a verified backup: %+v", bs.Status)
+	}
+	job("nightly-backup-4", time.Now().Add(-40*time.Minute), false,
+		"kts_bak_kts-passive-0_2026-11-27_04-30-00.tar.gpg: restore drill failed: its database dump does not load: ERROR: syntax error")
+	status(func(st trusteev1.BackupScheduleStatus) (bool, string) {
+		c := conditionOf(st.Conditions, trusteev1.ConditionLastBackupSucceeded)
+		return c.Status == metav1.ConditionFalse && c.Reason == trusteev1.ReasonRestoreDrillFailed && strings.Contains(c.Message, "does not load"), fmt.Sprintf("%+v", c)
+	})
+	if bs.Status.LastArchive != "kts_bak_kts-passive-0_2026-11-27_03-30-00.tar.gpg" {
+		t.Errorf("an archive that failed its drill became the last archive: %+v", bs.Status)
+	}
+
 	// Suspending reaches the CronJob.
 	bs.Spec.Suspend = true
 	if err := env.Client.Update(ctx, bs); err != nil {

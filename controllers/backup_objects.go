@@ -3,6 +3,7 @@ package controllers
 import (
 	"encoding/json"
 	"path"
+	"slices"
 	"strconv"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -17,8 +18,10 @@ import (
 const (
 	mountBackupState = "/var/lib/kts/state"
 	mountRecipient   = "/etc/kts/recipient"
-	mountArchives    = "/backup"
-	backupConfKey    = "backup.conf"
+	// mountDecryptionKey holds the secret key of spec.verify.
+	mountDecryptionKey = "/etc/kts/decryption-key"
+	mountArchives      = "/backup"
+	backupConfKey      = "backup.conf"
 )
 
 // backupInputs is what a BackupSchedule's objects are built from.
@@ -85,6 +88,12 @@ func (in backupInputs) cronJob() *batchv1.CronJob {
 	if spec.Roll != nil {
 		args = append(args, "--roll", strconv.Itoa(int(*spec.Roll)))
 	}
+	if v := spec.Verify; v != nil {
+		args = append(args, "--verify")
+		if v.DecryptionKeyRef != nil {
+			args = append(args, "--verify-key", path.Join(mountDecryptionKey, v.DecryptionKeyRef.Key))
+		}
+	}
 	security := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
 		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -132,6 +141,11 @@ func (in backupInputs) cronJob() *batchv1.CronJob {
 		"--config", path.Join(mountConfig, backupConfKey), "--confdir", mountBackupState)
 	backup := container("backup", args...)
 	backup.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	if v := spec.Verify; v != nil && v.DecryptionKeyRef != nil {
+		// The key that opens every archive: for the drill only.
+		backup.VolumeMounts = append(slices.Clone(mounts), corev1.VolumeMount{Name: "decryption-key", MountPath: mountDecryptionKey, ReadOnly: true})
+		volumes = append(volumes, secretVolume("decryption-key", v.DecryptionKeyRef.Name))
+	}
 
 	return &batchv1.CronJob{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},

@@ -178,9 +178,11 @@ func TestGoldenBackupObjects(t *testing.T) {
 		"backup-active-secret-key.yaml": {bs(func(b *trusteev1.BackupSchedule) {
 			b.Spec.Member, b.Spec.TimeZone, b.Spec.Suspend = trusteev1.BackupMemberActive, ptr.To("Europe/Paris"), true
 			b.Spec.GPGRecipient = &trusteev1.GPGRecipient{Recipient: "ABCD", SecretKeyRef: &trusteev1.SecretKeySelector{Name: "backup-key", Key: "pub"}}
+			b.Spec.Verify = &trusteev1.BackupVerify{DecryptionKeyRef: &trusteev1.SecretKeySelector{Name: "backup-secret-key", Key: "secret.asc"}}
 		}), fullServer()},
 		"backup-standalone-cleartext.yaml": {bs(func(b *trusteev1.BackupSchedule) {
 			b.Spec.GPGRecipient, b.Spec.Cleartext, b.Spec.Roll, b.Spec.Destination.SubPath = nil, true, nil, ""
+			b.Spec.Verify = &trusteev1.BackupVerify{}
 		}), standaloneServer()},
 	} {
 		t.Run(name, func(t *testing.T) {

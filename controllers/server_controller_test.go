@@ -174,10 +174,12 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 	if c := conditionOf(k.Status.Conditions, trusteev1.ConditionReady); c.Status != metav1.ConditionFalse {
 		t.Errorf("Ready %s without pods: %s", c.Status, c.Message)
 	}
-	c := conditionOf(k.Status.Conditions, trusteev1.ConditionActiveReady)
-	if c.Reason != trusteev1.ReasonPodNotReady {
-		t.Errorf("ActiveReady of a pod not ready: %s %s", c.Reason, c.Message)
-	}
+	// The status of the reconcile that saw the pod may land after the
+	// objects it applied.
+	eventually(t, 30*time.Second, "ActiveReady of a pod not ready", func() (bool, string) {
+		c := conditionOf(getServer(t, ctx, ns, "kts").Status.Conditions, trusteev1.ConditionActiveReady)
+		return c.Reason == trusteev1.ReasonPodNotReady, c.Reason + ": " + c.Message
+	})
 
 	// kubectl get kts shows the printer columns.
 	out := env.Kubectl(t, "get", "kts", "-n", ns)

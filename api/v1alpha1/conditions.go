@@ -96,6 +96,9 @@ const (
 	ReasonBackupSucceeded = "Succeeded"
 	// ReasonBackupFailed: the last backup Job failed.
 	ReasonBackupFailed = "Failed"
+	// ReasonRestoreDrillFailed: the last backup Job wrote its archive, but
+	// the archive did not restore whole (spec.verify).
+	ReasonRestoreDrillFailed = "RestoreDrillFailed"
 	// ReasonNoBackupYet: no backup Job has finished yet.
 	ReasonNoBackupYet = "NoBackupYet"
 )
