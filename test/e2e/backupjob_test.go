@@ -91,6 +91,18 @@ func TestBackupJobOfAMember(t *testing.T) {
 	if fi, err := os.Stat(archive); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("archive %s: %v, %v", archive, fi, err)
 	}
+
+	// With spec.verify the container also runs the new archive's restore
+	// drill; what it found follows the name in the termination log.
+	time.Sleep(time.Second) // archive names have a resolution of a second
+	r = runTool(t, "", "kts", "backup", "--confdir", jobState, "--cleartext", "--output", archives, "--quiet", "--verify", "--result-file", termLog)
+	if r.err != nil {
+		t.Fatalf("kts backup --verify as the Job runs it: %v\n%s", r.err, r.stderr)
+	}
+	drilled := regexp.MustCompile(`^(kts_bak_\S+\.tar)\nrestore drill: ok, \d+ tables and \d+ rows restored as they were backed up \(1 organizations, 1 clients, 1 deposits\)$`)
+	if m := drilled.FindStringSubmatch(string(must(os.ReadFile(termLog)))); m == nil || m[1] != filepath.Base(strings.TrimSpace(r.stdout)) {
+		t.Fatalf("termination log of a verified backup: %q (printed %q)", must(os.ReadFile(termLog)), r.stdout)
+	}
 	putStdin(t, client, "disk-after", "written after the backup")
 
 	// A termination log that cannot be written: the Job fails and says
