@@ -1,12 +1,14 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -444,9 +446,16 @@ spec:
 // loopback interface here) and carries them to to, until t ends.
 func forward(t *testing.T, from, to string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", from)
-	if err != nil {
-		t.Fatal(err)
+	// Another test package running at the same time may hold the port on
+	// every address for a moment (a server on its default ":11371").
+	var ln net.Listener
+	harness.Eventually(t, 30*time.Second, "listening on "+from, func() (bool, string) {
+		var err error
+		ln, err = net.Listen("tcp", from)
+		return err == nil || !errors.Is(err, syscall.EADDRINUSE), fmt.Sprint(err)
+	})
+	if ln == nil {
+		t.Fatalf("listen on %s failed", from)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
