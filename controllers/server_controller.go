@@ -104,7 +104,8 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		in.SMTPUser = string(s.Data[corev1.BasicAuthUsernameKey])
 	}
 
-	if err := r.applyAll(ctx, in); err != nil {
+	roll, err := r.applyAll(ctx, in)
+	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, kts, err)
 	}
 
@@ -114,7 +115,9 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	orig := kts.DeepCopy()
 	kts.Status.ObservedGeneration = kts.Generation
-	conds := serverConditions(obs)
+	upgrading := rollCondition(roll)
+	upgrading.ObservedGeneration = kts.Generation
+	conds := append(serverConditions(obs), upgrading)
 	r.announce(kts, conds)
 	setConditions(&kts.Status.Conditions, conds)
 	kts.Status.Active = obs.Active.Name
@@ -142,7 +145,7 @@ func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []met
 	for _, c := range conds {
 		switch c.Type {
 		case trusteev1.ConditionActiveReady, trusteev1.ConditionPassiveReady, trusteev1.ConditionReplicating,
-			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded:
+			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded, trusteev1.ConditionUpgrading:
 		default:
 			continue
 		}
@@ -193,12 +196,14 @@ func (r *ServerReconciler) ensureGenerated(ctx context.Context, kts *trusteev1.K
 }
 
 // applyAll applies every owned object the spec asks for and removes the
-// passive's when high availability is off.
-func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) error {
+// passive's when high availability is off. A change of the active's pod
+// template waits for the passive's (decideRoll); it returns where that
+// roll stands.
+func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) (rollState, error) {
 	kts := in.KTS
 	cm, err := in.configMap()
 	if err != nil {
-		return err
+		return rollState{}, err
 	}
 	objs := []client.Object{cm}
 	if c := in.serverCertificate(); c != nil {
@@ -210,19 +215,26 @@ func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) error 
 		objs = append(objs, s)
 	}
 	objs = append(objs, in.podDisruptionBudget(), in.networkPolicy())
-	objs = append(objs, in.statefulSet(memberActive, cm))
+	active, passive := in.statefulSet(memberActive, cm), in.statefulSet(memberPassive, cm)
+	roll, err := r.planRoll(ctx, in, active, passive)
+	if err != nil {
+		return roll, err
+	}
+	if !roll.HoldActive {
+		objs = append(objs, active)
+	}
 	if kts.HighAvailabilityEnabled() {
 		first, err := r.passiveWaitsForActive(ctx, in)
 		if err != nil {
-			return err
+			return roll, err
 		}
 		if !first {
-			objs = append(objs, in.statefulSet(memberPassive, cm))
+			objs = append(objs, passive)
 		}
 	}
 	for _, o := range objs {
 		if err := apply(ctx, r.Client, r.Scheme, kts, o); err != nil {
-			return err
+			return roll, err
 		}
 	}
 	if !kts.HighAvailabilityEnabled() {
@@ -232,11 +244,36 @@ func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) error 
 			&corev1.Service{ObjectMeta: in.meta(n.StatefulSet(memberPassive))},
 		} {
 			if err := r.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
-				return err
+				return roll, err
 			}
 		}
 	}
-	return nil
+	return roll, nil
+}
+
+// planRoll observes both members for decideRoll; it asks the active about
+// its standby only when that decides whether the active may restart.
+func (r *ServerReconciler) planRoll(ctx context.Context, in serverInputs, active, passive *appsv1.StatefulSet) (rollState, error) {
+	o := rollObservation{HA: in.KTS.HighAvailabilityEnabled()}
+	var err error
+	if o.Active, err = r.observeRollout(ctx, in, memberActive, active); err != nil {
+		return rollState{}, err
+	}
+	if o.Passive, err = r.observeRollout(ctx, in, memberPassive, passive); err != nil {
+		return rollState{}, err
+	}
+	s := decideRoll(o)
+	if s.Reason != trusteev1.ReasonWaitingForSync {
+		return s, nil
+	}
+	pod := &corev1.Pod{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: in.KTS.Namespace, Name: o.Active.Pod}, pod); err != nil {
+		return rollState{}, err
+	}
+	if rep := r.probeReplication(ctx, in, pod.Status.PodIP); rep != nil && rep.Err == "" {
+		o.InSync = rep.Attached && rep.SyncState == "sync"
+	}
+	return decideRoll(o), nil
 }
 
 // passiveWaitsForActive reports whether the passive's StatefulSet must not

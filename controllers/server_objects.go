@@ -372,7 +372,7 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 		size = *spec.Storage.Size
 	}
 	topology := orDefault(spec.Scheduling.TopologyKey, corev1.LabelHostname)
-	return &appsv1.StatefulSet{
+	return withTemplateHash(&appsv1.StatefulSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
 		ObjectMeta: in.meta(n.StatefulSet(member)),
 		Spec: appsv1.StatefulSetSpec{
@@ -418,7 +418,7 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 				},
 			}},
 		},
-	}
+	})
 }
 
 // secretVolume mounts a Secret readable by the pod's group only.

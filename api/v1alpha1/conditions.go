@@ -33,6 +33,13 @@ const (
 	// both members. While it is False, writes fail fast (HTTP 503).
 	ConditionReplicating = "Replicating"
 
+	// ConditionUpgrading is True while a change of the members' pod
+	// template (such as a new image) rolls out: the passive first, then the
+	// active once the passive is ready and in sync again. Its reason says
+	// which step it is in, or RollStopped when the passive did not start on
+	// the new template (the active is then left as it was).
+	ConditionUpgrading = "Upgrading"
+
 	// ConditionCertificateReady is True when the TLS certificate the servers
 	// use is present and valid: issued by cert-manager, or read from the
 	// Secret named in the spec.
@@ -89,6 +96,21 @@ const (
 	ReasonSynced = "Synced"
 	// ReasonSyncFailed: the server refused or failed a change.
 	ReasonSyncFailed = "SyncFailed"
+
+	// ReasonUpToDate: both members run the pod template the spec gives.
+	ReasonUpToDate = "UpToDate"
+	// ReasonUpdatingPassive: a changed pod template rolls out to the passive
+	// first; the active keeps serving.
+	ReasonUpdatingPassive = "UpdatingPassive"
+	// ReasonWaitingForSync: the passive runs the new template; the active
+	// restarts once the passive is its synchronous standby again.
+	ReasonWaitingForSync = "WaitingForSync"
+	// ReasonUpdatingActive: the active restarts on the new template; writes
+	// pause until it is back.
+	ReasonUpdatingActive = "UpdatingActive"
+	// ReasonRollStopped: the passive did not start on the new template; the
+	// active is untouched.
+	ReasonRollStopped = "RollStopped"
 
 	// ReasonSuspended: spec.suspend stops new backups.
 	ReasonSuspended = "Suspended"

@@ -20,6 +20,7 @@ import (
 // +kubebuilder:printcolumn:name="Passive",type=string,JSONPath=`.status.passive`,description="The pod serving as the passive server"
 // +kubebuilder:printcolumn:name="Replicating",type=string,JSONPath=`.status.conditions[?(@.type=="Replicating")].status`,description="Whether the passive is the active's synchronous standby"
 // +kubebuilder:printcolumn:name="Fingerprint",type=string,JSONPath=`.status.fingerprint`,description="The server's OpenPGP key, as GET /?a=fingerprint answers"
+// +kubebuilder:printcolumn:name="Upgrade",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Upgrading")].reason`,description="Where a restart of the members on a new pod template stands"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 40",message="metadata.name must be at most 40 characters, so that the names of the StatefulSets, Services, pods and Secrets made from it stay within Kubernetes' limits"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must start with a letter and hold only lower-case letters, digits and '-' (no '.'): it names Services, whose names are DNS labels"
