@@ -17,6 +17,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -168,6 +169,54 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 		t.Fatalf("another client read %q", got)
 	}
 
+	// A new image: the passive restarts on it first while the active
+	// serves; the active follows once the passive is its synchronous
+	// standby again (the active's own /readyz says so); reads go on at the
+	// passive while the active restarts, and nothing written is lost.
+	both := filepath.Join(root, "clients", "both")
+	kts(t, "client", "register", "--dir", both, "--server", active.URL()+","+passive.URL(), "--org", "acme", "--auth-code", "second code", "--ca-file", active.CAFile())
+	reader := registered{dir: both}
+	put(t, reader, "before-roll", "written before the roll")
+	for _, m := range []*memberpods.Member{active, passive} {
+		onNewRevision(t, ctx, ns, m.Name)
+	}
+	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionFalse, "both members run")
+	if err := c.Get(ctx, client.ObjectKeyFromObject(server), server); err != nil {
+		t.Fatal(err)
+	}
+	orig := server.DeepCopy()
+	server.Spec.Image = "trustee:next"
+	if err := c.Patch(ctx, server, client.MergeFrom(orig)); err != nil {
+		t.Fatal(err)
+	}
+	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionTrue, "restarting the passive kts-passive-0 on the new template first")
+	if a, p := stsImage(t, ctx, ns, "active"), stsImage(t, ctx, ns, "passive"); a == "trustee:next" || p != "trustee:next" {
+		t.Fatalf("images: active %s, passive %s; want the passive's changed first", a, p)
+	}
+	passive.Server.Stop()
+	passive.DB.Stop()
+	onNewRevision(t, ctx, ns, "passive")
+	passive.RunDB(t)
+	passive.RunServer(t)
+	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionTrue, "restarting the active kts-active-0")
+	put(t, reader, "during-roll", "written while the passive was new")
+	if a := stsImage(t, ctx, ns, "active"); a != "trustee:next" {
+		t.Fatalf("the active's image is %s after the passive's restart", a)
+	}
+	active.Server.Stop()
+	active.DB.Stop()
+	for _, name := range []string{"before-roll", "during-roll"} {
+		if got := get(t, reader, name, false); !strings.HasPrefix(got, "written") {
+			t.Fatalf("reading %s while the active restarts: %q", name, got)
+		}
+	}
+	onNewRevision(t, ctx, ns, "active")
+	active.RunDB(t)
+	active.RunServer(t)
+	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionFalse, "both members run")
+	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	put(t, reader, "after-roll", "written after the roll")
+
 	// Deleting the Organization retires it: registration is closed, data kept.
 	if err := c.Delete(ctx, org); err != nil {
 		t.Fatal(err)
@@ -242,6 +291,17 @@ func markReady(t *testing.T, ctx context.Context, ns, name, role string) {
 			"trustee.dev/server": "kts", "trustee.dev/member": role, "app.kubernetes.io/component": "server"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "trustee:test"}}},
 	}
+	// On a node, as the scheduler would place it: the operator makes the
+	// passive's StatefulSet once the active's pod is placed.
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-" + role}}
+	if err := env.Client.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
+	if err := env.Client.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	pod.Spec.NodeName = node.Name
 	create(t, ctx, pod)
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, {Type: corev1.PodReady, Status: corev1.ConditionTrue}}
@@ -362,4 +422,37 @@ func get(t *testing.T, r registered, name string, missing bool) string {
 		t.Fatalf("get %s: %v\n%s", name, err, out)
 	}
 	return out
+}
+
+// onNewRevision does what the StatefulSet controller and the kubelet do
+// when a member's template changed: its pod is made again on the newest
+// revision.
+func onNewRevision(t *testing.T, ctx context.Context, ns, member string) {
+	t.Helper()
+	sts := &appsv1.StatefulSet{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-" + member}, sts); err != nil {
+		t.Fatal(err)
+	}
+	rev := "kts-" + member + "-" + sts.Annotations["trustee.dev/template-hash"]
+	sts.Status.ObservedGeneration, sts.Status.UpdateRevision, sts.Status.CurrentRevision, sts.Status.Replicas = sts.Generation, rev, rev, 1
+	if err := env.Client.Status().Update(ctx, sts); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-" + member + "-0"}, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Labels[appsv1.ControllerRevisionHashLabelKey] = rev
+	if err := env.Client.Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func stsImage(t *testing.T, ctx context.Context, ns, member string) string {
+	t.Helper()
+	sts := &appsv1.StatefulSet{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-" + member}, sts); err != nil {
+		t.Fatal(err)
+	}
+	return sts.Spec.Template.Spec.Containers[0].Image
 }
