@@ -131,10 +131,10 @@ func drill(ctx context.Context, f drillFlags, archive string) (res drillResult, 
 	if err := inst.Load(ctx, pw, db, dump); err != nil {
 		return res, fmt.Errorf("its database dump does not load: %w", err)
 	}
-	pr, pw2 := io.Pipe()
-	go func() { pw2.CloseWithError(inst.Dump(ctx, pw, db, pw2)) }()
-	got, err := backup.SumTables(pr)
-	pr.CloseWithError(err)
+	again, dumping := io.Pipe()
+	go func() { dumping.CloseWithError(inst.Dump(ctx, pw, db, dumping)) }()
+	got, err := backup.SumTables(again)
+	again.CloseWithError(err)
 	if err != nil {
 		return res, fmt.Errorf("reading the restored database back: %w", err)
 	}
