@@ -122,7 +122,7 @@ func decideRoll(o rollObservation) rollState {
 func rollCondition(s rollState) metav1.Condition {
 	if s.Reason == "" {
 		return metav1.Condition{Type: trusteev1.ConditionUpgrading, Status: metav1.ConditionFalse, Reason: trusteev1.ReasonUpToDate,
-			Message: "both members run the pod template the spec gives"}
+			Message: "every member runs the pod template the spec gives"}
 	}
 	return metav1.Condition{Type: trusteev1.ConditionUpgrading, Status: metav1.ConditionTrue, Reason: s.Reason, Message: s.Message}
 }

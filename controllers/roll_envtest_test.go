@@ -43,7 +43,7 @@ func TestImageChangeRollsThePassiveFirst(t *testing.T) {
 	})
 	memberPod(t, ctx, ns, "kts", memberPassive, podScheduled, podReady)
 	rollOut(t, ctx, ns, memberPassive)
-	waitReason(t, ctx, ns, metav1.ConditionFalse, trusteev1.ReasonUpToDate, "both members run")
+	waitReason(t, ctx, ns, metav1.ConditionFalse, trusteev1.ReasonUpToDate, "every member runs")
 
 	setImage(t, ctx, ns, "trustee:v2")
 	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonUpdatingPassive, "the active kts-active-0 keeps serving")
@@ -76,7 +76,7 @@ func TestImageChangeRollsThePassiveFirst(t *testing.T) {
 	})
 	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonUpdatingActive, "restarting the active kts-active-0")
 	rollOut(t, ctx, ns, memberActive)
-	waitReason(t, ctx, ns, metav1.ConditionFalse, trusteev1.ReasonUpToDate, "both members run")
+	waitReason(t, ctx, ns, metav1.ConditionFalse, trusteev1.ReasonUpToDate, "every member runs")
 }
 
 // serveReadyz answers the active's /readyz as a server does, with the

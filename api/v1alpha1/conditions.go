@@ -97,7 +97,7 @@ const (
 	// ReasonSyncFailed: the server refused or failed a change.
 	ReasonSyncFailed = "SyncFailed"
 
-	// ReasonUpToDate: both members run the pod template the spec gives.
+	// ReasonUpToDate: every member runs the pod template the spec gives.
 	ReasonUpToDate = "UpToDate"
 	// ReasonUpdatingPassive: a changed pod template rolls out to the passive
 	// first; the active keeps serving.

@@ -180,7 +180,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	for _, m := range []*memberpods.Member{active, passive} {
 		onNewRevision(t, ctx, ns, m.Name)
 	}
-	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionFalse, "both members run")
+	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionFalse, "every member runs")
 	if err := c.Get(ctx, client.ObjectKeyFromObject(server), server); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	onNewRevision(t, ctx, ns, "active")
 	active.RunDB(t)
 	active.RunServer(t)
-	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionFalse, "both members run")
+	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionFalse, "every member runs")
 	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
 	put(t, reader, "after-roll", "written after the roll")
 
