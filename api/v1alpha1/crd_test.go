@@ -40,6 +40,7 @@ var crdTests = []struct {
 			{"Passive", ".status.passive"},
 			{"Replicating", `.status.conditions[?(@.type=="Replicating")].status`},
 			{"Fingerprint", ".status.fingerprint"},
+			{"Upgrade", `.status.conditions[?(@.type=="Upgrading")].reason`},
 			{"Age", ".metadata.creationTimestamp"},
 		},
 		rules: []celRule{
