@@ -143,8 +143,9 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 	}
 
 	// Suspending reaches the CronJob.
+	orig := bs.DeepCopy()
 	bs.Spec.Suspend = true
-	if err := env.Client.Update(ctx, bs); err != nil {
+	if err := env.Client.Patch(ctx, bs, client.MergeFrom(orig)); err != nil {
 		t.Fatal(err)
 	}
 	status(condition(trusteev1.ConditionReady, metav1.ConditionTrue, "suspended"))

@@ -206,8 +206,9 @@ func TestIdentityIsGeneratedOnceAndAdopted(t *testing.T) {
 
 	// A change of the spec reconciles everything again; the identity stays.
 	k = getServer(t, ctx, ns, "kts")
+	orig := k.DeepCopy()
 	k.Spec.TLS.DNSNames = []string{"kts.example.com"}
-	if err := env.Client.Update(ctx, k); err != nil {
+	if err := env.Client.Patch(ctx, k, client.MergeFrom(orig)); err != nil {
 		t.Fatal(err)
 	}
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "")
@@ -347,8 +348,9 @@ func TestHighAvailabilityOff(t *testing.T) {
 		return len(got) == 2, fmt.Sprint(got)
 	})
 	k = getServer(t, ctx, ns, "kts")
+	orig := k.DeepCopy()
 	k.Spec.HighAvailability.Enabled = ptr.To(false)
-	if err := env.Client.Update(ctx, k); err != nil {
+	if err := env.Client.Patch(ctx, k, client.MergeFrom(orig)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, time.Minute, "the passive removed", func() (bool, string) {

@@ -129,8 +129,9 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(org), org); err != nil {
 		t.Fatal(err)
 	}
+	unchanged := org.DeepCopy()
 	org.Spec.Clients.Disable = []string{first.fingerprint}
-	if err := c.Update(ctx, org); err != nil {
+	if err := c.Patch(ctx, org, client.MergeFrom(unchanged)); err != nil {
 		t.Fatal(err)
 	}
 	waitOrg(t, ctx, org, func(o *trusteev1.Organization) bool {
