@@ -43,6 +43,9 @@ func newMemberCommand() *cobra.Command {
 type memberSetup struct {
 	member, configFile, dir, runAs string
 	configOnly                     bool
+	// createdMarker exists once the server's database was first created
+	// (see setupActive).
+	createdMarker string
 }
 
 func newMemberSetupCommand() *cobra.Command {
@@ -81,6 +84,12 @@ and keytrustee.conf as given:
 
 A second run changes nothing. PostgreSQL is left stopped: kts db run runs it.
 
+--created-marker names a file that exists once this server's database was
+first created (the operator keeps it in the identity Secret). An active whose
+volume holds no cluster but whose marker exists refuses to create an empty
+one: its data was lost, and an empty active would be what the passive copies
+next. Bring the volume back, or restore from a backup.
+
 With --config-only it installs and checks the configuration as above and
 stops there: it neither creates, copies nor looks at a PostgreSQL cluster.
 That is the init container of a backup Job's pod, which has no database of
@@ -96,6 +105,7 @@ which kts backup then reads over the network.`,
 	f.StringVar(&o.configFile, "config", "", "the member's keytrustee.conf, as rendered by the operator")
 	f.StringVarP(&o.dir, "confdir", "c", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
 	f.StringVar(&o.runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
+	f.StringVar(&o.createdMarker, "created-marker", "", "a file that exists once this server's database was created: an active with an empty volume then refuses to start empty")
 	f.BoolVar(&o.configOnly, "config-only", false, "only install and check the configuration; touch no PostgreSQL (a backup Job's pod)")
 	cmd.MarkFlagRequired("member")
 	cmd.MarkFlagRequired("config")
@@ -123,7 +133,7 @@ func (o memberSetup) run(ctx context.Context, out io.Writer) error {
 	}
 	inst := pgInstance(o.dir, cfg, o.runAs)
 	if cfg.Role == config.RoleActive {
-		err = setupActive(ctx, out, o.dir, cfg, inst)
+		err = setupActive(ctx, out, o.dir, cfg, inst, o.createdMarker)
 		if err == nil && cfg.HasHSM() {
 			err = setupActiveHSM(ctx, out, o.dir, inst)
 		}
@@ -228,8 +238,19 @@ func installConfig(dir string, data []byte) (bool, error) {
 }
 
 // setupActive creates the active's cluster on first start and, for a
-// pair, its replication account and slot.
-func setupActive(ctx context.Context, out io.Writer, dir string, cfg config.Config, inst *pg.Instance) error {
+// pair, its replication account and slot. A server whose database was
+// created before (marker exists) gets no new, empty one.
+func setupActive(ctx context.Context, out io.Writer, dir string, cfg config.Config, inst *pg.Instance, marker string) error {
+	if !inst.Initialized() && marker != "" {
+		if created, err := os.ReadFile(marker); err == nil {
+			return fmt.Errorf("the active's volume holds no database (%s), but this server's database was created on %s: "+
+				"refusing to create an empty one in its place, which the passive would then copy. Bring the volume back, "+
+				"or restore from a backup (docs/OPERATOR.md, \"When a member is lost\"); to start over empty on purpose, "+
+				"delete the key %s from the server's identity Secret", inst.DataDir, strings.TrimSpace(string(created)), filepath.Base(marker))
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("reading %s: %w", marker, err)
+		}
+	}
 	if !inst.Initialized() {
 		if err := initDB(ctx, dir, cfg, inst); err != nil {
 			return err

@@ -113,6 +113,11 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if obs.Active.Ready && len(identity[identityDatabaseCreated]) == 0 {
+		if err := r.markDatabaseCreated(ctx, kts, n.Identity()); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	orig := kts.DeepCopy()
 	kts.Status.ObservedGeneration = kts.Generation
 	upgrading := rollCondition(roll)
@@ -159,6 +164,34 @@ func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []met
 		}
 		r.Recorder.Eventf(kts, nil, kind, c.Type+string(c.Status), "Observe", "%s is %s: %s", c.Type, c.Status, c.Message)
 	}
+}
+
+// identityDatabaseCreated is the key of the identity Secret that records
+// when the server's database was first seen serving: from then on the
+// active's setup refuses to create an empty database on an empty volume
+// (kts member setup --created-marker).
+const identityDatabaseCreated = "database-created"
+
+// markDatabaseCreated adds identityDatabaseCreated to the identity Secret.
+func (r *ServerReconciler) markDatabaseCreated(ctx context.Context, kts *trusteev1.KeyTrusteeServer, name string) error {
+	s := &corev1.Secret{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, s); err != nil {
+		return err
+	}
+	if len(s.Data[identityDatabaseCreated]) > 0 {
+		return nil
+	}
+	orig := s.DeepCopy()
+	if s.Data == nil {
+		s.Data = map[string][]byte{}
+	}
+	s.Data[identityDatabaseCreated] = []byte(time.Now().UTC().Format(time.RFC3339))
+	if err := r.Patch(ctx, s, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	r.Recorder.Eventf(kts, nil, corev1.EventTypeNormal, "DatabaseCreated", "Observe",
+		"the active serves its database: from now on an empty volume of the active is refused, not filled anew (key %s of Secret %s)", identityDatabaseCreated, name)
+	return nil
 }
 
 // ensureGenerated returns the data of a Secret the operator generates once:

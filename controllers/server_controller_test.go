@@ -315,8 +315,19 @@ func TestStatusFollowsThePods(t *testing.T) {
 
 	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podNotReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionFalse, "is Pending")
+	identity := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[identityDatabaseCreated]) > 0 {
+		t.Fatalf("the identity Secret before the active served: %v, marked %q", err, identity.Data[identityDatabaseCreated])
+	}
 	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "kts-active-0 is ready")
+	// From now on an empty volume of the active is a loss, not a start.
+	eventually(t, time.Minute, "the identity Secret marked", func() (bool, string) {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity)
+		_, perr := time.Parse(time.RFC3339, string(identity.Data[identityDatabaseCreated]))
+		return err == nil && perr == nil, fmt.Sprint(err, perr)
+	})
+	wantEvent(t, ctx, ns, "DatabaseCreated")
 
 	// The passive cannot be placed: the status says why, in the
 	// scheduler's words.

@@ -349,6 +349,10 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 		}
 	}
 	setup := container("setup", "member", "setup", "--member", member, "--config", conf, "--confdir", stateDir)
+	if member == memberActive {
+		// Once the database exists, an empty volume is a loss, not a start.
+		setup.Args = append(setup.Args, "--created-marker", path.Join(mountIdentity, identityDatabaseCreated))
+	}
 	setup.Resources = spec.PostgreSQL.Resources
 	postgres := container("postgresql", "db", "run", "--confdir", stateDir)
 	postgres.Ports = []corev1.ContainerPort{{Name: "postgresql", ContainerPort: portPostgreSQL, Protocol: corev1.ProtocolTCP}}

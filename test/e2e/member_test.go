@@ -569,3 +569,39 @@ func checkModes0440(t *testing.T, dir string) {
 		return nil
 	})
 }
+
+// TestActiveRefusesAnEmptyVolumeOnceItsDatabaseExisted: once the operator
+// has seen the active serve (the marker in the identity Secret), an active
+// whose volume comes back empty is refused instead of starting an empty
+// database that the passive would copy next.
+func TestActiveRefusesAnEmptyVolumeOnceItsDatabaseExisted(t *testing.T) {
+	root := stateRoot(t)
+	mounts := layOutMounts(t, root)
+	active, passive := &memberPod{name: "active"}, &memberPod{name: "passive"}
+	renderMemberConfigs(t, root, mounts, active, passive)
+	marker := filepath.Join(mounts.identity, "database-created")
+	setup := func() result {
+		return runTool(t, "", "kts", "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state, "--created-marker", marker)
+	}
+	if r := setup(); r.err != nil || !strings.Contains(r.stdout, "created PostgreSQL cluster") {
+		t.Fatalf("the first setup, before the marker: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if err := os.WriteFile(marker, []byte("2026-11-27T10:00:00Z"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	if r := setup(); r.err != nil || !strings.Contains(r.stdout, "PostgreSQL cluster in "+active.dataDir+" exists") {
+		t.Fatalf("setup with the marker and the database in place: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if err := os.RemoveAll(active.dataDir); err != nil { // the volume lost
+		t.Fatal(err)
+	}
+	r := setup()
+	for _, want := range []string{"the active's volume holds no database", "created on 2026-11-27T10:00:00Z", "refusing to create an empty one", "delete the key database-created"} {
+		if r.err == nil || !strings.Contains(r.stderr, want) {
+			t.Fatalf("setup on an empty volume after the marker: %v\n%s\nwant %q", r.err, r.stderr, want)
+		}
+	}
+	if _, err := os.Stat(active.dataDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the refused setup made %s: %v", active.dataDir, err)
+	}
+}
