@@ -380,10 +380,10 @@ func TestReadyWithItsMembersRunning(t *testing.T) {
 	passive.RunDB(t)
 	active.RunServer(t)
 	passive.RunServer(t)
-	for _, m := range []*memberpods.Member{active, passive} {
-		ip := member(t, cluster, ns, "kts-"+m.Name+"-0").Status.PodIP
-		forward(t, net.JoinHostPort(ip, "11371"), fmt.Sprintf("127.0.0.1:%d", m.API))
-		forward(t, net.JoinHostPort(ip, "11373"), fmt.Sprintf("127.0.0.1:%d", m.Admin))
+	ips := podIPsToServeOn(t, ns, "kts-active-0", "kts-passive-0")
+	for i, m := range []*memberpods.Member{active, passive} {
+		forward(t, net.JoinHostPort(ips[i], "11371"), fmt.Sprintf("127.0.0.1:%d", m.API))
+		forward(t, net.JoinHostPort(ips[i], "11373"), fmt.Sprintf("127.0.0.1:%d", m.Admin))
 	}
 	condition(t, cluster, ns, "kts", trusteev1.ConditionReplicating, metav1.ConditionTrue, "synchronous standby", 2*time.Minute)
 	condition(t, cluster, ns, "kts", trusteev1.ConditionReady, metav1.ConditionTrue, "both members answer", time.Minute)
@@ -444,6 +444,47 @@ spec:
 
 // forward accepts connections on from (a pod's IP and port, on the
 // loopback interface here) and carries them to to, until t ends.
+// podIPsToServeOn returns the pod IPs of the named pods once they differ
+// and this machine can serve the members' ports on them. kwok hands out
+// IPs from a pool, and under load has been seen to hand one out twice; a
+// pod whose IP is taken is deleted, and its StatefulSet makes it again
+// with another.
+func podIPsToServeOn(t *testing.T, ns string, names ...string) []string {
+	t.Helper()
+	free := func(ip string) bool {
+		for _, port := range []string{"11371", "11373"} {
+			ln, err := net.Listen("tcp", net.JoinHostPort(ip, port))
+			if err != nil {
+				return false
+			}
+			ln.Close()
+		}
+		return true
+	}
+	var ips []string
+	harness.Eventually(t, 2*time.Minute, "pod IPs to serve the members on", func() (bool, string) {
+		ips = ips[:0]
+		seen := map[string]bool{}
+		for _, name := range names {
+			p := member(t, cluster, ns, name)
+			if p == nil || p.Status.PodIP == "" || !p.DeletionTimestamp.IsZero() {
+				return false, "waiting for pod " + name + " and its IP"
+			}
+			ip := p.Status.PodIP
+			if seen[ip] || !free(ip) {
+				if err := cluster.Client.Delete(background(), p); err != nil && !apierrors.IsNotFound(err) {
+					t.Fatal(err)
+				}
+				return false, fmt.Sprintf("pod %s got IP %s, which is taken: it is made again", name, ip)
+			}
+			seen[ip] = true
+			ips = append(ips, ip)
+		}
+		return true, ""
+	})
+	return ips
+}
+
 func forward(t *testing.T, from, to string) {
 	t.Helper()
 	// Another test package running at the same time may hold the port on

@@ -200,7 +200,16 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	passive.RunDB(t)
 	passive.RunServer(t)
 	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionTrue, "restarting the active kts-active-0")
-	put(t, reader, "during-roll", "written while the passive was new")
+	// The active's own write gate follows its standby on its next look,
+	// as a client that retries sees it.
+	during := filepath.Join(both, "during-roll.in")
+	if err := os.WriteFile(during, []byte("written while the passive was new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 30*time.Second, "a write with the passive back", func() (bool, string) {
+		out, err := ktsErr(t, "client", "put", "--dir", both, "during-roll", during)
+		return err == nil, out
+	})
 	if a := stsImage(t, ctx, ns, "active"); a != "trustee:next" {
 		t.Fatalf("the active's image is %s after the passive's restart", a)
 	}
