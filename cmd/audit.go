@@ -491,7 +491,7 @@ func openLocalAudit(ctx context.Context, dir string) (*localAudit, error) {
 			// As libpq words it, for pg_dump and the replication say the same.
 			err = fmt.Errorf("certificate verify failed: the PostgreSQL's certificate does not verify against %s (DB_CA_FILE, or ACTIVE_CA): %w", cfg.DBCA(), err)
 		}
-		return nil, audit.Unavailable(audit.ChainDB, fmt.Errorf("connect to %s to record this operation: %w", where, err))
+		return nil, audit.Unavailable(fmt.Errorf("connect to %s to record this operation: %w", where, err))
 	}
 	db, err := store.Open(ctx, pgInstance(dir, cfg, "").ConnString(cfg.DBName, pw), 2)
 	if err != nil {

@@ -45,9 +45,7 @@ GnuPG's keyring of the account running it.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runDrill(cmd, f, args[0]) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.keyFile, "gpg-keyring", "", "decrypt with the secret key in this file instead of GnuPG")
-	fl.StringVar(&f.passFile, "passphrase-file", "", "file holding the passphrase of the key in --gpg-keyring")
-	fl.StringVar(&f.runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
+	addArchiveFlags(fl, &f.restoreFlags)
 	fl.StringVar(&f.work, "work-dir", "", "where to make the throw-away cluster (default: the system's temporary directory)")
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/backup"
@@ -58,12 +59,18 @@ archive.`,
 	}
 	addConfdirFlag(cmd, &f.confdir)
 	fl := cmd.Flags()
-	fl.StringVar(&f.keyFile, "gpg-keyring", "", "decrypt with the secret key in this file instead of GnuPG")
-	fl.StringVar(&f.passFile, "passphrase-file", "", "file holding the passphrase of the key in --gpg-keyring")
+	addArchiveFlags(fl, &f)
 	fl.IntVar(&f.dbPort, "database-port", 0, "database port (default: the state directory's DB_PORT, 11381)")
-	fl.StringVar(&f.runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
 	fl.StringVar(&f.client, "client", "", "restore a client archive into this client state directory")
 	return cmd
+}
+
+// addArchiveFlags adds what opening an archive and running its PostgreSQL
+// take (kts restore, kts backup verify).
+func addArchiveFlags(fl *pflag.FlagSet, f *restoreFlags) {
+	fl.StringVar(&f.keyFile, "gpg-keyring", "", "decrypt with the secret key in this file instead of GnuPG")
+	fl.StringVar(&f.passFile, "passphrase-file", "", "file holding the passphrase of the key in --gpg-keyring")
+	fl.StringVar(&f.runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
 }
 
 func runRestore(cmd *cobra.Command, f restoreFlags, archive string) error {

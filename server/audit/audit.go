@@ -227,7 +227,7 @@ const (
 
 // Unavailable wraps err, the reason an event could not be recorded, as
 // ErrUnavailable.
-func Unavailable(chain string, err error) error {
+func Unavailable(err error) error {
 	return &unavailableError{err: err}
 }
 

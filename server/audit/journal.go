@@ -417,7 +417,7 @@ func (j *Journal) acquire(ctx context.Context) error {
 		case <-j.stalled:
 			return j.err()
 		case <-ctx.Done():
-			return Unavailable(ChainJournal, fmt.Errorf("waiting to write the record: %v", ctx.Err()))
+			return Unavailable(fmt.Errorf("waiting to write the record: %v", ctx.Err()))
 		}
 	}
 	j.heldSince.Store(time.Now().UnixNano())
@@ -441,7 +441,7 @@ func (j *Journal) fail(err error) error {
 	j.errMu.Lock()
 	defer j.errMu.Unlock()
 	if j.failed == nil {
-		j.failed = Unavailable(ChainJournal, err)
+		j.failed = Unavailable(err)
 	}
 	return j.failed
 }
@@ -481,17 +481,17 @@ func (j *Journal) record(ctx context.Context, e Event) error {
 	}
 	if j.shut {
 		j.release()
-		return Unavailable(ChainJournal, errors.New("the journal is closed"))
+		return Unavailable(errors.New("the journal is closed"))
 	}
 	r, err := linkOne(j.head, e, j.opts.Now())
 	if err != nil {
 		j.release()
-		return Unavailable(ChainJournal, err)
+		return Unavailable(err)
 	}
 	j.buf = AppendLine(j.buf[:0], ChainJournal, &r)
 	if int64(len(j.buf)) > maxLine {
 		j.release()
-		return Unavailable(ChainJournal, fmt.Errorf("audit event %s: its record is longer than %d bytes", e.Action, maxLine))
+		return Unavailable(fmt.Errorf("audit event %s: its record is longer than %d bytes", e.Action, maxLine))
 	}
 	end := j.off + int64(len(j.buf))
 	if reserved := j.reserved.Load(); end > reserved {
@@ -542,7 +542,7 @@ func (j *Journal) record(ctx context.Context, e Event) error {
 	case <-j.stalled:
 		return j.err()
 	case <-ctx.Done():
-		return Unavailable(ChainJournal, fmt.Errorf("waiting for the record to be flushed: %v", ctx.Err()))
+		return Unavailable(fmt.Errorf("waiting for the record to be flushed: %v", ctx.Err()))
 	}
 }
 

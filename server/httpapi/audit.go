@@ -22,7 +22,7 @@ import (
 type refusingJournal struct{}
 
 func (refusingJournal) Record(context.Context, audit.Event) error {
-	return audit.Unavailable(audit.ChainJournal, errors.New("this server has no audit journal"))
+	return audit.Unavailable(errors.New("this server has no audit journal"))
 }
 
 // asClient makes client fpr the actor of the changes made with the

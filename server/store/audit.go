@@ -75,14 +75,14 @@ func appendAudit(ctx context.Context, tx pgx.Tx, events []audit.Event) error {
 	}
 	head, err := scanHead(tx.QueryRow(ctx, lockAuditHead))
 	if err != nil {
-		return audit.Unavailable(audit.ChainDB, fmt.Errorf("lock the audit chain's head: %w", err))
+		return audit.Unavailable(fmt.Errorf("lock the audit chain's head: %w", err))
 	}
 	records, head, err := audit.Link(head, events, time.Now())
 	if err != nil {
-		return audit.Unavailable(audit.ChainDB, err)
+		return audit.Unavailable(err)
 	}
 	if _, err := tx.Exec(ctx, insertAudit, newAuditRows(records).args(head)...); err != nil {
-		return audit.Unavailable(audit.ChainDB, fmt.Errorf("insert audit records: %w", err))
+		return audit.Unavailable(fmt.Errorf("insert audit records: %w", err))
 	}
 	audit.Appended.WithLabelValues(audit.ChainDB).Add(float64(len(records)))
 	return nil

@@ -318,7 +318,7 @@ func (b *Batcher) putManyFast(ctx context.Context, batch []*putReq, args []any, 
 	now := time.Now()
 	records, next, err := audit.Link(head, events, now)
 	if err != nil {
-		return false, audit.Unavailable(audit.ChainDB, err)
+		return false, audit.Unavailable(err)
 	}
 	n := len(records)
 	actors, sources, details, hashes := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
@@ -376,7 +376,7 @@ func (b *Batcher) putManyIn(ctx context.Context, conn *pgx.Conn, batch []*putReq
 		return err
 	}
 	if headErr != nil {
-		return audit.Unavailable(audit.ChainDB, fmt.Errorf("lock the audit chain's head: %w", headErr))
+		return audit.Unavailable(fmt.Errorf("lock the audit chain's head: %w", headErr))
 	}
 	var events []audit.Event
 	for _, r := range batch {
@@ -392,7 +392,7 @@ func (b *Batcher) putManyIn(ctx context.Context, conn *pgx.Conn, batch []*putReq
 	}
 	records, head, err := audit.Link(head, events, time.Now())
 	if err != nil {
-		return audit.Unavailable(audit.ChainDB, err)
+		return audit.Unavailable(err)
 	}
 	q = &pgx.Batch{}
 	if len(records) > 0 {
@@ -403,7 +403,7 @@ func (b *Batcher) putManyIn(ctx context.Context, conn *pgx.Conn, batch []*putReq
 	if len(records) > 0 {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
-			return audit.Unavailable(audit.ChainDB, fmt.Errorf("insert audit records: %w", err))
+			return audit.Unavailable(fmt.Errorf("insert audit records: %w", err))
 		}
 	}
 	if _, err := br.Exec(); err != nil {

@@ -1,14 +1,12 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -487,16 +485,9 @@ func podIPsToServeOn(t *testing.T, ns string, names ...string) []string {
 
 func forward(t *testing.T, from, to string) {
 	t.Helper()
-	// Another test package running at the same time may hold the port on
-	// every address for a moment (a server on its default ":11371").
-	var ln net.Listener
-	harness.Eventually(t, 30*time.Second, "listening on "+from, func() (bool, string) {
-		var err error
-		ln, err = net.Listen("tcp", from)
-		return err == nil || !errors.Is(err, syscall.EADDRINUSE), fmt.Sprint(err)
-	})
-	if ln == nil {
-		t.Fatalf("listen on %s failed", from)
+	ln, err := net.Listen("tcp", from) // podIPsToServeOn saw it free
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
