@@ -1,10 +1,12 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -147,12 +149,23 @@ func (r *BackupReconciler) jobResult(ctx context.Context, j *batchv1.Job) (backu
 	return res, nil
 }
 
+func finishedAt(r backupResult) time.Time {
+	if r.Finished == nil {
+		return time.Time{}
+	}
+	return r.Finished.Time
+}
+
 // backupStatus is the status a schedule shows for its Jobs.
 func backupStatus(bs *trusteev1.BackupSchedule, lastSchedule *metav1.Time, results []backupResult) trusteev1.BackupScheduleStatus {
 	st := bs.Status
 	st.ObservedGeneration = bs.Generation
 	st.LastScheduleTime = lastSchedule
-	slices.SortFunc(results, func(a, b backupResult) int { return a.Started.Compare(b.Started.Time) })
+	// Creation times have a resolution of a second: Jobs made in the same
+	// one are ordered by when they ended, then by name.
+	slices.SortFunc(results, func(a, b backupResult) int {
+		return cmp.Or(a.Started.Compare(b.Started.Time), finishedAt(a).Compare(finishedAt(b)), strings.Compare(a.Job, b.Job))
+	})
 	var last *backupResult
 	for i := range results {
 		r := &results[i]

@@ -52,9 +52,9 @@ func TestImageChangeRollsThePassiveFirst(t *testing.T) {
 	}
 
 	// The passive's new pod cannot pull the image: the roll stops there.
-	rollOut(t, ctx, ns, memberPassive)
 	memberPod(t, ctx, ns, "kts", memberPassive, podScheduled, podNotReady)
 	waiting(t, ctx, ns, memberPassive, "ImagePullBackOff")
+	rollOut(t, ctx, ns, memberPassive)
 	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonRollStopped, "does not start on the new template (container server: ImagePullBackOff")
 	time.Sleep(2 * time.Second) // a few more reconciles
 	if a := image(t, ctx, ns, memberActive); a != "trustee:v1" {
