@@ -46,6 +46,10 @@ type memberSetup struct {
 	// createdMarker exists once the server's database was first created
 	// (see setupActive).
 	createdMarker string
+	// name is the member's name in the pair (a or b) and activeMarker a
+	// file naming the member the operator made the active (absent: a).
+	// Together they allow a change of role: see roleAgreed.
+	name, activeMarker string
 }
 
 func newMemberSetupCommand() *cobra.Command {
@@ -90,6 +94,19 @@ volume holds no cluster but whose marker exists refuses to create an empty
 one: its data was lost, and an empty active would be what the passive copies
 next. Bring the volume back, or restore from a backup.
 
+A member's role changes only with a switchover, which the operator records
+in --active-marker (a file naming the active member, a or b; absent means
+a) after it has fenced the old active. With --name, setup then accepts the
+new role of a state directory installed for the other one:
+
+  active   promotes its copy of the old active's cluster (pg_ctl promote):
+           it holds every write the old active acknowledged.
+  passive  moves its cluster, the old active's, aside (nothing is deleted)
+           and copies the new active's.
+
+Without the marker agreeing, a standby's cluster is never promoted and a
+primary's never replaced.
+
 With --config-only it installs and checks the configuration as above and
 stops there: it neither creates, copies nor looks at a PostgreSQL cluster.
 That is the init container of a backup Job's pod, which has no database of
@@ -106,6 +123,8 @@ which kts backup then reads over the network.`,
 	f.StringVarP(&o.dir, "confdir", "c", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
 	f.StringVar(&o.runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
 	f.StringVar(&o.createdMarker, "created-marker", "", "a file that exists once this server's database was created: an active with an empty volume then refuses to start empty")
+	f.StringVar(&o.name, "name", "", "this member's name in the pair (a or b), for --active-marker")
+	f.StringVar(&o.activeMarker, "active-marker", "", "a file naming the active member (a or b; absent: a): a change of role that agrees with it is carried out")
 	f.BoolVar(&o.configOnly, "config-only", false, "only install and check the configuration; touch no PostgreSQL (a backup Job's pod)")
 	cmd.MarkFlagRequired("member")
 	cmd.MarkFlagRequired("config")
@@ -133,12 +152,22 @@ func (o memberSetup) run(ctx context.Context, out io.Writer) error {
 	}
 	inst := pgInstance(o.dir, cfg, o.runAs)
 	if cfg.Role == config.RoleActive {
-		err = setupActive(ctx, out, o.dir, cfg, inst, o.createdMarker)
+		err = o.promote(ctx, out, inst)
+		if err == nil {
+			err = setupActive(ctx, out, o.dir, cfg, inst, o.createdMarker)
+		}
+		if errors.Is(err, errVolumeLost) {
+			fmt.Fprintln(os.Stderr, "Error:", err)
+			return exitError(confdir.ExitVolumeLost)
+		}
 		if err == nil && cfg.HasHSM() {
 			err = setupActiveHSM(ctx, out, o.dir, inst)
 		}
 	} else {
-		err = setupPassive(ctx, out, o.dir, cfg, inst)
+		err = o.replaceFormerActive(ctx, out, inst)
+		if err == nil {
+			err = setupPassive(ctx, out, o.dir, cfg, inst)
+		}
 		if err == nil && cfg.HasHSM() {
 			err = setupPassiveHSM(out, o.dir)
 		}
@@ -169,7 +198,7 @@ func (o memberSetup) check(ctx context.Context) (config.Config, []byte, error) {
 	}
 	installed, err := config.Load(o.dir)
 	switch {
-	case err == nil && installed.Role != cfg.Role:
+	case err == nil && installed.Role != cfg.Role && !o.roleAgreed(cfg.Role):
 		return cfg, nil, fmt.Errorf("%s holds the state of the %s, and this is the %s: give each member its own state directory",
 			o.dir, installed.Role, cfg.Role)
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
@@ -237,16 +266,83 @@ func installConfig(dir string, data []byte) (bool, error) {
 	return true, nil
 }
 
+// errVolumeLost: the active's volume holds no database although the
+// server's database was created before.
+var errVolumeLost = errors.New("the active's volume holds no database")
+
+// recordedActive is the member the active marker names.
+func (o memberSetup) recordedActive() (string, error) {
+	if o.activeMarker == "" {
+		return "", errors.New("no --active-marker")
+	}
+	b, err := os.ReadFile(o.activeMarker)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "a", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// roleAgreed reports whether role is this member's role as the active
+// marker records it: a change of role the operator made.
+func (o memberSetup) roleAgreed(role string) bool {
+	active, err := o.recordedActive()
+	if err != nil || o.name == "" {
+		return false
+	}
+	return (active == o.name) == (role == config.RoleActive)
+}
+
+// promote makes a standby's cluster the active's, when the active marker
+// names this member; a standby's cluster is refused otherwise.
+func (o memberSetup) promote(ctx context.Context, out io.Writer, inst *pg.Instance) error {
+	if !inst.IsStandby() {
+		return nil
+	}
+	if !o.roleAgreed(config.RoleActive) {
+		return fmt.Errorf("%s holds a passive's copy, and this is the active: a copy is promoted only when the operator has "+
+			"recorded this member as the active (--name and --active-marker), after stopping the other one", inst.DataDir)
+	}
+	fmt.Fprintf(out, "%s holds a copy of the old active's cluster, and this member is now the active: promoting it\n", inst.DataDir)
+	if err := inst.Promote(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "promoted: %s is the active's cluster\n", inst.DataDir)
+	return nil
+}
+
+// replaceFormerActive moves a primary's cluster aside on a passive, when
+// the active marker names the other member: this member was the active,
+// and the other was promoted. A primary's cluster is refused otherwise.
+func (o memberSetup) replaceFormerActive(ctx context.Context, out io.Writer, inst *pg.Instance) error {
+	if !inst.Initialized() || inst.IsStandby() {
+		return nil
+	}
+	if !o.roleAgreed(config.RolePassive) {
+		return fmt.Errorf("%s holds an active's cluster, and this is the passive: it is replaced by a copy of the active only when "+
+			"the operator has recorded the other member as the active (--name and --active-marker)", inst.DataDir)
+	}
+	old, err := inst.MoveAside(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "this member was the active, and the other one was promoted: its old cluster is kept in %s; copying the new active\n", old)
+	return nil
+}
+
 // setupActive creates the active's cluster on first start and, for a
 // pair, its replication account and slot. A server whose database was
 // created before (marker exists) gets no new, empty one.
 func setupActive(ctx context.Context, out io.Writer, dir string, cfg config.Config, inst *pg.Instance, marker string) error {
 	if !inst.Initialized() && marker != "" {
 		if created, err := os.ReadFile(marker); err == nil {
-			return fmt.Errorf("the active's volume holds no database (%s), but this server's database was created on %s: "+
-				"refusing to create an empty one in its place, which the passive would then copy. Bring the volume back, "+
-				"or restore from a backup (docs/OPERATOR.md, \"When a member is lost\"); to start over empty on purpose, "+
-				"delete the key %s from the server's identity Secret", inst.DataDir, strings.TrimSpace(string(created)), filepath.Base(marker))
+			return fmt.Errorf("%w (%s), but this server's database was created on %s: "+
+				"refusing to create an empty one in its place, which the passive would then copy. With a passive, the operator "+
+				"promotes it and this member copies it as the new passive; without one, bring the volume back or restore from a "+
+				"backup (docs/OPERATOR.md, \"When a member is lost\"). To start over empty on purpose, "+
+				"delete the key %s from the server's identity Secret", errVolumeLost, inst.DataDir, strings.TrimSpace(string(created)), filepath.Base(marker))
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("reading %s: %w", marker, err)
 		}

@@ -53,7 +53,7 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	in := backupInputs{Schedule: bs, Server: serverInputs{KTS: kts, DefaultImage: r.DefaultImage}}
+	in := backupInputs{Schedule: bs, Server: serverInputs{KTS: kts, DefaultImage: r.DefaultImage, Active: kts.Status.ActiveMember}}
 	cm, err := in.configMap()
 	if err != nil {
 		return ctrl.Result{}, err

@@ -111,34 +111,34 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	job("nightly-backup-1", time.Now().Add(-2*time.Hour), true, "kts_bak_kts-passive-0_2026-11-27_02-30-00.tar.gpg")
-	status(condition(trusteev1.ConditionLastBackupSucceeded, metav1.ConditionTrue, "wrote kts_bak_kts-passive-0_2026-11-27_02-30-00.tar.gpg"))
-	if bs.Status.LastArchive != "kts_bak_kts-passive-0_2026-11-27_02-30-00.tar.gpg" || bs.Status.LastSuccessfulTime == nil {
+	job("nightly-backup-1", time.Now().Add(-2*time.Hour), true, "kts_bak_kts-b-0_2026-11-27_02-30-00.tar.gpg")
+	status(condition(trusteev1.ConditionLastBackupSucceeded, metav1.ConditionTrue, "wrote kts_bak_kts-b-0_2026-11-27_02-30-00.tar.gpg"))
+	if bs.Status.LastArchive != "kts_bak_kts-b-0_2026-11-27_02-30-00.tar.gpg" || bs.Status.LastSuccessfulTime == nil {
 		t.Errorf("status after a good backup: %+v", bs.Status)
 	}
 
 	job("nightly-backup-2", time.Now().Add(-time.Hour), false, "Error: the database does not answer: dial tcp: connection refused")
 	status(condition(trusteev1.ConditionLastBackupSucceeded, metav1.ConditionFalse, "the database does not answer"))
 	if bs.Status.LastFailureTime == nil || !strings.Contains(bs.Status.LastFailureReason, "nightly-backup-2") ||
-		bs.Status.LastArchive != "kts_bak_kts-passive-0_2026-11-27_02-30-00.tar.gpg" {
+		bs.Status.LastArchive != "kts_bak_kts-b-0_2026-11-27_02-30-00.tar.gpg" {
 		t.Errorf("status after a failed backup: %+v", bs.Status)
 	}
 
 	// With spec.verify the result says what the restore drill found, and a
 	// drill that fails is a failed backup, with its own reason.
 	drilled := "restore drill: ok, 11 tables and 72 rows restored as they were backed up (1 organizations, 3 clients, 20 deposits)"
-	job("nightly-backup-3", time.Now().Add(-50*time.Minute), true, "kts_bak_kts-passive-0_2026-11-27_03-30-00.tar.gpg\n"+drilled)
-	status(condition(trusteev1.ConditionLastBackupSucceeded, metav1.ConditionTrue, "wrote kts_bak_kts-passive-0_2026-11-27_03-30-00.tar.gpg; "+drilled))
-	if bs.Status.LastArchive != "kts_bak_kts-passive-0_2026-11-27_03-30-00.tar.gpg" || bs.Status.LastVerification != drilled {
+	job("nightly-backup-3", time.Now().Add(-50*time.Minute), true, "kts_bak_kts-b-0_2026-11-27_03-30-00.tar.gpg\n"+drilled)
+	status(condition(trusteev1.ConditionLastBackupSucceeded, metav1.ConditionTrue, "wrote kts_bak_kts-b-0_2026-11-27_03-30-00.tar.gpg; "+drilled))
+	if bs.Status.LastArchive != "kts_bak_kts-b-0_2026-11-27_03-30-00.tar.gpg" || bs.Status.LastVerification != drilled {
 		t.Errorf("status after a verified backup: %+v", bs.Status)
 	}
 	job("nightly-backup-4", time.Now().Add(-40*time.Minute), false,
-		"kts_bak_kts-passive-0_2026-11-27_04-30-00.tar.gpg: restore drill failed: its database dump does not load: ERROR: syntax error")
+		"kts_bak_kts-b-0_2026-11-27_04-30-00.tar.gpg: restore drill failed: its database dump does not load: ERROR: syntax error")
 	status(func(st trusteev1.BackupScheduleStatus) (bool, string) {
 		c := conditionOf(st.Conditions, trusteev1.ConditionLastBackupSucceeded)
 		return c.Status == metav1.ConditionFalse && c.Reason == trusteev1.ReasonRestoreDrillFailed && strings.Contains(c.Message, "does not load"), fmt.Sprintf("%+v", c)
 	})
-	if bs.Status.LastArchive != "kts_bak_kts-passive-0_2026-11-27_03-30-00.tar.gpg" {
+	if bs.Status.LastArchive != "kts_bak_kts-b-0_2026-11-27_03-30-00.tar.gpg" {
 		t.Errorf("an archive that failed its drill became the last archive: %+v", bs.Status)
 	}
 

@@ -32,9 +32,9 @@ type backupInputs struct {
 
 func (in backupInputs) member() string {
 	if in.Schedule.Spec.Member == trusteev1.BackupMemberActive || !in.Server.KTS.HighAvailabilityEnabled() {
-		return memberActive
+		return in.Server.active()
 	}
-	return memberPassive
+	return in.Server.passive()
 }
 
 func (in backupInputs) labels() map[string]string {

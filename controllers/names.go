@@ -6,11 +6,20 @@ import (
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 )
 
-// Members of a pair.
+// Members of a pair. Their names stay; their roles (config.RoleActive,
+// config.RolePassive) change with a switchover.
 const (
-	memberActive  = "active"
-	memberPassive = "passive"
+	memberA = "a"
+	memberB = "b"
 )
+
+// otherMember is the member that is not m.
+func otherMember(m string) string {
+	if m == memberA {
+		return memberB
+	}
+	return memberA
+}
 
 // Ports of a member's pod.
 const (
@@ -27,6 +36,7 @@ const (
 	labelComponent = "app.kubernetes.io/component"
 	labelServer    = "trustee.dev/server"
 	labelMember    = "trustee.dev/member"
+	labelRole      = "trustee.dev/role"
 	labelBackup    = "trustee.dev/backup-schedule"
 
 	managedBy       = "trustee-operator"

@@ -206,7 +206,7 @@ func TestMemberConfigsAreValid(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Errorf("%s %s: %v", k.Name, m, err)
 			}
-			if want := map[string]string{memberActive: config.RoleActive, memberPassive: config.RolePassive}[m]; c.Role != want {
+			if want := map[string]string{memberA: config.RoleActive, memberB: config.RolePassive}[m]; c.Role != want {
 				t.Errorf("%s: ROLE %q", m, c.Role)
 			}
 			for _, f := range []string{c.ServerKey, c.Keyring, c.SessionKey, c.DBPasswordFile, c.SSLCertificate, c.SSLPrivateKey, c.AdminCAFile} {
@@ -216,10 +216,10 @@ func TestMemberConfigsAreValid(t *testing.T) {
 			}
 		}
 	}
-	if c := inputsFor(standaloneServer()).memberConfig(memberActive); c.StandbyName != "" {
+	if c := inputsFor(standaloneServer()).memberConfig(memberA); c.StandbyName != "" {
 		t.Errorf("a standalone server waits for a standby %q", c.StandbyName)
 	}
-	if c := inputsFor(minimalServer()).memberConfig(memberActive); c.StandbyName != standbyName {
+	if c := inputsFor(minimalServer()).memberConfig(memberA); c.StandbyName != standbyName {
 		t.Errorf("the active of a pair names standby %q", c.StandbyName)
 	}
 }

@@ -185,22 +185,23 @@ func (r *OrganizationReconciler) adminClient(ctx context.Context, kts *trusteev1
 		return nil, fmt.Errorf("Secret %s holds no usable admin certificate: %v", n.OperatorAdmin(), err)
 	}
 	serverTLS := &corev1.Secret{}
-	name := serverInputs{KTS: kts}.tlsSecretName()
+	in := serverInputs{KTS: kts, Active: kts.Status.ActiveMember}
+	name := in.tlsSecretName()
 	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, serverTLS); err != nil {
 		return nil, fmt.Errorf("waiting for the servers' certificate (Secret %s): %v", name, err)
 	}
-	hc, err := httpsClient(serverTLS.Data["ca.crt"], &pair, n.PodHost(memberActive), r.timeout())
+	hc, err := httpsClient(serverTLS.Data["ca.crt"], &pair, n.PodHost(in.active()), r.timeout())
 	if err != nil {
 		return nil, err
 	}
 	pod := &corev1.Pod{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: n.Pod(memberActive)}, pod); err != nil {
-		return nil, fmt.Errorf("waiting for the active's pod %s: %v", n.Pod(memberActive), err)
+	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: n.Pod(in.active())}, pod); err != nil {
+		return nil, fmt.Errorf("waiting for the active's pod %s: %v", n.Pod(in.active()), err)
 	}
 	if pod.Status.PodIP == "" && r.Address == nil {
 		return nil, fmt.Errorf("waiting for the active's pod %s to have an address", pod.Name)
 	}
-	return adminclient.NewWithHTTPClient("https://"+r.address(kts, memberActive, portAdmin, pod.Status.PodIP), hc), nil
+	return adminclient.NewWithHTTPClient("https://"+r.address(kts, in.active(), portAdmin, pod.Status.PodIP), hc), nil
 }
 
 // SetupWithManager watches Organizations, their auth code Secrets and

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/config"
 )
 
 // templateHashAnnotation is set on each member's StatefulSet: the hash of
@@ -44,6 +45,7 @@ func withTemplateHash(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
 type memberRollout struct {
 	Pod     string
 	Exists  bool   // its StatefulSet exists
+	Role    string // the role its StatefulSet was last given ("" before roles were recorded)
 	Applied string // the template hash its StatefulSet has
 	Want    string // the template hash the spec gives it
 	// Current: its pod runs the StatefulSet's newest revision.
@@ -83,6 +85,11 @@ func decideRoll(o rollObservation) rollState {
 	a, p := o.Active, o.Passive
 	if !o.HA || !a.Exists || !p.Exists {
 		return rollState{} // one member, or a pair being made: nothing to keep serving
+	}
+	if (a.Role != "" && a.Role != config.RoleActive) || (p.Role != "" && p.Role != config.RolePassive) {
+		// A promotion: the old active is fenced, and the members restart
+		// in their new roles at once.
+		return rollState{Reason: trusteev1.ReasonPromoting, Message: "the members restart in their new roles (see the Switchover condition)"}
 	}
 	passiveDone := p.Applied == p.Want && p.Current && p.Ready
 	if a.Applied == a.Want {
@@ -138,7 +145,7 @@ func (r *ServerReconciler) observeRollout(ctx context.Context, in serverInputs, 
 	case err != nil:
 		return m, err
 	}
-	m.Exists, m.Applied = true, sts.Annotations[templateHashAnnotation]
+	m.Exists, m.Applied, m.Role = true, sts.Annotations[templateHashAnnotation], sts.Labels[labelRole]
 	pod := &corev1.Pod{}
 	switch err := r.Get(ctx, types.NamespacedName{Namespace: n.namespace, Name: m.Pod}, pod); {
 	case apierrors.IsNotFound(err):

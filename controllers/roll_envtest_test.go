@@ -36,46 +36,46 @@ func TestImageChangeRollsThePassiveFirst(t *testing.T) {
 	}
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
 	inSync := serveReadyz(t, ctx, ns)
-	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podReady)
-	rollOut(t, ctx, ns, memberActive)
+	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podReady)
+	rollOut(t, ctx, ns, memberA)
 	eventually(t, time.Minute, "the passive's StatefulSet", func() (bool, string) {
-		return image(t, ctx, ns, memberPassive) == "trustee:v1", image(t, ctx, ns, memberPassive)
+		return image(t, ctx, ns, memberB) == "trustee:v1", image(t, ctx, ns, memberB)
 	})
-	memberPod(t, ctx, ns, "kts", memberPassive, podScheduled, podReady)
-	rollOut(t, ctx, ns, memberPassive)
+	memberPod(t, ctx, ns, "kts", memberB, podScheduled, podReady)
+	rollOut(t, ctx, ns, memberB)
 	waitReason(t, ctx, ns, metav1.ConditionFalse, trusteev1.ReasonUpToDate, "every member runs")
 
 	setImage(t, ctx, ns, "trustee:v2")
-	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonUpdatingPassive, "the active kts-active-0 keeps serving")
-	if a, p := image(t, ctx, ns, memberActive), image(t, ctx, ns, memberPassive); a != "trustee:v1" || p != "trustee:v2" {
+	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonUpdatingPassive, "the active kts-a-0 keeps serving")
+	if a, p := image(t, ctx, ns, memberA), image(t, ctx, ns, memberB); a != "trustee:v1" || p != "trustee:v2" {
 		t.Fatalf("images: active %s, passive %s; want the passive's changed first", a, p)
 	}
 
 	// The passive's new pod cannot pull the image: the roll stops there.
-	memberPod(t, ctx, ns, "kts", memberPassive, podScheduled, podNotReady)
-	waiting(t, ctx, ns, memberPassive, "ImagePullBackOff")
-	rollOut(t, ctx, ns, memberPassive)
+	memberPod(t, ctx, ns, "kts", memberB, podScheduled, podNotReady)
+	waiting(t, ctx, ns, memberB, "ImagePullBackOff")
+	rollOut(t, ctx, ns, memberB)
 	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonRollStopped, "does not start on the new template (container server: ImagePullBackOff")
 	time.Sleep(2 * time.Second) // a few more reconciles
-	if a := image(t, ctx, ns, memberActive); a != "trustee:v1" {
+	if a := image(t, ctx, ns, memberA); a != "trustee:v1" {
 		t.Fatalf("the active's image changed to %s while the passive could not start", a)
 	}
 	wantEvent(t, ctx, ns, "UpgradingTrue")
 
 	// It starts; the active waits for it to be in sync, then follows.
 	inSync.Store(false)
-	memberPod(t, ctx, ns, "kts", memberPassive, podScheduled, podReady)
-	waiting(t, ctx, ns, memberPassive, "")
+	memberPod(t, ctx, ns, "kts", memberB, podScheduled, podReady)
+	waiting(t, ctx, ns, memberB, "")
 	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonWaitingForSync, "waiting for it to be the synchronous standby again")
-	if a := image(t, ctx, ns, memberActive); a != "trustee:v1" {
+	if a := image(t, ctx, ns, memberA); a != "trustee:v1" {
 		t.Fatalf("the active's image changed to %s before the passive was in sync", a)
 	}
 	inSync.Store(true)
 	eventually(t, time.Minute, "the active's new image", func() (bool, string) {
-		return image(t, ctx, ns, memberActive) == "trustee:v2", image(t, ctx, ns, memberActive)
+		return image(t, ctx, ns, memberA) == "trustee:v2", image(t, ctx, ns, memberA)
 	})
-	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonUpdatingActive, "restarting the active kts-active-0")
-	rollOut(t, ctx, ns, memberActive)
+	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonUpdatingActive, "restarting the active kts-a-0")
+	rollOut(t, ctx, ns, memberA)
 	waitReason(t, ctx, ns, metav1.ConditionFalse, trusteev1.ReasonUpToDate, "every member runs")
 }
 
@@ -105,7 +105,7 @@ func serveReadyz(t *testing.T, ctx context.Context, ns string) *atomic.Bool {
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	registerAddress(ns, "kts", memberActive, portAPI, srv.Listener.Addr().String())
+	registerAddress(ns, "kts", memberA, portAPI, srv.Listener.Addr().String())
 	return &inSync
 }
 

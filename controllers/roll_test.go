@@ -53,6 +53,10 @@ func TestDecideRoll(t *testing.T) {
 			rollObservation{HA: true, Active: member("a", "old", "new", true, true),
 				Passive: memberRollout{Pod: "p", Exists: true, Applied: "new", Want: "new", Current: true, NotReadyFor: time.Minute}},
 			trusteev1.ReasonUpdatingPassive, true, ""},
+		{"a promotion: the members restart in their new roles at once",
+			rollObservation{HA: true, Active: memberRollout{Pod: "a", Exists: true, Role: "passive", Applied: "old", Want: "new", Current: true, Ready: true},
+				Passive: memberRollout{Pod: "p", Exists: true, Role: "active", Applied: "old", Want: "new", Current: true}},
+			trusteev1.ReasonPromoting, false, "new roles"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := decideRoll(c.o)

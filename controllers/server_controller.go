@@ -104,6 +104,11 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		in.SMTPUser = string(s.Data[corev1.BasicAuthUsernameKey])
 	}
 
+	in.Active = activeMemberOf(identity)
+	sw, err := r.switchover(ctx, &in)
+	if err != nil {
+		return ctrl.Result{}, r.fail(ctx, kts, err)
+	}
 	roll, err := r.applyAll(ctx, in)
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, kts, err)
@@ -122,9 +127,13 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	kts.Status.ObservedGeneration = kts.Generation
 	upgrading := rollCondition(roll)
 	upgrading.ObservedGeneration = kts.Generation
-	conds := append(serverConditions(obs), upgrading)
+	prev := meta.FindStatusCondition(kts.Status.Conditions, trusteev1.ConditionSwitchover)
+	switching := switchCondition(sw, prev != nil && prev.Status == metav1.ConditionTrue, obs, in.active())
+	switching.ObservedGeneration = kts.Generation
+	conds := append(serverConditions(obs), upgrading, switching)
 	r.announce(kts, conds)
 	setConditions(&kts.Status.Conditions, conds)
+	kts.Status.ActiveMember = in.active()
 	kts.Status.Active = obs.Active.Name
 	kts.Status.Passive = ""
 	if obs.HA {
@@ -150,7 +159,7 @@ func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []met
 	for _, c := range conds {
 		switch c.Type {
 		case trusteev1.ConditionActiveReady, trusteev1.ConditionPassiveReady, trusteev1.ConditionReplicating,
-			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded, trusteev1.ConditionUpgrading:
+			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded, trusteev1.ConditionUpgrading, trusteev1.ConditionSwitchover:
 		default:
 			continue
 		}
@@ -248,12 +257,12 @@ func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) (rollS
 		objs = append(objs, s)
 	}
 	objs = append(objs, in.podDisruptionBudget(), in.networkPolicy())
-	active, passive := in.statefulSet(memberActive, cm), in.statefulSet(memberPassive, cm)
+	active, passive := in.statefulSet(in.active(), cm), in.statefulSet(in.passive(), cm)
 	roll, err := r.planRoll(ctx, in, active, passive)
 	if err != nil {
 		return roll, err
 	}
-	if !roll.HoldActive {
+	if !roll.HoldActive || in.FenceFor != "" {
 		objs = append(objs, active)
 	}
 	if kts.HighAvailabilityEnabled() {
@@ -273,8 +282,8 @@ func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) (rollS
 	if !kts.HighAvailabilityEnabled() {
 		n := in.names()
 		for _, o := range []client.Object{
-			&appsv1.StatefulSet{ObjectMeta: in.meta(n.StatefulSet(memberPassive))},
-			&corev1.Service{ObjectMeta: in.meta(n.StatefulSet(memberPassive))},
+			&appsv1.StatefulSet{ObjectMeta: in.meta(n.StatefulSet(in.passive()))},
+			&corev1.Service{ObjectMeta: in.meta(n.StatefulSet(in.passive()))},
 		} {
 			if err := r.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
 				return roll, err
@@ -289,10 +298,10 @@ func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) (rollS
 func (r *ServerReconciler) planRoll(ctx context.Context, in serverInputs, active, passive *appsv1.StatefulSet) (rollState, error) {
 	o := rollObservation{HA: in.KTS.HighAvailabilityEnabled()}
 	var err error
-	if o.Active, err = r.observeRollout(ctx, in, memberActive, active); err != nil {
+	if o.Active, err = r.observeRollout(ctx, in, in.active(), active); err != nil {
 		return rollState{}, err
 	}
-	if o.Passive, err = r.observeRollout(ctx, in, memberPassive, passive); err != nil {
+	if o.Passive, err = r.observeRollout(ctx, in, in.passive(), passive); err != nil {
 		return rollState{}, err
 	}
 	s := decideRoll(o)
@@ -316,7 +325,7 @@ func (r *ServerReconciler) planRoll(ctx context.Context, in serverInputs, active
 // its active has nothing to copy).
 func (r *ServerReconciler) passiveWaitsForActive(ctx context.Context, in serverInputs) (bool, error) {
 	n := in.names()
-	err := r.Get(ctx, types.NamespacedName{Namespace: n.namespace, Name: n.StatefulSet(memberPassive)}, &appsv1.StatefulSet{})
+	err := r.Get(ctx, types.NamespacedName{Namespace: n.namespace, Name: n.StatefulSet(in.passive())}, &appsv1.StatefulSet{})
 	if err == nil {
 		return false, nil // made already: keep it as the spec says
 	}
@@ -324,7 +333,7 @@ func (r *ServerReconciler) passiveWaitsForActive(ctx context.Context, in serverI
 		return false, err
 	}
 	pod := &corev1.Pod{}
-	err = r.Get(ctx, types.NamespacedName{Namespace: n.namespace, Name: n.Pod(memberActive)}, pod)
+	err = r.Get(ctx, types.NamespacedName{Namespace: n.namespace, Name: n.Pod(in.active())}, pod)
 	if apierrors.IsNotFound(err) {
 		return true, nil
 	}
@@ -356,7 +365,7 @@ func (r *ServerReconciler) observe(ctx context.Context, in serverInputs) (server
 	for _, m := range []struct {
 		member string
 		into   *podObservation
-	}{{memberActive, &o.Active}, {memberPassive, &o.Passive}} {
+	}{{in.active(), &o.Active}, {in.passive(), &o.Passive}} {
 		pod := &corev1.Pod{}
 		name := n.Pod(m.member)
 		switch err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, pod); {
@@ -427,13 +436,13 @@ func (r *ServerReconciler) probeReplication(ctx context.Context, in serverInputs
 	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: in.tlsSecretName()}, s); err != nil {
 		return failed(err)
 	}
-	hc, err := httpsClient(s.Data["ca.crt"], nil, in.names().PodHost(memberActive), r.timeout())
+	hc, err := httpsClient(s.Data["ca.crt"], nil, in.names().PodHost(in.active()), r.timeout())
 	if err != nil {
 		return failed(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.address(kts, memberActive, portAPI, podIP)+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.address(kts, in.active(), portAPI, podIP)+"/readyz", nil)
 	if err != nil {
 		return failed(err)
 	}

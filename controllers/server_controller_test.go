@@ -113,10 +113,10 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
 	// The passive's StatefulSet comes once the active's pod is placed.
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionFalse, "it is made once the active's pod is placed on a node")
-	if got := names(t, ctx, &appsv1.StatefulSetList{}, ns, "kts"); !slices.Equal(got, []string{"kts-active"}) {
+	if got := names(t, ctx, &appsv1.StatefulSetList{}, ns, "kts"); !slices.Equal(got, []string{"kts-a"}) {
 		t.Fatalf("StatefulSets before the active is placed: %v", got)
 	}
-	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podNotReady)
+	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podNotReady)
 
 	want := map[string]struct {
 		list  client.ObjectList
@@ -124,8 +124,8 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 	}{
 		"Secret":              {&corev1.SecretList{}, []string{"kts-admin-ca", "kts-identity", "kts-operator-admin", "kts-replication", "kts-server-tls"}},
 		"ConfigMap":           {&corev1.ConfigMapList{}, []string{"kts-config"}},
-		"Service":             {&corev1.ServiceList{}, []string{"kts-active", "kts-members", "kts-passive", "kts-ro", "kts-rw"}},
-		"StatefulSet":         {&appsv1.StatefulSetList{}, []string{"kts-active", "kts-passive"}},
+		"Service":             {&corev1.ServiceList{}, []string{"kts-a", "kts-b", "kts-members", "kts-ro", "kts-rw"}},
+		"StatefulSet":         {&appsv1.StatefulSetList{}, []string{"kts-a", "kts-b"}},
 		"PodDisruptionBudget": {&policyv1.PodDisruptionBudgetList{}, []string{"kts"}},
 		"NetworkPolicy":       {&networkingv1.NetworkPolicyList{}, []string{"kts"}},
 		"Certificate":         {&cmv1.CertificateList{}, []string{"kts-admin-ca", "kts-operator-admin", "kts-server"}},
@@ -162,7 +162,7 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 	}
 
 	// The status names the members, the endpoints and the identity.
-	if k.Status.Active != "kts-active-0" || k.Status.Passive != "kts-passive-0" {
+	if k.Status.Active != "kts-a-0" || k.Status.Passive != "kts-b-0" {
 		t.Errorf("status active %q passive %q", k.Status.Active, k.Status.Passive)
 	}
 	if k.Status.Endpoints == nil || k.Status.Endpoints.ReadWrite != "https://kts-rw."+ns+".svc:11371" {
@@ -183,7 +183,7 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 
 	// kubectl get kts shows the printer columns.
 	out := env.Kubectl(t, "get", "kts", "-n", ns)
-	for _, col := range []string{"READY", "ACTIVE", "PASSIVE", "REPLICATING", "FINGERPRINT", "AGE", "kts-active-0", k.Status.Fingerprint} {
+	for _, col := range []string{"READY", "ACTIVE", "PASSIVE", "REPLICATING", "FINGERPRINT", "AGE", "kts-a-0", k.Status.Fingerprint} {
 		if !strings.Contains(out, col) {
 			t.Errorf("kubectl get kts lacks %q:\n%s", col, out)
 		}
@@ -313,14 +313,14 @@ func TestStatusFollowsThePods(t *testing.T) {
 	}
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionFalse, "does not exist yet")
 
-	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podNotReady)
+	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podNotReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionFalse, "is Pending")
 	identity := &corev1.Secret{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[identityDatabaseCreated]) > 0 {
 		t.Fatalf("the identity Secret before the active served: %v, marked %q", err, identity.Data[identityDatabaseCreated])
 	}
-	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podReady)
-	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "kts-active-0 is ready")
+	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podReady)
+	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "kts-a-0 is ready")
 	// From now on an empty volume of the active is a loss, not a start.
 	eventually(t, time.Minute, "the identity Secret marked", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity)
@@ -331,14 +331,14 @@ func TestStatusFollowsThePods(t *testing.T) {
 
 	// The passive cannot be placed: the status says why, in the
 	// scheduler's words.
-	memberPod(t, ctx, ns, "kts", memberPassive, podUnscheduled)
+	memberPod(t, ctx, ns, "kts", memberB, podUnscheduled)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionFalse, "didn't match pod anti-affinity rules")
 	ready := waitCondition(t, ctx, ns, "kts", trusteev1.ConditionReady, metav1.ConditionFalse, "")
 	if ready.Reason != trusteev1.ReasonPodNotReady {
 		t.Errorf("Ready: %s %s", ready.Reason, ready.Message)
 	}
 
-	memberPod(t, ctx, ns, "kts", memberPassive, podScheduled, podReady)
+	memberPod(t, ctx, ns, "kts", memberB, podScheduled, podReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "")
 	// Both pods are ready, but nothing answers at the active's address: the
 	// operator does not call the pair in sync.
@@ -353,7 +353,7 @@ func TestHighAvailabilityOff(t *testing.T) {
 	if err := env.Client.Create(ctx, k); err != nil {
 		t.Fatal(err)
 	}
-	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podNotReady)
+	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podNotReady)
 	eventually(t, time.Minute, "both StatefulSets", func() (bool, string) {
 		got := names(t, ctx, &appsv1.StatefulSetList{}, ns, "kts")
 		return len(got) == 2, fmt.Sprint(got)
@@ -367,19 +367,19 @@ func TestHighAvailabilityOff(t *testing.T) {
 	eventually(t, time.Minute, "the passive removed", func() (bool, string) {
 		sts := names(t, ctx, &appsv1.StatefulSetList{}, ns, "kts")
 		svcs := names(t, ctx, &corev1.ServiceList{}, ns, "kts")
-		return slices.Equal(sts, []string{"kts-active"}) && !slices.Contains(svcs, "kts-passive"), fmt.Sprint(sts, svcs)
+		return slices.Equal(sts, []string{"kts-a"}) && !slices.Contains(svcs, "kts-b"), fmt.Sprint(sts, svcs)
 	})
 	c := waitCondition(t, ctx, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionFalse, "high availability is off")
 	if c.Reason != trusteev1.ReasonHighAvailabilityDisabled {
 		t.Errorf("PassiveReady reason %s", c.Reason)
 	}
-	memberPod(t, ctx, ns, "kts", memberActive, podScheduled, podReady)
+	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionReady, metav1.ConditionTrue, "the server answers")
 	cm := &corev1.ConfigMap{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-config"}, cm); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := cm.Data["passive.conf"]; ok || !strings.Contains(cm.Data["active.conf"], `"STANDBY_NAME": ""`) {
+	if _, ok := cm.Data["b.conf"]; ok || !strings.Contains(cm.Data["a.conf"], `"STANDBY_NAME": ""`) {
 		t.Errorf("a standalone server's configuration: %v", cm.Data)
 	}
 }

@@ -39,6 +39,12 @@ type serverInputs struct {
 	OperatorLabels    map[string]string
 	// SMTPUser is the username in spec.smtp.authSecretRef's Secret.
 	SMTPUser string
+	// Active is the member that holds the active role (memberA when
+	// empty), as the identity Secret records it.
+	Active string
+	// FenceFor stops the active's pod (its StatefulSet scaled to zero), so
+	// that it accepts no more writes before this member is promoted.
+	FenceFor string
 }
 
 // Identifiers in the generated objects.
@@ -59,12 +65,24 @@ func (in serverInputs) image() string {
 	return in.DefaultImage
 }
 
+// active and passive are the members holding each role.
+func (in serverInputs) active() string  { return orDefault(in.Active, memberA) }
+func (in serverInputs) passive() string { return otherMember(in.active()) }
+
+// role is the role member holds.
+func (in serverInputs) role(member string) string {
+	if member == in.active() {
+		return config.RoleActive
+	}
+	return config.RolePassive
+}
+
 // members are the members the spec asks for, the active first.
 func (in serverInputs) members() []string {
 	if in.KTS.HighAvailabilityEnabled() {
-		return []string{memberActive, memberPassive}
+		return []string{in.active(), in.passive()}
 	}
-	return []string{memberActive}
+	return []string{in.active()}
 }
 
 func (in serverInputs) meta(name string) metav1.ObjectMeta {
@@ -130,11 +148,11 @@ func (in serverInputs) memberConfig(member string) config.Config {
 	if in.KTS.HighAvailabilityEnabled() {
 		c.StandbyName = standbyName
 	}
-	if member == memberPassive {
+	if in.role(member) == config.RolePassive {
 		c.Role = config.RolePassive
-		c.ActiveURL = fmt.Sprintf("https://%s:%d", n.PodHost(memberActive), portAPI)
+		c.ActiveURL = fmt.Sprintf("https://%s:%d", n.PodHost(in.active()), portAPI)
 		c.ActiveCA = path.Join(mountTLS, "ca.crt")
-		c.ActiveDB = fmt.Sprintf("%s:%d", n.PodHost(memberActive), portPostgreSQL)
+		c.ActiveDB = fmt.Sprintf("%s:%d", n.PodHost(in.active()), portPostgreSQL)
 	}
 	if h := spec.HSM; h != nil {
 		c.HSMModule, c.HSMTokenLabel = h.Module, h.TokenLabel
@@ -193,11 +211,11 @@ func (in serverInputs) tlsSecretName() string {
 func (in serverInputs) serviceDNSNames() []string {
 	n := in.names()
 	var out []string
-	svcs := []string{n.ReadWrite(), n.Read(), n.StatefulSet(memberActive), n.StatefulSet(memberPassive), n.Members()}
+	svcs := []string{n.ReadWrite(), n.Read(), n.StatefulSet(memberA), n.StatefulSet(memberB), n.Members()}
 	for _, s := range svcs {
 		out = append(out, s, s+"."+n.namespace, n.ServiceHost(s), n.ServiceHost(s)+".cluster.local")
 	}
-	for _, m := range []string{memberActive, memberPassive} {
+	for _, m := range []string{memberA, memberB} {
 		out = append(out, n.PodHost(m), n.PodHost(m)+".cluster.local")
 	}
 	for _, d := range in.KTS.Spec.TLS.DNSNames {
@@ -274,7 +292,7 @@ func (in serverInputs) services() []*corev1.Service {
 	}
 	api := servicePort("api", portAPI)
 	out := []*corev1.Service{
-		svc(n.ReadWrite(), n.memberLabels(memberActive), api),
+		svc(n.ReadWrite(), n.memberLabels(in.active()), api),
 		svc(n.Read(), n.serverSelector(), api),
 	}
 	for _, m := range in.members() {
@@ -348,8 +366,10 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 			VolumeMounts: in.volumeMounts(),
 		}
 	}
-	setup := container("setup", "member", "setup", "--member", member, "--config", conf, "--confdir", stateDir)
-	if member == memberActive {
+	role := in.role(member)
+	setup := container("setup", "member", "setup", "--member", role, "--config", conf, "--confdir", stateDir,
+		"--name", member, "--active-marker", path.Join(mountIdentity, identityActiveMember))
+	if role == config.RoleActive {
 		// Once the database exists, an empty volume is a loss, not a start.
 		setup.Args = append(setup.Args, "--created-marker", path.Join(mountIdentity, identityDatabaseCreated))
 	}
@@ -376,11 +396,18 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 		size = *spec.Storage.Size
 	}
 	topology := orDefault(spec.Scheduling.TopologyKey, corev1.LabelHostname)
+	replicas := int32(1)
+	meta := in.meta(n.StatefulSet(member))
+	meta.Labels[labelRole] = role
+	if in.FenceFor != "" && role == config.RoleActive {
+		replicas = 0
+		meta.Annotations = map[string]string{promoteAnnotation: in.FenceFor}
+	}
 	return withTemplateHash(&appsv1.StatefulSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
-		ObjectMeta: in.meta(n.StatefulSet(member)),
+		ObjectMeta: meta,
 		Spec: appsv1.StatefulSetSpec{
-			Replicas:    ptr.To[int32](1),
+			Replicas:    ptr.To(replicas),
 			ServiceName: n.Members(),
 			Selector:    &metav1.LabelSelector{MatchLabels: n.memberLabels(member)},
 			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/config"
 )
 
 // serverObservation is what the reconciler saw of a server's parts; the
@@ -98,18 +99,18 @@ func observePod(name string, pod *corev1.Pod, node *corev1.Node) podObservation 
 	return o
 }
 
-func memberCondition(typ, member string, p podObservation) metav1.Condition {
+func memberCondition(typ, role string, p podObservation) metav1.Condition {
 	c := metav1.Condition{Type: typ}
 	switch {
 	case p.Ready:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, trusteev1.ReasonPodReady, fmt.Sprintf("pod %s is ready", p.Name)
-	case !p.Exists && member == memberPassive:
+	case !p.Exists && role == config.RolePassive:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodMissing,
 			fmt.Sprintf("pod %s of the passive does not exist yet: it is made once the active's pod is placed on a node", p.Name)
 	case !p.Exists:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodMissing, fmt.Sprintf("pod %s of the %s does not exist yet", p.Name, member)
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodMissing, fmt.Sprintf("pod %s of the %s does not exist yet", p.Name, role)
 	default:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodNotReady, fmt.Sprintf("pod %s of the %s %s", p.Name, member, p.Why)
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodNotReady, fmt.Sprintf("pod %s of the %s %s", p.Name, role, p.Why)
 	}
 	return c
 }
@@ -121,8 +122,8 @@ func serverConditions(o serverObservation) []metav1.Condition {
 	if o.Certificate.OK {
 		cert.Status = metav1.ConditionTrue
 	}
-	active := memberCondition(trusteev1.ConditionActiveReady, memberActive, o.Active)
-	passive := memberCondition(trusteev1.ConditionPassiveReady, memberPassive, o.Passive)
+	active := memberCondition(trusteev1.ConditionActiveReady, config.RoleActive, o.Active)
+	passive := memberCondition(trusteev1.ConditionPassiveReady, config.RolePassive, o.Passive)
 	repl := metav1.Condition{Type: trusteev1.ConditionReplicating, Status: metav1.ConditionFalse, Reason: trusteev1.ReasonNotStreaming}
 	switch {
 	case !o.HA:

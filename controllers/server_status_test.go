@@ -11,7 +11,7 @@ import (
 // A pod's Ready condition is believed only while its node is there and
 // ready.
 func TestObservePodBelievesReadyOnlyOnAReadyNode(t *testing.T) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kts-active-0"}, Spec: corev1.PodSpec{NodeName: "node-1"},
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kts-a-0"}, Spec: corev1.PodSpec{NodeName: "node-1"},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.1.2.3",
 			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
 	node := func(status corev1.ConditionStatus) *corev1.Node {
@@ -35,7 +35,7 @@ func TestObservePodBelievesReadyOnlyOnAReadyNode(t *testing.T) {
 		{"no pod", nil, nil, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := observePod("kts-active-0", tc.pod, tc.node)
+			o := observePod("kts-a-0", tc.pod, tc.node)
 			if o.Ready != tc.ready || !strings.Contains(o.Why, tc.why) || o.Exists != (tc.pod != nil) {
 				t.Fatalf("observePod = %+v, want ready %v, why %q", o, tc.ready, tc.why)
 			}

@@ -40,6 +40,14 @@ const (
 	// the new template (the active is then left as it was).
 	ConditionUpgrading = "Upgrading"
 
+	// ConditionSwitchover is True while the roles of the pair change: the
+	// active is fenced, then the passive promoted, then the old active
+	// rejoins as the passive. False says why none runs: none asked, done,
+	// or refused (the pair is not in sync) — or, True with reason
+	// ActiveLost, that the operator promotes the passive because the
+	// active's data is gone.
+	ConditionSwitchover = "Switchover"
+
 	// ConditionCertificateReady is True when the TLS certificate the servers
 	// use is present and valid: issued by cert-manager, or read from the
 	// Secret named in the spec.
@@ -111,6 +119,26 @@ const (
 	// ReasonRollStopped: the passive did not start on the new template; the
 	// active is untouched.
 	ReasonRollStopped = "RollStopped"
+
+	// ReasonActiveAsSpecified: the active member is the one spec.activeMember
+	// names (or, with it empty, the one that was active).
+	ReasonActiveAsSpecified = "ActiveAsSpecified"
+	// ReasonSwitchoverRefused: spec.activeMember names the passive, but the
+	// pair is not ready and in sync: nothing was changed.
+	ReasonSwitchoverRefused = "SwitchoverRefused"
+	// ReasonFencing: the active's pod is being stopped so that it accepts
+	// no more writes, before the passive is promoted.
+	ReasonFencing = "Fencing"
+	// ReasonPromoting: the old active is fenced; the passive restarts as
+	// the active.
+	ReasonPromoting = "Promoting"
+	// ReasonRejoining: the new active serves; the old active restarts as
+	// the passive and copies it.
+	ReasonRejoining = "Rejoining"
+	// ReasonActiveLost: the active's volume holds no database although the
+	// server's database existed; the operator fences it and promotes the
+	// passive, which holds every acknowledged write.
+	ReasonActiveLost = "ActiveLost"
 
 	// ReasonSuspended: spec.suspend stops new backups.
 	ReasonSuspended = "Suspended"

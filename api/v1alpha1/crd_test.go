@@ -40,6 +40,7 @@ var crdTests = []struct {
 			{"Passive", ".status.passive"},
 			{"Replicating", `.status.conditions[?(@.type=="Replicating")].status`},
 			{"Fingerprint", ".status.fingerprint"},
+			{"Switchover", `.status.conditions[?(@.type=="Switchover")].reason`},
 			{"Upgrade", `.status.conditions[?(@.type=="Upgrading")].reason`},
 			{"Age", ".metadata.creationTimestamp"},
 		},

@@ -20,6 +20,7 @@ import (
 // +kubebuilder:printcolumn:name="Passive",type=string,JSONPath=`.status.passive`,description="The pod serving as the passive server"
 // +kubebuilder:printcolumn:name="Replicating",type=string,JSONPath=`.status.conditions[?(@.type=="Replicating")].status`,description="Whether the passive is the active's synchronous standby"
 // +kubebuilder:printcolumn:name="Fingerprint",type=string,JSONPath=`.status.fingerprint`,description="The server's OpenPGP key, as GET /?a=fingerprint answers"
+// +kubebuilder:printcolumn:name="Switchover",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Switchover")].reason`,description="Where a change of the active member stands"
 // +kubebuilder:printcolumn:name="Upgrade",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Upgrading")].reason`,description="Where a restart of the members on a new pod template stands"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 40",message="metadata.name must be at most 40 characters, so that the names of the StatefulSets, Services, pods and Secrets made from it stay within Kubernetes' limits"
@@ -66,6 +67,18 @@ type KeyTrusteeServerSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	HighAvailability HighAvailabilitySpec `json:"highAvailability,omitempty"`
+
+	// activeMember is the member that should be the active server: a or b
+	// (their pods are <name>-a-0 and <name>-b-0). Changing it switches the
+	// roles of a ready, in-sync pair: the active is fenced (its pod stopped)
+	// before the passive is promoted, then it rejoins as the passive.
+	// Refused, with the Switchover condition saying why, while the pair is
+	// not in sync. Empty keeps whichever member is active, which is also
+	// what lets the operator promote the passive by itself when the
+	// active's data is lost (status.activeMember says which one it is).
+	// +kubebuilder:validation:Enum=a;b
+	// +optional
+	ActiveMember string `json:"activeMember,omitempty"`
 
 	// postgresql tunes the PostgreSQL instance that runs beside each server.
 	// +optional
@@ -394,6 +407,12 @@ type KeyTrusteeServerStatus struct {
 	// +patchMergeKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// activeMember is the member that holds the active role, a or b. The
+	// operator also keeps it in the identity Secret (key active-member),
+	// which outlives the KeyTrusteeServer.
+	// +optional
+	ActiveMember string `json:"activeMember,omitempty"`
 
 	// active is the name of the pod serving as the active server (its
 	// PostgreSQL is the primary).

@@ -746,3 +746,58 @@ func isCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == code
 }
+
+// IsStandby reports whether DataDir holds a passive's copy (a standby's
+// cluster) rather than a primary's.
+func (i *Instance) IsStandby() bool {
+	dir, err := i.dataDir()
+	return err == nil && i.Initialized() && isStandby(dir)
+}
+
+// Promote makes the passive's copy in DataDir the primary, for a server
+// whose role is now the active's: the other member must be fenced first
+// (stopped, accepting no writes), which Promote cannot see. It runs the
+// copy as the standby it is, replays every WAL record it received, ends
+// recovery with `pg_ctl promote` (PostgreSQL starts a new timeline) and
+// stops it again. A primary's cluster is left as it is.
+func (i *Instance) Promote(ctx context.Context) error {
+	if i.role() != RoleActive {
+		return fmt.Errorf("Promote makes a copy the active's cluster, and this server's role is %q", i.role())
+	}
+	if !i.IsStandby() {
+		return nil
+	}
+	dir, _ := i.dataDir()
+	standby := *i
+	standby.Role = RolePassive
+	if err := standby.Start(ctx); err != nil {
+		return fmt.Errorf("promote: start the copy as a standby: %w", err)
+	}
+	r, err := i.runner()
+	if err == nil {
+		var out string
+		if out, err = r.run(ctx, "pg_ctl", "promote", "--wait", "--timeout="+waitSeconds(ctx), "--pgdata="+dir); err != nil {
+			err = fmt.Errorf("promote the copy in %s: %w\n%s", dir, err, out)
+		}
+	}
+	return errors.Join(err, standby.Stop(context.WithoutCancel(ctx)))
+}
+
+// MoveAside renames DataDir to DataDir.old-<UTC time>, for a member whose
+// cluster is to be replaced by a fresh copy of the active's (a former
+// active's, once the other member was promoted), and returns the new name.
+// Nothing is deleted. The server must not run.
+func (i *Instance) MoveAside(ctx context.Context) (string, error) {
+	dir, err := i.dataDir()
+	if err != nil {
+		return "", err
+	}
+	st, err := i.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	if st.Running {
+		return "", fmt.Errorf("PostgreSQL runs in %s: stop it before moving it aside", dir)
+	}
+	return moveAside(dir)
+}

@@ -119,7 +119,7 @@ func TestMembersOnSeparateNodes(t *testing.T) {
 			condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
 			condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
 			condition(t, cluster, ns, "kts", trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "", time.Minute)
-			a, p := member(t, cluster, ns, "kts-active-0"), member(t, cluster, ns, "kts-passive-0")
+			a, p := member(t, cluster, ns, "kts-a-0"), member(t, cluster, ns, "kts-b-0")
 			nodes := map[string]*corev1.Node{}
 			for _, pod := range []*corev1.Pod{a, p} {
 				n := &corev1.Node{}
@@ -131,7 +131,7 @@ func TestMembersOnSeparateNodes(t *testing.T) {
 			if av, pv := nodes[a.Name].Labels[tc.label], nodes[p.Name].Labels[tc.label]; av == pv {
 				t.Fatalf("both members have %s=%s (nodes %s and %s)", tc.label, av, a.Spec.NodeName, p.Spec.NodeName)
 			}
-			for _, claim := range []string{"data-kts-active-0", "data-kts-passive-0"} {
+			for _, claim := range []string{"data-kts-a-0", "data-kts-b-0"} {
 				pvc := &corev1.PersistentVolumeClaim{}
 				if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: claim}, pvc); err != nil || pvc.Status.Phase != corev1.ClaimBound {
 					t.Fatalf("PVC %s: %v %s", claim, err, pvc.Status.Phase)
@@ -162,7 +162,7 @@ func TestPassiveWithoutASecondNode(t *testing.T) {
 	if !strings.Contains(c.Message, "cannot be scheduled") {
 		t.Errorf("PassiveReady: %s", c.Message)
 	}
-	if p := member(t, one, ns, "kts-passive-0"); p == nil || p.Spec.NodeName != "" || p.Status.Phase != corev1.PodPending {
+	if p := member(t, one, ns, "kts-b-0"); p == nil || p.Spec.NodeName != "" || p.Status.Phase != corev1.PodPending {
 		t.Fatalf("the passive's pod: %+v", p)
 	}
 	ready := condition(t, one, ns, "kts", trusteev1.ConditionReady, metav1.ConditionFalse, "", time.Minute)
@@ -183,10 +183,10 @@ func TestNodeLoss(t *testing.T) {
 	condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
 	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
 
-	lost := member(t, cluster, ns, "kts-active-0").Spec.NodeName
+	lost := member(t, cluster, ns, "kts-a-0").Spec.NodeName
 	cluster.DeleteNode(t, lost)
 	t.Cleanup(func() { cluster.AddNode(t, controlplane.Node{Name: lost, Zone: zoneOf(lost)}) })
-	c := condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionFalse, "kts-active-0", 2*time.Minute)
+	c := condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionFalse, "kts-a-0", 2*time.Minute)
 	t.Logf("after the node is gone: ActiveReady %s: %s", c.Reason, c.Message)
 	condition(t, cluster, ns, "kts", trusteev1.ConditionReady, metav1.ConditionFalse, "", time.Minute)
 	d := condition(t, cluster, ns, "kts", trusteev1.ConditionDegraded, metav1.ConditionTrue, "reads only, served by the passive; writes wait for the active", time.Minute)
@@ -197,20 +197,20 @@ func TestNodeLoss(t *testing.T) {
 		out := kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=kts", "-o", "custom-columns=REASON:.reason,MESSAGE:.message")
 		return strings.Contains(out, "ActiveReadyFalse") && strings.Contains(out, "ActiveReadyTrue"), out
 	})
-	if now := member(t, cluster, ns, "kts-active-0").Spec.NodeName; now == lost || now == member(t, cluster, ns, "kts-passive-0").Spec.NodeName {
+	if now := member(t, cluster, ns, "kts-a-0").Spec.NodeName; now == lost || now == member(t, cluster, ns, "kts-b-0").Spec.NodeName {
 		t.Fatalf("the active came back on node %s (lost %s)", now, lost)
 	}
 
 	// A node that only stops answering.
-	silent := member(t, cluster, ns, "kts-passive-0").Spec.NodeName
+	silent := member(t, cluster, ns, "kts-b-0").Spec.NodeName
 	cluster.StopHeartbeat(t, silent)
 	t.Cleanup(func() { cluster.ResumeHeartbeat(t, silent) })
 	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionFalse, "", 2*time.Minute)
-	if err := cluster.Client.Delete(background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kts-passive-0"}}); err != nil {
+	if err := cluster.Client.Delete(background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kts-b-0"}}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Second)
-	if p := member(t, cluster, ns, "kts-passive-0"); p == nil || p.DeletionTimestamp.IsZero() || p.Spec.NodeName != silent {
+	if p := member(t, cluster, ns, "kts-b-0"); p == nil || p.DeletionTimestamp.IsZero() || p.Spec.NodeName != silent {
 		t.Fatalf("on a silent node the deleted pod should stay Terminating: %+v", p)
 	}
 	node := &corev1.Node{}
@@ -222,7 +222,7 @@ func TestNodeLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", 3*time.Minute)
-	if now := member(t, cluster, ns, "kts-passive-0").Spec.NodeName; now == silent {
+	if now := member(t, cluster, ns, "kts-b-0").Spec.NodeName; now == silent {
 		t.Fatalf("the passive came back on the silent node %s", now)
 	}
 }
@@ -262,15 +262,15 @@ func TestDisruptionBudget(t *testing.T) {
 			finalizers = `null`
 		}
 		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":`+finalizers+`}}`))
-		if err := cluster.Client.Patch(background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kts-passive-0"}}, patch); err != nil {
+		if err := cluster.Client.Patch(background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kts-b-0"}}, patch); err != nil {
 			t.Fatal(err)
 		}
 	}
 	hold(true)
-	if err := evict("kts-passive-0"); err != nil {
+	if err := evict("kts-b-0"); err != nil {
 		t.Fatalf("evicting the first member: %v", err)
 	}
-	err := evict("kts-active-0")
+	err := evict("kts-a-0")
 	hold(false)
 	if !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), "disruption budget") {
 		t.Fatalf("evicting the second member while the first is away: %v, want refused by the disruption budget", err)
@@ -284,7 +284,7 @@ func TestDisruptionBudget(t *testing.T) {
 	// As a drain does, retry while the budget catches up with the
 	// passive's return.
 	harness.Eventually(t, time.Minute, "the active evicted once the passive is back", func() (bool, string) {
-		err := evict("kts-active-0")
+		err := evict("kts-a-0")
 		return err == nil, fmt.Sprint(err)
 	})
 }
@@ -372,13 +372,13 @@ func TestReadyWithItsMembersRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := memberpods.RootDir(t)
-	active := memberpods.LayOut(t, background(), cluster.Client, kts, root, k, "active", nil)
-	passive := memberpods.LayOut(t, background(), cluster.Client, kts, root, k, "passive", active)
+	active := memberpods.LayOut(t, background(), cluster.Client, kts, root, k, "a", nil)
+	passive := memberpods.LayOut(t, background(), cluster.Client, kts, root, k, "b", active)
 	active.RunDB(t)
 	passive.RunDB(t)
 	active.RunServer(t)
 	passive.RunServer(t)
-	ips := podIPsToServeOn(t, ns, "kts-active-0", "kts-passive-0")
+	ips := podIPsToServeOn(t, ns, "kts-a-0", "kts-b-0")
 	for i, m := range []*memberpods.Member{active, passive} {
 		forward(t, net.JoinHostPort(ips[i], "11371"), fmt.Sprintf("127.0.0.1:%d", m.API))
 		forward(t, net.JoinHostPort(ips[i], "11373"), fmt.Sprintf("127.0.0.1:%d", m.Admin))
@@ -413,7 +413,7 @@ spec:
 		c := meta.FindStatusCondition(org.Status.Conditions, trusteev1.ConditionReady)
 		return c != nil && c.Status == metav1.ConditionTrue && org.Status.UUID != "", fmt.Sprintf("%+v", org.Status)
 	})
-	if out := kubectl(t, "get", "kts", "-n", ns); !strings.Contains(out, "True") || !strings.Contains(out, "kts-active-0") {
+	if out := kubectl(t, "get", "kts", "-n", ns); !strings.Contains(out, "True") || !strings.Contains(out, "kts-a-0") {
 		t.Errorf("kubectl get kts:\n%s", out)
 	}
 

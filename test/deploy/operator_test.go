@@ -118,7 +118,7 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 	for _, o := range []client.Object{
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kts-identity", Namespace: ns}},
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kts-config", Namespace: ns}},
-		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "kts-active", Namespace: ns}},
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "kts-a", Namespace: ns}},
 		&batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly-backup", Namespace: ns}},
 	} {
 		harness.Eventually(t, time.Minute, fmt.Sprintf("%T %s", o, o.GetName()), func() (bool, string) {
@@ -145,7 +145,7 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 			return false, err.Error()
 		}
 		r := meta.FindStatusCondition(org.Status.Conditions, trusteev1.ConditionReady)
-		return r != nil && r.Reason == trusteev1.ReasonServerNotReady && strings.Contains(r.Message, "waiting for the active server of kts: pod kts-active-0"), fmt.Sprintf("%+v", r)
+		return r != nil && r.Reason == trusteev1.ReasonServerNotReady && strings.Contains(r.Message, "waiting for the active server of kts: pod kts-a-0"), fmt.Sprintf("%+v", r)
 	})
 	harness.Eventually(t, time.Minute, "an event on the server", func() (bool, string) {
 		var evs eventsv1.EventList

@@ -1,16 +1,10 @@
 package e2e
 
 import (
-	"cmp"
-	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -24,9 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anishathalye/porcupine"
-
 	"trustee.dev/trustee/server/client"
+	hist "trustee.dev/trustee/test/history"
 )
 
 // Settings of TestFaultsKeepTheContract.
@@ -41,11 +34,8 @@ const (
 	// (daemon.writeTimeout): a write admitted just before the passive's
 	// database went away fails after it with 503 timeout.
 	serverWriteTimeout = 3 * time.Second
-	opTimeout          = 15 * time.Second       // bound on one client operation
-	holdLimit          = 30 * time.Second       // longest a fault is kept waiting for the workload to show its effect
-	recoverLimit       = 60 * time.Second       // longest the pair may take to recover from a fault
-	workloadPause      = 20 * time.Millisecond  // between iterations of a client
-	failurePause       = 200 * time.Millisecond // after an operation failed, as a client backs off
+	holdLimit          = 30 * time.Second // longest a fault is kept waiting for the workload to show its effect
+	recoverLimit       = 60 * time.Second // longest the pair may take to recover from a fault
 )
 
 // TestFaultsKeepTheContract crashes the four processes of the pair in turn
@@ -77,10 +67,10 @@ func TestFaultsKeepTheContract(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 
 	p := startFaultPair(t)
-	h := &history{t0: time.Now()}
+	h := hist.New()
 	p.h = h
-	h.preload(t, p.clientDir, 300, 64<<10)
-	stop := h.runWorkload(t, p.clientDir, seed)
+	h.Preload(t, p.clientDir, preloader, 300, 64<<10)
+	stop := h.RunWorkload(t, p.clientDir, faultClients, seed)
 	p.waitRecovered(t, "before the first fault")
 
 	var windows []window
@@ -110,9 +100,10 @@ func TestFaultsKeepTheContract(t *testing.T) {
 	lost := p.verifyWrites(t)
 	t.Logf("every write read back from each server in %v", time.Since(verifyStart).Round(time.Millisecond))
 
-	ops := h.snapshot()
-	stale := checkNoStaleReads(t, ops)
-	checkLinearizable(t, ops, windows)
+	ops := h.Snapshot()
+	stale := hist.CheckNoStaleReads(t, ops, fmt.Sprintf("client %d reads the passive alone while its database restarts", passiveProbe))
+	hist.CheckLinearizable(t, ops, fmt.Sprintf("clients 0-%d: the workload; %d, %d: the active, the passive alone after the faults; "+
+		"%d: the passive alone while its database restarted", faultClients-1, activeAlone, passiveAlone, passiveProbe), aroundFaults(windows))
 	for _, w := range windows {
 		w.check(t, ops)
 	}
@@ -151,7 +142,7 @@ type faultPair struct {
 	servers   [2]*ktsServer
 	clientDir string            // a client registered with both servers
 	alone     [2]*client.Client // the same client, knowing one server only
-	h         *history
+	h         *hist.History
 	readyz    *http.Client
 }
 
@@ -356,10 +347,34 @@ func (p *faultPair) waitRecovered(t *testing.T, what string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	healthy := p.h.now()
+	healthy := p.h.Now()
 	bounded(t, recoverLimit, what+": a write acknowledged once the pair was healthy again", func() bool {
-		return p.h.any(healthy, func(o op) bool { return o.put && o.call >= healthy && o.res == resOK })
+		return p.h.Any(healthy, func(o hist.Op) bool { return o.Put && o.Call >= healthy && o.Res == hist.OK })
 	})
+}
+
+// verifyWrites reads every write back from each server alone once the
+// pair is healthy (History.VerifyWrites); it returns the acknowledged
+// writes lost.
+func (p *faultPair) verifyWrites(t *testing.T) int {
+	t.Helper()
+	if err := p.health(); err != nil {
+		t.Fatalf("the pair is not healthy after the faults: %v", err)
+	}
+	return p.h.VerifyWrites(t, p.alone, [2]int{activeAlone, passiveAlone}, [2]string{"the active " + p.urls[0], "the passive " + p.urls[1]})
+}
+
+// aroundFaults describes the faults near a key's operations.
+func aroundFaults(windows []window) func([]hist.Op) string {
+	return func(ops []hist.Op) string {
+		var b strings.Builder
+		for _, w := range windows {
+			if w.down-5*time.Second <= ops[len(ops)-1].Ret && ops[0].Call <= w.recovered+5*time.Second {
+				fmt.Fprintf(&b, "  fault: %s down [%s, %s], recovered %s\n", w.kind, hist.FmtOffset(w.down), hist.FmtOffset(w.restart), hist.FmtOffset(w.recovered))
+			}
+		}
+		return b.String()
+	}
 }
 
 // ---- Faults ----
@@ -402,18 +417,18 @@ func (p *faultPair) inject(t *testing.T, kind faultKind, hold time.Duration) win
 	case activeDB, passiveDB:
 		postmaster = p.killDB(t, side)
 	}
-	w.down = h.now()
-	readOK := func(o op) bool { return !o.put && o.call >= w.down && o.res != resFailed }
-	refused := func(o op) bool { return o.put && o.call >= w.down && o.code == "passive_unavailable" }
+	w.down = h.Now()
+	readOK := func(o hist.Op) bool { return !o.Put && o.Call >= w.down && o.Res != hist.Failed }
+	refused := func(o hist.Op) bool { return o.Put && o.Call >= w.down && o.Code == "passive_unavailable" }
 	bounded(t, holdLimit, fmt.Sprintf("a successful read while the %s was down", kind), func() bool {
-		return h.now()-w.down >= hold && h.any(w.down, readOK)
+		return h.Now()-w.down >= hold && h.Any(w.down, readOK)
 	})
 	if kind == passiveDB {
 		bounded(t, holdLimit, "a write refused with passive_unavailable while the passive's PostgreSQL was down", func() bool {
-			return h.any(w.down, refused)
+			return h.Any(w.down, refused)
 		})
 	}
-	w.restart = h.now()
+	w.restart = h.Now()
 	switch kind {
 	case activeServer, passiveServer:
 		if err := p.servers[side].start(); err != nil {
@@ -430,7 +445,7 @@ func (p *faultPair) inject(t *testing.T, kind faultKind, hold time.Duration) win
 		defer stopProbe()
 	}
 	p.waitRecovered(t, "after restarting the "+kind.String())
-	w.recovered = h.now()
+	w.recovered = h.Now()
 	return w
 }
 
@@ -442,8 +457,8 @@ func (p *faultPair) probePassive() (stop func()) {
 	wg.Go(func() {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 		for !done.Load() {
-			if key, ok := p.h.pickAcknowledged(rng); ok {
-				p.h.get(p.alone[1], passiveProbe, key)
+			if key, ok := p.h.PickAcknowledged(rng); ok {
+				p.h.Get(p.alone[1], passiveProbe, key)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -452,25 +467,25 @@ func (p *faultPair) probePassive() (stop func()) {
 }
 
 // inside reports whether o was called and answered while the process was down.
-func (w window) inside(o op) bool { return o.call >= w.down && o.ret <= w.restart }
+func (w window) inside(o hist.Op) bool { return o.Call >= w.down && o.Ret <= w.restart }
 
-func (w window) describe(h *history) string {
+func (w window) describe(h *hist.History) string {
 	var reads, readsOK, acked, refused, unknown int
-	for _, o := range h.snapshot() {
+	for _, o := range h.Snapshot() {
 		if !w.inside(o) {
 			continue
 		}
 		switch {
-		case !o.put:
+		case !o.Put:
 			reads++
-			if o.res != resFailed {
+			if o.Res != hist.Failed {
 				readsOK++
 			}
-		case o.res == resOK:
+		case o.Res == hist.OK:
 			acked++
-		case o.res == resRefused:
+		case o.Res == hist.Refused:
 			refused++
-		case o.res == resUnknown:
+		case o.Res == hist.Unknown:
 			unknown++
 		}
 	}
@@ -479,7 +494,7 @@ func (w window) describe(h *history) string {
 }
 
 // check verifies what the contract says of the operations inside the window.
-func (w window) check(t *testing.T, ops []op) {
+func (w window) check(t *testing.T, ops []hist.Op) {
 	t.Helper()
 	readsOK, refusals := 0, 0
 	var problems []string
@@ -487,8 +502,8 @@ func (w window) check(t *testing.T, ops []op) {
 		if !w.inside(o) {
 			continue
 		}
-		if !o.put {
-			if o.res != resFailed {
+		if !o.Put {
+			if o.Res != hist.Failed {
 				readsOK++
 			}
 			continue
@@ -496,507 +511,35 @@ func (w window) check(t *testing.T, ops []op) {
 		switch {
 		case w.kind == passiveServer:
 			// The passive's database still confirms: writes go on.
-		case o.res == resOK:
+		case o.Res == hist.OK:
 			// The active cannot commit without its database, nor confirm
 			// without the passive's, nor answer while it is dead.
 			problems = append(problems, fmt.Sprintf("acknowledged: %v", o))
 		case w.kind != passiveDB:
-		case o.res == resRefused && o.code == "passive_unavailable":
+		case o.Res == hist.Refused && o.Code == "passive_unavailable":
 			refusals++
-			if o.ret-o.call >= serverWriteTimeout {
-				problems = append(problems, fmt.Sprintf("refused only after %v, not at once: %v", o.ret-o.call, o))
+			if o.Ret-o.Call >= serverWriteTimeout {
+				problems = append(problems, fmt.Sprintf("refused only after %v, not at once: %v", o.Ret-o.Call, o))
 			}
-		case o.res == resUnknown && o.code == "timeout":
+		case o.Res == hist.Unknown && o.Code == "timeout":
 			// Admitted before the active noticed, which its replication
 			// check does well within the write timeout.
-			if o.call-w.down > serverWriteTimeout {
-				problems = append(problems, fmt.Sprintf("admitted %v after the loss, then timed out: %v", o.call-w.down, o))
+			if o.Call-w.down > serverWriteTimeout {
+				problems = append(problems, fmt.Sprintf("admitted %v after the loss, then timed out: %v", o.Call-w.down, o))
 			}
 		default:
 			problems = append(problems, fmt.Sprintf("want passive_unavailable, or timeout if admitted first: %v", o))
 		}
 	}
 	if len(problems) > 0 {
-		t.Errorf("%s down [%s, %s]: %d writes broke the contract, the first:\n  %s", w.kind, fmtOffset(w.down), fmtOffset(w.restart),
+		t.Errorf("%s down [%s, %s]: %d writes broke the contract, the first:\n  %s", w.kind, hist.FmtOffset(w.down), hist.FmtOffset(w.restart),
 			len(problems), strings.Join(problems[:min(len(problems), 5)], "\n  "))
 	}
 	if readsOK == 0 {
-		t.Errorf("%s down [%s, %s]: no read succeeded", w.kind, fmtOffset(w.down), fmtOffset(w.restart))
+		t.Errorf("%s down [%s, %s]: no read succeeded", w.kind, hist.FmtOffset(w.down), hist.FmtOffset(w.restart))
 	}
 	if w.kind == passiveDB && refusals == 0 {
-		t.Errorf("%s down [%s, %s]: no write was refused with passive_unavailable", w.kind, fmtOffset(w.down), fmtOffset(w.restart))
-	}
-}
-
-// ---- The workload and its history ----
-
-// outcome is what an operation's caller learned.
-type outcome int
-
-const (
-	resOK       outcome = iota // put acknowledged; get found the value
-	resNotFound                // get: no such deposit
-	resExists                  // put: 409, the name was taken
-	resUnknown                 // put that may or may not have taken effect
-	resRefused                 // put the server refused without doing it
-	resFailed                  // get no server answered
-)
-
-func (r outcome) String() string {
-	return [...]string{"ok", "not found", "exists", "unknown", "refused", "failed"}[r]
-}
-
-// op is one operation of the history; times are offsets from the start.
-type op struct {
-	client    int
-	put       bool
-	key       string
-	value     string // put: the value written; get: the value read
-	call, ret time.Duration
-	res       outcome
-	code      string // the error code, or the transport error, of a failure
-}
-
-func (o op) String() string {
-	name, v := "get", ""
-	if o.put {
-		name = "put"
-	}
-	if o.value != "" {
-		v = fmt.Sprintf(" %q", o.value)
-	}
-	return fmt.Sprintf("[%s, %s] client %d %s %s%s -> %s %s", fmtOffset(o.call), fmtOffset(o.ret), o.client, name, o.key, v, o.res, o.code)
-}
-
-func fmtOffset(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
-
-// history records every operation of the workload and of the final reads.
-type history struct {
-	t0    time.Time
-	mu    sync.Mutex
-	ops   []op
-	keys  []string // keys of every put attempted, in order
-	acked []string // keys of the acknowledged puts
-}
-
-func (h *history) now() time.Duration { return time.Since(h.t0) }
-
-func (h *history) add(o op) {
-	h.mu.Lock()
-	h.ops = append(h.ops, o)
-	if o.put && o.res == resOK {
-		h.acked = append(h.acked, o.key)
-	}
-	h.mu.Unlock()
-}
-
-func (h *history) snapshot() []op {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.ops)
-}
-
-// any reports whether an operation answered after from satisfies f.
-func (h *history) any(from time.Duration, f func(op) bool) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	// Operations are added as they answer; allow for a little reordering.
-	for i := len(h.ops) - 1; i >= 0 && h.ops[i].ret >= from-time.Second; i-- {
-		if h.ops[i].ret >= from && f(h.ops[i]) {
-			return true
-		}
-	}
-	return false
-}
-
-// runWorkload starts faultClients clients, each with the registered client
-// state opened anew, looping: put a fresh key, get a key already attempted
-// (often a recent one), and now and then get a key never written. The
-// returned function stops them and waits.
-func (h *history) runWorkload(t *testing.T, dir string, seed uint64) (stop func()) {
-	var done atomic.Bool
-	var wg sync.WaitGroup
-	for id := range faultClients {
-		c, err := client.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rng := rand.New(rand.NewPCG(seed, uint64(id)+1))
-		wg.Go(func() {
-			for seq := 0; !done.Load(); seq++ {
-				key := fmt.Sprintf("c%d-%d", id, seq)
-				w := h.put(c, id, key, fmt.Appendf(nil, "value of %s %016x", key, rng.Uint64()))
-				r := h.get(c, id, h.pick(rng))
-				if rng.IntN(8) == 0 {
-					h.get(c, id, fmt.Sprintf("never-%d-%d", id, seq))
-				}
-				if w.res != resOK || r.res == resFailed {
-					time.Sleep(failurePause)
-				}
-				time.Sleep(workloadPause)
-			}
-		})
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { done.Store(true); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
-}
-
-func (h *history) pick(rng *rand.Rand) string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := len(h.keys)
-	if rng.IntN(2) == 0 {
-		return h.keys[n-1-rng.IntN(min(n, 16))]
-	}
-	return h.keys[rng.IntN(n)]
-}
-
-func (h *history) pickAcknowledged(rng *rand.Rand) (string, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.acked) == 0 {
-		return "", false
-	}
-	return h.acked[rng.IntN(len(h.acked))], true
-}
-
-func (h *history) put(c *client.Client, id int, key string, data []byte) op {
-	h.mu.Lock()
-	h.keys = append(h.keys, key)
-	h.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	o := op{client: id, put: true, key: key, value: recorded(data), call: h.now()}
-	err := c.Put(ctx, key, data)
-	o.ret = h.now()
-	o.res, o.code = putResult(err)
-	h.add(o)
-	return o
-}
-
-func (h *history) get(c *client.Client, id int, key string) op {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	o := op{client: id, key: key, call: h.now()}
-	data, err := c.Get(ctx, key)
-	o.ret = h.now()
-	o.res, o.code = getResult(err)
-	if o.res == resOK {
-		o.value = recorded(data)
-	}
-	h.add(o)
-	return o
-}
-
-// recorded is how the history keeps a deposit: as is when short, else by
-// its size and digest.
-func recorded(data []byte) string {
-	if len(data) <= 200 {
-		return string(data)
-	}
-	return fmt.Sprintf("%d bytes, SHA-256 %x", len(data), sha256.Sum256(data))
-}
-
-// preload writes n deposits of size bytes before the workload starts, as a
-// pair in use holds data. A standby that crashes replays the WAL written
-// since its last restartpoint when it starts again: only with data behind
-// it does that take long enough to matter.
-func (h *history) preload(t *testing.T, dir string, n, size int) {
-	t.Helper()
-	c, err := client.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range 4 {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
-				data := []byte(fmt.Sprintf("preloaded %d ", i))
-				data = append(data, strings.Repeat("-", size-len(data))...)
-				if o := h.put(c, preloader, fmt.Sprintf("pre-%d", i), data); o.res != resOK {
-					t.Errorf("preload: %v", o)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-}
-
-// putResult sorts a write's outcome: refused (a 4xx, or a 503 the server
-// sends before doing anything) never took effect; a transport failure, a
-// 503 timeout or database_unavailable, or a 500 may have.
-func putResult(err error) (outcome, string) {
-	if err == nil {
-		return resOK, ""
-	}
-	var ae *client.APIError
-	if !errors.As(err, &ae) {
-		return resUnknown, transportCode(err)
-	}
-	switch {
-	case ae.Status == http.StatusConflict:
-		return resExists, ae.Code
-	case ae.Status == http.StatusServiceUnavailable && (ae.Code == "passive_unavailable" || ae.Code == "active_unavailable"):
-		return resRefused, ae.Code
-	case ae.Status >= 400 && ae.Status < 500:
-		return resRefused, ae.Code
-	}
-	return resUnknown, ae.Code
-}
-
-func getResult(err error) (outcome, string) {
-	if err == nil {
-		return resOK, ""
-	}
-	var ae *client.APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Code == "not_found" {
-		return resNotFound, ""
-	}
-	if ae != nil {
-		return resFailed, ae.Code
-	}
-	return resFailed, transportCode(err)
-}
-
-func transportCode(err error) string {
-	for _, s := range []string{"connection refused", "connection reset", "EOF", "deadline exceeded"} {
-		if strings.Contains(err.Error(), s) {
-			return s
-		}
-	}
-	msg := err.Error()
-	return msg[max(0, len(msg)-120):]
-}
-
-// ---- Checks ----
-
-// verifyWrites reads every key the workload tried to write from the active
-// alone and from the passive alone, once the pair has recovered: an
-// acknowledged write must read back with its value from both, a refused one
-// from neither, and the two servers must agree on writes of unknown
-// outcome. The reads join the history. It returns the acknowledged writes
-// lost.
-func (p *faultPair) verifyWrites(t *testing.T) (lost int) {
-	t.Helper()
-	if err := p.health(); err != nil {
-		t.Fatalf("the pair is not healthy after the faults: %v", err)
-	}
-	var puts []op
-	for _, o := range p.h.snapshot() {
-		if o.put {
-			puts = append(puts, o)
-		}
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	next := atomic.Int64{}
-	for range 8 {
-		wg.Go(func() {
-			for n := next.Add(1) - 1; n < int64(len(puts)); n = next.Add(1) - 1 {
-				w := puts[n]
-				var got [2]op
-				for i, c := range p.alone {
-					for attempt := 0; ; attempt++ {
-						got[i] = p.h.get(c, activeAlone+i, w.key)
-						if got[i].res != resFailed || attempt == 2 {
-							break
-						}
-						time.Sleep(time.Second)
-					}
-				}
-				mu.Lock()
-				lost += p.judge(t, w, got)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return lost
-}
-
-// judge checks what the active (got[0]) and the passive (got[1]) return for
-// write w after recovery; it returns 1 when w was acknowledged but is lost.
-func (p *faultPair) judge(t *testing.T, w op, got [2]op) int {
-	t.Helper()
-	for i, g := range got {
-		if g.res == resFailed {
-			t.Errorf("after recovery, %s could not read %s: %s", p.urls[i], w.key, g.code)
-			return 0
-		}
-	}
-	switch w.res {
-	case resOK:
-		for _, g := range got {
-			if g.res != resOK || g.value != w.value {
-				t.Errorf("LOST acknowledged write: %v\n  active reads: %v\n  passive reads: %v", w, got[0], got[1])
-				return 1
-			}
-		}
-	case resRefused:
-		if got[0].res != resNotFound || got[1].res != resNotFound {
-			t.Errorf("a refused write took effect: %v\n  active reads: %v\n  passive reads: %v", w, got[0], got[1])
-		}
-	default:
-		if got[0].res != got[1].res || got[0].value != got[1].value {
-			t.Errorf("the servers disagree after recovery on %v\n  active reads: %v\n  passive reads: %v", w, got[0], got[1])
-		}
-	}
-	return 0
-}
-
-// checkNoStaleReads finds reads that answered "not found" for a deposit
-// whose write had been acknowledged before the read was sent: a
-// linearizability violation of the plainest kind, reported on its own. It
-// returns how many there were.
-func checkNoStaleReads(t *testing.T, ops []op) int {
-	t.Helper()
-	acked := map[string]op{}
-	for _, o := range ops {
-		if o.put && o.res == resOK {
-			acked[o.key] = o
-		}
-	}
-	var stale []string
-	for _, o := range ops {
-		if w, ok := acked[o.key]; ok && !o.put && o.res == resNotFound && o.call > w.ret {
-			stale = append(stale, fmt.Sprintf("%v\n    after %v", o, w))
-		}
-	}
-	if len(stale) > 0 {
-		t.Errorf("%d reads answered not found for a write acknowledged before they were sent "+
-			"(client %d reads the passive alone while its database restarts), the first:\n  %s",
-			len(stale), passiveProbe, strings.Join(stale[:min(len(stale), 5)], "\n  "))
-	}
-	return len(stale)
-}
-
-// kvIn and kvOut are the input and output of an operation for porcupine.
-type kvIn struct {
-	put        bool
-	key, value string
-}
-
-type kvOut struct {
-	res   outcome
-	value string
-}
-
-// kvModel is a key-value store with create-only puts, partitioned by key;
-// a key's state is its value, "" while absent (values are never empty).
-var kvModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, o := range history {
-			k := o.Input.(kvIn).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], o)
-		}
-		out := make([][]porcupine.Operation, len(keys))
-		for i, k := range keys {
-			out[i] = byKey[k]
-		}
-		return out
-	},
-	Init: func() any { return "" },
-	Step: func(state, input, output any) (bool, any) {
-		cur, in, out := state.(string), input.(kvIn), output.(kvOut)
-		switch {
-		case !in.put && out.res == resOK:
-			return cur == out.value, cur
-		case !in.put: // not found
-			return cur == "", cur
-		case out.res == resOK:
-			return cur == "", in.value
-		case out.res == resExists:
-			return cur != "", cur
-		}
-		// Unknown outcome: it took effect when it is linearized. Its
-		// return is open, so it may be linearized after everything else,
-		// which is the same as never taking effect.
-		if cur == "" {
-			return true, in.value
-		}
-		return true, cur
-	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(kvIn), output.(kvOut)
-		if in.put {
-			return fmt.Sprintf("put(%s, %q) -> %s", in.key, in.value, out.res)
-		}
-		return fmt.Sprintf("get(%s) -> %s %q", in.key, out.res, out.value)
-	},
-}
-
-// porcupineOps turns the history into porcupine operations: refused writes
-// and failed reads are left out (they had no effect), and writes of unknown
-// outcome never return.
-func porcupineOps(ops []op) []porcupine.Operation {
-	var out []porcupine.Operation
-	for _, o := range ops {
-		if o.res == resRefused || o.res == resFailed {
-			continue
-		}
-		ret := int64(o.ret)
-		if o.res == resUnknown {
-			ret = math.MaxInt64
-		}
-		out = append(out, porcupine.Operation{ClientId: o.client, Input: kvIn{o.put, o.key, o.value},
-			Call: int64(o.call), Output: kvOut{o.res, o.value}, Return: ret})
-	}
-	return out
-}
-
-// checkLinearizable runs porcupine over the whole history; on a violation
-// it shows the history of the keys that are not linearizable.
-func checkLinearizable(t *testing.T, ops []op, windows []window) {
-	t.Helper()
-	start := time.Now()
-	switch porcupine.CheckOperationsTimeout(kvModel, porcupineOps(ops), time.Minute) {
-	case porcupine.Ok:
-		t.Logf("linearizable: %d operations checked in %v", len(ops), time.Since(start).Round(time.Millisecond))
-		return
-	case porcupine.Unknown:
-		t.Errorf("the linearizability check timed out after a minute: no verdict on %d operations", len(ops))
-		return
-	}
-	byKey := map[string][]op{}
-	for _, o := range ops {
-		byKey[o.key] = append(byKey[o.key], o)
-	}
-	shown := 0
-	for _, key := range slices.Sorted(maps.Keys(byKey)) {
-		keyOps := byKey[key]
-		if porcupine.CheckOperationsTimeout(kvModel, porcupineOps(keyOps), 10*time.Second) != porcupine.Illegal {
-			continue
-		}
-		if shown++; shown > 5 {
-			break
-		}
-		slices.SortFunc(keyOps, func(a, b op) int { return cmp.Compare(a.call, b.call) })
-		var b strings.Builder
-		for _, o := range keyOps {
-			fmt.Fprintf(&b, "  %v\n", o)
-		}
-		for _, w := range windows {
-			if w.down-5*time.Second <= keyOps[len(keyOps)-1].ret && keyOps[0].call <= w.recovered+5*time.Second {
-				fmt.Fprintf(&b, "  fault: %s down [%s, %s], recovered %s\n", w.kind, fmtOffset(w.down), fmtOffset(w.restart), fmtOffset(w.recovered))
-			}
-		}
-		t.Errorf("NOT LINEARIZABLE: key %s (clients 0-%d: the workload; %d, %d: the active, the passive alone after the faults; "+
-			"%d: the passive alone while its database restarted):\n%s",
-			key, faultClients-1, activeAlone, passiveAlone, passiveProbe, b.String())
-	}
-	if shown == 0 {
-		t.Errorf("the history is not linearizable, but no single key was found illegal")
+		t.Errorf("%s down [%s, %s]: no write was refused with passive_unavailable", w.kind, hist.FmtOffset(w.down), hist.FmtOffset(w.restart))
 	}
 }
 
@@ -1011,10 +554,10 @@ func (s summary) windowReadRatio() float64 {
 	return float64(s.windowReadsOK) / float64(max(1, s.windowReadsOK+s.windowReadsFailed))
 }
 
-func summarize(ops []op, windows []window) summary {
+func summarize(ops []hist.Op, windows []window) summary {
 	var s summary
 	for _, o := range ops {
-		switch o.client {
+		switch o.Client {
 		case preloader:
 			s.preloaded++
 			continue
@@ -1023,21 +566,21 @@ func summarize(ops []op, windows []window) summary {
 			continue
 		case passiveProbe:
 			s.probes++
-			if o.res != resFailed {
+			if o.Res != hist.Failed {
 				s.probesAnswered++
 			}
 			continue
 		}
 		s.ops++
-		if !o.put {
-			if o.res == resFailed {
+		if !o.Put {
+			if o.Res == hist.Failed {
 				s.readsFailed++
 			} else {
 				s.readsOK++
 			}
 			for _, w := range windows {
 				if w.inside(o) {
-					if o.res == resFailed {
+					if o.Res == hist.Failed {
 						s.windowReadsFailed++
 					} else {
 						s.windowReadsOK++
@@ -1046,18 +589,18 @@ func summarize(ops []op, windows []window) summary {
 			}
 			continue
 		}
-		switch o.res {
-		case resOK:
+		switch o.Res {
+		case hist.OK:
 			s.acked++
-		case resUnknown:
+		case hist.Unknown:
 			s.unknown++
-			if o.code == "timeout" {
+			if o.Code == "timeout" {
 				s.timeouts++
-				s.slowestTimeout = max(s.slowestTimeout, o.ret-o.call)
+				s.slowestTimeout = max(s.slowestTimeout, o.Ret-o.Call)
 			}
-		case resRefused:
+		case hist.Refused:
 			s.refused++
-			if o.code == "passive_unavailable" {
+			if o.Code == "passive_unavailable" {
 				s.passiveUnavailable++
 			}
 		}
@@ -1090,7 +633,7 @@ func (p *faultPair) keepEvidence(t *testing.T) {
 	}
 	if p.h != nil {
 		var b strings.Builder
-		for _, o := range p.h.snapshot() {
+		for _, o := range p.h.Snapshot() {
 			fmt.Fprintln(&b, o)
 		}
 		os.WriteFile(filepath.Join(dir, "history.txt"), []byte(b.String()), 0o644)

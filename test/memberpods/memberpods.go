@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -31,12 +32,15 @@ import (
 
 // Member is one member's pod, laid out on this machine.
 type Member struct {
-	Name           string // active or passive
+	Name           string // a or b
+	Role           string // active or passive, as its configuration last said
 	Dir            string // its root: etc/kts/..., var/lib/kts/state, run
 	State          string // the state directory on its volume
 	API, Admin, PG int    // its ports on 127.0.0.1
 	Server, DB     *Process
 	bin            string
+	c              client.Client
+	k              *trusteev1.KeyTrusteeServer
 }
 
 // RootDir is a directory for the members that PostgreSQL's unprivileged
@@ -54,18 +58,28 @@ func RootDir(t *testing.T) string {
 	return dir
 }
 
-// LayOut writes what the member's pod mounts (from the operator's Secrets
-// and ConfigMap, read with c) under root, with the pod's paths and ports
-// moved to this machine; bin is the kts binary. The passive is given its
-// active. The servers' certificate must hold the name localhost, by which
-// the passive reaches its active here.
-func LayOut(t *testing.T, ctx context.Context, c client.Client, bin, root string, k *trusteev1.KeyTrusteeServer, name string, active *Member) *Member {
+// LayOut writes what member name's pod mounts (from the operator's
+// Secrets and ConfigMap, read with c) under root, with the pod's paths and
+// ports moved to this machine; bin is the kts binary. A passive is given
+// its active, peer. The servers' certificate must hold the name localhost,
+// by which the passive reaches its active here.
+func LayOut(t *testing.T, ctx context.Context, c client.Client, bin, root string, k *trusteev1.KeyTrusteeServer, name string, peer *Member) *Member {
 	t.Helper()
-	m := &Member{Name: name, Dir: filepath.Join(root, k.Name+"-"+name), API: harness.FreePort(t), Admin: harness.FreePort(t), PG: harness.FreePort(t), bin: bin}
+	m := &Member{Name: name, Dir: filepath.Join(root, k.Name+"-"+name), API: harness.FreePort(t), Admin: harness.FreePort(t), PG: harness.FreePort(t),
+		bin: bin, c: c, k: k}
 	m.State = filepath.Join(m.Dir, "var/lib/kts/state")
 	if err := os.MkdirAll(filepath.Dir(m.State), 0o755); err != nil { // the volume
 		t.Fatal(err)
 	}
+	m.Remount(t, ctx, peer)
+	return m
+}
+
+// Remount writes the pod's mounts again from the Secrets and ConfigMap as
+// they are now, as a new pod of the member gets them.
+func (m *Member) Remount(t *testing.T, ctx context.Context, peer *Member) {
+	t.Helper()
+	c, k, name := m.c, m.k, m.Name
 	tlsSecret := k.Spec.TLS.SecretName
 	if tlsSecret == "" {
 		tlsSecret = k.Name + "-server-tls"
@@ -95,17 +109,20 @@ func LayOut(t *testing.T, ctx context.Context, c client.Client, bin, root string
 	cfg.DBSocketDir = filepath.Join(m.Dir, "run")
 	cfg.ListenAddress, cfg.AdminListenAddress = fmt.Sprintf("127.0.0.1:%d", m.API), fmt.Sprintf("127.0.0.1:%d", m.Admin)
 	cfg.DBPort, cfg.DBListenAddresses, cfg.ReplicationFrom = m.PG, "127.0.0.1", []string{"127.0.0.1/32"}
-	if active != nil {
+	if cfg.Role == config.RolePassive {
+		if peer == nil {
+			t.Fatalf("member %s is the passive: lay it out with its active", name)
+		}
 		// localhost: the name the certificate holds, which the passive's
 		// PostgreSQL connections verify (DB_TLS).
-		cfg.ActiveURL, cfg.ActiveDB = fmt.Sprintf("https://localhost:%d", active.API), fmt.Sprintf("localhost:%d", active.PG)
+		cfg.ActiveURL, cfg.ActiveDB = fmt.Sprintf("https://localhost:%d", peer.API), fmt.Sprintf("localhost:%d", peer.PG)
 	}
+	m.Role = cfg.Role
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.Mount(t, "config", map[string][]byte{name + ".conf": b})
-	return m
 }
 
 // Mount writes a volume's files as the kubelet does: each replaced whole,
@@ -155,8 +172,7 @@ func fsGroup(t *testing.T) int {
 // PostgreSQL.
 func (m *Member) RunDB(t *testing.T) {
 	t.Helper()
-	conf := filepath.Join(m.Dir, "etc/kts/config", m.Name+".conf")
-	setup := Start(t, m.bin, m.Name+" setup", "member", "setup", "--member", m.Name, "--config", conf, "--confdir", m.State)
+	setup := Start(t, m.bin, m.Name+" setup", m.setupArgs(t)...)
 	if err := setup.Wait(2 * time.Minute); err != nil {
 		t.Fatalf("%s setup: %v\n%s", m.Name, err, setup.Output())
 	}
@@ -169,6 +185,27 @@ func (m *Member) RunDB(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// setupArgs are the arguments of the setup init container of the member's
+// StatefulSet, with the pod's paths moved under Dir.
+func (m *Member) setupArgs(t *testing.T) []string {
+	t.Helper()
+	sts := &appsv1.StatefulSet{}
+	waitFor(t, "StatefulSet of member "+m.Name, func() error {
+		return m.c.Get(context.Background(), client.ObjectKey{Namespace: m.k.Namespace, Name: m.k.Name + "-" + m.Name}, sts)
+	})
+	var args []string
+	for _, a := range sts.Spec.Template.Spec.InitContainers[0].Args {
+		switch {
+		case a == "/var/lib/kts/state":
+			a = m.State
+		case strings.HasPrefix(a, "/etc/kts/"):
+			a = filepath.Join(m.Dir, a)
+		}
+		args = append(args, a)
+	}
+	return args
 }
 
 // RunServer starts the pod's server and waits until it serves.

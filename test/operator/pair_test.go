@@ -64,20 +64,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 
 	// The pods, as local processes.
 	root := memberpods.RootDir(t)
-	active := memberpods.LayOut(t, ctx, env.Client, bin, root, server, "active", nil)
-	passive := memberpods.LayOut(t, ctx, env.Client, bin, root, server, "passive", active)
-	// Each pod's PostgreSQL first: the active's first commit (its schema)
-	// waits for its synchronous standby, whose copy needs the active's
-	// PostgreSQL.
-	active.RunDB(t)
-	passive.RunDB(t)
-	active.RunServer(t)
-	passive.RunServer(t)
-	for _, m := range []*memberpods.Member{active, passive} {
-		addresses.Store(fmt.Sprintf("%s/kts/%s/11371", ns, m.Name), fmt.Sprintf("127.0.0.1:%d", m.API))
-		addresses.Store(fmt.Sprintf("%s/kts/%s/11373", ns, m.Name), fmt.Sprintf("127.0.0.1:%d", m.Admin))
-		markReady(t, ctx, ns, "kts-"+m.Name+"-0", m.Name)
-	}
+	active, passive := runPair(t, ctx, ns, root, server)
 	waitServer(t, ctx, server, trusteev1.ConditionReplicating, metav1.ConditionTrue, "synchronous standby")
 	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
 	if err := c.Get(ctx, client.ObjectKeyFromObject(server), server); err != nil {
@@ -190,16 +177,16 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	if err := c.Patch(ctx, server, client.MergeFrom(orig)); err != nil {
 		t.Fatal(err)
 	}
-	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionTrue, "restarting the passive kts-passive-0 on the new template first")
-	if a, p := stsImage(t, ctx, ns, "active"), stsImage(t, ctx, ns, "passive"); a == "trustee:next" || p != "trustee:next" {
+	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionTrue, "restarting the passive kts-b-0 on the new template first")
+	if a, p := stsImage(t, ctx, ns, "a"), stsImage(t, ctx, ns, "b"); a == "trustee:next" || p != "trustee:next" {
 		t.Fatalf("images: active %s, passive %s; want the passive's changed first", a, p)
 	}
 	passive.Server.Stop()
 	passive.DB.Stop()
-	onNewRevision(t, ctx, ns, "passive")
+	onNewRevision(t, ctx, ns, "b")
 	passive.RunDB(t)
 	passive.RunServer(t)
-	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionTrue, "restarting the active kts-active-0")
+	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionTrue, "restarting the active kts-a-0")
 	// The active's own write gate follows its standby on its next look,
 	// as a client that retries sees it.
 	during := filepath.Join(both, "during-roll.in")
@@ -210,7 +197,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 		out, err := ktsErr(t, "client", "put", "--dir", both, "during-roll", during)
 		return err == nil, out
 	})
-	if a := stsImage(t, ctx, ns, "active"); a != "trustee:next" {
+	if a := stsImage(t, ctx, ns, "a"); a != "trustee:next" {
 		t.Fatalf("the active's image is %s after the passive's restart", a)
 	}
 	active.Server.Stop()
@@ -220,7 +207,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 			t.Fatalf("reading %s while the active restarts: %q", name, got)
 		}
 	}
-	onNewRevision(t, ctx, ns, "active")
+	onNewRevision(t, ctx, ns, "a")
 	active.RunDB(t)
 	active.RunServer(t)
 	waitServer(t, ctx, server, trusteev1.ConditionUpgrading, metav1.ConditionFalse, "every member runs")
@@ -244,6 +231,32 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	if !strings.Contains(orgs, `"acme"`) {
 		t.Fatalf("the retired organization is gone from the server:\n%s", orgs)
 	}
+}
+
+// runPair starts the pods of a new pair as local processes: member a the
+// active, b the passive. Each pod's PostgreSQL first: the active's first
+// commit (its schema) waits for its synchronous standby, whose copy needs
+// the active's PostgreSQL; the passive's StatefulSet is made once the
+// active's pod is placed.
+func runPair(t *testing.T, ctx context.Context, ns, root string, server *trusteev1.KeyTrusteeServer) (active, passive *memberpods.Member) {
+	t.Helper()
+	active = memberpods.LayOut(t, ctx, env.Client, bin, root, server, "a", nil)
+	active.RunDB(t)
+	markReady(t, ctx, ns, "kts-a-0", "a")
+	passive = memberpods.LayOut(t, ctx, env.Client, bin, root, server, "b", active)
+	passive.RunDB(t)
+	markReady(t, ctx, ns, "kts-b-0", "b")
+	for _, m := range []*memberpods.Member{active, passive} {
+		m.RunServer(t)
+		serveAt(ns, m)
+	}
+	return active, passive
+}
+
+// serveAt tells the operator where member m's ports are.
+func serveAt(ns string, m *memberpods.Member) {
+	addresses.Store(fmt.Sprintf("%s/kts/%s/11371", ns, m.Name), fmt.Sprintf("127.0.0.1:%d", m.API))
+	addresses.Store(fmt.Sprintf("%s/kts/%s/11373", ns, m.Name), fmt.Sprintf("127.0.0.1:%d", m.Admin))
 }
 
 // testCA makes issuer "ca": a CA that cert-manager signs itself.
