@@ -164,6 +164,18 @@ func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []met
 			continue
 		}
 		old := meta.FindStatusCondition(kts.Status.Conditions, c.Type)
+		if c.Type == trusteev1.ConditionSwitchover {
+			// Each step of a switchover is an event of its own, named by
+			// its reason.
+			if old != nil && old.Reason != c.Reason {
+				kind := corev1.EventTypeNormal
+				if c.Reason == trusteev1.ReasonSwitchoverRefused || c.Reason == trusteev1.ReasonActiveLost {
+					kind = corev1.EventTypeWarning
+				}
+				r.Recorder.Eventf(kts, nil, kind, c.Reason, "Switchover", "%s", c.Message)
+			}
+			continue
+		}
 		if old == nil || old.Status == c.Status {
 			continue // the first observation, or no change
 		}

@@ -230,7 +230,7 @@ func (i *Instance) writeConfig(dataDir string, acct *account) error {
 		return err
 	}
 	var up *upstream
-	if i.role() == RolePassive {
+	if i.role() == RolePassive && !i.promoting {
 		var err error
 		if up, err = readUpstream(dataDir); err != nil {
 			return err

@@ -124,6 +124,8 @@ type Instance struct {
 
 	// Role is the server's place in the pair; "" means RoleActive.
 	Role Role
+	// promoting runs a passive's copy without an upstream, for Promote.
+	promoting bool
 	// Standby is the passive's replication name (its application_name).
 	// On the active it names the synchronous standby every commit waits
 	// for; "" means none, and commits do not wait. On the passive it is

@@ -104,7 +104,7 @@ func (i *Instance) checkReplication() error {
 			return fmt.Errorf("replication source %q is not a network in CIDR notation (such as 10.0.0.7/32 or fd00::7/128)", cidr)
 		}
 	}
-	if i.role() == RolePassive && i.TLS != nil && i.TLS.ActiveCAFile == "" {
+	if i.role() == RolePassive && i.TLS != nil && i.TLS.ActiveCAFile == "" && !i.promoting {
 		return errors.New("the passive reaches the active over TLS, but no CA certificate file verifies the active's certificate: set the active's CA file")
 	}
 	return nil
@@ -768,8 +768,10 @@ func (i *Instance) Promote(ctx context.Context) error {
 		return nil
 	}
 	dir, _ := i.dataDir()
+	// The copy runs as the standby it is, reaching for no active: it
+	// replays the WAL it holds, all it ever received.
 	standby := *i
-	standby.Role = RolePassive
+	standby.Role, standby.promoting = RolePassive, true
 	if err := standby.Start(ctx); err != nil {
 		return fmt.Errorf("promote: start the copy as a standby: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/config"
+	hist "trustee.dev/trustee/test/history"
 )
 
 // jobArchiveName is what a backup of a member is named: after its HOSTNAME.
@@ -44,7 +45,7 @@ func TestBackupJobOfAMember(t *testing.T) {
 	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", active.state)
 	client := filepath.Join(root, "client")
 	kts(t, "client", "register", "--dir", client, "--server", active.url+","+passive.url, "--org", "acme", "--ca-file", mounts.ca)
-	onlyPassive := clientWithServers(t, client, filepath.Join(root, "client-passive"), passive.url)
+	onlyPassive := hist.ClientWithServers(t, client, filepath.Join(root, "client-passive"), passive.url)
 	putStdin(t, client, "disk-1", "key of disk 1")
 
 	// The Job's ConfigMap: the passive's keytrustee.conf reading its

@@ -171,7 +171,7 @@ func startFaultPair(t *testing.T) *faultPair {
 	p.clientDir = filepath.Join(root, "client")
 	kts(t, "client", "register", "--dir", p.clientDir, "--server", p.urls[0]+","+p.urls[1], "--org", "acme", "--skip-ssl-check")
 	for i, name := range []string{"client-active", "client-passive"} {
-		c, err := client.Open(clientWithServers(t, p.clientDir, filepath.Join(root, name), p.urls[i]))
+		c, err := client.Open(hist.ClientWithServers(t, p.clientDir, filepath.Join(root, name), p.urls[i]))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"trustee.dev/trustee/server/client"
 	"trustee.dev/trustee/server/hsm/hsmtest"
+	hist "trustee.dev/trustee/test/history"
 )
 
 // TestHSMAsUsersRunIt moves a server with deposits onto an HSM (SoftHSM2)
@@ -278,7 +279,7 @@ func TestHSMOnThePair(t *testing.T) {
 	runTool(t, "", "keytrustee-orgtool", "set-auth", "-n", "acme", "-s", "", "--confdir", active)
 	both := filepath.Join(root, "client")
 	kts(t, "client", "register", "--dir", both, "--server", urls[0]+","+urls[1], "--org", "acme", "--skip-ssl-check")
-	onlyPassive := clientWithServers(t, both, filepath.Join(root, "client-passive"), urls[1])
+	onlyPassive := hist.ClientWithServers(t, both, filepath.Join(root, "client-passive"), urls[1])
 	for i := range 10 {
 		putStdin(t, both, "k"+itoa(i), "value "+itoa(i))
 		if got := kts(t, "client", "get", "--dir", onlyPassive, "k"+itoa(i)); got != "value "+itoa(i) {

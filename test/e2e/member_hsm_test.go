@@ -19,6 +19,7 @@ import (
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/hsm/hsmtest"
+	hist "trustee.dev/trustee/test/history"
 )
 
 // TestMemberPodsWithHSM runs the pair as its pods do with spec.hsm: one
@@ -90,7 +91,7 @@ func TestMemberPodsWithHSM(t *testing.T) {
 	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", active.state)
 	client := filepath.Join(root, "client")
 	kts(t, "client", "register", "--dir", client, "--server", active.url+","+passive.url, "--org", "acme", "--ca-file", mounts.ca)
-	onlyPassive := clientWithServers(t, client, filepath.Join(root, "client-passive"), passive.url)
+	onlyPassive := hist.ClientWithServers(t, client, filepath.Join(root, "client-passive"), passive.url)
 	putStdin(t, client, "disk-1", "key of disk 1")
 	for _, c := range []string{client, onlyPassive} {
 		if got := kts(t, "client", "get", "--dir", c, "disk-1"); got != "key of disk 1" {
@@ -351,7 +352,7 @@ func TestMemberHSMAddedToRunningPair(t *testing.T) {
 	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", active.state)
 	both := filepath.Join(root, "client")
 	kts(t, "client", "register", "--dir", both, "--server", active.url+","+passive.url, "--org", "acme", "--ca-file", mounts.ca)
-	onlyPassive := clientWithServers(t, both, filepath.Join(root, "client-passive"), passive.url)
+	onlyPassive := hist.ClientWithServers(t, both, filepath.Join(root, "client-passive"), passive.url)
 	const n = 520 // more than one re-wrap batch
 	cl, err := client.Open(both)
 	if err != nil {

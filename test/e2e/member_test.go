@@ -20,6 +20,7 @@ import (
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/tlsconf"
+	hist "trustee.dev/trustee/test/history"
 )
 
 // memberPod is one member laid out as its Kubernetes pod has it: the
@@ -100,7 +101,7 @@ func TestMemberPodsAsKubernetesRunsThem(t *testing.T) {
 	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", active.state)
 	client := filepath.Join(root, "client")
 	kts(t, "client", "register", "--dir", client, "--server", active.url+","+passive.url, "--org", "acme", "--ca-file", mounts.ca)
-	onlyPassive := clientWithServers(t, client, filepath.Join(root, "client-passive"), passive.url)
+	onlyPassive := hist.ClientWithServers(t, client, filepath.Join(root, "client-passive"), passive.url)
 	putStdin(t, client, "disk-1", "key of disk 1")
 	if got := kts(t, "client", "get", "--dir", onlyPassive, "disk-1"); got != "key of disk 1" {
 		t.Fatalf("the passive reads %q", got)

@@ -2,12 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	hist "trustee.dev/trustee/test/history"
 )
 
 // TestPairAsUsersRunIt sets up the active/passive pair with the documented
@@ -40,8 +40,8 @@ func TestPairAsUsersRunIt(t *testing.T) {
 	runTool(t, "", "keytrustee-orgtool", "set-auth", "-n", "acme", "-s", "", "--confdir", active)
 	both := filepath.Join(root, "client")
 	kts(t, "client", "register", "--dir", both, "--server", aURL+","+pURL, "--org", "acme", "--skip-ssl-check")
-	onlyPassive := clientWithServers(t, both, filepath.Join(root, "client-passive"), pURL)
-	passiveFirst := clientWithServers(t, both, filepath.Join(root, "client-passive-first"), pURL, aURL)
+	onlyPassive := hist.ClientWithServers(t, both, filepath.Join(root, "client-passive"), pURL)
+	passiveFirst := hist.ClientWithServers(t, both, filepath.Join(root, "client-passive-first"), pURL, aURL)
 
 	// Acknowledged on the active → readable on the passive at once.
 	for i := range 20 {
@@ -126,37 +126,6 @@ func initPair(t *testing.T, dirs [2]string) [2]string {
 	kts(t, "db", "start", "--confdir", passive)
 	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", passive) })
 	return urls
-}
-
-// clientWithServers copies a registered client's state with another server list.
-func clientWithServers(t *testing.T, from, to string, servers ...string) string {
-	t.Helper()
-	if err := os.MkdirAll(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	key, err := os.ReadFile(filepath.Join(from, "client-key.asc"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(to, "client-key.asc"), key, 0o600)
-	raw, err := os.ReadFile(filepath.Join(from, "client.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	all, _ := cfg["servers"].([]any)
-	for _, s := range servers {
-		if !slices.Contains(all, any(s)) {
-			t.Fatalf("client.json servers %v lack %s", all, s)
-		}
-	}
-	cfg["servers"], cfg["server_url"] = servers, servers[0]
-	out, _ := json.Marshal(cfg)
-	os.WriteFile(filepath.Join(to, "client.json"), out, 0o600)
-	return to
 }
 
 func putStdin(t *testing.T, dir, name, value string) {

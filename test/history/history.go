@@ -8,12 +8,15 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -502,4 +505,35 @@ func CheckLinearizable(t *testing.T, ops []Op, clients string, around func([]Op)
 	if shown == 0 {
 		t.Errorf("the history is not linearizable, but no single key was found illegal")
 	}
+}
+
+// ClientWithServers copies a registered client's state with another server list.
+func ClientWithServers(t *testing.T, from, to string, servers ...string) string {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(from, "client-key.asc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(to, "client-key.asc"), key, 0o600)
+	raw, err := os.ReadFile(filepath.Join(from, "client.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := cfg["servers"].([]any)
+	for _, s := range servers {
+		if !slices.Contains(all, any(s)) {
+			t.Fatalf("client.json servers %v lack %s", all, s)
+		}
+	}
+	cfg["servers"], cfg["server_url"] = servers, servers[0]
+	out, _ := json.Marshal(cfg)
+	os.WriteFile(filepath.Join(to, "client.json"), out, 0o600)
+	return to
 }

@@ -41,26 +41,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	defer cancel()
 	ns := env.Namespace(t)
 	c := env.Client
-	testCA(t, ctx, ns)
-
-	server := &trusteev1.KeyTrusteeServer{
-		ObjectMeta: metav1.ObjectMeta{Name: "kts", Namespace: ns},
-		Spec: trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{
-			IssuerRef: &trusteev1.IssuerReference{Name: "ca"},
-			// The members run on this machine, where the active is
-			// reached as localhost.
-			DNSNames: []string{"localhost"},
-		}},
-	}
-	create(t, ctx, server)
-	waitServer(t, ctx, server, trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
-	for _, s := range []string{"kts-admin-ca", "kts-operator-admin"} {
-		harness.Eventually(t, time.Minute, "Secret "+s, func() (bool, string) {
-			sec := &corev1.Secret{}
-			err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: s}, sec)
-			return err == nil && len(sec.Data[corev1.TLSCertKey]) > 0, fmt.Sprint(err)
-		})
-	}
+	server := newServer(t, ctx, ns)
 
 	// The pods, as local processes.
 	root := memberpods.RootDir(t)
@@ -231,6 +212,32 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	if !strings.Contains(orgs, `"acme"`) {
 		t.Fatalf("the retired organization is gone from the server:\n%s", orgs)
 	}
+}
+
+// newServer applies a KeyTrusteeServer "kts" with its certificate from a
+// test CA and waits for the certificates.
+func newServer(t *testing.T, ctx context.Context, ns string) *trusteev1.KeyTrusteeServer {
+	t.Helper()
+	testCA(t, ctx, ns)
+	server := &trusteev1.KeyTrusteeServer{
+		ObjectMeta: metav1.ObjectMeta{Name: "kts", Namespace: ns},
+		Spec: trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{
+			IssuerRef: &trusteev1.IssuerReference{Name: "ca"},
+			// The members run on this machine, where the active is
+			// reached as localhost.
+			DNSNames: []string{"localhost"},
+		}},
+	}
+	create(t, ctx, server)
+	waitServer(t, ctx, server, trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
+	for _, s := range []string{"kts-admin-ca", "kts-operator-admin"} {
+		harness.Eventually(t, time.Minute, "Secret "+s, func() (bool, string) {
+			sec := &corev1.Secret{}
+			err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: s}, sec)
+			return err == nil && len(sec.Data[corev1.TLSCertKey]) > 0, fmt.Sprint(err)
+		})
+	}
+	return server
 }
 
 // runPair starts the pods of a new pair as local processes: member a the

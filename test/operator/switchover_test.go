@@ -1,0 +1,209 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	kclient "trustee.dev/trustee/server/client"
+	"trustee.dev/trustee/test/harness"
+	hist "trustee.dev/trustee/test/history"
+	"trustee.dev/trustee/test/memberpods"
+)
+
+// Client ids of the switchover's history.
+const (
+	switchClients = 3                 // the workload: ids 0 to 2
+	readsFromA    = switchClients     // reads from member a alone, afterwards
+	readsFromB    = switchClients + 1 // reads from member b alone, afterwards
+)
+
+// TestSwitchoverUnderWrites swaps the roles of a pair while clients keep
+// writing and reading, playing the StatefulSet controller and the kubelet
+// with the members' real processes: spec.activeMember is refused while the
+// passive is not in sync, then goes ahead by itself once it is: the active
+// is fenced (its StatefulSet scaled to zero, its processes stopped, its pod
+// gone) before the passive is promoted; the old active rejoins as the
+// passive, copying the new active. The history is linearizable and every
+// acknowledged write reads back from each member alone.
+func TestSwitchoverUnderWrites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ns := env.Namespace(t)
+	server := newServer(t, ctx, ns)
+	root := memberpods.RootDir(t)
+	a, b := runPair(t, ctx, ns, root, server)
+	for _, m := range []*memberpods.Member{a, b} {
+		onNewRevision(t, ctx, ns, m.Name)
+	}
+	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionFalse, "member a (kts-a-0) is the active")
+
+	kts(t, "org", "add", "-n", "acme", "-c", "keys@acme.example", "--confdir", a.State)
+	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", a.State)
+	load := filepath.Join(root, "clients", "load")
+	kts(t, "client", "register", "--dir", load, "--server", a.URL()+","+b.URL(), "--org", "acme", "--ca-file", a.CAFile())
+	h := hist.New()
+	stop := h.RunWorkload(t, load, switchClients, uint64(time.Now().UnixNano()))
+	acked := func(what string) {
+		t.Helper()
+		from := h.Now()
+		harness.Eventually(t, time.Minute, "a write acknowledged "+what, func() (bool, string) {
+			return h.Any(from, func(o hist.Op) bool { return o.Put && o.Call >= from && o.Res == hist.OK }), ""
+		})
+	}
+	acked("before the switchover")
+
+	// Asked while the passive's PostgreSQL is away: refused, nothing changes.
+	b.DB.Stop()
+	waitServer(t, ctx, server, trusteev1.ConditionReplicating, metav1.ConditionFalse, "")
+	patchServer(t, ctx, server, func(k *trusteev1.KeyTrusteeServer) { k.Spec.ActiveMember = "b" })
+	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionFalse,
+		"spec.activeMember asks for b as the active, refused: the passive kts-b-0 is not the active's synchronous standby")
+	if r := stsReplicas(t, ctx, ns, "a"); r != 1 {
+		t.Fatalf("the refused switchover scaled the active to %d", r)
+	}
+	wantEvent(t, ctx, ns, "SwitchoverRefused")
+
+	// The passive back in sync: the switchover goes ahead. The active is
+	// fenced first; the kubelet stops its processes and its pod goes.
+	b.RunDB(t)
+	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionTrue, "")
+	harness.Eventually(t, time.Minute, "the active's StatefulSet scaled to zero", func() (bool, string) {
+		r := stsReplicas(t, ctx, ns, "a")
+		return r == 0, fmt.Sprint(r)
+	})
+	if active := activeMember(t, ctx, ns); active != "" {
+		t.Fatalf("the identity Secret names %q as the active before the old one is gone", active)
+	}
+	wantEvent(t, ctx, ns, "Fencing")
+	a.Server.Stop()
+	a.DB.Stop()
+	// Its processes have exited: the kubelet removes the pod for good.
+	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kts-a-0"}}, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Promoted: b restarts as the active on its new template, its setup
+	// promoting its copy; a comes back as the passive, copying b.
+	harness.Eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
+		m := activeMember(t, ctx, ns)
+		return m == "b", m
+	})
+	wantEvent(t, ctx, ns, "Promoted")
+	b.Server.Stop()
+	b.DB.Stop()
+	b.Remount(t, ctx, nil)
+	if b.Role != "active" {
+		t.Fatalf("member b's configuration after the promotion says %s", b.Role)
+	}
+	b.RunDB(t)
+	b.RunServer(t)
+	onNewRevision(t, ctx, ns, "b")
+	harness.Eventually(t, time.Minute, "the old active's StatefulSet back to one", func() (bool, string) {
+		r := stsReplicas(t, ctx, ns, "a")
+		return r == 1, fmt.Sprint(r)
+	})
+	a.Remount(t, ctx, b)
+	a.RunDB(t)
+	a.RunServer(t)
+	markReady(t, ctx, ns, "kts-a-0", "a")
+	onNewRevision(t, ctx, ns, "a")
+	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionFalse, "member b (kts-b-0) is the active")
+	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	wantEvent(t, ctx, ns, "Rejoining")
+	wantEvent(t, ctx, ns, "ActiveAsSpecified")
+	acked("after the switchover")
+	stop()
+
+	got := &trusteev1.KeyTrusteeServer{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(server), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.ActiveMember != "b" || got.Status.Active != "kts-b-0" || got.Status.Passive != "kts-a-0" {
+		t.Fatalf("status after the switchover: activeMember %q, active %q, passive %q", got.Status.ActiveMember, got.Status.Active, got.Status.Passive)
+	}
+	var alone [2]*kclient.Client
+	for i, m := range []*memberpods.Member{a, b} {
+		c, err := kclient.Open(hist.ClientWithServers(t, load, filepath.Join(root, "clients", "only-"+m.Name), m.URL()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = c
+	}
+	lost := h.VerifyWrites(t, alone, [2]int{readsFromA, readsFromB}, [2]string{"member a", "member b"})
+	ops := h.Snapshot()
+	stale := hist.CheckNoStaleReads(t, ops, "clients 0-2: the workload")
+	hist.CheckLinearizable(t, ops, fmt.Sprintf("clients 0-%d: the workload; %d, %d: members a and b alone afterwards",
+		switchClients-1, readsFromA, readsFromB), nil)
+	var writes, ok int
+	for _, o := range ops {
+		if o.Put && o.Client < switchClients {
+			writes++
+			if o.Res == hist.OK {
+				ok++
+			}
+		}
+	}
+	t.Logf("switchover under writes: %d operations, %d writes (%d acknowledged), acknowledged writes lost: %d, stale reads: %d", len(ops), writes, ok, lost, stale)
+}
+
+func patchServer(t *testing.T, ctx context.Context, k *trusteev1.KeyTrusteeServer, edit func(*trusteev1.KeyTrusteeServer)) {
+	t.Helper()
+	got := &trusteev1.KeyTrusteeServer{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(k), got); err != nil {
+		t.Fatal(err)
+	}
+	orig := got.DeepCopy()
+	edit(got)
+	if err := env.Client.Patch(ctx, got, client.MergeFrom(orig)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func stsReplicas(t *testing.T, ctx context.Context, ns, member string) int32 {
+	t.Helper()
+	sts := &appsv1.StatefulSet{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-" + member}, sts); err != nil {
+		t.Fatal(err)
+	}
+	return *sts.Spec.Replicas
+}
+
+// activeMember is what the identity Secret records as the active member.
+func activeMember(t *testing.T, ctx context.Context, ns string) string {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, s); err != nil {
+		t.Fatal(err)
+	}
+	return string(s.Data["active-member"])
+}
+
+// wantEvent waits for an event of the server with this reason.
+func wantEvent(t *testing.T, ctx context.Context, ns, reason string) {
+	t.Helper()
+	harness.Eventually(t, time.Minute, "event "+reason, func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := env.Client.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "kts" && e.Reason == reason {
+				return true, ""
+			}
+			seen = append(seen, e.Reason)
+		}
+		return false, fmt.Sprint(seen)
+	})
+}
