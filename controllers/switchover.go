@@ -51,13 +51,13 @@ type switchObservation struct {
 	ActivePodGone bool
 	// Lost: the active's setup found its volume empty although the
 	// server's database existed (confdir.ExitVolumeLost).
-	Lost            bool
-	ActiveRollout   memberRollout
-	PassiveRollout  memberRollout
-	InSync          bool
-	InSyncAsked     bool
-	ActivePod       string
-	PassivePod      string
+	Lost           bool
+	ActiveRollout  memberRollout
+	PassiveRollout memberRollout
+	InSync         bool
+	InSyncAsked    bool
+	ActivePod      string
+	PassivePod     string
 }
 
 // switchState is what the operator does about the roles.

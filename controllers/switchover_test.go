@@ -1,12 +1,19 @@
 package controllers
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/confdir"
 )
 
 // A change of spec.activeMember fences the active, then, once its pod is
@@ -100,4 +107,73 @@ func TestSwitchCondition(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An active whose setup finds its volume empty after the database existed
+// is fenced, and only once its pod is gone is the passive promoted; the
+// decision is in events and status, and the old active's StatefulSet comes
+// back as the passive.
+func TestActiveLostPromotesThePassive(t *testing.T) {
+	ctx, ns := testContext(t), env.Namespace(t)
+	testCA(t, ctx, ns)
+	if err := env.Client.Create(ctx, newServer(ns, "kts")); err != nil {
+		t.Fatal(err)
+	}
+	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podReady)
+	memberPod(t, ctx, ns, "kts", memberB, podScheduled, podReady)
+	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "")
+
+	// The active's pod comes back on an empty volume: its setup refuses.
+	pod := &corev1.Pod{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-a-0"}, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Conditions = []corev1.PodCondition{podScheduled, podNotReady}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "setup",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: confdir.ExitVolumeLost}}}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionSwitchover, metav1.ConditionTrue, "has lost its data")
+	wantEvent(t, ctx, ns, trusteev1.ReasonActiveLost)
+	eventually(t, time.Minute, "the lost active fenced", func() (bool, string) {
+		sts := &appsv1.StatefulSet{}
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-a"}, sts)
+		return err == nil && *sts.Spec.Replicas == 0 && sts.Annotations[promoteAnnotation] == memberB, fmt.Sprint(err)
+	})
+	if m := recordedActive(t, ctx, ns); m != "" {
+		t.Fatalf("the passive was promoted while the old active's pod existed: %q", m)
+	}
+
+	// Its pod gone, the passive is promoted; a rejoins as the passive.
+	if err := env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
+		m := recordedActive(t, ctx, ns)
+		return m == memberB, m
+	})
+	wantEvent(t, ctx, ns, "Promoted")
+	eventually(t, time.Minute, "the StatefulSets in their new roles", func() (bool, string) {
+		a, b := &appsv1.StatefulSet{}, &appsv1.StatefulSet{}
+		errA := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-a"}, a)
+		errB := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-b"}, b)
+		return errA == nil && errB == nil && *a.Spec.Replicas == 1 && a.Labels[labelRole] == "passive" && b.Labels[labelRole] == "active",
+			fmt.Sprint(errA, errB, a.Labels, b.Labels)
+	})
+	k := &trusteev1.KeyTrusteeServer{}
+	eventually(t, time.Minute, "status.activeMember b", func() (bool, string) {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts"}, k)
+		return err == nil && k.Status.ActiveMember == memberB && k.Status.Active == "kts-b-0", fmt.Sprint(err, k.Status.ActiveMember)
+	})
+}
+
+func recordedActive(t *testing.T, ctx context.Context, ns string) string {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, s); err != nil {
+		t.Fatal(err)
+	}
+	return string(s.Data[identityActiveMember])
 }

@@ -189,7 +189,7 @@ type BackupScheduleStatus struct {
 
 	// lastArchive is the file name of the archive the last successful backup
 	// wrote, in the destination, e.g.
-	// kts_bak_kts-passive-0_2026-05-01_02-15-00.tar.gpg.
+	// kts_bak_kts-b-0_2026-05-01_02-15-00.tar.gpg.
 	// +optional
 	LastArchive string `json:"lastArchive,omitempty"`
 
