@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"trustee.dev/trustee/server/backup"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/hsm"
@@ -50,6 +51,9 @@ type memberSetup struct {
 	// file naming the member the operator made the active (absent: a).
 	// Together they allow a change of role: see roleAgreed.
 	name, activeMarker string
+	// restoreArchive, when set, is a backup archive whose database a new
+	// active's cluster starts with, decrypted with restoreKey.
+	restoreArchive, restoreKey string
 }
 
 func newMemberSetupCommand() *cobra.Command {
@@ -107,6 +111,13 @@ new role of a state directory installed for the other one:
 Without the marker agreeing, a standby's cluster is never promoted and a
 primary's never replaced.
 
+With --restore-archive (the operator's spec.bootstrap), an active whose
+volume holds no cluster yet creates it and loads the archive's database,
+decrypted with --restore-key when it is encrypted, before anything else:
+the new server starts with the backed-up organizations, clients and
+deposits. Until that load has finished, a later run starts it over. An
+existing cluster is never touched by it.
+
 With --config-only it installs and checks the configuration as above and
 stops there: it neither creates, copies nor looks at a PostgreSQL cluster.
 That is the init container of a backup Job's pod, which has no database of
@@ -125,6 +136,8 @@ which kts backup then reads over the network.`,
 	f.StringVar(&o.createdMarker, "created-marker", "", "a file that exists once this server's database was created: an active with an empty volume then refuses to start empty")
 	f.StringVar(&o.name, "name", "", "this member's name in the pair (a or b), for --active-marker")
 	f.StringVar(&o.activeMarker, "active-marker", "", "a file naming the active member (a or b; absent: a): a change of role that agrees with it is carried out")
+	f.StringVar(&o.restoreArchive, "restore-archive", "", "a backup archive whose database a new active's cluster starts with")
+	f.StringVar(&o.restoreKey, "restore-key", "", "the secret key file that decrypts --restore-archive")
 	f.BoolVar(&o.configOnly, "config-only", false, "only install and check the configuration; touch no PostgreSQL (a backup Job's pod)")
 	cmd.MarkFlagRequired("member")
 	cmd.MarkFlagRequired("config")
@@ -153,6 +166,9 @@ func (o memberSetup) run(ctx context.Context, out io.Writer) error {
 	inst := pgInstance(o.dir, cfg, o.runAs)
 	if cfg.Role == config.RoleActive {
 		err = o.promote(ctx, out, inst)
+		if err == nil {
+			err = o.bootstrap(ctx, out, cfg, inst)
+		}
 		if err == nil {
 			err = setupActive(ctx, out, o.dir, cfg, inst, o.createdMarker)
 		}
@@ -264,6 +280,78 @@ func installConfig(dir string, data []byte) (bool, error) {
 		d.Close()
 	}
 	return true, nil
+}
+
+// bootstrapPending is a file of the state directory that exists while a
+// new cluster is being filled from --restore-archive.
+const bootstrapPending = "bootstrap-pending"
+
+// bootstrap creates a new active's cluster from --restore-archive: only on
+// a volume without a cluster (or with one whose load did not finish), and
+// only while the server's database was never created (the created marker,
+// which setupActive checks, says the volume was lost instead).
+func (o memberSetup) bootstrap(ctx context.Context, out io.Writer, cfg config.Config, inst *pg.Instance) (err error) {
+	if o.restoreArchive == "" {
+		return nil
+	}
+	pending := filepath.Join(o.dir, bootstrapPending)
+	if _, err := os.Stat(pending); err == nil && inst.Initialized() {
+		fmt.Fprintf(out, "the load of %s into %s did not finish: starting it over\n", o.restoreArchive, inst.DataDir)
+		if err := os.RemoveAll(inst.DataDir); err != nil {
+			return err
+		}
+	}
+	if inst.Initialized() {
+		return nil
+	}
+	if o.createdMarker != "" {
+		if _, err := os.Stat(o.createdMarker); err == nil {
+			return nil // setupActive refuses: the database existed, the volume was lost
+		}
+	}
+	if _, err := os.Stat(o.restoreArchive); err != nil {
+		return fmt.Errorf("the archive to start from, %s, cannot be read (%v): is the Secret of spec.bootstrap there?", o.restoreArchive, err)
+	}
+	if err := os.WriteFile(pending, []byte(o.restoreArchive+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := initDB(ctx, o.dir, cfg, inst); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(o.dir, ".bootstrap-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	staged, err := unpackArchive(ctx, o.restoreArchive, restoreFlags{keyFile: o.restoreKey, runAs: o.runAs}, filepath.Join(work, "stage"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.restoreArchive, err)
+	}
+	defer staged.Remove()
+	if staged.Kind != backup.KindServer {
+		return fmt.Errorf("%s is a client backup, not a server's", o.restoreArchive)
+	}
+	// No passive is attached yet: the load's commits must not wait for one.
+	alone := *inst
+	alone.Standby = ""
+	if err := alone.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, alone.Stop(context.WithoutCancel(ctx))) }()
+	pw, err := confdir.ReadDBPassword(o.dir, cfg)
+	if err != nil {
+		return err
+	}
+	c, err := replaceDatabase(ctx, &alone, cfg, pw, staged, nil, o.restoreArchive)
+	if err != nil {
+		return fmt.Errorf("loading the database of %s: %w", o.restoreArchive, err)
+	}
+	if err := os.Remove(pending); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "started from the backup of %s taken at %s: %d organizations, %d clients, %d deposits\n",
+		staged.Host, staged.Created.UTC().Format(time.DateTime+" MST"), c.Organizations, c.Clients, c.Deposits)
+	return nil
 }
 
 // errVolumeLost: the active's volume holds no database although the

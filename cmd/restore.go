@@ -236,34 +236,7 @@ func restoreServer(ctx context.Context, staged *backup.Staged, target string, f 
 	if err := checkPassiveAttached(ctx, inst, cfg, pw); err != nil {
 		return res, unchanged(err, placed, staged, target)
 	}
-	dump, err := os.Open(staged.File(staged.Dump))
-	if err != nil {
-		return res, err
-	}
-	defer dump.Close()
-	replaced := replacedChain(ctx, inst, cfg, pw)
-	err = inst.Replace(ctx, pw, cfg.DBName, dump, func(ctx context.Context, conn *pgx.Conn) error {
-		var err error
-		if res.contents, err = store.ReadContents(ctx, conn); err != nil {
-			return err
-		}
-		if err := checkHSMKeys(ctx, conn, tok, cfg); err != nil {
-			return err
-		}
-		// The restore is recorded in the restored database's audit chain
-		// before that database is put in place: it fails closed.
-		if err := store.MigrateConn(ctx, conn); err != nil {
-			return err
-		}
-		details := map[string]any{"archive": filepath.Base(archive), "backup_host": staged.Host,
-			"backup_time": staged.Created.UTC().Format(time.RFC3339), "server_key": staged.Fingerprint,
-			"organizations": res.contents.Organizations, "clients": res.contents.Clients, "deposits": res.contents.Deposits}
-		for k, v := range replaced {
-			details[k] = v
-		}
-		return store.RecordChangeOn(ctx, conn, audit.Change(ctx, audit.ActionRestore, "database:"+cfg.DBName, audit.OutcomeOK, details))
-	})
-	if err != nil {
+	if res.contents, err = replaceDatabase(ctx, inst, cfg, pw, staged, tok, archive); err != nil {
 		return res, unchanged(err, placed, staged, target)
 	}
 	// The anchor names a checkpoint of the replaced chain; the server
@@ -277,6 +250,40 @@ func restoreServer(ctx context.Context, staged *backup.Staged, target string, f 
 		}
 	}
 	return res, nil
+}
+
+// replaceDatabase replaces the server's database by the staged archive's
+// dump in one step, after checking what it holds and recording the
+// restore in its audit chain; it returns what the restored database holds.
+func replaceDatabase(ctx context.Context, inst *pg.Instance, cfg config.Config, pw string, staged *backup.Staged, tok *hsm.Token, archive string) (contents store.Contents, err error) {
+	dump, err := os.Open(staged.File(staged.Dump))
+	if err != nil {
+		return contents, err
+	}
+	defer dump.Close()
+	replaced := replacedChain(ctx, inst, cfg, pw)
+	err = inst.Replace(ctx, pw, cfg.DBName, dump, func(ctx context.Context, conn *pgx.Conn) error {
+		var err error
+		if contents, err = store.ReadContents(ctx, conn); err != nil {
+			return err
+		}
+		if err := checkHSMKeys(ctx, conn, tok, cfg); err != nil {
+			return err
+		}
+		// The restore is recorded in the restored database's audit chain
+		// before that database is put in place: it fails closed.
+		if err := store.MigrateConn(ctx, conn); err != nil {
+			return err
+		}
+		details := map[string]any{"archive": filepath.Base(archive), "backup_host": staged.Host,
+			"backup_time": staged.Created.UTC().Format(time.RFC3339), "server_key": staged.Fingerprint,
+			"organizations": contents.Organizations, "clients": contents.Clients, "deposits": contents.Deposits}
+		for k, v := range replaced {
+			details[k] = v
+		}
+		return store.RecordChangeOn(ctx, conn, audit.Change(ctx, audit.ActionRestore, "database:"+cfg.DBName, audit.OutcomeOK, details))
+	})
+	return contents, err
 }
 
 // replacedChain describes the audit chain of the database a restore

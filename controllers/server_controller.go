@@ -86,6 +86,9 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	n := in.names()
 
 	identity, err := r.ensureGenerated(ctx, kts, n.Identity(), confdir.IdentityKeys, func() (map[string][]byte, error) {
+		if kts.Spec.Bootstrap != nil {
+			return r.identityFromArchive(ctx, kts)
+		}
 		return confdir.NewIdentity(confdir.IdentityOptions{Hostname: n.ServiceHost(n.ReadWrite())})
 	})
 	if err == nil { // also without high availability, so that it can be turned on
@@ -555,6 +558,9 @@ func serverSecretNames(o client.Object) []string {
 	out := []string{n.Identity(), n.Replication(), serverInputs{KTS: k}.tlsSecretName()}
 	if m := k.Spec.SMTP; m != nil && m.AuthSecretRef != nil {
 		out = append(out, m.AuthSecretRef.Name)
+	}
+	if b := k.Spec.Bootstrap; b != nil {
+		out = append(out, b.Backup.ArchiveSecretRef.Name)
 	}
 	return out
 }

@@ -369,9 +369,14 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 	role := in.role(member)
 	setup := container("setup", "member", "setup", "--member", role, "--config", conf, "--confdir", stateDir,
 		"--name", member, "--active-marker", path.Join(mountIdentity, identityActiveMember))
+	volumes := in.volumes()
 	if role == config.RoleActive {
 		// Once the database exists, an empty volume is a loss, not a start.
 		setup.Args = append(setup.Args, "--created-marker", path.Join(mountIdentity, identityDatabaseCreated))
+		vols, mounts, args := in.bootstrapVolumes()
+		volumes = append(volumes, vols...)
+		setup.VolumeMounts = append(setup.VolumeMounts, mounts...)
+		setup.Args = append(setup.Args, args...)
 	}
 	setup.Resources = spec.PostgreSQL.Resources
 	postgres := container("postgresql", "db", "run", "--confdir", stateDir)
@@ -419,7 +424,7 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 				Spec: corev1.PodSpec{
 					InitContainers:                []corev1.Container{setup},
 					Containers:                    []corev1.Container{postgres, server},
-					Volumes:                       in.volumes(),
+					Volumes:                       volumes,
 					AutomountServiceAccountToken:  ptr.To(false),
 					EnableServiceLinks:            ptr.To(false),
 					TerminationGracePeriodSeconds: ptr.To[int64](60),

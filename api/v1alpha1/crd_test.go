@@ -48,6 +48,7 @@ var crdTests = []struct {
 			{"", "self.metadata.name.size() <= 40"},
 			{"", "self.metadata.name.matches("},
 			{"spec", "!has(oldSelf.hsm) || has(self.hsm)"},
+			{"spec", "has(self.bootstrap) == has(oldSelf.bootstrap)"},
 			{"spec.tls", "has(self.issuerRef) != has(self.secretName)"},
 			{"spec.tls", "!has(self.dnsNames) || has(self.issuerRef)"},
 			{"spec.tls", "self.minVersion != 'tlsv1.3'"},

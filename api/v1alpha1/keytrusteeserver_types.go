@@ -43,6 +43,7 @@ type KeyTrusteeServer struct {
 // KeyTrusteeServerSpec is the desired state of a Key Trustee Server.
 //
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.hsm) || has(self.hsm)",message="hsm cannot be removed: the server's keys are wrapped by keys inside the HSM token"
+// +kubebuilder:validation:XValidation:rule="has(self.bootstrap) == has(oldSelf.bootstrap) && (!has(self.bootstrap) || self.bootstrap == oldSelf.bootstrap)",message="bootstrap is read when the server is created and cannot be added, changed or removed afterwards"
 type KeyTrusteeServerSpec struct {
 	// image of the server containers: one image holds kts and the
 	// PostgreSQL 15 that runs beside it. Empty means the operator's own
@@ -67,6 +68,14 @@ type KeyTrusteeServerSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	HighAvailability HighAvailabilitySpec `json:"highAvailability,omitempty"`
+
+	// bootstrap starts a new server from a backup archive instead of
+	// empty: its identity (OpenPGP key, deposit keyring, session key,
+	// database password) comes from the archive into the identity Secret,
+	// and the active's database is the archive's. Read only when the
+	// server is created; an identity Secret that exists already is kept.
+	// +optional
+	Bootstrap *BootstrapSpec `json:"bootstrap,omitempty"`
 
 	// activeMember is the member that should be the active server: a or b
 	// (their pods are <name>-a-0 and <name>-b-0). Changing it switches the
@@ -116,6 +125,30 @@ type KeyTrusteeServerSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Scheduling SchedulingSpec `json:"scheduling,omitempty"`
+}
+
+// BootstrapSpec is what a new server starts from.
+type BootstrapSpec struct {
+	// backup is an archive kts backup wrote (a BackupSchedule's, say).
+	// +required
+	Backup BackupSource `json:"backup"`
+}
+
+// BackupSource is a backup archive in a Secret, and the key that opens it.
+type BackupSource struct {
+	// archiveSecretRef is the key of a Secret holding the archive, as kts
+	// backup wrote it (kubectl create secret generic NAME
+	// --from-file=archive=kts_bak_....tar.gpg). A Secret holds at most
+	// 1 MiB.
+	// +required
+	ArchiveSecretRef SecretKeySelector `json:"archiveSecretRef"`
+
+	// decryptionKeyRef is the key of a Secret holding the OpenPGP secret
+	// key of the archive's recipient, armored or binary, without a
+	// passphrase (gpg --export-secret-keys). Required for an encrypted
+	// archive.
+	// +optional
+	DecryptionKeyRef *SecretKeySelector `json:"decryptionKeyRef,omitempty"`
 }
 
 // HighAvailabilitySpec turns the passive member on or off.

@@ -129,6 +129,22 @@ func isSparse(hdr *tar.Header) bool {
 	return false
 }
 
+// Lookup returns the index of the file at p: an absolute path, as a
+// file outside the state directory was archived, or a path inside the
+// archived state directory.
+func (s *Staged) Lookup(p string) (int, bool) {
+	if !strings.HasPrefix(p, "/") {
+		return s.StateFile(p)
+	}
+	name := strings.TrimPrefix(path.Clean(p), "/")
+	for i, e := range s.Entries {
+		if e.Name == name && !e.IsDir() && i != s.Dump {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
 // StateFile returns the index of the file at rel (slash-separated) in the
 // archived state directory.
 func (s *Staged) StateFile(rel string) (int, bool) {

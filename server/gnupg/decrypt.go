@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ type DecryptOptions struct {
 	// file with the secret key(s) to decrypt with, armored or binary, as
 	// `gpg --export-secret-keys` writes it.
 	SecretKeyFile string
+	// SecretKey holds such keys itself, in place of SecretKeyFile (not
+	// passphrase-protected ones). Decrypt leaves it as it is.
+	SecretKey []byte
 	// PassphraseFile holds the passphrase of a protected key in
 	// SecretKeyFile: its first line, without the line ending. It is ignored
 	// with GnuPG, whose gpg-agent asks for passphrases itself.
@@ -55,7 +59,7 @@ const useKeyFileHint = "decrypt with the secret key file instead (exported with 
 // file. Errors say what to do: which key IDs the message is encrypted to when
 // no secret key fits, a wrong passphrase, gpg not installed.
 func Decrypt(ctx context.Context, r io.Reader, opts DecryptOptions) (io.ReadCloser, error) {
-	if opts.SecretKeyFile == "" {
+	if opts.SecretKeyFile == "" && opts.SecretKey == nil {
 		return decryptWithGnuPG(ctx, r)
 	}
 	return decryptWithKeyFile(ctx, r, opts)
@@ -304,8 +308,11 @@ func (d *keyDecrypter) Close() error {
 
 func decryptWithKeyFile(ctx context.Context, r io.Reader, opts DecryptOptions) (io.ReadCloser, error) {
 	file := opts.SecretKeyFile
-	data, err := readFile(file, "secret key file")
-	if err != nil {
+	var data []byte
+	var err error
+	if opts.SecretKey != nil {
+		file, data = "the given key", slices.Clone(opts.SecretKey)
+	} else if data, err = readFile(file, "secret key file"); err != nil {
 		return nil, err
 	}
 	defer clear(data) // parsed keys do not refer to it

@@ -526,12 +526,6 @@ func ClientWithServers(t *testing.T, from, to string, servers ...string) string 
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	all, _ := cfg["servers"].([]any)
-	for _, s := range servers {
-		if !slices.Contains(all, any(s)) {
-			t.Fatalf("client.json servers %v lack %s", all, s)
-		}
-	}
 	cfg["servers"], cfg["server_url"] = servers, servers[0]
 	out, _ := json.Marshal(cfg)
 	os.WriteFile(filepath.Join(to, "client.json"), out, 0o600)

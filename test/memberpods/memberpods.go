@@ -195,6 +195,25 @@ func (m *Member) setupArgs(t *testing.T) []string {
 	waitFor(t, "StatefulSet of member "+m.Name, func() error {
 		return m.c.Get(context.Background(), client.ObjectKey{Namespace: m.k.Namespace, Name: m.k.Name + "-" + m.Name}, sts)
 	})
+	// The Secrets only setup mounts (spec.bootstrap's), as the kubelet
+	// does: an optional one that does not exist is left out.
+	secrets := map[string]string{}
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secrets[v.Name] = v.Secret.SecretName
+		}
+	}
+	for _, vm := range sts.Spec.Template.Spec.InitContainers[0].VolumeMounts {
+		name, ok := secrets[vm.Name]
+		rel, under := strings.CutPrefix(vm.MountPath, "/etc/kts/bootstrap/")
+		if !ok || !under {
+			continue
+		}
+		s := &corev1.Secret{}
+		if err := m.c.Get(context.Background(), client.ObjectKey{Namespace: m.k.Namespace, Name: name}, s); err == nil {
+			m.Mount(t, "bootstrap/"+rel, s.Data)
+		}
+	}
 	var args []string
 	for _, a := range sts.Spec.Template.Spec.InitContainers[0].Args {
 		switch {

@@ -214,9 +214,9 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	}
 }
 
-// newServer applies a KeyTrusteeServer "kts" with its certificate from a
-// test CA and waits for the certificates.
-func newServer(t *testing.T, ctx context.Context, ns string) *trusteev1.KeyTrusteeServer {
+// newServer applies a KeyTrusteeServer "kts", changed by edits, with its
+// certificate from a test CA, and waits for the certificates.
+func newServer(t *testing.T, ctx context.Context, ns string, edits ...func(*trusteev1.KeyTrusteeServer)) *trusteev1.KeyTrusteeServer {
 	t.Helper()
 	testCA(t, ctx, ns)
 	server := &trusteev1.KeyTrusteeServer{
@@ -227,6 +227,9 @@ func newServer(t *testing.T, ctx context.Context, ns string) *trusteev1.KeyTrust
 			// reached as localhost.
 			DNSNames: []string{"localhost"},
 		}},
+	}
+	for _, edit := range edits {
+		edit(server)
 	}
 	create(t, ctx, server)
 	waitServer(t, ctx, server, trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
