@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -180,12 +181,26 @@ func forwarder(st *confdir.State, log *slog.Logger) (http.Handler, error) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			log.Warn("forward write to the active failed", "route", r.Pattern, "err", err)
 			w.Header().Set("Content-Type", "application/json")
+			if !neverSent(err) {
+				// The active may have carried it out before it stopped
+				// answering: the client must not take it as refused.
+				w.WriteHeader(http.StatusBadGateway)
+				fmt.Fprintln(w, `{"error": "forward_failed", "message": "the active stopped answering while it handled this write: its outcome is unknown; read it back before retrying"}`)
+				return
+			}
 			w.Header().Set("Retry-After", "5")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, `{"error": "active_unavailable", "message": "this passive server forwards writes to the active, which does not answer; reads still work, retry the write later"}`)
+			fmt.Fprintln(w, `{"error": "active_unavailable", "message": "this passive server forwards writes to the active, which does not answer; nothing was stored; reads still work, retry the write later"}`)
 		},
 	}
 	return proxy, nil
+}
+
+// neverSent reports whether a forwarded request failed before any of it
+// reached the active: the connection could not be made.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // passiveHealth reports the standby's replay position.
