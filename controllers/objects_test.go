@@ -58,6 +58,9 @@ func fullServer() *trusteev1.KeyTrusteeServer {
 			AuthSecretRef: &trusteev1.LocalSecretReference{Name: "smtp"}, CASecretRef: &trusteev1.SecretKeySelector{Name: "smtp-ca", Key: "ca.crt"},
 			ExternalURL: "https://kts.example.com:11371"},
 		Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}},
+		Bootstrap: &trusteev1.BootstrapSpec{Backup: trusteev1.BackupSource{
+			ArchiveSecretRef: trusteev1.SecretKeySelector{Name: "kts-archive", Key: "archive"},
+			DecryptionKeyRef: &trusteev1.SecretKeySelector{Name: "backup-secret-key", Key: "secret.asc"}}},
 		Scheduling: trusteev1.SchedulingSpec{
 			NodeSelector: map[string]string{"kubernetes.io/os": "linux"},
 			Tolerations:  []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "keys", Effect: corev1.TaintEffectNoSchedule}},
@@ -153,6 +156,12 @@ func TestGoldenServerObjects(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) { golden(t, name, serverObjects(t, inputsFor(k))) })
 	}
+	// After a switchover to b, while a is fenced.
+	switched := inputsFor(minimalServer())
+	switched.Active = memberB
+	golden(t, "server-switched-to-b.yaml", serverObjects(t, switched))
+	switched.FenceFor = memberA
+	golden(t, "server-b-fenced-for-a.yaml", serverObjects(t, switched))
 }
 
 func TestGoldenBackupObjects(t *testing.T) {
