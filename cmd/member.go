@@ -312,12 +312,7 @@ func (o memberSetup) bootstrap(ctx context.Context, out io.Writer, cfg config.Co
 	if _, err := os.Stat(o.restoreArchive); err != nil {
 		return fmt.Errorf("the archive to start from, %s, cannot be read (%v): is the Secret of spec.bootstrap there?", o.restoreArchive, err)
 	}
-	if err := os.WriteFile(pending, []byte(o.restoreArchive+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := initDB(ctx, o.dir, cfg, inst); err != nil {
-		return err
-	}
+	// The archive is checked whole before the cluster is made.
 	work, err := os.MkdirTemp(o.dir, ".bootstrap-")
 	if err != nil {
 		return err
@@ -325,11 +320,17 @@ func (o memberSetup) bootstrap(ctx context.Context, out io.Writer, cfg config.Co
 	defer os.RemoveAll(work)
 	staged, err := unpackArchive(ctx, o.restoreArchive, restoreFlags{keyFile: o.restoreKey, runAs: o.runAs}, filepath.Join(work, "stage"))
 	if err != nil {
-		return fmt.Errorf("%s: %w", o.restoreArchive, err)
+		return fmt.Errorf("%s: %w; nothing was created", o.restoreArchive, err)
 	}
 	defer staged.Remove()
 	if staged.Kind != backup.KindServer {
-		return fmt.Errorf("%s is a client backup, not a server's", o.restoreArchive)
+		return fmt.Errorf("%s is a client backup, not a server's; nothing was created", o.restoreArchive)
+	}
+	if err := os.WriteFile(pending, []byte(o.restoreArchive+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := initDB(ctx, o.dir, cfg, inst); err != nil {
+		return err
 	}
 	// No passive is attached yet: the load's commits must not wait for one.
 	alone := *inst

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -604,5 +605,125 @@ func TestActiveRefusesAnEmptyVolumeOnceItsDatabaseExisted(t *testing.T) {
 	}
 	if _, err := os.Stat(active.dataDir); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the refused setup made %s: %v", active.dataDir, err)
+	}
+}
+
+// TestMemberRolesChangeOnlyWithTheMarker swaps the roles of a pair's
+// members as a switchover does, with setup alone: while the active marker
+// (the identity Secret's active-member) names a, b's copy is never promoted
+// and a's cluster never replaced; once it names b, b's setup promotes its
+// copy, which holds what a committed, and a's moves its old cluster aside
+// and copies b. A setup told to start from an archive it cannot read
+// creates nothing.
+func TestMemberRolesChangeOnlyWithTheMarker(t *testing.T) {
+	root := stateRoot(t)
+	mounts := layOutMounts(t, root)
+	a, b := &memberPod{name: "a"}, &memberPod{name: "b"}
+	renderMemberConfigs(t, root, mounts, a, b)
+	marker := filepath.Join(mounts.identity, "active-member")
+	setup := func(p *memberPod, role, conf string, extra ...string) result {
+		return runTool(t, "", "kts", append([]string{"member", "setup", "--member", role, "--config", conf, "--confdir", p.state,
+			"--name", p.name, "--active-marker", marker}, extra...)...)
+	}
+	// The configurations after the switch: b the active, a its passive.
+	swapped := func(p *memberPod, edit func(*config.Config)) string {
+		var c config.Config
+		if err := json.Unmarshal(must(os.ReadFile(p.conf)), &c); err != nil {
+			t.Fatal(err)
+		}
+		edit(&c)
+		data, err := json.MarshalIndent(c, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(root, p.name+"-swapped.conf")
+		if err := os.WriteFile(f, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	bActive := swapped(b, func(c *config.Config) { c.Role, c.ActiveURL, c.ActiveCA, c.ActiveDB = config.RoleActive, "", "", "" })
+	aPassive := swapped(a, func(c *config.Config) {
+		c.Role, c.ActiveURL, c.ActiveCA, c.ActiveDB = config.RolePassive, b.url, mounts.ca, "127.0.0.1:"+itoa(b.dbPort)
+	})
+
+	// A setup that cannot read the archive it should start from makes nothing.
+	if r := setup(a, "active", a.conf, "--restore-archive", filepath.Join(root, "no-such-archive")); r.err == nil ||
+		!strings.Contains(r.stderr, "is the Secret of spec.bootstrap there?") {
+		t.Fatalf("setup from a missing archive: %v\n%s", r.err, r.stderr)
+	}
+	garbage := filepath.Join(root, "garbage.tar")
+	if err := os.WriteFile(garbage, []byte("not an archive"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := setup(a, "active", a.conf, "--restore-archive", garbage); r.err == nil || !strings.Contains(r.stderr, "nothing was created") {
+		t.Fatalf("setup from a damaged archive: %v\n%s", r.err, r.stderr)
+	}
+	if _, err := os.Stat(a.dataDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused setup made %s: %v", a.dataDir, err)
+	}
+
+	// The pair as it starts, with an organization.
+	if r := setup(a, "active", a.conf); r.err != nil {
+		t.Fatalf("a's setup: %v\n%s", r.err, r.stderr)
+	}
+	a.dbRun = startDBRun(t, a)
+	if r := setup(b, "passive", b.conf); r.err != nil {
+		t.Fatalf("b's setup: %v\n%s", r.err, r.stderr)
+	}
+	b.dbRun = startDBRun(t, b)
+	kts(t, "org", "add", "-n", "acme", "-c", "a@example.com", "--confdir", a.state)
+	for _, p := range []*memberPod{a, b} {
+		p.dbRun.cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.dbRun.wait(30 * time.Second); err != nil {
+			t.Fatalf("%s db run: %v", p.name, err)
+		}
+	}
+	before := memberFiles(t, a, b)
+
+	// The marker still names a: both refuse, changing nothing.
+	for _, c := range []struct {
+		p          *memberPod
+		role, conf string
+		want       string
+	}{
+		{b, "active", bActive, "holds the state of the passive, and this is the active"},
+		{a, "passive", aPassive, "holds the state of the active, and this is the passive"},
+	} {
+		if r := setup(c.p, c.role, c.conf); r.err == nil || !strings.Contains(r.stderr, c.want) {
+			t.Fatalf("%s's setup as the %s before the marker: %v\n%s\nwant %q", c.p.name, c.role, r.err, r.stderr, c.want)
+		}
+	}
+	if after := memberFiles(t, a, b); !maps.Equal(before, after) {
+		t.Fatalf("refused setups changed the members' files")
+	}
+	if _, err := os.Stat(filepath.Join(b.dataDir, "standby.signal")); err != nil {
+		t.Fatalf("b's copy is no longer a standby: %v", err)
+	}
+
+	// The marker names b: b is promoted, a copies it.
+	if err := os.WriteFile(marker, []byte("b"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	r := setup(b, "active", bActive)
+	if r.err != nil || !strings.Contains(r.stdout, "promoted: "+b.dataDir+" is the active's cluster") {
+		t.Fatalf("b's setup as the active: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(b.dataDir, "standby.signal")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("b's cluster is still a standby: %v", err)
+	}
+	b.dbRun = startDBRun(t, b)
+	r = setup(a, "passive", aPassive)
+	if r.err != nil || !strings.Contains(r.stdout, "this member was the active, and the other one was promoted: its old cluster is kept in "+a.dataDir+".old-") ||
+		!strings.Contains(r.stdout, "copied the active's PostgreSQL at 127.0.0.1:"+itoa(b.dbPort)) {
+		t.Fatalf("a's setup as the passive: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	a.dbRun = startDBRun(t, a)
+	kts(t, "org", "add", "-n", "after", "-c", "b@example.com", "--confdir", b.state)
+	if orgs := kts(t, "org", "list", "--confdir", b.state); !strings.Contains(orgs, `"acme"`) || !strings.Contains(orgs, `"after"`) {
+		t.Fatalf("b after the switch lists:\n%s", orgs)
+	}
+	if _, err := os.Stat(filepath.Join(a.dataDir, "standby.signal")); err != nil {
+		t.Fatalf("a's new cluster is not a standby: %v", err)
 	}
 }
