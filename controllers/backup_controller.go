@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 )
@@ -218,7 +219,26 @@ func (r *BackupReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&batchv1.CronJob{}).
 		Owns(&corev1.ConfigMap{}).
 		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(scheduleOfJob)).
+		Watches(&trusteev1.KeyTrusteeServer{}, handler.EnqueueRequestsFromMapFunc(r.schedulesOfServer)).
 		Complete(r)
+}
+
+// schedulesOfServer maps a server to its BackupSchedules, so that a
+// switchover moves their Jobs to the member that now holds the role they
+// back up.
+func (r *BackupReconciler) schedulesOfServer(ctx context.Context, o client.Object) []ctrl.Request {
+	var list trusteev1.BackupScheduleList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		log.FromContext(ctx).Error(err, "listing the BackupSchedules of a server", "server", o.GetName())
+		return nil
+	}
+	var out []ctrl.Request
+	for _, b := range list.Items {
+		if b.Spec.ServerRef.Name == o.GetName() {
+			out = append(out, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: b.Namespace, Name: b.Name}})
+		}
+	}
+	return out
 }
 
 func scheduleOfJob(_ context.Context, o client.Object) []ctrl.Request {

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -153,4 +154,34 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(cj), cj)
 		return err == nil && cj.Spec.Suspend != nil && *cj.Spec.Suspend, fmt.Sprint(err)
 	})
+
+	// A switchover: the Jobs back up the member that is now the passive.
+	dbHost := func() string {
+		cm := &corev1.ConfigMap{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "nightly-backup"}, cm); err != nil {
+			return err.Error()
+		}
+		var c struct {
+			Host string `json:"DB_HOST"`
+		}
+		json.Unmarshal([]byte(cm.Data[backupConfKey]), &c)
+		return c.Host
+	}
+	if h := dbHost(); !strings.HasPrefix(h, "kts-b-0.") {
+		t.Fatalf("the backup reads %s; want the passive kts-b-0", h)
+	}
+	eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
+		identity := &corev1.Secret{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil {
+			return false, err.Error()
+		}
+		identity.Data[identityActiveMember] = []byte(memberB)
+		err := env.Client.Update(ctx, identity)
+		return err == nil, fmt.Sprint(err)
+	})
+	eventually(t, time.Minute, "the backup reading the new passive", func() (bool, string) {
+		h := dbHost()
+		return strings.HasPrefix(h, "kts-a-0."), h
+	})
+
 }

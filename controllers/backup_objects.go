@@ -137,7 +137,7 @@ func (in backupInputs) cronJob() *batchv1.CronJob {
 			Command: []string{"kts"}, Args: args, SecurityContext: security, VolumeMounts: mounts,
 		}
 	}
-	setup := container("setup", "member", "setup", "--member", in.member(), "--config-only",
+	setup := container("setup", "member", "setup", "--member", srv.role(in.member()), "--config-only",
 		"--config", path.Join(mountConfig, backupConfKey), "--confdir", mountBackupState)
 	backup := container("backup", args...)
 	backup.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError

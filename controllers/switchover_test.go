@@ -130,7 +130,7 @@ func TestActiveLostPromotesThePassive(t *testing.T) {
 	}
 	pod.Status.Conditions = []corev1.PodCondition{podScheduled, podNotReady}
 	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "setup",
-		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
 		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: confdir.ExitVolumeLost}}}}
 	if err := env.Client.Status().Update(ctx, pod); err != nil {
 		t.Fatal(err)
