@@ -121,7 +121,7 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if obs.Active.Ready && len(identity[identityDatabaseCreated]) == 0 {
+	if obs.Active.Ready && len(identity[identityDatabaseCreated]) == 0 && r.answers(ctx, in, obs) {
 		if err := r.markDatabaseCreated(ctx, kts, n.Identity()); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -188,6 +188,17 @@ func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []met
 		}
 		r.Recorder.Eventf(kts, nil, kind, c.Type+string(c.Status), "Observe", "%s is %s: %s", c.Type, c.Status, c.Message)
 	}
+}
+
+// answers reports whether the active's server answered its /readyz: it
+// runs, so its database exists (a pod's Ready condition alone is only what
+// its node reports).
+func (r *ServerReconciler) answers(ctx context.Context, in serverInputs, obs serverObservation) bool {
+	rep := obs.Replication
+	if rep == nil {
+		rep = r.probeReplication(ctx, in, obs.Active.IP)
+	}
+	return rep.Err == ""
 }
 
 // identityDatabaseCreated is the key of the identity Secret that records

@@ -321,13 +321,21 @@ func TestStatusFollowsThePods(t *testing.T) {
 	}
 	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "kts-a-0 is ready")
-	// From now on an empty volume of the active is a loss, not a start.
+	// Ready, but its server does not answer yet: not marked.
+	time.Sleep(time.Second)
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[identityDatabaseCreated]) > 0 {
+		t.Fatalf("the identity Secret before the active answered: %v, marked %q", err, identity.Data[identityDatabaseCreated])
+	}
+	// Once its server answers, an empty volume of the active is a loss,
+	// not a start.
+	serveReadyz(t, ctx, ns)
 	eventually(t, time.Minute, "the identity Secret marked", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity)
 		_, perr := time.Parse(time.RFC3339, string(identity.Data[identityDatabaseCreated]))
 		return err == nil && perr == nil, fmt.Sprint(err, perr)
 	})
 	wantEvent(t, ctx, ns, "DatabaseCreated")
+	registerAddress(ns, "kts", memberA, portAPI, "127.0.0.1:1") // nothing answers there
 
 	// The passive cannot be placed: the status says why, in the
 	// scheduler's words.
