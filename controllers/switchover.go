@@ -107,8 +107,11 @@ func decideSwitchover(o switchObservation) switchState {
 	}
 	if o.PromoteTo == to {
 		if !o.ActivePodGone {
-			return switchState{Reason: why, FenceFor: to, Message: fmt.Sprintf(
-				"fencing: waiting for the active's pod %s to stop, so that it accepts no more writes, before the passive %s is promoted", o.ActivePod, o.PassivePod)}
+			msg := fmt.Sprintf("fencing: waiting for the active's pod %s to stop, so that it accepts no more writes, before the passive %s is promoted", o.ActivePod, o.PassivePod)
+			if why == trusteev1.ReasonActiveLost {
+				msg = "the active has lost its data; " + msg
+			}
+			return switchState{Reason: why, FenceFor: to, Message: msg}
 		}
 		return switchState{Reason: trusteev1.ReasonPromoting, FenceFor: to, Promote: true, Message: fmt.Sprintf(
 			"the old active's pod %s is gone: promoting the passive %s", o.ActivePod, o.PassivePod)}

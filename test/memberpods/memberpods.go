@@ -172,9 +172,8 @@ func fsGroup(t *testing.T) int {
 // PostgreSQL.
 func (m *Member) RunDB(t *testing.T) {
 	t.Helper()
-	setup := Start(t, m.bin, m.Name+" setup", m.setupArgs(t)...)
-	if err := setup.Wait(2 * time.Minute); err != nil {
-		t.Fatalf("%s setup: %v\n%s", m.Name, err, setup.Output())
+	if out, err := m.Setup(t); err != nil {
+		t.Fatalf("%s setup: %v\n%s", m.Name, err, out)
 	}
 	m.DB = Start(t, m.bin, m.Name+" db run", "db", "run", "--confdir", m.State)
 	t.Cleanup(m.DB.Stop) // after the server's (cleanups run last first)
@@ -185,6 +184,15 @@ func (m *Member) RunDB(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// Setup runs the pod's init container to its end and returns its output
+// and how it exited.
+func (m *Member) Setup(t *testing.T) (string, error) {
+	t.Helper()
+	setup := Start(t, m.bin, m.Name+" setup", m.setupArgs(t)...)
+	err := setup.Wait(2 * time.Minute)
+	return setup.Output(), err
 }
 
 // setupArgs are the arguments of the setup init container of the member's

@@ -2,8 +2,12 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,4 +210,102 @@ func wantEvent(t *testing.T, ctx context.Context, ns, reason string) {
 		}
 		return false, fmt.Sprint(seen)
 	})
+}
+
+// TestActiveVolumeLostRecoversFromThePassive loses the active's volume
+// with the members' real processes: its pod comes back on an empty volume,
+// whose setup refuses to start an empty database (exit status 3, as the
+// kubelet reports it); the operator fences it, promotes the passive once
+// the old pod is gone, and the old active's member copies the new active
+// as its passive. Every acknowledged write is kept.
+func TestActiveVolumeLostRecoversFromThePassive(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ns := env.Namespace(t)
+	server := newServer(t, ctx, ns)
+	root := memberpods.RootDir(t)
+	a, b := runPair(t, ctx, ns, root, server)
+	for _, m := range []*memberpods.Member{a, b} {
+		onNewRevision(t, ctx, ns, m.Name)
+	}
+	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	wantEvent(t, ctx, ns, "DatabaseCreated")
+	kts(t, "org", "add", "-n", "acme", "-c", "keys@acme.example", "--confdir", a.State)
+	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", a.State)
+	dir := filepath.Join(root, "clients", "c")
+	kts(t, "client", "register", "--dir", dir, "--server", a.URL()+","+b.URL(), "--org", "acme", "--ca-file", a.CAFile())
+	c := registered{dir: dir}
+	put(t, c, "disk-1", "key of disk 1")
+
+	// The active's volume is lost; its pod comes back on an empty one.
+	a.Server.Stop()
+	a.DB.Stop()
+	a.Remount(t, ctx, nil) // the identity Secret as it is now: it says the database was created
+	if err := os.RemoveAll(filepath.Dir(a.State)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(a.State), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := a.Setup(t)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(out, "the active's volume holds no database") {
+		t.Fatalf("setup of the active on an empty volume: %v\n%s", err, out)
+	}
+	pod := &corev1.Pod{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-a-0"}, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}, {Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "setup",
+		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: int32(exit.ExitCode())}}}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionTrue, "lost its data")
+	wantEvent(t, ctx, ns, "ActiveLost")
+	harness.Eventually(t, time.Minute, "the lost active fenced", func() (bool, string) {
+		r := stsReplicas(t, ctx, ns, "a")
+		return r == 0, fmt.Sprint(r)
+	})
+	if m := activeMember(t, ctx, ns); m != "" {
+		t.Fatalf("promoted while the old active's pod exists: %q", m)
+	}
+	if err := env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
+		m := activeMember(t, ctx, ns)
+		return m == "b", m
+	})
+	wantEvent(t, ctx, ns, "Promoted")
+
+	// The passive restarts as the active; the old active's member, on its
+	// empty volume, copies it.
+	b.Server.Stop()
+	b.DB.Stop()
+	b.Remount(t, ctx, nil)
+	b.RunDB(t)
+	b.RunServer(t)
+	onNewRevision(t, ctx, ns, "b")
+	harness.Eventually(t, time.Minute, "the old active's StatefulSet back to one", func() (bool, string) {
+		r := stsReplicas(t, ctx, ns, "a")
+		return r == 1, fmt.Sprint(r)
+	})
+	a.Remount(t, ctx, b)
+	a.RunDB(t)
+	a.RunServer(t)
+	markReady(t, ctx, ns, "kts-a-0", "a")
+	onNewRevision(t, ctx, ns, "a")
+	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionFalse, "member b (kts-b-0) is the active")
+	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+
+	for _, m := range []*memberpods.Member{a, b} {
+		alone := registered{dir: hist.ClientWithServers(t, dir, filepath.Join(root, "clients", "only-"+m.Name), m.URL())}
+		if v := get(t, alone, "disk-1", false); v != "key of disk 1" {
+			t.Fatalf("member %s reads disk-1 as %q", m.Name, v)
+		}
+	}
+	put(t, c, "disk-2", "written after the recovery")
 }
