@@ -206,14 +206,19 @@ func (r *ServerReconciler) switchover(ctx context.Context, in *serverInputs) (sw
 }
 
 // volumeLost reports whether a member's setup refused to start because its
-// volume holds no database although the server's database existed.
+// volume holds no database although the server's database existed: it
+// exited so, and has not run through since (it is waiting to be restarted
+// after that exit, or that exit is its state).
 func volumeLost(pod *corev1.Pod) bool {
 	for _, cs := range pod.Status.InitContainerStatuses {
-		for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
-			if t != nil && t.ExitCode == confdir.ExitVolumeLost {
-				return true
-			}
+		if cs.Name != "setup" {
+			continue
 		}
+		if t := cs.State.Terminated; t != nil {
+			return t.ExitCode == confdir.ExitVolumeLost
+		}
+		t := cs.LastTerminationState.Terminated
+		return cs.State.Waiting != nil && t != nil && t.ExitCode == confdir.ExitVolumeLost
 	}
 	return false
 }

@@ -79,6 +79,34 @@ func TestDecideSwitchover(t *testing.T) {
 	}
 }
 
+// Only a setup that exited for a lost volume, and has not run through
+// since, counts as the loss.
+func TestVolumeLost(t *testing.T) {
+	exited := func(code int32) *corev1.ContainerStateTerminated { return &corev1.ContainerStateTerminated{ExitCode: code} }
+	waiting := &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
+	for _, c := range []struct {
+		name string
+		cs   corev1.ContainerStatus
+		want bool
+	}{
+		{"exited for a lost volume", corev1.ContainerStatus{Name: "setup", State: corev1.ContainerState{Terminated: exited(3)}}, true},
+		{"waiting after that exit", corev1.ContainerStatus{Name: "setup", State: corev1.ContainerState{Waiting: waiting},
+			LastTerminationState: corev1.ContainerState{Terminated: exited(3)}}, true},
+		{"ran through after it (the volume came back)", corev1.ContainerStatus{Name: "setup", State: corev1.ContainerState{Terminated: exited(0)},
+			LastTerminationState: corev1.ContainerState{Terminated: exited(3)}}, false},
+		{"running again after it", corev1.ContainerStatus{Name: "setup", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+			LastTerminationState: corev1.ContainerState{Terminated: exited(3)}}, false},
+		{"another failure", corev1.ContainerStatus{Name: "setup", State: corev1.ContainerState{Waiting: waiting},
+			LastTerminationState: corev1.ContainerState{Terminated: exited(1)}}, false},
+		{"another container", corev1.ContainerStatus{Name: "other", State: corev1.ContainerState{Terminated: exited(3)}}, false},
+	} {
+		pod := &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{c.cs}}}
+		if got := volumeLost(pod); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 // The Switchover condition follows the new pair until the old active is
 // its synchronous standby again.
 func TestSwitchCondition(t *testing.T) {
