@@ -29,15 +29,7 @@ func TestBootstrapFromBackup(t *testing.T) {
 	defer cancel()
 
 	// The pair backed up.
-	ns := env.Namespace(t)
-	old := newServer(t, ctx, ns)
-	root := memberpods.RootDir(t)
-	a, b := runPair(t, ctx, ns, root, old)
-	waitServer(t, ctx, old, trusteev1.ConditionReady, metav1.ConditionTrue, "")
-	kts(t, "org", "add", "-n", "acme", "-c", "keys@acme.example", "--confdir", a.State)
-	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", a.State)
-	dir := filepath.Join(root, "clients", "kept")
-	kts(t, "client", "register", "--dir", dir, "--server", a.URL()+","+b.URL(), "--org", "acme", "--ca-file", a.CAFile())
+	_, root, a, _, dir := pairWithClient(t, ctx, env.Namespace(t))
 	kept := registered{dir: dir}
 	put(t, kept, "disk-1", "key of disk 1")
 	put(t, kept, "disk-2", "key of disk 2")

@@ -43,19 +43,8 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	ns := env.Namespace(t)
-	server := newServer(t, ctx, ns)
-	root := memberpods.RootDir(t)
-	a, b := runPair(t, ctx, ns, root, server)
-	for _, m := range []*memberpods.Member{a, b} {
-		onNewRevision(t, ctx, ns, m.Name)
-	}
-	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	server, root, a, b, load := pairWithClient(t, ctx, ns)
 	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionFalse, "member a (kts-a-0) is the active")
-
-	kts(t, "org", "add", "-n", "acme", "-c", "keys@acme.example", "--confdir", a.State)
-	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", a.State)
-	load := filepath.Join(root, "clients", "load")
-	kts(t, "client", "register", "--dir", load, "--server", a.URL()+","+b.URL(), "--org", "acme", "--ca-file", a.CAFile())
 	h := hist.New()
 	stop := h.RunWorkload(t, load, switchClients, uint64(time.Now().UnixNano()))
 	acked := func(what string) {
@@ -104,26 +93,7 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 		return m == "b", m
 	})
 	wantEvent(t, ctx, ns, "Promoted")
-	b.Server.Stop()
-	b.DB.Stop()
-	b.Remount(t, ctx, nil)
-	if b.Role != "active" {
-		t.Fatalf("member b's configuration after the promotion says %s", b.Role)
-	}
-	b.RunDB(t)
-	b.RunServer(t)
-	onNewRevision(t, ctx, ns, "b")
-	harness.Eventually(t, time.Minute, "the old active's StatefulSet back to one", func() (bool, string) {
-		r := stsReplicas(t, ctx, ns, "a")
-		return r == 1, fmt.Sprint(r)
-	})
-	a.Remount(t, ctx, b)
-	a.RunDB(t)
-	a.RunServer(t)
-	markReady(t, ctx, ns, "kts-a-0", "a")
-	onNewRevision(t, ctx, ns, "a")
-	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionFalse, "member b (kts-b-0) is the active")
-	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	rejoin(t, ctx, server, b, a)
 	wantEvent(t, ctx, ns, "Rejoining")
 	wantEvent(t, ctx, ns, "ActiveAsSpecified")
 	acked("after the switchover")
@@ -222,18 +192,8 @@ func TestActiveVolumeLostRecoversFromThePassive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	ns := env.Namespace(t)
-	server := newServer(t, ctx, ns)
-	root := memberpods.RootDir(t)
-	a, b := runPair(t, ctx, ns, root, server)
-	for _, m := range []*memberpods.Member{a, b} {
-		onNewRevision(t, ctx, ns, m.Name)
-	}
-	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	server, root, a, b, dir := pairWithClient(t, ctx, ns)
 	wantEvent(t, ctx, ns, "DatabaseCreated")
-	kts(t, "org", "add", "-n", "acme", "-c", "keys@acme.example", "--confdir", a.State)
-	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", a.State)
-	dir := filepath.Join(root, "clients", "c")
-	kts(t, "client", "register", "--dir", dir, "--server", a.URL()+","+b.URL(), "--org", "acme", "--ca-file", a.CAFile())
 	c := registered{dir: dir}
 	put(t, c, "disk-1", "key of disk 1")
 
@@ -280,26 +240,8 @@ func TestActiveVolumeLostRecoversFromThePassive(t *testing.T) {
 		return m == "b", m
 	})
 	wantEvent(t, ctx, ns, "Promoted")
-
-	// The passive restarts as the active; the old active's member, on its
-	// empty volume, copies it.
-	b.Server.Stop()
-	b.DB.Stop()
-	b.Remount(t, ctx, nil)
-	b.RunDB(t)
-	b.RunServer(t)
-	onNewRevision(t, ctx, ns, "b")
-	harness.Eventually(t, time.Minute, "the old active's StatefulSet back to one", func() (bool, string) {
-		r := stsReplicas(t, ctx, ns, "a")
-		return r == 1, fmt.Sprint(r)
-	})
-	a.Remount(t, ctx, b)
-	a.RunDB(t)
-	a.RunServer(t)
-	markReady(t, ctx, ns, "kts-a-0", "a")
-	onNewRevision(t, ctx, ns, "a")
-	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionFalse, "member b (kts-b-0) is the active")
-	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	// The old active's member, on its empty volume, copies the new active.
+	rejoin(t, ctx, server, b, a)
 
 	for _, m := range []*memberpods.Member{a, b} {
 		alone := registered{dir: hist.ClientWithServers(t, dir, filepath.Join(root, "clients", "only-"+m.Name), m.URL())}
@@ -308,4 +250,54 @@ func TestActiveVolumeLostRecoversFromThePassive(t *testing.T) {
 		}
 	}
 	put(t, c, "disk-2", "written after the recovery")
+}
+
+// pairWithClient starts a pair (member a the active) with its members'
+// processes, on their current revisions, with organization acme open to
+// registration and a client registered with both members, whose state
+// directory it returns.
+func pairWithClient(t *testing.T, ctx context.Context, ns string) (server *trusteev1.KeyTrusteeServer, root string, a, b *memberpods.Member, clientDir string) {
+	t.Helper()
+	server = newServer(t, ctx, ns)
+	root = memberpods.RootDir(t)
+	a, b = runPair(t, ctx, ns, root, server)
+	for _, m := range []*memberpods.Member{a, b} {
+		onNewRevision(t, ctx, ns, m.Name)
+	}
+	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
+	kts(t, "org", "add", "-n", "acme", "-c", "keys@acme.example", "--confdir", a.State)
+	kts(t, "org", "set-auth", "-n", "acme", "-s", "", "--confdir", a.State)
+	clientDir = filepath.Join(root, "clients", "c")
+	kts(t, "client", "register", "--dir", clientDir, "--server", a.URL()+","+b.URL(), "--org", "acme", "--ca-file", a.CAFile())
+	return server, root, a, b, clientDir
+}
+
+// rejoin plays the StatefulSet controller and the kubelet once member
+// promoted is recorded as the active and old was fenced: promoted's pod
+// restarts as the active (its setup promoting its copy), then old's comes
+// back as the passive and copies it; it waits for the pair to be ready.
+func rejoin(t *testing.T, ctx context.Context, server *trusteev1.KeyTrusteeServer, promoted, old *memberpods.Member) {
+	t.Helper()
+	ns := server.Namespace
+	promoted.Server.Stop()
+	promoted.DB.Stop()
+	promoted.Remount(t, ctx, nil)
+	if promoted.Role != "active" {
+		t.Fatalf("member %s's configuration after the promotion says %s", promoted.Name, promoted.Role)
+	}
+	promoted.RunDB(t)
+	promoted.RunServer(t)
+	onNewRevision(t, ctx, ns, promoted.Name)
+	harness.Eventually(t, time.Minute, "the old active's StatefulSet back to one", func() (bool, string) {
+		r := stsReplicas(t, ctx, ns, old.Name)
+		return r == 1, fmt.Sprint(r)
+	})
+	old.Remount(t, ctx, promoted)
+	old.RunDB(t)
+	old.RunServer(t)
+	markReady(t, ctx, ns, "kts-"+old.Name+"-0", old.Name)
+	onNewRevision(t, ctx, ns, old.Name)
+	waitServer(t, ctx, server, trusteev1.ConditionSwitchover, metav1.ConditionFalse,
+		fmt.Sprintf("member %s (kts-%s-0) is the active", promoted.Name, promoted.Name))
+	waitServer(t, ctx, server, trusteev1.ConditionReady, metav1.ConditionTrue, "")
 }
