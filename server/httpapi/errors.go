@@ -96,6 +96,8 @@ func classify(err error) *apiError {
 		return newError(http.StatusServiceUnavailable, "hsm_unavailable", "the HSM that holds this server's keys does not answer right now; nothing was written; retry shortly (the other server of the pair may answer reads)")
 	case databaseUnavailable(err):
 		return newError(http.StatusServiceUnavailable, "database_unavailable", "this server cannot reach its database right now; the other server of the pair can answer, or retry shortly; if this was a write, its outcome is unknown: read it back before retrying")
+	case errors.Is(err, store.ErrStopping):
+		return newError(http.StatusServiceUnavailable, "stopping", "this server is stopping; nothing was done; the other server of the pair answers, or retry shortly")
 	case errors.Is(err, context.Canceled):
 		return newError(499, "canceled", "the client went away")
 	}

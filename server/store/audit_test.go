@@ -467,3 +467,57 @@ func TestBatchedPutsKeepTheChain(t *testing.T) {
 		t.Fatalf("%d records of creation, %d deposits, chain ends at %d", creates, len(list), sum.Last.Seq)
 	}
 }
+
+// A batch of puts taken before the server stops runs to its end: its
+// writers get their answer, not a cancelled commit of unknown outcome.
+func TestBatchedPutOutlivesTheStop(t *testing.T) {
+	s := open(t)
+	ctx := audit.WithActor(context.Background(), admin)
+	if _, _, err := s.AddOrganization(ctx, "acme", []string{"a@example.com"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	fp := "0123456789ABCDEF0123456789ABCDEF01234567"
+	if err := s.RegisterClient(ctx, store.Client{Fingerprint: fp, OrgName: "acme", KeyID: "k", PublicKey: []byte("k"), State: store.StateActive}); err != nil {
+		t.Fatal(err)
+	}
+	// Another transaction holds the audit chain's head: the put waits.
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT * FROM audit_head FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	serving, stop := context.WithCancel(ctx)
+	b := store.NewBatcher(serving, s, 1, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.PutDeposit(ctx, fp, "d1", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for waiting := 0; waiting == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the put never waited for the head")
+		}
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop() // the server stops while the put's batch waits
+	time.Sleep(100 * time.Millisecond)
+	// A put that comes after is refused: nothing is done.
+	if err := b.PutDeposit(ctx, fp, "d2", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1); !errors.Is(err, store.ErrStopping) {
+		t.Fatalf("a put after the stop: %v; want %v", err, store.ErrStopping)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("a put taken before the stop: %v; want it carried out", err)
+	}
+	if _, err := s.GetDeposit(ctx, fp, "d1"); err != nil {
+		t.Fatalf("the put's deposit: %v", err)
+	}
+}

@@ -32,7 +32,13 @@ type Batcher struct {
 
 	headMu sync.Mutex
 	head   *audit.Head // the audit chain's head after the last batch this Batcher wrote
+
+	stopped <-chan struct{} // closed when the workers stop taking requests
 }
+
+// ErrStopping is the answer to a request that came after the server began
+// to stop: nothing was done.
+var ErrStopping = errors.New("the server is stopping")
 
 type getReq struct {
 	submitted   time.Time
@@ -64,7 +70,7 @@ func (r *putReq) context(ctx context.Context) context.Context {
 
 // NewBatcher starts workers reading and workers writing until ctx ends.
 func NewBatcher(ctx context.Context, s *Store, workers, maxBatch int) *Batcher {
-	b := &Batcher{Store: s, gets: make(chan *getReq), puts: make(chan *putReq), max: maxBatch, Timeout: 10 * time.Second}
+	b := &Batcher{Store: s, gets: make(chan *getReq), puts: make(chan *putReq), max: maxBatch, Timeout: 10 * time.Second, stopped: ctx.Done()}
 	for range workers {
 		go b.loop(ctx, b.getBatch)
 		go b.loop(ctx, b.putBatch)
@@ -98,10 +104,13 @@ func collect[T any](ctx context.Context, in chan T, max int) []T {
 	return batch
 }
 
-// submit hands a request to the workers and waits for its answer.
-func submit[T any](ctx context.Context, in chan T, r T, done chan struct{}) error {
+// submit hands a request to the workers and waits for its answer; once
+// they stop taking requests it answers ErrStopping.
+func submit[T any](ctx context.Context, stopped <-chan struct{}, in chan T, r T, done chan struct{}) error {
 	select {
 	case in <- r:
+	case <-stopped:
+		return ErrStopping
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -116,7 +125,7 @@ func submit[T any](ctx context.Context, in chan T, r T, done chan struct{}) erro
 // GetDeposit reads through the batch workers.
 func (b *Batcher) GetDeposit(ctx context.Context, owner, name string) (keyring.Sealed, error) {
 	r := &getReq{submitted: time.Now(), owner: owner, name: name, done: make(chan struct{})}
-	if err := submit(ctx, b.gets, r, r.done); err != nil {
+	if err := submit(ctx, b.stopped, b.gets, r, r.done); err != nil {
 		return keyring.Sealed{}, err
 	}
 	return r.sealed, r.err
@@ -126,7 +135,7 @@ func (b *Batcher) GetDeposit(ctx context.Context, owner, name string) (keyring.S
 func (b *Batcher) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error {
 	r := &putReq{submitted: time.Now(), owner: owner, name: name, sealed: d, size: size,
 		actor: audit.ActorFrom(ctx), unaudited: audit.IsUnaudited(ctx), done: make(chan struct{})}
-	if err := submit(ctx, b.puts, r, r.done); err != nil {
+	if err := submit(ctx, b.stopped, b.puts, r, r.done); err != nil {
 		return err
 	}
 	return r.err
@@ -148,8 +157,11 @@ func serveBatch[T request](ctx context.Context, in chan T, max int, timeout time
 		return
 	}
 	// The timeout counts from the oldest request's submission, so time
-	// spent queued behind a stuck batch is not granted again.
-	ctx, cancel := context.WithDeadline(ctx, batch[0].since().Add(timeout))
+	// spent queued behind a stuck batch is not granted again. A batch once
+	// taken runs to its end also when the server is stopping: a commit
+	// cancelled half-way (PostgreSQL keeps what it committed locally) would
+	// leave its writers an outcome they cannot know.
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), batch[0].since().Add(timeout))
 	defer cancel()
 	defer func() {
 		for _, r := range batch {

@@ -254,7 +254,7 @@ func putResult(err error) (Outcome, string) {
 	switch {
 	case ae.Status == http.StatusConflict:
 		return Exists, ae.Code
-	case ae.Status == http.StatusServiceUnavailable && (ae.Code == "passive_unavailable" || ae.Code == "active_unavailable"):
+	case ae.Status == http.StatusServiceUnavailable && (ae.Code == "passive_unavailable" || ae.Code == "active_unavailable" || ae.Code == "stopping"):
 		return Refused, ae.Code
 	case ae.Status >= 400 && ae.Status < 500:
 		return Refused, ae.Code
