@@ -82,7 +82,9 @@ func TestDecideSwitchover(t *testing.T) {
 // Only a setup that exited for a lost volume, and has not run through
 // since, counts as the loss.
 func TestVolumeLost(t *testing.T) {
-	exited := func(code int32) *corev1.ContainerStateTerminated { return &corev1.ContainerStateTerminated{ExitCode: code} }
+	exited := func(code int32) *corev1.ContainerStateTerminated {
+		return &corev1.ContainerStateTerminated{ExitCode: code}
+	}
 	waiting := &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
 	for _, c := range []struct {
 		name string
