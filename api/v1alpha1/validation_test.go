@@ -126,6 +126,13 @@ func TestValidationOnAPIServer(t *testing.T) {
 			k.Spec.PostgreSQL.Parameters = []PostgreSQLParameter{{Name: "work_mem\nport", Value: "1"}}
 		}), "spec.postgresql.parameters[0].name"},
 		{"kts bad topology key", ktsWith("topology", func(k *KeyTrusteeServer) { k.Spec.Scheduling.TopologyKey = "not a key" }), "spec.scheduling.topologyKey"},
+		{"kts active member b", ktsWith("active-b", func(k *KeyTrusteeServer) { k.Spec.ActiveMember = "b" }), ""},
+		{"kts active member unknown", ktsWith("active-c", func(k *KeyTrusteeServer) { k.Spec.ActiveMember = "c" }), `Unsupported value: "c"`},
+		{"kts bootstrap", ktsWith("bootstrap", withBootstrap), ""},
+		{"kts bootstrap without archive key", ktsWith("bootstrap-nokey", func(k *KeyTrusteeServer) {
+			withBootstrap(k)
+			k.Spec.Bootstrap.Backup.ArchiveSecretRef.Key = ""
+		}), "spec.bootstrap.backup.archiveSecretRef.key"},
 
 		// Organization
 		{"org minimal", newOrg("acme"), ""},
@@ -191,6 +198,13 @@ func TestValidationOnAPIServer(t *testing.T) {
 		{"kts hsm token changes", newKTS("hsmtoken", withHSM()), func(o client.Object) {
 			o.(*KeyTrusteeServer).Spec.HSM.TokenLabel = "other"
 		}, "tokenLabel cannot change"},
+		{"kts switchover asked", newKTS("switch"), func(o client.Object) { o.(*KeyTrusteeServer).Spec.ActiveMember = "b" }, ""},
+		{"kts bootstrap added", newKTS("bootadd"), func(o client.Object) { withBootstrap(o.(*KeyTrusteeServer)) }, "bootstrap is read when the server is created"},
+		{"kts bootstrap changed", ktsWith("bootchange", withBootstrap), func(o client.Object) {
+			o.(*KeyTrusteeServer).Spec.Bootstrap.Backup.ArchiveSecretRef.Name = "other"
+		}, "bootstrap is read when the server is created"},
+		{"kts bootstrap removed", ktsWith("bootremove", withBootstrap), func(o client.Object) { o.(*KeyTrusteeServer).Spec.Bootstrap = nil },
+			"bootstrap is read when the server is created"},
 		{"org contacts change", newOrg("contacts"), func(o client.Object) {
 			o.(*Organization).Spec.Contacts = []string{"a@example.com", "b@example.com"}
 		}, ""},
@@ -247,4 +261,10 @@ func orgWith(name string, change func(*Organization)) *Organization {
 
 func backupWith(name string, change func(*BackupSchedule)) *BackupSchedule {
 	return newBackup(name, change)
+}
+
+func withBootstrap(k *KeyTrusteeServer) {
+	k.Spec.Bootstrap = &BootstrapSpec{Backup: BackupSource{
+		ArchiveSecretRef: SecretKeySelector{Name: "kts-archive", Key: "archive"},
+		DecryptionKeyRef: &SecretKeySelector{Name: "backup-key", Key: "secret.asc"}}}
 }
