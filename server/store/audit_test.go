@@ -353,13 +353,7 @@ func failAuditInserts(t *testing.T, s *store.Store) {
 func TestAuditFailsClosed(t *testing.T) {
 	s := open(t)
 	ctx := audit.WithActor(context.Background(), admin)
-	if _, _, err := s.AddOrganization(ctx, "acme", []string{"a@example.com"}, ""); err != nil {
-		t.Fatal(err)
-	}
-	fp := "0123456789ABCDEF0123456789ABCDEF01234567"
-	if err := s.RegisterClient(ctx, store.Client{Fingerprint: fp, OrgName: "acme", KeyID: "255E/" + fp, PublicKey: []byte("k"), State: store.StateActive}); err != nil {
-		t.Fatal(err)
-	}
+	fp := activeClient(t, ctx, s)
 	before := len(records(t, s))
 	failAuditInserts(t, s)
 	failures := dbFailures()
@@ -407,13 +401,7 @@ func TestAuditFailsClosed(t *testing.T) {
 func TestBatchedPutsKeepTheChain(t *testing.T) {
 	s := open(t)
 	ctx := audit.WithActor(context.Background(), admin)
-	if _, _, err := s.AddOrganization(ctx, "acme", []string{"a@example.com"}, ""); err != nil {
-		t.Fatal(err)
-	}
-	fp := "0123456789ABCDEF0123456789ABCDEF01234567"
-	if err := s.RegisterClient(ctx, store.Client{Fingerprint: fp, OrgName: "acme", KeyID: "k", PublicKey: []byte("k"), State: store.StateActive}); err != nil {
-		t.Fatal(err)
-	}
+	fp := activeClient(t, ctx, s)
 	b := store.NewBatcher(ctx, s, 1, 64)
 	sealed := keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}
 	put := func(names ...string) []error {
@@ -473,13 +461,7 @@ func TestBatchedPutsKeepTheChain(t *testing.T) {
 func TestBatchedPutOutlivesTheStop(t *testing.T) {
 	s := open(t)
 	ctx := audit.WithActor(context.Background(), admin)
-	if _, _, err := s.AddOrganization(ctx, "acme", []string{"a@example.com"}, ""); err != nil {
-		t.Fatal(err)
-	}
-	fp := "0123456789ABCDEF0123456789ABCDEF01234567"
-	if err := s.RegisterClient(ctx, store.Client{Fingerprint: fp, OrgName: "acme", KeyID: "k", PublicKey: []byte("k"), State: store.StateActive}); err != nil {
-		t.Fatal(err)
-	}
+	fp := activeClient(t, ctx, s)
 	// Another transaction holds the audit chain's head: the put waits.
 	tx, err := s.Pool().Begin(ctx)
 	if err != nil {
@@ -521,3 +503,4 @@ func TestBatchedPutOutlivesTheStop(t *testing.T) {
 		t.Fatalf("the put's deposit: %v", err)
 	}
 }
+

@@ -39,7 +39,7 @@ func newCache(t *testing.T, s *store.Store) *store.Cache {
 func TestCacheStaysCoherent(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	fp := activeClient(t, s)
+	fp := activeClient(t, context.Background(), s)
 	a, b := newCache(t, s), newCache(t, s)
 	d := keyring.Sealed{KeyID: "k", WrappedKey: []byte("w"), Ciphertext: []byte("original")}
 	if err := a.PutDeposit(ctx, fp, "x", d, 8); err != nil {
@@ -92,7 +92,7 @@ func TestCacheStaysCoherent(t *testing.T) {
 func TestCacheOffWithoutListener(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	fp := activeClient(t, s)
+	fp := activeClient(t, context.Background(), s)
 	c := newCache(t, s)
 	d := keyring.Sealed{KeyID: "k", WrappedKey: []byte("w"), Ciphertext: []byte("original")}
 	if err := c.PutDeposit(ctx, fp, "x", d, 8); err != nil {
@@ -114,9 +114,10 @@ func TestCacheOffWithoutListener(t *testing.T) {
 	eventually(t, "cache live again", c.Live)
 }
 
-func activeClient(t *testing.T, s *store.Store) string {
+// activeClient adds organization acme and an active client of it, as the
+// actor in ctx, and returns the client's fingerprint.
+func activeClient(t *testing.T, ctx context.Context, s *store.Store) string {
 	t.Helper()
-	ctx := context.Background()
 	if _, _, err := s.AddOrganization(ctx, "acme", []string{"a@example.com"}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestBatcherServesConcurrentRequests(t *testing.T) {
 	s := open(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	fp := activeClient(t, s)
+	fp := activeClient(t, context.Background(), s)
 	b := store.NewBatcher(ctx, s, 1, 8)
 	const n = 64
 	errs := make(chan error, 2*n)
