@@ -46,8 +46,7 @@ deps: ## Install the Debian packages the tests need (when missing)
 	bash hack/install-test-deps.sh
 
 .PHONY: test
-test: deps build ## Install missing packages, then run every test
-	$(GO) vet $(PKGS)
+test: deps verify build ## Install missing packages, check what `make verify` checks, then run every test
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 	@# A build without cgo has no PKCS#11 and must say so.
 	CGO_ENABLED=0 $(GO) build -o /dev/null .
