@@ -503,4 +503,3 @@ func TestBatchedPutOutlivesTheStop(t *testing.T) {
 		t.Fatalf("the put's deposit: %v", err)
 	}
 }
-
