@@ -84,8 +84,9 @@ func PlanOutside(staged *backup.Staged, cfg config.Config) ([]OutsideFile, error
 // temporary file beside it, flushed, and then linked to its name, which
 // fails if anything (a file, a symbolic link) has appeared there since:
 // nothing is replaced and no link is followed. Missing directories are
-// created 0700. The mode is the archived one without execute bits or
-// write access for others. undo removes what was written and the
+// created 0700. The mode is the archived one, at most 0640: never
+// executable, never writable by others than the owner, never readable by
+// all. undo removes what was written and the
 // directories made, and is to be called when the restore fails later; on
 // an error, what was written is already removed.
 func WriteOutside(staged *backup.Staged, plan []OutsideFile) (written []string, undo func(), err error) {
@@ -102,7 +103,7 @@ func WriteOutside(staged *backup.Staged, plan []OutsideFile) (written []string, 
 		dirs, err := mkdirs(filepath.Dir(f.Path))
 		made = append(made, dirs...)
 		if err == nil {
-			err = writeNew(f.Path, staged.File(f.entry), f.mode&^0o133)
+			err = writeNew(f.Path, staged.File(f.entry), f.mode&0o640)
 		}
 		if err != nil {
 			undo()

@@ -122,7 +122,7 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 			t.Errorf("kts restore said, without %q:\n%s", want, r.stdout)
 		}
 	}
-	if fi, err := os.Stat(adminCA); err != nil || fi.Mode().Perm() != 0o644 {
+	if fi, err := os.Stat(adminCA); err != nil || fi.Mode().Perm() != 0o640 {
 		t.Fatalf("the admin CA file after the restore: %v %v", fi, err)
 	}
 	kts(t, "db", "start", "--confdir", active)
