@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/client"
+	"trustee.dev/trustee/server/hsm/hsmtest"
 )
 
 // setConf changes settings of a state directory's keytrustee.conf, as an
@@ -177,4 +178,61 @@ func jsonConfPort(t *testing.T, archive, home string) int {
 	}
 	t.Fatal("no keytrustee.conf in the archive")
 	return 0
+}
+
+// TestHSMRestoreChecksTheTokenFirst: an HSM server's backup restores onto a
+// fresh host only where the token holds every key its deposits are
+// wrapped with, and this is checked before anything is written: refused,
+// the new state directory does not exist afterwards. The restore drill
+// opens the archive as a restore does: without the token, or without a
+// key, it fails too.
+func TestHSMRestoreChecksTheTokenFirst(t *testing.T) {
+	root := stateRoot(t)
+	token := hsmtest.NewToken(t)
+	pinFile := filepath.Join(root, "hsm.pin")
+	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	srv, dir, _, _, _ := singleServer(t, root, 20)
+	kts(t, "keyhsm", "init", "--confdir", dir, "--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile)
+	srv.stop()
+	srv.restart(t)
+	kts(t, "keyhsm", "migrate", "--confdir", dir)
+	archive := strings.TrimSpace(kts(t, "backup", "--confdir", dir, "--cleartext", "--quiet"))
+	work := filepath.Join(root, "drills")
+	os.Mkdir(work, 0o755)
+	if r := runTool(t, "", "kts", "backup", "verify", archive, "--work-dir", work); r.err != nil {
+		t.Fatalf("the drill with the token: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+
+	// Without the token the drill fails as a restore would.
+	tokenDir, away := hsmtest.TokenDir(token), filepath.Join(root, "token-away")
+	if err := os.Rename(tokenDir, away); err != nil {
+		t.Fatal(err)
+	}
+	r := runTool(t, "", "kts", "backup", "verify", archive, "--work-dir", work)
+	os.Rename(away, tokenDir)
+	if r.err == nil || strings.Contains(r.stdout, "ok") || !strings.Contains(r.stderr, "restore needs it") {
+		t.Fatalf("the drill of an HSM archive without the token: %v\nstdout %q\nstderr %q", r.err, r.stdout, r.stderr)
+	}
+
+	// The token lost the deposits' key (the state key still opens the
+	// sealed secrets): a restore onto a fresh host refuses before it
+	// writes anything, and so does the drill.
+	srv.stop()
+	pkcs11Tool(t, token.Module, token.TokenLabel, token.PIN, "--delete-object", "--type", "secrkey", "--label", "kts-kek-1")
+	fresh := filepath.Join(root, "fresh")
+	r = runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(freePort(t)), archive)
+	if r.err == nil || !strings.Contains(r.stderr, `HSM key "kts-kek-1"`) || !strings.Contains(r.stderr, "nothing was changed") {
+		t.Fatalf("restore without the deposits' HSM key: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if _, err := os.Lstat(fresh); !os.IsNotExist(err) {
+		entries, _ := os.ReadDir(fresh)
+		t.Fatalf("a refused restore left %s behind: %v %v", fresh, entries, err)
+	}
+	r = runTool(t, "", "kts", "backup", "verify", archive, "--work-dir", work)
+	if r.err == nil || !strings.Contains(r.stderr, `HSM key "kts-kek-1"`) {
+		t.Fatalf("the drill without the deposits' HSM key: %v\nstdout %q\nstderr %q", r.err, r.stdout, r.stderr)
+	}
+	if left, _ := os.ReadDir(work); len(left) != 0 {
+		t.Errorf("the drills left %d entries in their work directory", len(left))
+	}
 }
