@@ -42,7 +42,15 @@ directory and the database, on a fresh host or over an existing server.
 An encrypted archive is decrypted with GnuPG (the recipient's secret key in
 the keyring of the account running restore) or with --gpg-keyring, a secret
 key file. The whole archive is read and checked before anything changes: a
-damaged, truncated, altered or foreign archive changes nothing.
+damaged, truncated, altered or foreign archive, or one whose deposits need
+HSM keys the configured token does not hold, changes nothing.
+
+On a fresh host (no keytrustee.conf, no database cluster) the state
+directory comes back with a new database cluster, as a standalone server
+(a pair's settings are cleared; pair it again from it); if a step fails,
+everything made is removed. Start it with kts db start, then kts server.
+Files keytrustee.conf names outside the state directory are written back
+where missing, never over a file or through a symbolic link.
 
 Over an existing server, its database is replaced in one step and its
 keytrustee.conf and database passwords stay (they belong to this host's

@@ -149,6 +149,24 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 	if got, err := cl.Get(context.Background(), "after-restore"); err != nil || string(got) != "written" {
 		t.Fatalf("read back: %q %v", got, err)
 	}
+
+	// The pair is rebuilt from the restored server as the docs say: kts db
+	// init --role active on it, kts init --from-active and kts db init
+	// --role passive on the other host (here set up anew).
+	kts(t, "db", "init", "--role", "active", "--confdir", active)
+	os.RemoveAll(passive)
+	kts(t, "init", "--confdir", passive, "--from-active", active, "--hostname", "localhost",
+		"--listen", strings.TrimPrefix(urls[1], "https://"), "--db-port", itoa(freePort(t)),
+		"--active-url", urls[0], "--active-db", "127.0.0.1:"+itoa(dbPort))
+	kts(t, "db", "init", "--role", "passive", "--confdir", passive)
+	kts(t, "db", "start", "--confdir", passive)
+	startServer(t, passive)
+	waitFor(t, "writes with the passive attached", func() bool {
+		return cl.Put(context.Background(), "paired-again", []byte("both")) == nil
+	})
+	if got := curl(t, "-k", urls[1]+"/?a=fingerprint"); got != fingerprint {
+		t.Fatalf("the new passive's fingerprint %s, want %s", got, fingerprint)
+	}
 }
 
 // jsonConfPort reads DB_PORT from the keytrustee.conf inside an archive.
