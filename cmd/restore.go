@@ -132,7 +132,7 @@ func runRestore(cmd *cobra.Command, f restoreFlags, archive string) error {
 	}
 	if res.wasPaired != "" {
 		fmt.Fprintf(out, "the backup came from the %s of a pair; it was restored as a standalone server, which takes writes on its own "+
-			"(pair it again as docs/OPERATIONS.md says: kts db init --role active here, then kts init --from-active on the other host)\n", res.wasPaired)
+			"(pair it again as docs/OPERATIONS.md says: with its server stopped, kts db init --role active here, then kts init --from-active on the other host)\n", res.wasPaired)
 	}
 	fmt.Fprintf(out, "start its database and the server now: kts db start --confdir %s, then kts server --confdir %s\n", target, target)
 	return nil

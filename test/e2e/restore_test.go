@@ -138,7 +138,12 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 	case <-time.After(45 * time.Second):
 		t.Fatalf("the restored server neither served nor exited:\n%s", restored.logs.String())
 	}
-	t.Cleanup(func() { restored.stop() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of the restored server:\n%s", restored.logs.String())
+		}
+		restored.stop()
+	})
 	if got := curl(t, "-k", urls[0]+"/?a=fingerprint"); got != fingerprint {
 		t.Fatalf("fingerprint after the restore %s, want %s", got, fingerprint)
 	}
@@ -150,14 +155,22 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 		t.Fatalf("read back: %q %v", got, err)
 	}
 
-	// The pair is rebuilt from the restored server as the docs say: kts db
-	// init --role active on it, kts init --from-active and kts db init
-	// --role passive on the other host (here set up anew).
+	// The pair is rebuilt from the restored server as the docs say: its
+	// server stopped, kts db init --role active on it and the server started
+	// again; kts init --from-active and kts db init --role passive on the
+	// other host (here set up anew).
+	if err := restored.stop(); err != nil {
+		t.Fatal(err)
+	}
 	kts(t, "db", "init", "--role", "active", "--confdir", active)
+	if err := restored.start(); err != nil {
+		t.Fatal(err)
+	}
 	os.RemoveAll(passive)
 	kts(t, "init", "--confdir", passive, "--from-active", active, "--hostname", "localhost",
 		"--listen", strings.TrimPrefix(urls[1], "https://"), "--db-port", itoa(freePort(t)),
 		"--active-url", urls[0], "--active-db", "127.0.0.1:"+itoa(dbPort))
+	setConf(t, passive, map[string]any{"ADMIN_LISTEN_ADDRESS": ""}) // one host: the active's admin port is taken
 	kts(t, "db", "init", "--role", "passive", "--confdir", passive)
 	kts(t, "db", "start", "--confdir", passive)
 	startServer(t, passive)
