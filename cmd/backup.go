@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -21,6 +19,7 @@ import (
 	"trustee.dev/trustee/server/daemon"
 	"trustee.dev/trustee/server/gnupg"
 	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/server/restore"
 )
 
 type backupFlags struct {
@@ -265,7 +264,7 @@ func serverBackupOptions(o *backup.Options, f backupFlags) error {
 	o.Kind, o.StateDir, o.Output = backup.KindServer, dir, f.output
 	o.Host, o.Fingerprint, o.Role = backupHost(cfg.Hostname), st.ServerKey.Public().ID(), cfg.Role
 	o.Skip = stateSkip(dir, cfg)
-	o.Extra = outsideFiles(dir, cfg)
+	o.Extra = restore.OutsideFiles(dir, cfg)
 	o.Dump = func(ctx context.Context, w io.Writer) error { return inst.Dump(ctx, st.DBPassword, cfg.DBName, w) }
 	return nil
 }
@@ -306,24 +305,6 @@ func stateSkip(dir string, cfg config.Config) func(rel string) bool {
 		// than archived (the database's chain is in the dump).
 		return rel == data || rel == daemon.StandbyGateFile || rel == audit.JournalDir
 	}
-}
-
-// outsideFiles lists the files the configuration names outside the state
-// directory: a backup needs them to bring the server back.
-func outsideFiles(dir string, cfg config.Config) []string {
-	var out []string
-	for _, p := range []string{cfg.SSLCertificate, cfg.SSLPrivateKey, cfg.SSLCertificateChain,
-		cfg.ActiveCA, cfg.DBCAFile, cfg.ServerKey, cfg.Keyring, cfg.SessionKey, cfg.DBPasswordFile, cfg.ReplicationPasswordFile} {
-		if p == "" {
-			continue
-		}
-		abs := cfg.Path(dir, p)
-		if rel, err := filepath.Rel(dir, abs); (err == nil && !strings.HasPrefix(rel, "..")) || slices.Contains(out, abs) {
-			continue
-		}
-		out = append(out, abs)
-	}
-	return out
 }
 
 // isTerminal reports whether f is a terminal.

@@ -15,6 +15,7 @@ import (
 
 	"trustee.dev/trustee/server/backup"
 	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/server/restore"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -29,7 +30,9 @@ func newBackupVerifyCommand() *cobra.Command {
 		Use:   "verify ARCHIVE",
 		Short: "Restore a server backup into a throw-away PostgreSQL and compare it with what was backed up (a restore drill)",
 		Long: `verify is a restore drill: it decrypts and checks the archive (its
-manifest and the checksum of every entry), creates a new PostgreSQL cluster
+manifest and the checksum of every entry) and, as kts restore does, that the
+configured HSM opens its sealed secrets and holds every key its deposits are
+wrapped with; then it creates a new PostgreSQL cluster
 in a temporary directory, loads the archive's database dump into it, dumps
 that database again and compares the two table by table: the number of rows
 and a checksum of them. It changes no server and removes what it made.
@@ -91,6 +94,19 @@ func drill(ctx context.Context, f drillFlags, archive string) (res drillResult, 
 	defer staged.Remove()
 	if staged.Kind != backup.KindServer {
 		return res, errors.New("it is a client backup, which holds no database to restore")
+	}
+	// What a restore checks before it writes anything, the drill checks
+	// too: a drill passes only where a restore would.
+	cfg, err := restore.Config(staged)
+	if err != nil {
+		return res, err
+	}
+	tok, err := restore.Check(staged, filepath.Join(work, "state"), cfg)
+	if err != nil {
+		return res, err
+	}
+	if tok != nil {
+		tok.Close()
 	}
 	dumpFile := staged.File(staged.Dump)
 	want, err := sumFile(dumpFile)

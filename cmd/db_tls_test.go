@@ -7,6 +7,7 @@ import (
 
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/server/restore"
 )
 
 // TestPGInstanceTLS turns DB_TLS into PostgreSQL's TLS: the server's
@@ -42,7 +43,7 @@ func TestPGInstanceTLS(t *testing.T) {
 	}
 	// Its archive holds the CA file once, however many keys name it.
 	c.ActiveCA = c.DBCAFile
-	if got := outsideFiles(dir, c); !slices.Equal(got, []string{"/etc/kts/tls/tls.crt", "/etc/kts/tls/tls.key", "/etc/kts/tls/ca.crt"}) {
-		t.Fatalf("outsideFiles = %v", got)
+	if got := restore.OutsideFiles(dir, c); !slices.Equal(got, []string{"/etc/kts/tls/tls.crt", "/etc/kts/tls/tls.key", "/etc/kts/tls/ca.crt"}) {
+		t.Fatalf("restore.OutsideFiles = %v", got)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"trustee.dev/trustee/server/hsm"
 	"trustee.dev/trustee/server/hsmkeys"
 	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/server/restore"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -326,6 +327,14 @@ func (o memberSetup) bootstrap(ctx context.Context, out io.Writer, cfg config.Co
 	if staged.Kind != backup.KindServer {
 		return fmt.Errorf("%s is a client backup, not a server's; nothing was created", o.restoreArchive)
 	}
+	// As kts restore: the HSM keys the archive needs are checked first.
+	tok, err := restore.Check(staged, o.dir, cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w; nothing was created", o.restoreArchive, err)
+	}
+	if tok != nil {
+		tok.Close()
+	}
 	if err := os.WriteFile(pending, []byte(o.restoreArchive+"\n"), 0o600); err != nil {
 		return err
 	}
@@ -343,7 +352,7 @@ func (o memberSetup) bootstrap(ctx context.Context, out io.Writer, cfg config.Co
 	if err != nil {
 		return err
 	}
-	c, err := replaceDatabase(ctx, &alone, cfg, pw, staged, nil, o.restoreArchive)
+	c, err := replaceDatabase(ctx, &alone, cfg, pw, staged, o.restoreArchive)
 	if err != nil {
 		return fmt.Errorf("loading the database of %s: %w", o.restoreArchive, err)
 	}

@@ -59,3 +59,6 @@ func (s *Staged) Abandon(stateDir string) {
 		os.Remove(stateDir)
 	}
 }
+
+// CreatedStateDir reports whether Unpack created the state directory.
+func (s *Staged) CreatedStateDir() bool { return s.createdStateDir }

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -76,4 +77,33 @@ func FuzzSumTables(f *testing.F) {
 			t.Fatalf("%q: %v", dump, d)
 		}
 	})
+}
+
+func TestColumnValuesReadsOneColumnOfOneTable(t *testing.T) {
+	dump := "SET x = 1;\n" +
+		"COPY public.kek_versions (kek_id, created) FROM stdin;\nhsm:kts-kek-9\t2026\n\\.\n" +
+		"COPY public.deposits (id, name, kek_id, data) FROM stdin;\n" +
+		"1\ta\thsm:kts-kek-1\tx\n2\tb\tfile:k1\ty\n3\tc\thsm:kts-kek-1\tz\n4\td\t\\N\tw\n5\te\thsm:kts-kek-2\tv\n\\.\n"
+	for _, tc := range []struct {
+		dump, table, column string
+		want                []string
+		err                 string
+	}{
+		{dump, "public.deposits", "kek_id", []string{"hsm:kts-kek-1", "file:k1", "hsm:kts-kek-2"}, ""},
+		{dump, "public.kek_versions", "kek_id", []string{"hsm:kts-kek-9"}, ""},
+		{dump, "public.organizations", "name", nil, ""},
+		{dump, "public.deposits", "missing", nil, "no column missing"},
+		{dump[:len(dump)-4], "public.deposits", "kek_id", nil, "cut short"},
+	} {
+		got, err := ColumnValues(strings.NewReader(tc.dump), tc.table, tc.column)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ColumnValues(%s, %s) = %v, %v; want an error naming %q", tc.table, tc.column, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("ColumnValues(%s, %s) = %q, %v; want %q", tc.table, tc.column, got, err, tc.want)
+		}
+	}
 }

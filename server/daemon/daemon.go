@@ -121,6 +121,9 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		opts.Nonces = auth.NewMemoryNonces()
 		opts.Health = passiveHealth(db, cfg.ActiveURL)
 	} else {
+		if err := waitForStandbyToMigrate(ctx, db, cfg.StandbyName, o.DBWait, log); err != nil {
+			return err
+		}
 		if err := db.Migrate(ctx); err != nil {
 			return err
 		}

@@ -114,3 +114,21 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v)
 	return v, err
 }
+
+// MigrationsPending reports whether Migrate has schema changes to write:
+// a new database, or one older than this binary.
+func (s *Store) MigrationsPending(ctx context.Context) (bool, error) {
+	ms, err := migrations()
+	if err != nil {
+		return false, err
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return false, err
+	}
+	if !exists {
+		return true, nil
+	}
+	v, err := s.SchemaVersion(ctx)
+	return v < ms[len(ms)-1].version, err
+}
