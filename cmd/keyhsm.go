@@ -18,6 +18,7 @@ import (
 	"trustee.dev/trustee/server/daemon"
 	"trustee.dev/trustee/server/hsm"
 	"trustee.dev/trustee/server/hsmkeys"
+	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -343,7 +344,7 @@ func withHSMStore(cmd *cobra.Command, dir, action string, run func(context.Conte
 		return fmt.Errorf("%s keeps no keys in an HSM; set one up with `kts keyhsm init`", dir)
 	}
 	if st.Config.Role == config.RolePassive {
-		return errors.New("run this on the active: the passive's database follows the active's")
+		return orgadmin.Passive(st.Config.ActiveURL, st.Config.ActiveDB)
 	}
 	return recordedHSM(cmd, dir, action, st.Config, nil, func() error {
 		db, err := openAdminStore(ctx, dir)
