@@ -317,7 +317,9 @@ re-wraps every existing deposit's data key with it in the background of the
 servers, showing progress. Deposits stay readable throughout: a row holds its
 old or its new wrapping, and the old key opens the old one. When no deposit
 uses the old version any more, it is marked retired; it stays in the token,
-for backups made before the rotation need it.
+for backups made before the rotation need it. A new version takes a label
+the token does not hold yet: a key the database never recorded (made by a
+rotation after the backup it was restored from) is left alone, unused.
 
 Interrupted, it is resumed by running it again: while an older version still
 wraps deposits, rotate finishes that rotation instead of starting another.`,
