@@ -36,6 +36,9 @@ never overwrites a key.`,
 					return err
 				}
 			}
+			if adminListen != "" && fromActive == "" {
+				return fmt.Errorf("--admin-listen goes with --from-active (a passive's admin API); for another server set ADMIN_LISTEN_ADDRESS and ADMIN_CA_FILE in its keytrustee.conf")
+			}
 			var res confdir.InitResult
 			if fromActive != "" {
 				res, err = confdir.InitFromActive(fromActive, dir, confdir.PassiveOptions{
