@@ -14,6 +14,7 @@ import (
 func newInitCommand() *cobra.Command {
 	var (
 		dir, hostname, keyType, listen  string
+		adminListen                     string
 		dbPort                          int
 		fromActive, activeURL, activeDB string
 	)
@@ -35,11 +36,15 @@ never overwrites a key.`,
 					return err
 				}
 			}
+			if adminListen != "" && fromActive == "" {
+				return fmt.Errorf("--admin-listen goes with --from-active (a passive's admin API); for another server set ADMIN_LISTEN_ADDRESS and ADMIN_CA_FILE in its keytrustee.conf")
+			}
 			var res confdir.InitResult
 			if fromActive != "" {
 				res, err = confdir.InitFromActive(fromActive, dir, confdir.PassiveOptions{
 					Hostname: hostname, ListenAddress: orDefault(listen, config.DefaultListenAddress),
 					DBPort: orDefault(dbPort, config.DefaultDBPort), ActiveURL: activeURL, ActiveDB: activeDB,
+					AdminListenAddress: adminListen,
 				})
 			} else {
 				res, err = confdir.Init(dir, confdir.InitOptions{Hostname: hostname, KeyType: kt, ListenAddress: listen, DBPort: dbPort})
@@ -65,9 +70,10 @@ never overwrites a key.`,
 	cmd.Flags().StringVar(&hostname, "hostname", "", "host name for the TLS certificate (default: this host's name)")
 	cmd.Flags().StringVar(&listen, "listen", "", `address the server listens on (LISTEN_ADDRESS; default ":11371")`)
 	cmd.Flags().IntVar(&dbPort, "db-port", 0, "PostgreSQL port (DB_PORT; default 11381)")
-	cmd.Flags().StringVar(&fromActive, "from-active", "", "make a passive's state directory from this copy of the active's (its identity, keyring and secrets; not .ssl)")
+	cmd.Flags().StringVar(&fromActive, "from-active", "", "make a passive's state directory from this copy of the active's (its identity, keyring, secrets and settings; not .ssl, nor the settings of the active's host)")
 	cmd.Flags().StringVar(&activeURL, "active-url", "", "with --from-active: the active's API URL, where the passive forwards writes")
 	cmd.Flags().StringVar(&activeDB, "active-db", "", "with --from-active: the active's PostgreSQL as HOST:PORT")
+	cmd.Flags().StringVar(&adminListen, "admin-listen", "", "with --from-active: the passive's admin API address (ADMIN_LISTEN_ADDRESS; default none: the active's is not copied)")
 	cmd.Flags().StringVar(&keyType, "key-type", string(openpgp.RSA4096), "server OpenPGP key type: rsa4096 or ed25519")
 	return cmd
 }

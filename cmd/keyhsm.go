@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,12 +18,9 @@ import (
 	"trustee.dev/trustee/server/daemon"
 	"trustee.dev/trustee/server/hsm"
 	"trustee.dev/trustee/server/hsmkeys"
+	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
 )
-
-// kekLabelPrefix names the deposit key versions in the token: kts-kek-1,
-// kts-kek-2, ...
-const kekLabelPrefix = "kts-kek-"
 
 func newKeyHSMCommand() *cobra.Command {
 	var dir string
@@ -77,7 +73,7 @@ func newKeyHSMInitCommand(dir *string) *cobra.Command {
 	f.StringVar(&pinFile, "pin-file", "", "file holding the token's user PIN")
 	f.StringVar(&pinEnv, "pin-env", "", "environment variable holding the token's user PIN")
 	f.StringVar(&pinScript, "pin-script", "", "command (absolute path, no shell) that prints the token's user PIN")
-	f.StringVar(&keyLabel, "key-label", kekLabelPrefix+"1", "label of the key that wraps deposits (adopted when the token has it)")
+	f.StringVar(&keyLabel, "key-label", hsmkeys.KEKLabelPrefix+"1", "label of the key that wraps deposits (adopted when the token has it)")
 	f.StringVar(&stateKey, "state-key", "", "label of the key that seals the state directory's secrets (default "+config.DefaultHSMStateKey+")")
 	cmd.MarkFlagRequired("module")
 	cmd.MarkFlagRequired("token-label")
@@ -231,10 +227,6 @@ func keyHSMCheck(cmd *cobra.Command, dir string) error {
 		return err
 	}
 	fmt.Fprintf(out, "module:       %s\ntoken:        %s (%s %s, serial %s)\n", info.Module, info.Label, info.Manufacturer, info.Model, info.Serial)
-	var labels []string
-	if cfg.HSMSealState {
-		labels = append(labels, cfg.HSMStateKey)
-	}
 	var keks []store.KEK
 	if cfg.Role != config.RolePassive {
 		db, err := openAdminStore(ctx, dir)
@@ -246,33 +238,21 @@ func keyHSMCheck(cmd *cobra.Command, dir string) error {
 			return err
 		}
 	}
-	for _, k := range keks {
-		if label, ok := hsmkeys.Label(k.ID); ok && k.State != store.KEKRetired {
-			labels = append(labels, label)
-		}
-	}
 	kr := hsmkeys.NewKeyring(st.HSM, hsmkeys.Describe(cfg))
 	var failed []string
-	for _, label := range labels {
-		key, err := st.HSM.Key(label)
-		if err != nil {
-			fmt.Fprintf(out, "key %-12q MISSING: %v\n", label, err)
-			failed = append(failed, label)
+	for _, k := range hsmkeys.KeysToCheck(cfg, keks) {
+		a, err := hsmkeys.CheckKey(ctx, st.HSM, kr, k.Label)
+		if errors.Is(err, hsm.ErrNoKey) {
+			fmt.Fprintf(out, "key %-12q (%s) MISSING: %v\n", k.Label, k.Use, err)
+			failed = append(failed, k.Label)
 			continue
-		}
-		a, err := key.Attributes()
-		if err == nil {
-			err = a.Check()
-		}
-		if err == nil {
-			err = kr.Check(ctx, hsmkeys.ID(label))
 		}
 		verdict := "wrap/unwrap self-test ok"
 		if err != nil {
-			verdict, failed = "FAILED: "+err.Error(), append(failed, label)
+			verdict, failed = "FAILED: "+err.Error(), append(failed, k.Label)
 		}
-		fmt.Fprintf(out, "key %-12q %s %d-bit, sensitive=%v always-sensitive=%v extractable=%v never-extractable=%v token=%v; %s\n",
-			label, a.KeyType, a.ValueLen*8, a.Sensitive, a.AlwaysSensitive, a.Extractable, a.NeverExtractable, a.Token, verdict)
+		fmt.Fprintf(out, "key %-12q (%s) %s %d-bit, sensitive=%v always-sensitive=%v extractable=%v never-extractable=%v token=%v; %s\n",
+			k.Label, k.Use, a.KeyType, a.ValueLen*8, a.Sensitive, a.AlwaysSensitive, a.Extractable, a.NeverExtractable, a.Token, verdict)
 	}
 	for _, k := range keks {
 		state := k.State
@@ -337,80 +317,16 @@ re-wraps every existing deposit's data key with it in the background of the
 servers, showing progress. Deposits stay readable throughout: a row holds its
 old or its new wrapping, and the old key opens the old one. When no deposit
 uses the old version any more, it is marked retired; it stays in the token,
-for backups made before the rotation need it.
+for backups made before the rotation need it. A new version takes a label
+the token does not hold yet: a key the database never recorded (made by a
+rotation after the backup it was restored from) is left alone, unused.
 
 Interrupted, it is resumed by running it again: while an older version still
 wraps deposits, rotate finishes that rotation instead of starting another.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withHSMStore(cmd, *dir, audit.ActionHSMRotate, func(ctx context.Context, st *confdir.State, db *store.Store) error {
-				out := cmd.OutOrStdout()
-				keks, err := db.KEKs(ctx)
-				if err != nil {
-					return err
-				}
-				cur, resume := "", false
-				maxVersion := 0
-				for _, k := range keks {
-					if k.State == store.KEKCurrent {
-						cur = k.ID
-					}
-					if k.State == store.KEKRetiring {
-						resume = true
-					}
-					if label, ok := hsmkeys.Label(k.ID); ok {
-						if v, err := strconv.Atoi(strings.TrimPrefix(label, kekLabelPrefix)); err == nil && v > maxVersion {
-							maxVersion = v
-						}
-					}
-				}
-				if _, ok := hsmkeys.Label(cur); !ok {
-					return errors.New("no HSM key wraps deposits yet; run `kts keyhsm init` first")
-				}
-				if resume {
-					fmt.Fprintf(out, "resuming the rotation to %s\n", cur)
-				} else {
-					label := kekLabelPrefix + strconv.Itoa(maxVersion+1)
-					if _, err := st.HSM.GenerateKey(label); err != nil {
-						return err
-					}
-					cur = hsmkeys.ID(label)
-					if err := db.MakeCurrentKEK(ctx, cur); err != nil {
-						return err
-					}
-					fmt.Fprintf(out, "created %q in the token; new deposits are wrapped by it\n", label)
-				}
-				// Servers switch within KEKPoll; what they wrapped with the
-				// old key until then is caught by the pass after the wait.
-				n, err := hsmkeys.Rewrap(ctx, db, st.Keyring, cur, progressTo(out))
-				if err == nil {
-					select {
-					case <-ctx.Done():
-						err = ctx.Err()
-					case <-time.After(2*daemon.KEKPoll + time.Second):
-					}
-				}
-				if err == nil {
-					var m int64
-					m, err = hsmkeys.Rewrap(ctx, db, st.Keyring, cur, func(int64, int64) {})
-					n += m
-				}
-				if err != nil {
-					return fmt.Errorf("after re-wrapping %d deposits: %w (run rotate again to finish this rotation)", n, err)
-				}
-				if keks, err = db.KEKs(ctx); err != nil {
-					return err
-				}
-				for _, k := range keks {
-					if k.State == store.KEKRetiring && k.Deposits == 0 {
-						if err := db.RetireKEK(ctx, k.ID); err != nil {
-							return err
-						}
-						fmt.Fprintf(out, "retired %s: no deposit uses it (it stays in the token for older backups)\n", k.ID)
-					}
-				}
-				fmt.Fprintf(out, "every deposit is wrapped by %s\n", cur)
-				return nil
+				return hsmkeys.Rotation{DB: db, Token: st.HSM, Keyring: st.Keyring, Wait: 2*daemon.KEKPoll + time.Second, Out: cmd.OutOrStdout()}.Rotate(ctx)
 			})
 		},
 	}
@@ -430,7 +346,7 @@ func withHSMStore(cmd *cobra.Command, dir, action string, run func(context.Conte
 		return fmt.Errorf("%s keeps no keys in an HSM; set one up with `kts keyhsm init`", dir)
 	}
 	if st.Config.Role == config.RolePassive {
-		return errors.New("run this on the active: the passive's database follows the active's")
+		return orgadmin.Passive(st.Config.ActiveURL, st.Config.ActiveDB)
 	}
 	return recordedHSM(cmd, dir, action, st.Config, nil, func() error {
 		db, err := openAdminStore(ctx, dir)

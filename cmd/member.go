@@ -533,7 +533,7 @@ func setupPassive(ctx context.Context, out io.Writer, dir string, cfg config.Con
 // firstKEKLabel is the deposit key an HSM starts with. Keys are never
 // removed from the token (a retired version stays for older backups), so
 // every token of the server holds it.
-const firstKEKLabel = kekLabelPrefix + "1"
+const firstKEKLabel = hsmkeys.KEKLabelPrefix + "1"
 
 // checkHSM opens the configuration's token before setup changes anything:
 // its module, token and PIN must do. With HSM_SEAL_STATE the identity must
@@ -629,7 +629,7 @@ func setupActiveHSM(ctx context.Context, out io.Writer, dir string, inst *pg.Ins
 			cur = k.ID
 		}
 		if label, ok := hsmkeys.Label(k.ID); ok {
-			if v, err := strconv.Atoi(strings.TrimPrefix(label, kekLabelPrefix)); err == nil && v > version {
+			if v, err := strconv.Atoi(strings.TrimPrefix(label, hsmkeys.KEKLabelPrefix)); err == nil && v > version {
 				version = v
 			}
 		}
@@ -643,7 +643,7 @@ func setupActiveHSM(ctx context.Context, out io.Writer, dir string, inst *pg.Ins
 		}
 		fmt.Fprintf(out, "HSM %s: deposit key %q is in the token and wraps new deposits\n", desc, label)
 	} else {
-		label := kekLabelPrefix + strconv.Itoa(version+1)
+		label := hsmkeys.KEKLabelPrefix + strconv.Itoa(version+1)
 		_, made, err := adoptOrCreate(st.HSM, label, false)
 		if err != nil {
 			return fmt.Errorf("the HSM %s: %w", desc, err)

@@ -48,6 +48,9 @@ never shown; choose the code you hand to clients with set-auth.`,
 			}
 			defer db.Close()
 			err = run(ctx, cmd, db)
+			if cfg, cerr := config.Load(dir); cerr == nil {
+				err = orgadmin.OnPassive(err, cfg.ActiveURL, cfg.ActiveDB)
+			}
 			if errors.Is(err, context.DeadlineExceeded) {
 				return fmt.Errorf("the database did not confirm within %v; if this server is the active of a pair, is the passive running? The change may or may not have been applied: check with list", adminTimeout)
 			}
@@ -292,9 +295,19 @@ func openAdminStore(ctx context.Context, dir string) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Migrate(ctx); err != nil {
+	// A passive's database is a read-only standby: its schema is the
+	// active's, and changes are refused (orgadmin.OnPassive says where
+	// to make them).
+	var standby bool
+	if err := db.Pool().QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if !standby {
+		if err := db.Migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }

@@ -133,6 +133,52 @@ type PassiveOptions struct {
 	DBPort        int    // the passive's PostgreSQL port
 	ActiveURL     string // where the passive forwards writes
 	ActiveDB      string // the active's PostgreSQL, HOST:PORT
+	// AdminListenAddress is the passive's admin API address; "" = none.
+	AdminListenAddress string
+}
+
+// PassiveConfig is the configuration of a passive made from the active's:
+// the same settings, but the passive's own for what belongs to its host.
+// Those are never copied, for a pair on one host would collide on them and
+// a pair on two would point at the wrong host: the host name, the API's
+// and the admin API's listen addresses and the PostgreSQL port come from
+// o (no admin API when o has none); DB_HOST and DB_LISTEN_ADDRESSES go
+// back to their defaults, and DB_DATA_DIR and DB_SOCKET_DIR too when they
+// are absolute paths; the TLS certificate and key are the passive's own.
+// The warnings say which of the active's settings were not copied, and
+// what to do.
+func PassiveConfig(active config.Config, o PassiveOptions) (config.Config, []string) {
+	cfg := active
+	var warnings []string
+	notCopied := func(name, value, what string) {
+		warnings = append(warnings, fmt.Sprintf("the active's %s (%q) is not copied, for it belongs to the active's host; %s", name, value, what))
+	}
+	cfg.Hostname, cfg.Role = o.Hostname, config.RolePassive
+	cfg.ListenAddress, cfg.DBPort = o.ListenAddress, o.DBPort
+	cfg.AdminListenAddress = o.AdminListenAddress
+	if active.AdminListenAddress != "" && o.AdminListenAddress == "" {
+		notCopied("ADMIN_LISTEN_ADDRESS", active.AdminListenAddress, "the passive has no admin API: give it one with --admin-listen ADDRESS (a port of its own)")
+	}
+	if active.DBHost != config.DefaultDBHost {
+		cfg.DBHost = config.DefaultDBHost
+		notCopied("DB_HOST", active.DBHost, "the passive reaches its own PostgreSQL at "+config.DefaultDBHost+": set DB_HOST in its keytrustee.conf for another address")
+	}
+	if active.DBListenAddresses != "" {
+		cfg.DBListenAddresses = ""
+		notCopied("DB_LISTEN_ADDRESSES", active.DBListenAddresses, "the passive's PostgreSQL listens on DB_HOST: set DB_LISTEN_ADDRESSES in its keytrustee.conf for more")
+	}
+	if filepath.IsAbs(active.DBDataDir) {
+		cfg.DBDataDir = config.DefaultDBDataDir
+		notCopied("DB_DATA_DIR", active.DBDataDir, "the passive's cluster is "+config.DefaultDBDataDir+" in its state directory")
+	}
+	if filepath.IsAbs(active.DBSocketDir) {
+		cfg.DBSocketDir = ""
+		notCopied("DB_SOCKET_DIR", active.DBSocketDir, "the passive's PostgreSQL keeps its socket in its data directory")
+	}
+	cfg.ActiveURL, cfg.ActiveDB, cfg.ActiveCA = o.ActiveURL, o.ActiveDB, activeCAFile
+	cfg.SSLCertificate, cfg.SSLPrivateKey, cfg.SSLCertificateChain = config.DefaultSSLCertificate, config.DefaultSSLPrivateKey, ""
+	cfg.SSLPrivateKeyPasswordScript = ""
+	return cfg, warnings
 }
 
 // activeCAFile is where a passive keeps the active's certificate.
@@ -159,12 +205,8 @@ func InitFromActive(activeDir, dir string, o PassiveOptions) (InitResult, error)
 	if active.StandbyName == "" {
 		return res, fmt.Errorf("the active in %s is not set up for a pair yet; run `kts db init --role active --confdir %s` first", activeDir, activeDir)
 	}
-	cfg := active
-	cfg.Hostname, cfg.Role = o.Hostname, config.RolePassive
-	cfg.ListenAddress, cfg.DBPort = o.ListenAddress, o.DBPort
-	cfg.ActiveURL, cfg.ActiveDB, cfg.ActiveCA = o.ActiveURL, o.ActiveDB, activeCAFile
-	cfg.SSLCertificate, cfg.SSLPrivateKey, cfg.SSLCertificateChain = config.DefaultSSLCertificate, config.DefaultSSLPrivateKey, ""
-	cfg.SSLPrivateKeyPasswordScript = ""
+	cfg, warnings := PassiveConfig(active, o)
+	res.Warnings = warnings
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
@@ -186,12 +228,25 @@ func InitFromActive(activeDir, dir string, o PassiveOptions) (InitResult, error)
 		}
 		res.Created = append(res.Created, to)
 	}
+	// The pair's admin clients are signed by one CA: the passive's admin
+	// API takes the active's ADMIN_CA_FILE, copied when it is not there.
+	if ca := cfg.Path(dir, cfg.AdminCAFile); cfg.AdminListenAddress != "" && ca != "" && !exists(ca) {
+		data, err := os.ReadFile(active.Path(activeDir, active.AdminCAFile))
+		if err != nil {
+			return res, fmt.Errorf("copy ADMIN_CA_FILE from the active: %w", err)
+		}
+		if err := writeNew(ca, data); err != nil {
+			return res, err
+		}
+		res.Created = append(res.Created, cfg.AdminCAFile)
+	}
 	if err := cfg.Save(dir); err != nil {
 		return res, err
 	}
 	res.Created = append(res.Created, config.FileName)
 	more, err := Init(dir, InitOptions{Hostname: o.Hostname})
 	more.Created = append(res.Created, more.Created...)
+	more.Warnings = append(res.Warnings, more.Warnings...)
 	return more, err
 }
 

@@ -1,6 +1,7 @@
 package confdir
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,5 +114,94 @@ func TestInitFromActive(t *testing.T) {
 	// A passive's directory is no source.
 	if _, err := InitFromActive(passive, filepath.Join(root, "third"), o); err == nil {
 		t.Fatal("made a passive from a passive")
+	}
+}
+
+func TestPassiveConfigKeepsTheActiveHostsSettings(t *testing.T) {
+	base := config.Default("kts01")
+	base.Role, base.StandbyName, base.SMTPHost, base.ExternalURL = config.RoleActive, "kts_passive", "mail.example.com", "https://kts.example.com"
+	o := PassiveOptions{Hostname: "kts02", ListenAddress: ":11371", DBPort: 11381, ActiveURL: "https://kts01:11371", ActiveDB: "kts01:11381"}
+	for _, tc := range []struct {
+		name     string
+		active   func(*config.Config)
+		o        func(*PassiveOptions)
+		want     func(*config.Config)
+		warnings []string
+	}{
+		{"defaults", func(*config.Config) {}, func(*PassiveOptions) {}, func(*config.Config) {}, nil},
+		{"admin API on the active, none asked for", func(c *config.Config) { c.AdminListenAddress, c.AdminCAFile = ":11373", "admin-ca.pem" },
+			func(*PassiveOptions) {}, func(c *config.Config) { c.AdminCAFile = "admin-ca.pem" }, []string{"ADMIN_LISTEN_ADDRESS (\":11373\")", "--admin-listen"}},
+		{"admin API on a port of the passive's", func(c *config.Config) { c.AdminListenAddress, c.AdminCAFile = ":11373", "admin-ca.pem" },
+			func(o *PassiveOptions) { o.AdminListenAddress = "127.0.0.1:11374" },
+			func(c *config.Config) { c.AdminListenAddress, c.AdminCAFile = "127.0.0.1:11374", "admin-ca.pem" }, nil},
+		{"the active's database addresses and paths", func(c *config.Config) {
+			c.DBHost, c.DBListenAddresses, c.DBDataDir, c.DBSocketDir = "10.0.0.1", "10.0.0.1,127.0.0.1", "/srv/kts/db", "/run/kts"
+		}, func(*PassiveOptions) {}, func(*config.Config) {}, []string{"DB_HOST (\"10.0.0.1\")", "DB_LISTEN_ADDRESSES", "DB_DATA_DIR (\"/srv/kts/db\")", "DB_SOCKET_DIR (\"/run/kts\")"}},
+		{"relative paths stay", func(c *config.Config) { c.DBDataDir, c.DBSocketDir = "pgdata", "run" },
+			func(*PassiveOptions) {}, func(c *config.Config) { c.DBDataDir, c.DBSocketDir = "pgdata", "run" }, nil},
+		{"the active's TLS", func(c *config.Config) {
+			c.SSLCertificate, c.SSLPrivateKey, c.SSLCertificateChain, c.SSLPrivateKeyPasswordScript = "/etc/kts/cert.pem", "/etc/kts/key.pem", "/etc/kts/chain.pem", "/usr/local/bin/pw"
+		}, func(*PassiveOptions) {}, func(*config.Config) {}, nil},
+		{"its listen address and port", func(c *config.Config) { c.ListenAddress, c.DBPort = "127.0.0.1:20000", 20001 },
+			func(o *PassiveOptions) { o.ListenAddress, o.DBPort = "127.0.0.1:20002", 20003 },
+			func(c *config.Config) { c.ListenAddress, c.DBPort = "127.0.0.1:20002", 20003 }, nil},
+	} {
+		active := base
+		tc.active(&active)
+		po := o
+		tc.o(&po)
+		want := base
+		want.Hostname, want.Role, want.ListenAddress, want.DBPort = po.Hostname, config.RolePassive, po.ListenAddress, po.DBPort
+		want.ActiveURL, want.ActiveDB, want.ActiveCA = po.ActiveURL, po.ActiveDB, "active-ca.pem"
+		tc.want(&want)
+		got, warnings := PassiveConfig(active, po)
+		if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+			t.Errorf("%s: PassiveConfig =\n%+v\nwant\n%+v", tc.name, got, want)
+		}
+		joined := strings.Join(warnings, "\n")
+		if (len(warnings) == 0) != (len(tc.warnings) == 0) {
+			t.Errorf("%s: warnings %q, want about %q", tc.name, warnings, tc.warnings)
+		}
+		for _, w := range tc.warnings {
+			if !strings.Contains(joined, w) {
+				t.Errorf("%s: warnings %q lack %q", tc.name, warnings, w)
+			}
+		}
+	}
+}
+
+// TestInitFromActiveOnOneHost makes a pair's passive on the active's host:
+// it does not take the active's admin API port; given its own, it has
+// the active's admin CA.
+func TestInitFromActiveOnOneHost(t *testing.T) {
+	root := t.TempDir()
+	active := filepath.Join(root, "active")
+	if _, err := Init(active, InitOptions{Hostname: "localhost", KeyType: openpgp.Ed25519}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := config.Load(active)
+	cfg.StandbyName, cfg.AdminListenAddress, cfg.AdminCAFile = "kts_passive", "127.0.0.1:11373", "admin-ca.pem"
+	os.WriteFile(filepath.Join(active, "admin-ca.pem"), []byte("CA"), 0o600)
+	if err := cfg.Save(active); err != nil {
+		t.Fatal(err)
+	}
+	o := PassiveOptions{Hostname: "localhost", ListenAddress: "127.0.0.1:11372", DBPort: 11382,
+		ActiveURL: "https://127.0.0.1:11371", ActiveDB: "127.0.0.1:11381"}
+	res, err := InitFromActive(active, filepath.Join(root, "p1"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, _ := config.Load(filepath.Join(root, "p1"))
+	if p1.AdminListenAddress != "" || !strings.Contains(strings.Join(res.Warnings, "\n"), "--admin-listen") {
+		t.Fatalf("the passive's ADMIN_LISTEN_ADDRESS is %q; warnings %q", p1.AdminListenAddress, res.Warnings)
+	}
+	o.AdminListenAddress = "127.0.0.1:11374"
+	if _, err := InitFromActive(active, filepath.Join(root, "p2"), o); err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := config.Load(filepath.Join(root, "p2"))
+	ca, _ := os.ReadFile(filepath.Join(root, "p2", "admin-ca.pem"))
+	if p2.AdminListenAddress != "127.0.0.1:11374" || string(ca) != "CA" {
+		t.Fatalf("the passive's ADMIN_LISTEN_ADDRESS is %q, its admin CA %q", p2.AdminListenAddress, ca)
 	}
 }

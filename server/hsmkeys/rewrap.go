@@ -13,41 +13,80 @@ import (
 // rewrapBatch is how many deposits one transaction re-wraps.
 const rewrapBatch = 500
 
+// progressEvery is how often a re-wrap reports its progress (besides once
+// at its end).
+var progressEvery = time.Second
+
+// Progress is told how many deposits were re-wrapped so far and how many
+// needed it. done never exceeds total.
+type Progress func(done, total int64)
+
 // Rewrap wraps every deposit's data key that is not wrapped with the key
 // current anew with it, a batch of rows per transaction, while the servers
 // keep serving: a row written, changed or deleted meanwhile is left to the
-// next pass. progress is told how many rows were re-wrapped so far and how
-// many were left at the start. An interrupted Rewrap loses nothing (each
-// row holds either its old or its new wrapping, both of which open) and is
-// resumed by running it again.
-func Rewrap(ctx context.Context, db *store.Store, kr *keyring.Set, current string, progress func(done, total int64)) (int64, error) {
-	if err := kr.SetCurrent(current); err != nil {
+// next pass. An interrupted Rewrap loses nothing (each row holds either its
+// old or its new wrapping, both of which open) and is resumed by running it
+// again.
+//
+// progress is told at most once every second, and once at the end. The
+// total is what needed re-wrapping at the start; when deposits written
+// meanwhile with an older key make it more, it is counted again (so done
+// never exceeds total), and at the end it is what was re-wrapped.
+func Rewrap(ctx context.Context, db *store.Store, kr *keyring.Set, current string, progress Progress) (int64, error) {
+	c := counter{db: db, current: current}
+	return c.rewrap(ctx, kr, progress)
+}
+
+// counter counts the deposits a re-wrap has done and the total it has to
+// do, across passes.
+type counter struct {
+	db          *store.Store
+	current     string
+	done, total int64
+}
+
+// count recounts the total: what is done plus what is still left.
+func (c *counter) count(ctx context.Context) error {
+	left, err := c.db.CountNotCurrent(ctx, c.current)
+	c.total = c.done + left
+	return err
+}
+
+// rewrap runs one pass, adding to the counts.
+func (c *counter) rewrap(ctx context.Context, kr *keyring.Set, progress Progress) (int64, error) {
+	if err := kr.SetCurrent(c.current); err != nil {
 		return 0, err
 	}
-	total, err := db.CountNotCurrent(ctx, current)
-	if err != nil {
+	if err := c.count(ctx); err != nil {
 		return 0, err
 	}
-	var done int64
+	start := c.done
 	last := time.Now()
 	for {
-		n, err := db.RewrapBatch(ctx, current, rewrapBatch, func(owner, name, kekID string, wrapped []byte) ([]byte, error) {
+		n, err := c.db.RewrapBatch(ctx, c.current, rewrapBatch, func(owner, name, kekID string, wrapped []byte) ([]byte, error) {
 			id, w, err := kr.Rewrap(ctx, kekID, wrapped, deposit.AAD(owner, name))
-			if err == nil && id != current {
+			if err == nil && id != c.current {
 				err = errors.New("re-wrapped with another key than the current one")
 			}
 			return w, err
 		})
 		if errors.Is(err, store.ErrNothingToRewrap) {
-			progress(done, total)
-			return done, nil
+			c.total = c.done
+			progress(c.done, c.total)
+			return c.done - start, nil
 		}
 		if err != nil {
-			return done, err
+			return c.done - start, err
 		}
-		done += int64(n)
-		if time.Since(last) > time.Second {
-			progress(done, total)
+		c.done += int64(n)
+		if c.done > c.total {
+			// Deposits wrapped with an older key were written meanwhile.
+			if err := c.count(ctx); err != nil {
+				return c.done - start, err
+			}
+		}
+		if time.Since(last) >= progressEvery {
+			progress(c.done, c.total)
 			last = time.Now()
 		}
 	}

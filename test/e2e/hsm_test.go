@@ -290,3 +290,45 @@ func TestHSMOnThePair(t *testing.T) {
 		t.Fatalf("keyhsm check on the passive:\n%s", out)
 	}
 }
+
+// TestHSMRotateAfterRestoringAnOlderBackup restores a backup taken before
+// a rotation onto the same token, which keeps the key that rotation made:
+// the next rotation takes a label the token does not hold, and keyhsm
+// check lists and self-tests the retired keys that older backups need.
+func TestHSMRotateAfterRestoringAnOlderBackup(t *testing.T) {
+	root := stateRoot(t)
+	token := hsmtest.NewToken(t)
+	pinFile := filepath.Join(root, "hsm.pin")
+	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	srv, dir, _, _, deposits := singleServer(t, root, 20)
+	kts(t, "keyhsm", "init", "--confdir", dir, "--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile)
+	srv.stop()
+	srv.restart(t)
+	kts(t, "keyhsm", "migrate", "--confdir", dir)
+	archive := strings.TrimSpace(kts(t, "backup", "--confdir", dir, "--cleartext", "--quiet"))
+	if out := kts(t, "keyhsm", "rotate", "--confdir", dir); !strings.Contains(out, `created "kts-kek-2"`) {
+		t.Fatalf("first rotation:\n%s", out)
+	}
+	srv.stop()
+	kts(t, "restore", "--confdir", dir, archive)
+	srv.restart(t)
+	out := kts(t, "keyhsm", "rotate", "--confdir", dir)
+	for _, want := range []string{`already holds "kts-kek-2"`, `created "kts-kek-3"`, "retired hsm:kts-kek-1", "every deposit is wrapped by hsm:kts-kek-3"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("rotation after the restore lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^re-wrapped (\d+) of (\d+) deposits$`).MatchString(out) {
+		t.Fatalf("rotation printed no progress:\n%s", out)
+	}
+	checkDeposits(t, deposits)
+	check := kts(t, "keyhsm", "check", "--confdir", dir)
+	for _, label := range []string{"kts-kek-1", "kts-kek-3"} {
+		if !regexp.MustCompile(`key "` + label + `"\s+\((retired|current)[^\n]*self-test ok`).MatchString(check) {
+			t.Fatalf("keyhsm check does not self-test %s:\n%s", label, check)
+		}
+	}
+	if !strings.Contains(check, `key "kts-kek-1"  (retired: older backups need it)`) {
+		t.Fatalf("keyhsm check does not say kts-kek-1 is retired:\n%s", check)
+	}
+}

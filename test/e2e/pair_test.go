@@ -145,3 +145,31 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestOrgToolOnThePassive runs keytrustee-orgtool against a real pair's
+// passive: a change says once, in words, to run it on the active (named by
+// the passive's configuration) and changes nothing; reads work there.
+func TestOrgToolOnThePassive(t *testing.T) {
+	root := stateRoot(t)
+	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
+	initPair(t, [2]string{active, passive})
+	kts(t, "org", "add", "-n", "acme", "-c", "a@example.com", "--confdir", active)
+	for _, args := range [][]string{
+		{"add", "-n", "other", "-c", "b@example.com"},
+		{"set-auth", "-n", "acme", "-s", "code"},
+	} {
+		r := runTool(t, "", "keytrustee-orgtool", append(args, "--confdir", passive)...)
+		msg := "this server is the passive of its pair, whose database is a read-only copy of the active's: run it on the active (127.0.0.1)"
+		if r.err == nil || !strings.Contains(r.stderr, msg) || strings.Count(r.stderr, msg) != 1 ||
+			strings.Contains(r.stderr, "SQLSTATE") || strings.Contains(r.stderr, "read-only transaction") {
+			t.Fatalf("keytrustee-orgtool %s on the passive: %v\nstdout: %s\nstderr: %s", args[0], r.err, r.stdout, r.stderr)
+		}
+	}
+	for _, dir := range []string{active, passive} {
+		var orgs map[string]any
+		r := runTool(t, "", "keytrustee-orgtool", "list", "--confdir", dir)
+		if r.err != nil || json.Unmarshal([]byte(r.stdout), &orgs) != nil || len(orgs) != 1 || orgs["acme"] == nil {
+			t.Fatalf("keytrustee-orgtool list on %s: %v %q %q", dir, r.err, r.stdout, r.stderr)
+		}
+	}
+}
