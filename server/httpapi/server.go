@@ -311,6 +311,7 @@ var errTransferEncoding = newError(http.StatusLengthRequired, "length_required",
 // to start a new request.
 func (s *Server) framed(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		withTLSState(r)
 		if len(r.TransferEncoding) > 0 {
 			w.Header().Set("Connection", "close")
 			s.writeError(w, r, errTransferEncoding)
