@@ -75,8 +75,8 @@ type Options struct {
 	BodyGrace   time.Duration
 	BodyMinRate int64
 	// CodeChecker checks the auth codes of registrations; nil: one that
-	// hashes as many codes at once as there are CPUs and lets 4 times as
-	// many wait, refusing more with 503 busy.
+	// hashes DefaultCodeHashes() codes at once and admits DefaultCodeChecks
+	// registrations to wait for it, refusing more with 503 busy.
 	CodeChecker *org.Checker
 }
 
@@ -114,7 +114,7 @@ func New(o Options) *Server {
 		o.Now = time.Now
 	}
 	if o.CodeChecker == nil {
-		o.CodeChecker = org.NewChecker(runtime.GOMAXPROCS(0), 4*runtime.GOMAXPROCS(0))
+		o.CodeChecker = org.NewChecker(DefaultCodeHashes(), DefaultCodeChecks)
 	}
 	if o.BodyGrace == 0 {
 		o.BodyGrace = DefaultBodyGrace
@@ -283,6 +283,19 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, w
 	rc.SetReadDeadline(time.Time{})
 	return body, sha256.Sum256(body), nil
 }
+
+// DefaultCodeHashes is how many auth codes the server hashes at once: half
+// its CPUs, at least 1 and at most 4. Each hash takes 19 MiB while it runs
+// (and, as garbage, until the next collection: with the server's GOGC of
+// 400, the heap may grow to five times what is live), so the bound keeps
+// the memory a flood of registrations takes small and independent of the
+// flood's size, and leaves CPUs for the other requests.
+func DefaultCodeHashes() int { return min(max(runtime.GOMAXPROCS(0)/2, 1), 4) }
+
+// DefaultCodeChecks is how many registrations may wait for their auth code
+// to be hashed (those hashing included); more are answered 503 busy. A
+// waiting registration holds no more than its body.
+const DefaultCodeChecks = 64
 
 // Defaults of Options.BodyGrace and Options.BodyMinRate.
 const (

@@ -10,7 +10,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -233,5 +238,117 @@ func TestRegistrationFieldsBounded(t *testing.T) {
 	}
 	if after := outbox(); after != before {
 		t.Errorf("refused registrations queued %d mails", after-before)
+	}
+}
+
+// TestRegistrationFloodKeepsMemoryBounded sends 2,000 registrations with a
+// wrong auth code, 200 at a time, to 20 organizations (so that 200 pass the
+// rate limit and have their code hashed, each hash taking 19 MiB), and
+// samples the server's resident memory: the hashes run a few at a time
+// (half the CPUs, 1 to 4), so it grows by what those take — with the
+// server's GOGC of 400, up to five times the live heap — and not by what
+// 200 hashes at once take (2.5 GiB were measured without the bound). Every
+// answer is a registration (201, or 409 for a key already registered), 429
+// rate_limited or 503 busy with Retry-After.
+func TestRegistrationFloodKeepsMemoryBounded(t *testing.T) {
+	s := shared(t)
+	code := secretText("auth code", "flood-code-")
+	const orgs, total, workers = 20, 2000, 200
+	type target struct {
+		body []byte
+		id   *identity
+	}
+	targets := make([]target, orgs)
+	for i := range targets {
+		org := s.newOrg(t, code)
+		id := newIdentity(t)
+		targets[i] = target{registerBody(org, secretText("auth code", "wrong-"), id.public), id}
+	}
+	pid := s.pid()
+	base := rssKiB(t, pid)
+	peak := base
+	var mu sync.Mutex
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+					n, _ := strconv.Atoi(f[1])
+					mu.Lock()
+					peak = max(peak, n)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	var next atomic.Int64
+	var counts sync.Map // answer kind → *atomic.Int64
+	count := func(kind string) {
+		c, _ := counts.LoadOrStore(kind, new(atomic.Int64))
+		c.(*atomic.Int64).Add(1)
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= total {
+					return
+				}
+				tg := targets[i%orgs]
+				a := s.signed(t, tg.id, "POST", "/v1/register", tg.body)
+				switch {
+				case a.status == http.StatusCreated || a.status == http.StatusConflict:
+					count("hashed")
+				case a.status == http.StatusTooManyRequests && a.code() == "rate_limited":
+					count("rate_limited")
+				case a.status == http.StatusServiceUnavailable && a.code() == "busy" && a.header.Get("Retry-After") != "":
+					count("busy")
+				default:
+					count(a.String())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	growth := peak - base
+	summary := []string{}
+	counts.Range(func(k, v any) bool {
+		summary = append(summary, fmt.Sprintf("%s: %d", k, v.(*atomic.Int64).Load()))
+		switch k {
+		case "hashed", "rate_limited", "busy":
+		default:
+			t.Errorf("unexpected answer %s", k)
+		}
+		return true
+	})
+	t.Logf("%d registrations in %v (%s); resident memory %d MiB before, peak %d MiB (+%d MiB)",
+		total, time.Since(start).Round(time.Millisecond), strings.Join(summary, ", "), base>>10, peak>>10, growth>>10)
+	if c, ok := counts.Load("hashed"); !ok || c.(*atomic.Int64).Load() == 0 {
+		t.Error("no registration had its code checked: the flood proves nothing")
+	}
+	// Five times the live heap: the hashes running at once and 48 MiB of
+	// the rest (connections, requests, the flood's garbage).
+	hashes := min(max(runtime.NumCPU()/2, 1), 4)
+	if limit := 5 * (hashes*19 + 48) << 10; growth > limit {
+		t.Errorf("the server's resident memory grew by %d MiB under the flood; want less than %d MiB", growth>>10, limit>>10)
+	}
+	if a := s.send(t, "GET", "/healthz", "", nil); a.status != http.StatusOK {
+		t.Errorf("after the flood: %s", a)
 	}
 }
