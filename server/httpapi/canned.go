@@ -13,8 +13,8 @@ import (
 
 // Go's net/http answers a request it cannot parse (a malformed request
 // line, a bad Content-Length, headers too large, an HTTP version other than
-// 1.x, a transfer coding it does not know) itself, before any handler runs,
-// with a plain-text body. The API promises JSON for every status of 400 or
+// 1.x, a transfer coding it does not know, an Expect it does not meet)
+// itself, before any handler runs, with a plain-text or an empty body. The API promises JSON for every status of 400 or
 // more, so the connections the server reads are wrapped: such an answer,
 // written in one piece straight to the connection, is recognized by its
 // exact form and rewritten to the API's error body.
@@ -30,6 +30,13 @@ import (
 
 // cannedHeaders are the headers net/http gives the answers it writes itself.
 const cannedHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// net/http answers an Expect header other than 100-continue with an empty
+// 417 of its own: these headers, around a Date. No handler answers 417.
+const (
+	expectFailedHead = "HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nDate: "
+	expectFailedTail = "\r\nContent-Length: 0\r\n\r\n"
+)
 
 // JSONErrorListener wraps ln (a plain or a TLS listener: the wrapped
 // connections carry the HTTP bytes) so that the answers net/http writes
@@ -103,6 +110,14 @@ func withTLSState(r *http.Request) {
 // rewriteCanned returns the JSON answer for one of the answers net/http
 // writes itself, and false for anything else.
 func rewriteCanned(p []byte, maxHeaderBytes int) ([]byte, bool) {
+	if date, ok := bytes.CutPrefix(p, []byte(expectFailedHead)); ok {
+		date, ok = bytes.CutSuffix(date, []byte(expectFailedTail))
+		if !ok || len(date) > 64 || bytes.ContainsAny(date, "\r\n") {
+			return nil, false
+		}
+		return jsonAnswer(newError(http.StatusExpectationFailed, "expectation_failed",
+			"the server takes no Expect header but Expect: 100-continue; nothing was done; send the request without it")), true
+	}
 	rest, ok := bytes.CutPrefix(p, []byte("HTTP/1.1 "))
 	if !ok {
 		return nil, false
@@ -121,15 +136,17 @@ func rewriteCanned(p []byte, maxHeaderBytes int) ([]byte, bool) {
 	// What net/http says after the reason phrase ("400 Bad Request: missing
 	// required Host header"): fixed texts, never the client's bytes.
 	_, detail, _ := bytes.Cut(statusLine, []byte(": "))
-	ae := cannedError(status, string(detail), maxHeaderBytes)
-	b, err := json.Marshal(errorBody{Error: ae.code, Message: ae.message})
-	if err != nil {
-		return nil, false
-	}
+	return jsonAnswer(cannedError(status, string(detail), maxHeaderBytes)), true
+}
+
+// jsonAnswer is a whole answer with the API's error body, closing the
+// connection.
+func jsonAnswer(ae *apiError) []byte {
+	b, _ := json.Marshal(errorBody{Error: ae.code, Message: ae.message}) // two strings: cannot fail
 	b = append(b, '\n')
 	head := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
 		ae.status, http.StatusText(ae.status), len(b))
-	return append([]byte(head), b...), true
+	return append([]byte(head), b...)
 }
 
 // cannedError is what the client is told instead of net/http's own answer.

@@ -21,6 +21,7 @@ var cannedSeeds = []string{
 	"HTTP/1.1 431 Request Header Fields Too Large" + cannedHeaders + "431 Request Header Fields Too Large",
 	"HTTP/1.1 501 Not Implemented" + cannedHeaders + "Unsupported transfer encoding",
 	"HTTP/1.1 505 HTTP Version Not Supported: unsupported protocol version" + cannedHeaders + "505 HTTP Version Not Supported: unsupported protocol version",
+	expectFailedHead + "Mon, 07 Dec 2026 14:45:16 GMT" + expectFailedTail,
 }
 
 func TestRewriteCanned(t *testing.T) {
@@ -34,6 +35,7 @@ func TestRewriteCanned(t *testing.T) {
 		{cannedSeeds[2], 431, "header_too_large"},
 		{cannedSeeds[3], 411, "length_required"},
 		{cannedSeeds[4], 505, "http_version_not_supported"},
+		{cannedSeeds[5], 417, "expectation_failed"},
 		{"HTTP/1.1 418 I'm a teapot" + cannedHeaders + "418 I'm a teapot", 418, "bad_request"},
 	} {
 		out, ok := rewriteCanned([]byte(c.in), 1<<16)
@@ -47,6 +49,10 @@ func TestRewriteCanned(t *testing.T) {
 	for _, in := range []string{
 		"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Mon, 07 Dec 2026 14:00:00 GMT\r\n\r\n400 Bad Request",
 		"HTTP/1.1 200 OK" + cannedHeaders + "200 OK",
+		// A handler's answer with net/http's own headers only.
+		"HTTP/1.1 400 Bad Request\r\nDate: Mon, 07 Dec 2026 14:45:16 GMT\r\nContent-Length: 15\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request",
+		expectFailedHead + "Mon, 07 Dec 2026 14:45:16 GMT" + expectFailedTail + "more",
+		expectFailedHead + "Mon\r\nX: 1" + expectFailedTail,
 		"HTTP/1.1 400 Bad Request" + cannedHeaders + "400 Bad Request and more",
 		"HTTP/1.1 400 Bad Request" + cannedHeaders + "400 Bad Request" + cannedHeaders,
 		"HTTP/1.1 4000 Bad Request" + cannedHeaders + "4000 Bad Request",
@@ -172,6 +178,7 @@ func TestMalformedRequestsAnsweredInJSON(t *testing.T) {
 		{"unknown transfer coding", "PUT /v1/deposits/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 411, "length_required"},
 		{"Content-Length and chunked", "PUT /v1/deposits/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411, "length_required"},
 		{"chunked", "POST /v1/session HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411, "length_required"},
+		{"an Expect other than 100-continue", "PUT /v1/deposits/x HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417, "expectation_failed"},
 	}
 	for _, side := range []struct {
 		name string

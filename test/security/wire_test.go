@@ -153,7 +153,8 @@ func TestAmbiguousAuthorizationRefused(t *testing.T) {
 
 // TestErrorsBelowHandlersAreJSON: what net/http refuses before any handler
 // runs (a bad Content-Length, a NUL or garbage in the request line, headers
-// too large, an HTTP version other than 1.x, an unknown action on /) is
+// too large, an HTTP version other than 1.x, an Expect other than
+// 100-continue, an unknown action on /) is
 // answered with the API's JSON error, over TLS and over plain HTTP.
 func TestErrorsBelowHandlersAreJSON(t *testing.T) {
 	s := shared(t)
@@ -171,6 +172,7 @@ func TestErrorsBelowHandlersAreJSON(t *testing.T) {
 			{"no Host", "GET / HTTP/1.1\r\n\r\n", 400, "bad_request"},
 			{"headers too large", "GET / HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("b", 100<<10) + "\r\n\r\n", 431, "header_too_large"},
 			{"HTTP/3.0", "GET / HTTP/3.0\r\n" + host + "\r\n", 505, "http_version_not_supported"},
+			{"an Expect it does not meet", "PUT /v1/deposits/x HTTP/1.1\r\n" + host + "Expect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417, "expectation_failed"},
 			{"an unknown transfer coding", "GET / HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip\r\n\r\n", 411, "length_required"},
 			{"an unknown action", "GET /?a=anything HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", 400, "unknown_action"},
 		} {
