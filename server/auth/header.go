@@ -19,7 +19,7 @@ const (
 	maxTokenLen     = 512
 	maxTimestampLen = 18 // digits; keeps the value far from int64 overflow
 
-	headerHint = "expected: KTS-PGP fingerprint=<40 hex>, timestamp=<unix seconds>, nonce=<16-64 of A-Z a-z 0-9 _ ->, signature=<base64 of gpg --detach-sign>"
+	headerHint = "expected: KTS-PGP fingerprint=<40 upper-case hex>, timestamp=<unix seconds>, nonce=<16-64 of A-Z a-z 0-9 _ ->, signature=<base64 of gpg --detach-sign>"
 )
 
 // Credentials are the parsed contents of an Authorization header. Scheme
