@@ -7,10 +7,12 @@
 // goal is that a client made of nothing but gpg and curl works. A request
 // carries
 //
-//	Authorization: KTS-PGP fingerprint=<40 hex>, timestamp=<unix seconds>, nonce=<16-64 of [A-Za-z0-9_-]>, signature=<base64>
+//	Authorization: KTS-PGP fingerprint=<40 upper-case hex>, timestamp=<unix seconds>, nonce=<16-64 of [A-Za-z0-9_-]>, signature=<base64>
 //
 // Parameters come in any order, separated by commas and optional spaces, each
-// exactly once. The signature is a binary detached OpenPGP signature (as
+// exactly once. A request carries one Authorization header: a server refuses
+// a request with several (OneHeader), as a proxy in front might check
+// another one than the server. The signature is a binary detached OpenPGP signature (as
 // `gpg --detach-sign` writes it), base64-encoded with the standard alphabet,
 // padded or not. It covers the canonical request: these lines joined by "\n",
 // with no newline at the end:

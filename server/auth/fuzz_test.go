@@ -11,7 +11,7 @@ func FuzzParseAuthorization(f *testing.F) {
 	good := "KTS-PGP fingerprint=" + testFpr + ", timestamp=1700000000, nonce=" + testNonce + ", signature=" + testSigB64
 	for _, seed := range []string{
 		good,
-		"KTS-PGP signature=" + testSigRaw + ",nonce=" + testNonce + ",timestamp=0,fingerprint=" + strings.ToLower(testFpr),
+		"KTS-PGP signature=" + testSigRaw + ",nonce=" + testNonce + ",timestamp=0,fingerprint=" + testFpr,
 		"kts-pgp fingerprint=\"" + testFpr + "\", timestamp=\"1\", nonce=\"" + testNonce + "\", signature=\"" + testSigB64 + "\"",
 		"KTS-Session " + strings.Repeat("A", 82),
 		"KTS-Session", "KTS-PGP", "", " ", "Bearer x", "KTS-PGP ,", "KTS-PGP a=b",

@@ -19,7 +19,7 @@ const (
 	maxTokenLen     = 512
 	maxTimestampLen = 18 // digits; keeps the value far from int64 overflow
 
-	headerHint = "expected: KTS-PGP fingerprint=<40 hex>, timestamp=<unix seconds>, nonce=<16-64 of A-Z a-z 0-9 _ ->, signature=<base64 of gpg --detach-sign>"
+	headerHint = "expected: KTS-PGP fingerprint=<40 upper-case hex>, timestamp=<unix seconds>, nonce=<16-64 of A-Z a-z 0-9 _ ->, signature=<base64 of gpg --detach-sign>"
 )
 
 // Credentials are the parsed contents of an Authorization header. Scheme
@@ -164,10 +164,24 @@ func safeName(name string) string {
 }
 
 func parseFingerprint(v string) (string, error) {
-	if len(v) != 40 || !isHex(v) {
-		return "", malformed("fingerprint must be the key's 40 hex digits (gpg --list-keys --with-colons shows it)")
+	if len(v) != 40 || !isUpperHex(v) {
+		return "", malformed("fingerprint must be the key's 40 hex digits in upper case, as gpg --list-keys --with-colons shows it")
 	}
-	return strings.ToUpper(v), nil
+	return v, nil
+}
+
+// OneHeader returns the value of a request's one Authorization header
+// (values are all the request's Authorization headers): "" when there is
+// none, and an error wrapping ErrMalformed when there are several, as a
+// proxy in front may have read another one than the server would.
+func OneHeader(values []string) (string, error) {
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+		return values[0], nil
+	}
+	return "", malformed("the request has %d Authorization headers; send exactly one", len(values))
 }
 
 func parseTimestamp(v string) (int64, error) {
@@ -211,6 +225,16 @@ func parseSignatureValue(v string) ([]byte, error) {
 func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// isUpperHex reports whether s is made of 0-9 A-F only.
+func isUpperHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
 			return false
 		}
 	}

@@ -26,7 +26,7 @@ func TestParseAuthorizationGood(t *testing.T) {
 	for _, h := range []string{
 		"KTS-PGP fingerprint=" + testFpr + ", timestamp=1700000000, nonce=" + testNonce + ", signature=" + testSigB64,
 		"KTS-PGP fingerprint=" + testFpr + ",timestamp=1700000000,nonce=" + testNonce + ",signature=" + testSigRaw,
-		"KTS-PGP signature=" + testSigB64 + ", nonce=" + testNonce + ", timestamp=1700000000, fingerprint=" + strings.ToLower(testFpr),
+		"KTS-PGP signature=" + testSigB64 + ", nonce=" + testNonce + ", timestamp=1700000000, fingerprint=" + testFpr,
 		"  kts-pgp   fingerprint=" + testFpr + " ,  timestamp=1700000000 ,\tnonce=" + testNonce + ", signature=" + testSigB64 + "  ",
 		"KTS-PGP\tfingerprint=\"" + testFpr + "\", Timestamp=\"1700000000\", NONCE = " + testNonce + ", signature=\"" + testSigB64 + "\"",
 	} {
@@ -79,6 +79,8 @@ func TestParseAuthorizationBad(t *testing.T) {
 		{"fingerprint not hex", join("fingerprint="+strings.Repeat("G", 40), ts, nc, sg), "40 hex"},
 		{"fingerprint with spaces", join("fingerprint=4EDC 4EDC 4EDC 4EDC 4EDC 4EDC 4EDC 4EDC 4EDC 4EDC", ts, nc, sg), "40 hex"},
 		{"fingerprint empty", join("fingerprint=", ts, nc, sg), "40 hex"},
+		{"fingerprint lower case", join("fingerprint="+strings.ToLower(testFpr), ts, nc, sg), "upper case"},
+		{"fingerprint mixed case", join("fingerprint="+testFpr[:1]+strings.ToLower(testFpr[1:2])+testFpr[2:], ts, nc, sg), "upper case"},
 		{"timestamp empty", join(fp, "timestamp=", nc, sg), "timestamp"},
 		{"timestamp negative", join(fp, "timestamp=-1", nc, sg), "timestamp"},
 		{"timestamp plus", join(fp, "timestamp=+1700000000", nc, sg), "timestamp"},
@@ -162,5 +164,32 @@ func TestCanonicalRequestGolden(t *testing.T) {
 	// A query with spaces and a sorted query already canonical.
 	if got := CanonicalRequest("GET", "/", "q=a+b&q=c%20d", 1, testNonce, [32]byte{}); !bytes.Contains(got, []byte("\nq=a+b&q=c+d\n")) {
 		t.Fatalf("query not canonical: %q", got)
+	}
+}
+
+func TestOneHeader(t *testing.T) {
+	good := "KTS-Session abc"
+	for _, c := range []struct {
+		name    string
+		values  []string
+		want    string
+		refused bool
+	}{
+		{"none", nil, "", false},
+		{"one", []string{good}, good, false},
+		{"two equal", []string{good, good}, "", true},
+		{"two different", []string{good, "KTS-Session other"}, "", true},
+		{"one empty and one set", []string{"", good}, "", true},
+	} {
+		got, err := OneHeader(c.values)
+		if c.refused {
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "exactly one") {
+				t.Errorf("%s: err %v, want ErrMalformed saying to send exactly one", c.name, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: %q, %v; want %q", c.name, got, err, c.want)
+		}
 	}
 }

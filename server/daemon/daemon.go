@@ -183,6 +183,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       httpapi.ConnContext,
 	}
 	// The admin API, when on, has a listener of its own that admits only
 	// admin client certificates; the client API's port never serves it.
@@ -219,11 +220,15 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          srv.ErrorLog,
+		ConnContext:       httpapi.ConnContext,
 	}
 	sides := split(ln)
 	errc := make(chan error, 4)
-	go func() { errc <- srv.Serve(tls.NewListener(sides.tls, tlsCfg)) }()
-	go func() { errc <- plain.Serve(sides.plain) }()
+	// Both answer requests net/http cannot parse with the API's JSON errors.
+	go func() {
+		errc <- srv.Serve(httpapi.JSONErrorListener(tls.NewListener(sides.tls, tlsCfg), srv.MaxHeaderBytes))
+	}()
+	go func() { errc <- plain.Serve(httpapi.JSONErrorListener(sides.plain, plain.MaxHeaderBytes)) }()
 	if admin != nil {
 		go func() { errc <- admin.Serve(tls.NewListener(adminLn, admin.TLSConfig)) }()
 		log.Info("serving the admin API (mutual TLS)", "addr", adminLn.Addr().String())
@@ -243,10 +248,12 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		// that the two listeners differ only in what they record.
 		bench = &http.Server{Handler: unaudited(api.Handler()), TLSConfig: srv.TLSConfig, ReadHeaderTimeout: srv.ReadHeaderTimeout,
 			ReadTimeout: srv.ReadTimeout, WriteTimeout: srv.WriteTimeout, IdleTimeout: srv.IdleTimeout,
-			MaxHeaderBytes: srv.MaxHeaderBytes, ErrorLog: srv.ErrorLog}
+			MaxHeaderBytes: srv.MaxHeaderBytes, ErrorLog: srv.ErrorLog, ConnContext: srv.ConnContext}
 		bsides := split(bln) // as the client API's port is served
-		go func() { errc <- bench.Serve(tls.NewListener(bsides.tls, tlsCfg)) }()
-		go func() { errc <- plain.Serve(bsides.plain) }()
+		go func() {
+			errc <- bench.Serve(httpapi.JSONErrorListener(tls.NewListener(bsides.tls, tlsCfg), bench.MaxHeaderBytes))
+		}()
+		go func() { errc <- plain.Serve(httpapi.JSONErrorListener(bsides.plain, plain.MaxHeaderBytes)) }()
 		log.Warn("serving the client API WITHOUT audit records, for kts bench only", "addr", bln.Addr().String())
 		if o.UnauditedReady != nil {
 			o.UnauditedReady(bln.Addr().String())

@@ -72,7 +72,10 @@ func (e *env) advance(d time.Duration) {
 // batcher.
 func newEnv(t testing.TB) *env { return newEnvWith(t, true) }
 
-func newEnvWith(t testing.TB, cached bool) *env {
+func newEnvWith(t testing.TB, cached bool) *env { return newEnvOpts(t, cached, nil) }
+
+// newEnvOpts is newEnvWith whose server options are changed by opts first.
+func newEnvOpts(t testing.TB, cached bool, opts func(*httpapi.Options)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -107,7 +110,7 @@ func newEnvWith(t testing.TB, cached bool) *env {
 	}
 	t.Cleanup(func() { journal.Close() })
 	e.journal = journal
-	api := httpapi.New(httpapi.Options{
+	o := httpapi.Options{
 		Journal:   journal,
 		Store:     db,
 		Deposits:  &deposit.Service{Store: deposits, Keyring: kr, MaxBytes: 1024},
@@ -115,7 +118,11 @@ func newEnvWith(t testing.TB, cached bool) *env {
 		Tokens:    tokens,
 		Now:       e.clock,
 		Log:       slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	api := httpapi.New(o)
 	e.srv = httptest.NewTLSServer(api.Handler())
 	t.Cleanup(e.srv.Close)
 	for name, code := range map[string]string{"acme": acmeCode, "open": ""} {

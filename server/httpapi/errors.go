@@ -80,6 +80,8 @@ func classify(err error) *apiError {
 		return newError(http.StatusBadRequest, "weak_key", msg)
 	case errors.Is(err, openpgp.ErrInvalidKey):
 		return newError(http.StatusBadRequest, "invalid_key", msg)
+	case errors.Is(err, org.ErrBusy):
+		return newError(http.StatusServiceUnavailable, "busy", "the server is checking as many auth codes as it can at once; nothing was done; retry after the seconds Retry-After gives")
 	case errors.Is(err, org.ErrInvalid):
 		return newError(http.StatusBadRequest, "invalid_input", msg)
 	case errors.Is(err, deposit.ErrInvalidName):

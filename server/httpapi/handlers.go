@@ -106,7 +106,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		}
 		s.writeError(w, r, err)
 	}
-	body, digest, err := readBody(w, r, maxRegisterBody)
+	body, digest, err := s.readBody(w, r, maxRegisterBody, "registration")
 	if err != nil {
 		refuse(err)
 		return
@@ -122,7 +122,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		refuse(newError(http.StatusBadRequest, "invalid_json", "the body must be one JSON object {\"org\": ..., \"auth_code\": ..., \"public_key\": ...}: "+err.Error()))
 		return
 	}
-	if err := org.ValidateName(req.Org); err != nil {
+	if err := validateRegistration(req); err != nil {
 		refuse(err)
 		return
 	}
@@ -143,9 +143,14 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claimed = key.Fingerprint()
+	header, err := auth.OneHeader(r.Header.Values("Authorization"))
+	if err != nil {
+		refuse(err)
+		return
+	}
 	if _, err := s.auth.VerifyWithKey(r.Context(), auth.Request{
 		Method: r.Method, EscapedPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
-		Authorization: r.Header.Get("Authorization"), BodySHA256: digest,
+		Authorization: header, BodySHA256: digest,
 	}, key); err != nil {
 		refuse(err)
 		return
@@ -163,7 +168,16 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state, msg := store.StatePending, "registered; an administrator of the organization must enable this client before it can use deposits"
-	if org.CodeMatches(o.AuthHash, req.AuthCode) {
+	matches, err := s.opts.CodeChecker.Matches(r.Context(), o.AuthHash, req.AuthCode)
+	if errors.Is(err, org.ErrBusy) {
+		w.Header().Set("Retry-After", "1")
+		refuse(err)
+		return
+	} else if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if matches {
 		state, msg = store.StateActive, "registered and active"
 	}
 	c := store.Client{
@@ -190,6 +204,33 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		Fingerprint: c.Fingerprint, KeyID: c.KeyID, Org: o.Name, State: string(state),
 		ServerFingerprint: s.opts.ServerKey.ID(), Message: msg,
 	})
+}
+
+// MaxHostnameLen is the longest host name a registration may give (a DNS
+// name's limit).
+const MaxHostnameLen = 253
+
+// validateRegistration checks the fields of a registration before anything
+// is looked up or hashed: the organization's name, an auth code no longer
+// than an administrator can set, and a host name of at most MaxHostnameLen
+// letters, digits, dots, hyphens and underscores (it is quoted in mail).
+// The public key is bounded by the body's limit and checked when parsed.
+func validateRegistration(req registerRequest) error {
+	if err := org.ValidateName(req.Org); err != nil {
+		return err
+	}
+	if len(req.AuthCode) > org.MaxAuthCodeLen {
+		return newError(http.StatusBadRequest, "invalid_input", fmt.Sprintf("auth_code is %d bytes, at most %d are allowed; send the code your administrator gave you", len(req.AuthCode), org.MaxAuthCodeLen))
+	}
+	if len(req.Hostname) > MaxHostnameLen {
+		return newError(http.StatusBadRequest, "invalid_input", fmt.Sprintf("hostname is %d bytes, at most %d are allowed; send the host's name (hostname -f) or leave it out", len(req.Hostname), MaxHostnameLen))
+	}
+	for i := 0; i < len(req.Hostname); i++ {
+		if c := req.Hostname[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return newError(http.StatusBadRequest, "invalid_input", "hostname may hold only letters, digits, dots, hyphens and underscores; send the host's name (hostname -f) or leave it out")
+		}
+	}
+	return nil
 }
 
 // cleanHostname keeps a client's claimed host name printable and short: it
@@ -225,7 +266,7 @@ type sessionResponse struct {
 
 // handleSession trades one signed request for a short-lived session token.
 func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
-	_, digest, err := readBody(w, r, 4<<10)
+	_, digest, err := s.readBody(w, r, 4<<10, "session request")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -255,7 +296,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
-	body, digest, err := readBody(w, r, s.opts.Deposits.MaxBytes)
+	body, digest, err := s.readBody(w, r, s.opts.Deposits.MaxBytes, "deposit")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -352,7 +393,7 @@ func (s *Server) authenticateNoBody(w http.ResponseWriter, r *http.Request) (aut
 	if r.ContentLength == 0 {
 		return s.authenticate(r, emptyDigest)
 	}
-	_, digest, err := readBody(w, r, 0)
+	_, digest, err := s.readBody(w, r, 0, "request")
 	if err != nil {
 		return auth.Identity{}, s.recordAuthFailure(r, newError(http.StatusBadRequest, "unexpected_body", "this request takes no body"))
 	}

@@ -55,6 +55,9 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	return r.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection (read deadlines).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 // instrument counts and times every request and logs it. The log line holds
 // the route pattern, status and timing; never headers, bodies or the raw
 // query (which could carry secrets).

@@ -12,7 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/deposit"
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -64,6 +68,16 @@ type Options struct {
 	// (package audit). Without one, every request that must be recorded
 	// is refused with 503 audit_unavailable.
 	Journal audit.Recorder
+	// BodyGrace and BodyMinRate bound how long a request body may take to
+	// arrive: BodyGrace, then one second per BodyMinRate bytes of its
+	// Content-Length (defaults DefaultBodyGrace, DefaultBodyMinRate). A
+	// body late is answered 408 body_timeout.
+	BodyGrace   time.Duration
+	BodyMinRate int64
+	// CodeChecker checks the auth codes of registrations; nil: one that
+	// hashes DefaultCodeHashes() codes at once and admits DefaultCodeChecks
+	// registrations to wait for it, refusing more with 503 busy.
+	CodeChecker *org.Checker
 }
 
 // Server serves the client API.
@@ -98,6 +112,15 @@ func New(o Options) *Server {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CodeChecker == nil {
+		o.CodeChecker = org.NewChecker(DefaultCodeHashes(), DefaultCodeChecks)
+	}
+	if o.BodyGrace == 0 {
+		o.BodyGrace = DefaultBodyGrace
+	}
+	if o.BodyMinRate == 0 {
+		o.BodyMinRate = DefaultBodyMinRate
 	}
 	reg := prometheus.NewRegistry()
 	var registerer prometheus.Registerer = reg
@@ -145,14 +168,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", s.metricsHandler())
-	return s.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.instrument(s.framed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern == "" {
 			s.noRoute(w, r, h)
 			return
 		}
 		mux.ServeHTTP(w, r)
-	}))
+	})))
 }
 
 // noRoute answers a request no route takes with the mux's status (404, or
@@ -218,33 +241,111 @@ func (s *Server) PublicHandler() http.Handler {
 		s.writeError(w, r, newError(http.StatusBadRequest, "https_required",
 			"only the HKP key lookup and the fingerprint are served over plain HTTP; use https:// on this port"))
 	})
-	return s.instrument(mux)
+	return s.instrument(s.framed(mux))
 }
 
 // readBody reads at most limit bytes of the request body and its SHA-256.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, [32]byte, error) {
+// what names the body in the refusal of one too large: "deposit" (an
+// error wrapping deposit.ErrTooLarge), or another request's name. The body
+// must arrive within bodyTimeout of its length.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, what string) ([]byte, [32]byte, error) {
+	tooLarge := func(detail string) error {
+		if what == "deposit" {
+			return fmt.Errorf("%w: %s", deposit.ErrTooLarge, detail)
+		}
+		return newError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the %s body is too large: %s", what, detail))
+	}
 	if r.ContentLength > limit {
-		return nil, [32]byte{}, fmt.Errorf("%w: %d bytes, the limit is %d", deposit.ErrTooLarge, r.ContentLength, limit)
+		return nil, [32]byte{}, tooLarge(fmt.Sprintf("%d bytes, the limit is %d", r.ContentLength, limit))
+	}
+	timeout := bodyTimeout(r.ContentLength, s.opts.BodyGrace, s.opts.BodyMinRate)
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.DebugContext(r.Context(), "setting the body's read deadline", "err", err)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, [32]byte{}, fmt.Errorf("%w: the limit is %d bytes", deposit.ErrTooLarge, limit)
+		var ne net.Error
+		switch {
+		case errors.As(err, &mbe):
+			return nil, [32]byte{}, tooLarge(fmt.Sprintf("the limit is %d bytes", limit))
+		case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+			w.Header().Set("Connection", "close")
+			return nil, [32]byte{}, newError(http.StatusRequestTimeout, "body_timeout", fmt.Sprintf(
+				"%d of the %d bytes of the body arrived within %v (the server waits %v, then for at least %d bytes a second); nothing was done; send the whole body that Content-Length announces",
+				len(body), r.ContentLength, timeout, s.opts.BodyGrace, s.opts.BodyMinRate))
 		}
 		return nil, [32]byte{}, newError(http.StatusBadRequest, "unreadable_body", "could not read the request body: "+err.Error())
 	}
+	// The body is in: from now on the connection waits for the client's
+	// next request, which the server times on its own.
+	rc.SetReadDeadline(time.Time{})
 	return body, sha256.Sum256(body), nil
+}
+
+// DefaultCodeHashes is how many auth codes the server hashes at once: half
+// its CPUs, at least 1 and at most 4. Each hash takes 19 MiB while it runs
+// (and, as garbage, until the next collection: with the server's GOGC of
+// 400, the heap may grow to five times what is live), so the bound keeps
+// the memory a flood of registrations takes small and independent of the
+// flood's size, and leaves CPUs for the other requests.
+func DefaultCodeHashes() int { return min(max(runtime.GOMAXPROCS(0)/2, 1), 4) }
+
+// DefaultCodeChecks is how many registrations may wait for their auth code
+// to be hashed (those hashing included); more are answered 503 busy. A
+// waiting registration holds no more than its body.
+const DefaultCodeChecks = 64
+
+// Defaults of Options.BodyGrace and Options.BodyMinRate.
+const (
+	DefaultBodyGrace   = 10 * time.Second
+	DefaultBodyMinRate = 16 << 10 // bytes a second: a 1 MiB deposit may take 74 s
+)
+
+// bodyTimeout is how long a body of n bytes may take to arrive: grace, and
+// then n/minRate seconds, so a large deposit on a slow link has the time it
+// needs and a short body that stops half-way holds nothing for long.
+func bodyTimeout(n int64, grace time.Duration, minRate int64) time.Duration {
+	if n <= 0 || minRate <= 0 {
+		return grace
+	}
+	return grace + time.Duration(float64(n)/float64(minRate)*float64(time.Second))
+}
+
+// errTransferEncoding refuses a request with a Transfer-Encoding: its
+// framing depends on who reads it (with a Content-Length as well, a proxy in
+// front may read another body than this server, and smuggle a request).
+var errTransferEncoding = newError(http.StatusLengthRequired, "length_required",
+	"a request with Transfer-Encoding (chunked) is refused, with or without Content-Length; nothing was done; send the body with a Content-Length header only")
+
+// framed refuses requests whose body is not framed by a Content-Length
+// alone, and closes their connection: what follows on it cannot be trusted
+// to start a new request.
+func (s *Server) framed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		withTLSState(r)
+		if len(r.TransferEncoding) > 0 {
+			w.Header().Set("Connection", "close")
+			s.writeError(w, r, errTransferEncoding)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // authenticate checks the request's credentials over its body digest. A
 // refusal is recorded in the journal (see recordAuthFailure).
 func (s *Server) authenticate(r *http.Request, digest [32]byte) (auth.Identity, error) {
+	header, err := auth.OneHeader(r.Header.Values("Authorization"))
+	if err != nil {
+		return auth.Identity{}, s.recordAuthFailure(r, err)
+	}
 	id, err := s.auth.Authenticate(r.Context(), auth.Request{
 		Method:        r.Method,
 		EscapedPath:   r.URL.EscapedPath(),
 		RawQuery:      r.URL.RawQuery,
-		Authorization: r.Header.Get("Authorization"),
+		Authorization: header,
 		BodySHA256:    digest,
 	})
 	if err != nil {
@@ -258,8 +359,13 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		s.handleKeyPage(w, r, token)
 		return
 	}
-	if r.URL.Query().Get("a") != "fingerprint" {
+	action, asked := r.URL.Query()["a"]
+	if !asked {
 		writeText(w, http.StatusOK, "Trustee key trustee server. Fingerprint: GET /?a=fingerprint. API: docs/API.md\n")
+		return
+	}
+	if len(action) != 1 || action[0] != "fingerprint" {
+		s.writeError(w, r, newError(http.StatusBadRequest, "unknown_action", "the only action is a=fingerprint (GET /?a=fingerprint); see docs/API.md"))
 		return
 	}
 	writeText(w, http.StatusOK, s.opts.ServerKey.ID())

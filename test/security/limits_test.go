@@ -90,9 +90,8 @@ func oversized(t testing.TB, s *server, method, target string, length, offer int
 // TestOversizedBodiesRefusedUnread: a body larger than a route takes
 // (deposits: MAX_DEPOSIT_BYTES, 1 MiB; registration 128 KiB; session 4 KiB;
 // none for reads and deletes) is refused as soon as its length is known,
-// before the client has sent it — or, when the client sends it without a
-// length (chunked), after the limit, without reading on. Headers are
-// limited to 64 KiB.
+// before the client has sent it; a body sent without a length (chunked) is
+// refused unread (411 length_required). Headers are limited to 64 KiB.
 func TestOversizedBodiesRefusedUnread(t *testing.T) {
 	s := shared(t)
 	const huge = 1 << 30
@@ -113,17 +112,17 @@ func TestOversizedBodiesRefusedUnread(t *testing.T) {
 		want(t, fmt.Sprintf("%s %s announcing 1 GiB", r.method, r.target), a, r.status, r.code)
 	}
 	for _, r := range [][2]string{{"PUT", "/v1/deposits/big"}, {"POST", "/v1/register"}, {"POST", "/v1/session"}} {
-		// 256 MiB offered without a length: the server stops reading at the
-		// limit; what the client got to send beyond it sat in socket buffers.
+		// 256 MiB offered without a length: the server reads none of it;
+		// what the client got to send sat in socket buffers.
 		a, sent := oversized(t, s, r[0], r[1], -1, 256<<20)
-		want(t, "chunked "+r[0]+" "+r[1], a, 413, "too_large")
+		want(t, "chunked "+r[0]+" "+r[1], a, 411, "length_required")
 		if sent > 32<<20 {
 			t.Errorf("chunked %s %s: %d MiB were taken before the refusal", r[0], r[1], sent>>20)
 		}
 	}
 	big := strings.Repeat("a", 100<<10)
 	a := s.send(t, "GET", "/healthz", "KTS-Session "+big, nil)
-	want(t, "a 100 KiB header", a, http.StatusRequestHeaderFieldsTooLarge, "")
+	want(t, "a 100 KiB header", a, http.StatusRequestHeaderFieldsTooLarge, "header_too_large")
 }
 
 // TestBodyFloodKeepsMemoryBounded floods the server with unauthenticated
@@ -180,7 +179,7 @@ func TestBodyFloodKeepsMemoryBounded(t *testing.T) {
 				}
 				a, sent := oversized(t, s, "PUT", fmt.Sprintf("/v1/deposits/flood-%d-%d", w, i), length, offer)
 				sentTotal.Add(sent)
-				if a.status == http.StatusRequestEntityTooLarge {
+				if a.status == http.StatusRequestEntityTooLarge || length < 0 && a.status == http.StatusLengthRequired {
 					refused.Add(1)
 				}
 			}
@@ -191,10 +190,10 @@ func TestBodyFloodKeepsMemoryBounded(t *testing.T) {
 	<-sampled
 	took := time.Since(start)
 	growth := peak - base
-	t.Logf("%d requests offering %d GiB in %v: %d refused with 413, %d MiB sent in all; resident memory %d MiB before, peak %d MiB (+%d MiB)",
+	t.Logf("%d requests offering %d GiB in %v: %d refused with 413 (411 without a length), %d MiB sent in all; resident memory %d MiB before, peak %d MiB (+%d MiB)",
 		workers*perWorker, workers*perWorker*offer>>30, took.Round(time.Millisecond), refused.Load(), sentTotal.Load()>>20, base>>10, peak>>10, growth>>10)
 	if refused.Load() != workers*perWorker {
-		t.Errorf("%d of %d oversized requests were answered 413", refused.Load(), workers*perWorker)
+		t.Errorf("%d of %d oversized requests were answered 413 (411 without a length)", refused.Load(), workers*perWorker)
 	}
 	if growth > 256<<10 {
 		t.Errorf("the server's resident memory grew by %d MiB under the flood; want less than 256 MiB", growth>>10)
