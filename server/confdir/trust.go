@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"trustee.dev/trustee/server/config"
@@ -90,7 +92,11 @@ func keepDir(dir string) (note string, err error) {
 		if err := os.Chown(dir, 0, -1); err != nil {
 			return "", fmt.Errorf("take back the state directory %s from uid %d: %w", dir, uid, err)
 		}
-		note = fmt.Sprintf("the state directory %s was owned by uid %d, which could replace the files in it: it is root's again", dir, uid)
+		who := fmt.Sprintf("uid %d", uid)
+		if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+			who = fmt.Sprintf("OS account %q (uid %d)", u.Username, uid)
+		}
+		note = fmt.Sprintf("the state directory %s was owned by %s, which could replace the files in it: it is root's again", dir, who)
 	}
 	return note, os.Chmod(dir, 0o700|fi.Mode().Perm()&0o011)
 }

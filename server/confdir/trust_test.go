@@ -83,7 +83,7 @@ func TestInitTakesBackTheStateDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "was owned by uid "+strconv.Itoa(uid)) {
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], `was owned by OS account "postgres" (uid `+strconv.Itoa(uid)+")") {
 		t.Errorf("warnings %q; want one saying the directory was taken back", res.Warnings)
 	}
 	fi, err := os.Stat(dir)
