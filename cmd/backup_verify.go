@@ -120,10 +120,8 @@ func drill(ctx context.Context, f drillFlags, archive string) (res drillResult, 
 	}
 	inst := &pg.Instance{DataDir: filepath.Join(work, "db"), Host: "127.0.0.1", Port: port, User: "kts_drill",
 		RunAs: f.runAs, SocketDir: filepath.Join(work, "run")}
-	if os.Geteuid() == 0 {
-		if err := chownTo(work, inst.RunAs); err != nil {
-			return res, err
-		}
+	if _, err := inst.PrepareStateDir(work); err != nil {
+		return res, err
 	}
 	pw := rand.Text()
 	if err := inst.Init(ctx, pw); err != nil {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,8 +30,12 @@ func newDBCommand() *cobra.Command {
 state directory (DB_DATA_DIR, default "db") on DB_PORT (default 11381).
 
 PostgreSQL refuses to run as root: when run by root, PostgreSQL runs as the
---run-as account, which is given the state directory itself (not its files,
-which stay readable by root only) so that it can reach its data directory.`,
+--run-as account, which owns only its data directory (and socket directory).
+The state directory stays root's, and that account may only pass through it
+(mode 0710, its group). init, start and run take back a state directory
+that account owns, as older versions left it, and refuse to go on when
+another account can change keytrustee.conf, a key, a program the
+configuration runs, or the directory holding one.`,
 	}
 	cmd.PersistentFlags().StringVarP(&dir, "confdir", "c", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
 	cmd.PersistentFlags().StringVar(&runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
@@ -45,6 +48,19 @@ which stay readable by root only) so that it can reach its data directory.`,
 		}
 		return pgInstance(dir, cfg, runAs), cfg, nil
 	}
+	// prepared is instance for the commands that run PostgreSQL or read
+	// its passwords: the state directory is kept root's, and what the
+	// server trusts must be safe from other accounts.
+	prepared := func(out io.Writer) (*pg.Instance, config.Config, error) {
+		inst, cfg, err := instance()
+		if err != nil {
+			return nil, cfg, err
+		}
+		if err := prepareStateDir(out, dir, cfg, inst); err != nil {
+			return nil, cfg, err
+		}
+		return inst, cfg, nil
+	}
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:   "init",
@@ -56,7 +72,7 @@ and makes every commit wait for the passive (synchronous replication);
 active's database with pg_basebackup and runs it as a hot standby.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				inst, cfg, err := instance()
+				inst, cfg, err := prepared(cmd.OutOrStdout())
 				if err != nil {
 					return err
 				}
@@ -83,7 +99,7 @@ down too long): it stops the passive's PostgreSQL, keeps the old data
 directory under a new name, and copies the active's database again.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				inst, cfg, err := instance()
+				inst, cfg, err := prepared(cmd.OutOrStdout())
 				if err != nil {
 					return err
 				}
@@ -106,7 +122,7 @@ directory under a new name, and copies the active's database again.`,
 			Short: "Start PostgreSQL in the background",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				inst, _, err := instance()
+				inst, _, err := prepared(cmd.OutOrStdout())
 				if err != nil {
 					return err
 				}
@@ -128,7 +144,7 @@ configuration first. With DB_TLS, it makes PostgreSQL re-read its certificate
 and key when their files change (checked every second).`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				inst, _, err := instance()
+				inst, _, err := prepared(cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
@@ -232,14 +248,27 @@ func runDB(ctx context.Context, log io.Writer, inst *pg.Instance) error {
 	return exitError(code)
 }
 
+// prepareStateDir keeps the state directory dir root's while PostgreSQL
+// runs as the run-as account (which may pass through it), saying on out
+// when it took it back from that account, and refuses a state directory
+// where another account can change what the server trusts.
+func prepareStateDir(out io.Writer, dir string, cfg config.Config, inst *pg.Instance) error {
+	note, err := inst.PrepareStateDir(dir)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		fmt.Fprintln(out, note)
+	}
+	return confdir.CheckTrusted(dir, cfg)
+}
+
 // initDB creates the cluster of a state directory. When run by root, the
-// PostgreSQL account gets the state directory itself so it can reach the
-// data directory inside it.
+// PostgreSQL account may pass through the state directory to reach the data
+// directory inside it, and owns only that.
 func initDB(ctx context.Context, dir string, cfg config.Config, inst *pg.Instance) error {
-	if os.Geteuid() == 0 {
-		if err := chownTo(dir, inst.RunAs); err != nil {
-			return err
-		}
+	if err := prepareStateDir(os.Stdout, dir, cfg, inst); err != nil {
+		return err
 	}
 	pw, err := confdir.ReadDBPassword(dir, cfg)
 	if err != nil {
@@ -343,10 +372,8 @@ func initPassive(ctx context.Context, dir string, cfg config.Config, inst *pg.In
 		fmt.Printf("PostgreSQL standby in %s already exists; nothing changed\n", inst.DataDir)
 		return nil
 	}
-	if os.Geteuid() == 0 {
-		if err := chownTo(dir, inst.RunAs); err != nil {
-			return err
-		}
+	if err := prepareStateDir(os.Stdout, dir, cfg, inst); err != nil {
+		return err
 	}
 	host, port, pw, err := activeDB(dir, cfg)
 	if err != nil {
@@ -379,14 +406,4 @@ func readSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("%w (run `kts init` to create it)", err)
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-func chownTo(path, account string) error {
-	u, err := user.Lookup(account)
-	if err != nil {
-		return fmt.Errorf("account %q for PostgreSQL: %w (create it with `useradd --system %s` or pass --run-as)", account, err, account)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return os.Chown(path, uid, gid)
 }

@@ -175,7 +175,18 @@ func devState(ctx context.Context, dir, runAs string) (active, passive *devMembe
 		if err != nil {
 			return nil, err
 		}
-		return &devMember{dir: d, st: st, inst: pgInstance(d, st.Config, runAs)}, nil
+		m := &devMember{dir: d, st: st, inst: pgInstance(d, st.Config, runAs)}
+		// Under root, the PostgreSQL account passes through d to its data
+		// directory, and owns nothing else.
+		note, err := m.inst.PrepareStateDir(d)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		if note != "" {
+			fmt.Println(note)
+		}
+		return m, nil
 	}
 	if active, err = open(activeDir); err != nil {
 		return nil, nil, err

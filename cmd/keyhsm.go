@@ -62,6 +62,9 @@ func newKeyHSMInitCommand(dir *string) *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			if err := confdir.CheckTrusted(*dir, cfg); err != nil { // before the PIN script runs
+				return err
+			}
 			return recordedHSM(cmd, *dir, audit.ActionHSMInit, cfg, map[string]any{"key_label": keyLabel, "seal_state": cfg.HSMSealState}, func() error {
 				return keyHSMInit(cmd.Context(), cmd.OutOrStdout(), *dir, cfg, keyLabel)
 			})

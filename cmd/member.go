@@ -213,6 +213,20 @@ func (o memberSetup) check(ctx context.Context) (config.Config, []byte, error) {
 	if err := confdir.CheckFiles(o.dir, cfg); err != nil {
 		return cfg, nil, fmt.Errorf("%s names files that cannot be read:\n%w", o.configFile, err)
 	}
+	if _, err := os.Stat(o.dir); err == nil && !o.configOnly {
+		// A state directory older versions gave to the PostgreSQL account
+		// is taken back before it is trusted.
+		note, err := pgInstance(o.dir, cfg, o.runAs).PrepareStateDir(o.dir)
+		if err != nil {
+			return cfg, nil, err
+		}
+		if note != "" {
+			fmt.Println(note)
+		}
+	}
+	if err := confdir.CheckTrusted(o.dir, cfg, confdir.TrustedFile{Key: "--config", Path: o.configFile}); err != nil {
+		return cfg, nil, err
+	}
 	installed, err := config.Load(o.dir)
 	switch {
 	case err == nil && installed.Role != cfg.Role && !o.roleAgreed(cfg.Role):
@@ -493,10 +507,8 @@ func setupPassive(ctx context.Context, out io.Writer, dir string, cfg config.Con
 		}
 		fmt.Fprintf(out, "copying the active anew failed: %s\n", ce.Reason())
 	}
-	if os.Geteuid() == 0 {
-		if err := chownTo(dir, inst.RunAs); err != nil {
-			return err
-		}
+	if err := prepareStateDir(out, dir, cfg, inst); err != nil {
+		return err
 	}
 	delay := firstCopyRetry
 	for attempt := 1; ; attempt++ {

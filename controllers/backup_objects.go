@@ -99,7 +99,10 @@ func (in backupInputs) cronJob() *batchv1.CronJob {
 		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
 	mounts := []corev1.VolumeMount{
-		{Name: "state", MountPath: mountBackupState},
+		// The emptyDir is mounted above the state directory, which setup
+		// creates (0700): an emptyDir's own mode is 0777, and kts refuses a
+		// configuration in a directory everyone may write.
+		{Name: "state", MountPath: mountData},
 		{Name: "identity", MountPath: mountIdentity, ReadOnly: true},
 		{Name: "replication", MountPath: mountReplication, ReadOnly: true},
 		{Name: "tls", MountPath: mountTLS, ReadOnly: true},

@@ -43,13 +43,20 @@ type InitResult struct {
 
 // Init creates the state directory dir (0700) and every missing file in it
 // (0600). Existing files are left untouched, so running it again is safe.
+// An existing dir keeps only the permission to pass through it that the
+// PostgreSQL account may have been given (see pg.Instance.PrepareStateDir);
+// run by root, Init takes back a dir another account owns.
 func Init(dir string, o InitOptions) (InitResult, error) {
 	var res InitResult
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return res, err
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	note, err := keepDir(dir)
+	if err != nil {
 		return res, err
+	}
+	if note != "" {
+		res.Warnings = append(res.Warnings, note)
 	}
 	cfg, err := config.Load(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -267,7 +274,8 @@ type State struct {
 // bytes an entry).
 const dataKeyCacheEntries = 100_000
 
-// Open reads a state directory made by Init. When it names an HSM, Open
+// Open reads a state directory made by Init. It refuses one where another
+// account can change what the server trusts (CheckTrusted). When it names an HSM, Open
 // opens the token (an unreachable token is an error that names it),
 // unseals the secrets sealed by it and adds its keys to the keyring.
 func Open(dir string) (_ *State, err error) {
@@ -276,6 +284,9 @@ func Open(dir string) (_ *State, err error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s has no %s; create the state directory with `kts init --confdir %s`", dir, config.FileName, dir)
 		}
+		return nil, err
+	}
+	if err := CheckTrusted(dir, cfg); err != nil {
 		return nil, err
 	}
 	st := &State{Dir: dir, Config: cfg}

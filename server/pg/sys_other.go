@@ -24,3 +24,6 @@ func processAlive(pid int) bool {
 	_, err := os.FindProcess(pid)
 	return pid > 0 && err == nil
 }
+
+// PrepareStateDir has nothing to do where PostgreSQL does not run.
+func (i *Instance) PrepareStateDir(string) (string, error) { return "", nil }

@@ -266,3 +266,76 @@ func (a *account) checkKeyMode(path string, fi os.FileInfo) error {
 	}
 	return nil
 }
+
+// PrepareStateDir keeps dir, the state directory of the server that holds
+// this Instance, its caller's while PostgreSQL runs as the run-as account:
+// that account gets only what reaching its data directory and socket
+// directory inside dir needs, the permission to pass through dir (search
+// permission, through dir's group: mode 0710, group of the account),
+// never the permission to rename or create files in it. A dir the account
+// owns, as older versions of Trustee left it, is taken back: note says so,
+// for the operator ("" when nothing needed saying). Nothing is done when
+// the caller is not root (PostgreSQL runs as the caller), nor to a dir
+// another account owns.
+func (i *Instance) PrepareStateDir(dir string) (note string, err error) {
+	a, err := i.account()
+	if a == nil || err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.IsDir() {
+		return "", nil
+	}
+	me := uint32(os.Geteuid())
+	perm := fi.Mode().Perm()
+	switch {
+	case st.Uid == a.uid:
+		if err := os.Chown(dir, int(me), int(a.gid)); err != nil {
+			return "", fmt.Errorf("give the state directory %s back to uid %d: %w", dir, me, err)
+		}
+		if err := os.Chmod(dir, 0o710); err != nil {
+			return "", fmt.Errorf("state directory %s: %w", dir, err)
+		}
+		return fmt.Sprintf("the state directory %s was owned by OS account %q, which runs PostgreSQL, so that account could replace the files in it: "+
+			"it is root's again, and %q may now only pass through it to the database (mode 0710, group %d)", dir, a.name, a.name, a.gid), nil
+	case st.Uid != me || !i.inside(dir):
+		return "", nil
+	case a.denied(perm, st.Uid, st.Gid) == "":
+		return "", nil // the account passes through already
+	}
+	if st.Gid != a.gid {
+		if err := os.Chown(dir, -1, int(a.gid)); err != nil {
+			return "", fmt.Errorf("let OS account %q pass through the state directory %s: %w", a.name, dir, err)
+		}
+		perm &^= 0o070 // the bits were another group's
+	}
+	if err := os.Chmod(dir, perm|0o010); err != nil {
+		return "", fmt.Errorf("let OS account %q pass through the state directory %s: %w", a.name, dir, err)
+	}
+	return "", nil
+}
+
+// inside reports whether the data directory or the socket directory lie
+// inside dir, so that PostgreSQL must pass through it.
+func (i *Instance) inside(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for _, p := range []string{i.DataDir, i.SocketDir} {
+		if p == "" {
+			continue
+		}
+		if p, err = filepath.Abs(p); err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(abs, p); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			return true
+		}
+	}
+	return false
+}
