@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"trustee.dev/trustee/server/backup"
+	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/hsm"
 	"trustee.dev/trustee/server/hsmkeys"
@@ -71,6 +72,13 @@ func OutsideFiles(dir string, cfg config.Config) []string {
 // found. It returns the open token (nil without an HSM), for the caller
 // to close.
 func Check(staged *backup.Staged, dir string, cfg config.Config) (*hsm.Token, error) {
+	if cfg.HasHSM() {
+		// Opening the token loads the configured PKCS#11 library and may
+		// run HSM_PIN_SCRIPT: only when no other account can change them.
+		if err := confdir.CheckTrusted(dir, cfg); err != nil {
+			return nil, err
+		}
+	}
 	tok, err := openHSM(staged, dir, cfg)
 	if err != nil {
 		return nil, err

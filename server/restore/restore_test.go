@@ -257,3 +257,35 @@ func TestWriteOutsideMakesMissingDirectoriesAndUndoesThem(t *testing.T) {
 		t.Fatalf("undo left the directory it made: %v", err)
 	}
 }
+
+// TestCheckRunsNoScriptAnotherAccountCanChange: a restore opens the HSM
+// with the configured PKCS#11 library and PIN script; when another account
+// can change the script, it is refused before it runs, naming it.
+func TestCheckRunsNoScriptAnotherAccountCanChange(t *testing.T) {
+	root := t.TempDir()
+	s := staged(t, root, nil, nil)
+	bin := filepath.Join(root, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ran := filepath.Join(root, "ran")
+	script := filepath.Join(bin, "pin.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch "+ran+"\necho 1234\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(script, 0o777); err != nil { // writable by everyone
+		t.Fatal(err)
+	}
+	cfg := config.Default("kts01")
+	cfg.HSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+	cfg.HSMTokenLabel = "kts"
+	cfg.HSMPINScript = script
+	dir := filepath.Join(root, "state")
+	_, err := restore.Check(s, dir, cfg)
+	if err == nil || !strings.Contains(err.Error(), "HSM_PIN_SCRIPT") || !strings.Contains(err.Error(), script) {
+		t.Fatalf("Check with a PIN script everyone can change: %v, want a refusal naming HSM_PIN_SCRIPT and %s", err, script)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Fatal("the PIN script ran")
+	}
+}
