@@ -266,12 +266,13 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	if err := s.opts.Deposits.Put(asClient(r, id.Fingerprint), id.Fingerprint, name, body); err != nil {
+	created, err := s.opts.Deposits.Put(asClient(r, id.Fingerprint), id.Fingerprint, name, body)
+	if err != nil {
 		s.writeError(w, r, s.recordRefusal(r, id.Fingerprint, audit.ActionDepositCreate, store.DepositObject(id.Fingerprint, name), err))
 		return
 	}
 	w.Header().Set("Location", "/v1/deposits/"+name)
-	out, _ := json.Marshal(depositInfo{Name: name, Size: len(body), Created: s.now().UTC()})
+	out, _ := json.Marshal(depositInfo{Name: name, Size: len(body), Created: created.UTC()})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	w.Write(append(out, '\n'))
