@@ -97,9 +97,13 @@ func documentedCodes(t *testing.T, name string) map[string]bool {
 		t.Fatalf("docs/API.md has no %s table", name)
 	}
 	out := map[string]bool{}
+	body := false // past the header
 	for _, line := range strings.Split(string(m[1]), "\n") {
 		cells := strings.Split(line, "|")
-		if len(cells) < 4 {
+		if strings.HasPrefix(line, "|---") {
+			body = true
+		}
+		if !body || len(cells) < 4 {
 			continue
 		}
 		for _, c := range regexp.MustCompile("`([^`]*)`").FindAllStringSubmatch(cells[2], -1) {
