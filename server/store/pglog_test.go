@@ -42,8 +42,9 @@ func putAll(ctx context.Context, b *store.Batcher, owner string, names ...string
 	return out
 }
 
-// Normal operation, the deposit paths' refusals included, provokes no
-// error in PostgreSQL: its log has no ERROR line. The batched put's fast
+// Normal operation, the deposit paths' refusals and a fingerprint
+// registered twice included, provokes no error in PostgreSQL: its log has
+// no ERROR line. The batched put's fast
 // path and its fall-backs (a name that exists, twice in a batch, a client
 // that is pending or unknown, the audit chain's head moved by another
 // writer) all take their way without a failed statement.
@@ -71,6 +72,13 @@ func TestNormalWorkloadLeavesNoErrorInThePostgreSQLLog(t *testing.T) {
 	pending := "F" + fp[1:]
 	if err := s.RegisterClient(actx, store.Client{Fingerprint: pending, OrgName: "acme", KeyID: "k", PublicKey: []byte("k"), State: store.StatePending}); err != nil {
 		t.Fatal(err)
+	}
+	// Registering a fingerprint again, or with an unknown organization.
+	if err := s.RegisterClient(actx, store.Client{Fingerprint: pending, OrgName: "acme", KeyID: "k", PublicKey: []byte("k"), State: store.StateActive}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("registering a fingerprint again: %v", err)
+	}
+	if err := s.RegisterClient(actx, store.Client{Fingerprint: "D" + fp[1:], OrgName: "nobody", KeyID: "k", PublicKey: []byte("k"), State: store.StateActive}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("registering with an unknown organization: %v", err)
 	}
 	unknown := "E" + fp[1:]
 	b := store.NewBatcher(ctx, s, 1, 64)
