@@ -66,7 +66,7 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 	}
 	if key == nil {
 		if key, err = openpgp.ParseStored(armored); err != nil {
-			s.writeError(w, r, fmt.Errorf("index of a stored client key: %w", err))
+			s.writeError(w, r, fmt.Errorf("index of a stored client key: %v", err)) // the server's failure, not the request's
 			return
 		}
 	}
