@@ -379,7 +379,9 @@ func (b *Batcher) putManyFast(ctx context.Context, batch []*putReq, args []any, 
 	return false, err // the connection failed or the time is up: so would the other path
 }
 
-// putManyFastSQL is putManyFast's statement. $1–$6 are the deposits (as
+// putManyFastSQL is putManyFast's statement. Its checks look each deposit's
+// client and name up by key (LATERAL ... LIMIT 1), so that a generic plan
+// cannot turn them into scans of the clients or deposits tables. $1–$6 are the deposits (as
 // insertDeposits takes them), $7–$10 the records' actors, sources, details
 // and hashes, $11–$12 the head it expects, $13–$14 the head after it,
 // $15–$17 the records' time, action and outcome, $18 the batch's size. It
@@ -389,9 +391,11 @@ const putManyFastSQL = `WITH k AS (
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[])
 			AS k(owner, name, kek, wrapped, sealed, size)),
 	fits AS (SELECT
-		(SELECT count(*) FROM k JOIN clients c ON c.fingerprint = k.owner AND c.state = 'active') = $18
+		(SELECT count(*) FROM k, LATERAL (SELECT 1 FROM clients c
+			WHERE c.fingerprint = k.owner AND c.state = 'active' LIMIT 1) c) = $18
 		AND (SELECT count(DISTINCT (k.owner, k.name)) FROM k) = $18
-		AND NOT EXISTS (SELECT 1 FROM k JOIN deposits d ON d.owner = k.owner AND d.name = k.name) AS ok),
+		AND NOT EXISTS (SELECT 1 FROM k, LATERAL (SELECT 1 FROM deposits d
+			WHERE d.owner = k.owner AND d.name = k.name LIMIT 1) d) AS ok),
 	head AS (UPDATE audit_head SET seq = $13, hash = $14
 		WHERE seq = $11 AND hash = $12 AND (SELECT ok FROM fits) RETURNING 1),
 	ins AS (INSERT INTO deposits(owner, name, kek_id, wrapped_key, ciphertext, size)
