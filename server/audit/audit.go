@@ -207,23 +207,36 @@ func ChangeBy(a Actor, action, object, outcome string, details map[string]any) E
 var ErrUnavailable = errors.New("the audit log could not record this operation, so it was not carried out")
 
 // Failures counts the operations refused because their audit record could
-// not be written. Register it with the metrics registry.
-var Failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+// not be written. Register it with the metrics registry. Every chain's
+// series exists from the start, at 0, so an alert on any increase sees the
+// first failure.
+var Failures = withChains(prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "kts_audit_failures_total",
 	Help: "Operations refused because their audit record could not be written (fail closed), by chain.",
-}, []string{"chain"})
+}, []string{"chain"}))
 
 // Appended counts records appended, by chain.
-var Appended = prometheus.NewCounterVec(prometheus.CounterOpts{
+var Appended = withChains(prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "kts_audit_records_total",
 	Help: "Audit records appended, by chain (db: the database's; journal: this server's).",
-}, []string{"chain"})
+}, []string{"chain"}))
 
 // Chain names, as export and verify show them.
 const (
 	ChainDB      = "db"
 	ChainJournal = "journal"
 )
+
+// Chains are the chains' names, as the metrics label them.
+var Chains = []string{ChainDB, ChainJournal}
+
+// withChains creates v's series for every chain.
+func withChains(v *prometheus.CounterVec) *prometheus.CounterVec {
+	for _, c := range Chains {
+		v.WithLabelValues(c)
+	}
+	return v
+}
 
 // Unavailable wraps err, the reason an event could not be recorded, as
 // ErrUnavailable.

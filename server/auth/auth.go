@@ -20,13 +20,15 @@
 //	KTS-PGP-V1
 //	<method, upper-case>
 //	<path exactly as sent in the request line, still %-escaped; "/" if empty>
-//	<query: url.ParseQuery(raw).Encode(), i.e. sorted by key and re-escaped; empty if none>
+//	<query: url.ParseQuery(raw).Encode(): form-encoded (space as "+"), sorted by key; empty if none>
 //	<timestamp, decimal, as in the header>
 //	<nonce, as in the header>
 //	<lower-case hex SHA-256 of the body; of the empty string when there is none>
 //
-// With a query already sorted by key and escaped the standard way, the query
-// line is the raw query itself. In a shell:
+// With a query already sorted by key and form-encoded (a space as "+", every
+// byte but A-Z a-z 0-9 - _ . ~ as %XX with upper-case hex), the query line is
+// the raw query itself; docs/API.md gives a bash function that makes it. In a
+// shell:
 //
 //	fpr=0123...CDEF                       # gpg --list-keys --with-colons
 //	ts=$(date +%s)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"trustee.dev/trustee/server/keyring"
 	"trustee.dev/trustee/server/store"
@@ -27,7 +28,7 @@ var (
 // Store keeps sealed deposits: *store.Store, or a *store.Batcher that
 // coalesces concurrent requests.
 type Store interface {
-	PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error
+	PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) (time.Time, error)
 	GetDeposit(ctx context.Context, owner, name string) (keyring.Sealed, error)
 	DeleteDeposit(ctx context.Context, owner, name string) error
 	ListDeposits(ctx context.Context, owner string) ([]store.DepositInfo, error)
@@ -63,17 +64,18 @@ func AAD(owner, name string) []byte {
 	return []byte("kts-deposit-v1\x00" + owner + "\x00" + name)
 }
 
-// Put seals and stores a new deposit.
-func (s *Service) Put(ctx context.Context, owner, name string, data []byte) error {
+// Put seals and stores a new deposit and returns its creation time as
+// stored.
+func (s *Service) Put(ctx context.Context, owner, name string, data []byte) (time.Time, error) {
 	if err := ValidateName(name); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if int64(len(data)) > s.MaxBytes {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), s.MaxBytes)
+		return time.Time{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), s.MaxBytes)
 	}
 	sealed, err := keyring.Seal(ctx, s.Keyring, data, AAD(owner, name))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	return s.Store.PutDeposit(ctx, owner, name, sealed, len(data))
 }

@@ -243,7 +243,7 @@ func TestBadInput(t *testing.T) {
 		{"GET with a body", "GET", "/v1/deposits/existing", []byte("x"), k, "", 400, "unexpected_body"},
 		{"HKP bad search", "GET", "/pks/lookup?op=get&search=0x1234", nil, nil, "", 400, "invalid_search"},
 		{"HKP unknown key", "GET", "/pks/lookup?op=get&search=0x" + other.Public().Fingerprint(), nil, nil, "", 404, "not_found"},
-		{"HKP other op", "GET", "/pks/lookup?op=index&search=x", nil, nil, "", 501, "unsupported_op"},
+		{"HKP other op", "GET", "/pks/lookup?op=stats", nil, nil, "", 501, "unsupported_op"},
 		{"unknown route", "GET", "/v2/whatever", nil, nil, "", 404, "no_route"},
 		{"wrong method", "PATCH", "/v1/deposits/existing", nil, k, "", 405, "method_not_allowed"},
 	}

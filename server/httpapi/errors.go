@@ -118,6 +118,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case ae.status == http.StatusServiceUnavailable:
 		s.log.WarnContext(r.Context(), "request refused", "route", r.Pattern, "err", err)
+	case ae.status == http.StatusNotImplemented:
+		// What the client asked for is not offered: its error, not the server's.
+		s.log.DebugContext(r.Context(), "request refused", "route", r.Pattern, "err", err)
 	case ae.status >= 500:
 		s.log.ErrorContext(r.Context(), "request failed", "route", r.Pattern, "err", err)
 	}

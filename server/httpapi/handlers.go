@@ -14,52 +14,66 @@ import (
 
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
+	"trustee.dev/trustee/server/hkp"
 	"trustee.dev/trustee/server/mail"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/store"
 )
 
-// handleLookup answers the HKP key lookup (op=get) that GnuPG's dirmngr
-// sends, for the server's key and for registered clients' keys.
+// handleLookup answers the HKP lookups GnuPG's dirmngr sends: op=get (what
+// --recv-keys sends) for the server's key and for registered clients' keys,
+// by full fingerprint; op=index (what --search-keys sends) in the
+// machine-readable format. An index finds a client's key only by its full
+// fingerprint, as a get does, so that clients cannot be enumerated; the
+// server's own key is found by fingerprint, key ID or user ID text too.
 func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if op := q.Get("op"); op != "get" {
-		s.writeError(w, r, newError(http.StatusNotImplemented, "unsupported_op", "only op=get is supported on /pks/lookup"))
+	op := q.Get("op")
+	if op != hkp.OpGet && op != hkp.OpIndex {
+		s.writeError(w, r, newError(http.StatusNotImplemented, "unsupported_op", "only op=get and op=index are supported on /pks/lookup"))
 		return
 	}
-	search := strings.ToUpper(strings.TrimPrefix(strings.TrimPrefix(q.Get("search"), "0x"), "0X"))
-	if !isFingerprint(search) {
-		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_search", "search must be a full 40-digit fingerprint, e.g. search=0x4EDC46882386C827E20DEEA2D850ACA33BEDB0D1"))
+	search, err := hkp.ParseSearch(q.Get("search"))
+	if err == nil && op == hkp.OpGet && search.Fingerprint == "" {
+		err = errors.New("op=get needs a full 40-digit fingerprint, e.g. search=0x4EDC46882386C827E20DEEA2D850ACA33BEDB0D1")
+	}
+	if err != nil {
+		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_search", err.Error()))
 		return
 	}
 	var armored []byte
-	if search == s.opts.ServerKey.Fingerprint() {
-		armored = s.opts.ServerKey.Armor()
-	} else {
-		c, err := s.opts.Store.Client(r.Context(), search)
+	var key *openpgp.PublicKey
+	switch {
+	case search.Fingerprint == s.opts.ServerKey.Fingerprint() || (op == hkp.OpIndex && search.Matches(s.opts.ServerKey.Summary(s.now()))):
+		armored, key = s.opts.ServerKey.Armor(), s.opts.ServerKey
+	case search.Fingerprint != "":
+		c, err := s.opts.Store.Client(r.Context(), search.Fingerprint)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		armored = c.PublicKey
+	default:
+		s.writeError(w, r, newError(http.StatusNotFound, "not_found", "no key matches this search; ask by full fingerprint"))
+		return
 	}
-	w.Header().Set("Content-Type", "application/pgp-keys")
-	w.Header().Set("Content-Length", strconv.Itoa(len(armored)))
-	w.Write(armored)
-}
-
-func isFingerprint(s string) bool {
-	if len(s) != 40 {
-		return false
+	if op == hkp.OpGet {
+		w.Header().Set("Content-Type", "application/pgp-keys")
+		w.Header().Set("Content-Length", strconv.Itoa(len(armored)))
+		w.Write(armored)
+		return
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
-			return false
+	if key == nil {
+		if key, err = openpgp.ParseStored(armored); err != nil {
+			s.writeError(w, r, fmt.Errorf("index of a stored client key: %v", err)) // the server's failure, not the request's
+			return
 		}
 	}
-	return true
+	index := hkp.Index([]openpgp.Summary{key.Summary(s.now())})
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(index)))
+	w.Write(index)
 }
 
 // registerRequest is the body of POST /v1/register.
@@ -307,12 +321,13 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	if err := s.opts.Deposits.Put(asClient(r, id.Fingerprint), id.Fingerprint, name, body); err != nil {
+	created, err := s.opts.Deposits.Put(asClient(r, id.Fingerprint), id.Fingerprint, name, body)
+	if err != nil {
 		s.writeError(w, r, s.recordRefusal(r, id.Fingerprint, audit.ActionDepositCreate, store.DepositObject(id.Fingerprint, name), err))
 		return
 	}
 	w.Header().Set("Location", "/v1/deposits/"+name)
-	out, _ := json.Marshal(depositInfo{Name: name, Size: len(body), Created: s.now().UTC()})
+	out, _ := json.Marshal(depositInfo{Name: name, Size: len(body), Created: created.UTC()})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	w.Write(append(out, '\n'))

@@ -86,9 +86,12 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 	})
 }
 
+// levelFor is the access log's level for a status: an error for the
+// server's failures, info for the client's (501 included: an operation the
+// client asked for that is not offered).
 func levelFor(status int) slog.Level {
 	switch {
-	case status >= 500:
+	case status >= 500 && status != http.StatusNotImplemented:
 		return slog.LevelError
 	case status >= 400:
 		return slog.LevelInfo

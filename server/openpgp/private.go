@@ -92,7 +92,7 @@ func newPrivateKey(e *openpgp.Entity) (*PrivateKey, error) {
 	if err := e.Serialize(&buf); err != nil {
 		return nil, fmt.Errorf("openpgp: serializing public key: %w", err)
 	}
-	pub, err := parseEntity(buf.Bytes(), time.Now())
+	pub, err := parseEntity(buf.Bytes(), time.Now(), true)
 	if err != nil {
 		return nil, err
 	}

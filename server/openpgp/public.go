@@ -62,7 +62,19 @@ func ParsePublic(data []byte) (*PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseEntity(raw, time.Now())
+	return parseEntity(raw, time.Now(), true)
+}
+
+// ParseStored parses a key block that ParsePublic accepted once, such as a
+// registered client's key, without checking that it is still usable: a key
+// that has expired or been revoked since is returned as it is (its Summary
+// says so).
+func ParseStored(data []byte) (*PublicKey, error) {
+	raw, err := dearmor(data)
+	if err != nil {
+		return nil, err
+	}
+	return parseEntity(raw, time.Now(), false)
 }
 
 // dearmor returns the binary packets of a key block given armored or binary.
@@ -110,7 +122,9 @@ func packetTag(b byte) int {
 	return int(b>>2) & 0x0f
 }
 
-func parseEntity(raw []byte, now time.Time) (*PublicKey, error) {
+// parseEntity parses one public key; with check, it also refuses a key that
+// cannot authenticate a client at now.
+func parseEntity(raw []byte, now time.Time, check bool) (*PublicKey, error) {
 	switch packetTag(raw[0]) {
 	case tagSecretKey, tagSecretSubkey:
 		return nil, ErrPrivateKey
@@ -160,8 +174,10 @@ func parseEntity(raw []byte, now time.Time) (*PublicKey, error) {
 	if e.PrivateKey != nil {
 		return nil, ErrPrivateKey
 	}
-	if err := checkUsable(e, now); err != nil {
-		return nil, err
+	if check {
+		if err := checkUsable(e, now); err != nil {
+			return nil, err
+		}
 	}
 	return newPublicKey(e)
 }

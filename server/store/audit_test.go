@@ -91,10 +91,10 @@ func TestChangesAreRecordedWithTheirActor(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := keyring.Sealed{KeyID: "k1", WrappedKey: []byte("WRAPPED-KEY-BYTES"), Ciphertext: []byte("SEALED-DEPOSIT-BYTES")}
-	if err := s.PutDeposit(client, fp, "d1", secret, 20); err != nil {
+	if _, err := s.PutDeposit(client, fp, "d1", secret, 20); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutDeposit(client, fp, "d1", secret, 20); !errors.Is(err, store.ErrExists) {
+	if _, err := s.PutDeposit(client, fp, "d1", secret, 20); !errors.Is(err, store.ErrExists) {
 		t.Fatal(err)
 	}
 	// Batched puts record each inserted deposit, as made by its own client.
@@ -104,7 +104,7 @@ func TestChangesAreRecordedWithTheirActor(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.PutDeposit(client, fp, fmt.Sprintf("b%d", i), secret, 20); err != nil {
+			if _, err := b.PutDeposit(client, fp, fmt.Sprintf("b%d", i), secret, 20); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -120,7 +120,7 @@ func TestChangesAreRecordedWithTheirActor(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Unaudited (the benchmark's listener): nothing recorded.
-	if err := s.PutDeposit(audit.Unaudited(client), fp, "quiet", secret, 20); err != nil {
+	if _, err := s.PutDeposit(audit.Unaudited(client), fp, "quiet", secret, 20); err != nil {
 		t.Fatal(err)
 	}
 
@@ -363,10 +363,10 @@ func TestAuditFailsClosed(t *testing.T) {
 	errs := make(chan error, 10)
 	for i := range 6 {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs <- b.PutDeposit(ctx, fp, fmt.Sprintf("b%d", i), sealed, 1) }()
+		go func() { defer wg.Done(); errs <- errOf(b.PutDeposit(ctx, fp, fmt.Sprintf("b%d", i), sealed, 1)) }()
 	}
 	wg.Wait()
-	errs <- s.PutDeposit(ctx, fp, "single", sealed, 1)
+	errs <- errOf(s.PutDeposit(ctx, fp, "single", sealed, 1))
 	errs <- s.SetAuthHash(ctx, "acme", "x")
 	_, err := s.SetClientState(ctx, fp, store.StateDisabled)
 	errs <- err
@@ -409,7 +409,7 @@ func TestBatchedPutsKeepTheChain(t *testing.T) {
 		var wg sync.WaitGroup
 		for i, n := range names {
 			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = b.PutDeposit(ctx, fp, n, sealed, 1) }()
+			go func() { defer wg.Done(); errs[i] = errOf(b.PutDeposit(ctx, fp, n, sealed, 1)) }()
 		}
 		wg.Wait()
 		return errs
@@ -475,7 +475,7 @@ func TestBatchedPutOutlivesTheStop(t *testing.T) {
 	b := store.NewBatcher(serving, s, 1, 64)
 	done := make(chan error, 1)
 	go func() {
-		done <- b.PutDeposit(ctx, fp, "d1", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1)
+		done <- errOf(b.PutDeposit(ctx, fp, "d1", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1))
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for waiting := 0; waiting == 0; {
@@ -490,7 +490,7 @@ func TestBatchedPutOutlivesTheStop(t *testing.T) {
 	stop() // the server stops while the put's batch waits
 	time.Sleep(100 * time.Millisecond)
 	// A put that comes after is refused: nothing is done.
-	if err := b.PutDeposit(ctx, fp, "d2", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1); !errors.Is(err, store.ErrStopping) {
+	if _, err := b.PutDeposit(ctx, fp, "d2", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1); !errors.Is(err, store.ErrStopping) {
 		t.Fatalf("a put after the stop: %v; want %v", err, store.ErrStopping)
 	}
 	if err := tx.Rollback(ctx); err != nil {

@@ -55,6 +55,7 @@ type putReq struct {
 	size        int
 	actor       audit.Actor // who puts: recorded with the deposit
 	unaudited   bool        // audit.Unaudited: record nothing
+	created     time.Time   // the deposit's creation time, as stored
 	err         error
 	done        chan struct{}
 }
@@ -131,14 +132,15 @@ func (b *Batcher) GetDeposit(ctx context.Context, owner, name string) (keyring.S
 	return r.sealed, r.err
 }
 
-// PutDeposit writes through the batch workers.
-func (b *Batcher) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error {
+// PutDeposit writes through the batch workers and returns the deposit's
+// creation time as stored.
+func (b *Batcher) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) (time.Time, error) {
 	r := &putReq{submitted: time.Now(), owner: owner, name: name, sealed: d, size: size,
 		actor: audit.ActorFrom(ctx), unaudited: audit.IsUnaudited(ctx), done: make(chan struct{})}
 	if err := submit(ctx, b.stopped, b.puts, r, r.done); err != nil {
-		return err
+		return time.Time{}, err
 	}
-	return r.err
+	return r.created, r.err
 }
 
 // request is what both kinds of batched request offer.
@@ -245,7 +247,7 @@ const insertDeposits = `INSERT INTO deposits(owner, name, kek_id, wrapped_key, c
 			AS k(owner, name, kek, wrapped, sealed, size)
 		JOIN clients c ON c.fingerprint = k.owner AND c.state = 'active'
 		ON CONFLICT (owner, name) DO NOTHING
-		RETURNING owner, name`
+		RETURNING owner, name, created_at`
 
 // putMany inserts a batch of deposits with one statement and, in the same
 // transaction, the audit records of those it inserted. When the Batcher
@@ -311,14 +313,15 @@ func (b *Batcher) setHead(h *audit.Head) {
 }
 
 // putManyFast writes a batch whose deposits all go in, with their records
-// on the head the Batcher last wrote, in one statement: the deposits are
-// inserted first, then the head is moved on only if it is still the head
-// and every deposit went in, then the records are inserted. Otherwise the
-// statement fails (a division by zero stands for "not this way"), nothing
-// of it stays, and it reports done false for the two-round-trip path to
-// take the batch. What every record of the batch shares (its time, action,
-// outcome, object and previous hash) is derived in the statement instead
-// of sent.
+// on the head the Batcher last wrote, in one statement. The statement first
+// checks, in its snapshot, that every deposit can go in (its client is
+// active, its name is new and not twice in the batch), then moves the head
+// on only if that holds and the head is still the one the Batcher knows;
+// the deposits and the records are inserted only when the head moved. When
+// it did not, the statement changes nothing and reports done false for the
+// two-round-trip path to take the batch; no error is provoked to say so.
+// What every record of the batch shares (its time, action, outcome, object
+// and previous hash) is derived in the statement instead of sent.
 func (b *Batcher) putManyFast(ctx context.Context, batch []*putReq, args []any, head audit.Head) (done bool, err error) {
 	events := make([]audit.Event, len(batch))
 	for i, r := range batch {
@@ -340,33 +343,74 @@ func (b *Batcher) putManyFast(ctx context.Context, batch []*putReq, args []any, 
 	}
 	all := append(args, actors, sources, details, hashes, head.Seq, head.Hash[:], next.Seq, next.Hash[:],
 		records[0].Time, audit.ActionDepositCreate, audit.OutcomeOK, n)
-	var one int
-	err = b.pool.QueryRow(ctx, `WITH ins AS (`+insertDeposits+`),
-		head AS (UPDATE audit_head SET seq = $13, hash = $14
-			WHERE seq = $11 AND hash = $12 AND (SELECT count(*) FROM ins) = $18 RETURNING 1),
-		recs AS (INSERT INTO audit_log(seq, at, actor, source, action, object, outcome, details, prev_hash, hash)
-			SELECT $11 + r.i, $15, r.actor, r.source, $16, 'deposit:' || r.owner || '/' || r.name, $17, r.details,
-				CASE WHEN r.i = 1 THEN $12 ELSE ($10::bytea[])[r.i - 1] END, r.hash
-			FROM unnest($1::text[], $2::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])
-				WITH ORDINALITY AS r(owner, name, actor, source, details, hash, i)
-			WHERE EXISTS (SELECT 1 FROM head))
-		SELECT 1 / (SELECT count(*)::int FROM head)`, all...).Scan(&one)
+	var moved bool
+	var owners, names []string
+	var created []time.Time
+	err = b.pool.QueryRow(ctx, putManyFastSQL, all...).Scan(&moved, &owners, &names, &created)
 	var pe *pgconn.PgError
 	switch {
-	case err == nil:
+	case err == nil && moved && len(created) == n:
+		at := make(map[[2]string]time.Time, n)
+		for i := range owners {
+			at[[2]string{owners[i], names[i]}] = created[i]
+		}
+		for _, r := range batch {
+			r.created = at[[2]string{r.owner, r.name}]
+		}
 		b.setHead(&next)
 		audit.Appended.WithLabelValues(audit.ChainDB).Add(float64(n))
 		return true, nil
+	case err == nil && !moved:
+		// The head moved or a deposit of the batch cannot go in: nothing
+		// was written, and the two-round-trip path takes the batch, reads
+		// the head again and tells the deposits' failures from the
+		// records'.
+		b.setHead(nil)
+		return false, nil
+	case err == nil:
+		return false, fmt.Errorf("the batched insert stored %d of %d deposits", len(created), n)
 	case errors.As(err, &pe):
-		// The head moved or a deposit was refused (the division by zero),
-		// or a record's number was taken, or the statement failed: the
-		// two-round-trip path takes the batch, reads the head again and
-		// tells the deposits' failures from the records'.
+		// The statement failed (say, a deposit of the same name committed
+		// by a concurrent writer after the checks): nothing of it stays;
+		// the other path takes the batch.
 		b.setHead(nil)
 		return false, nil
 	}
 	return false, err // the connection failed or the time is up: so would the other path
 }
+
+// putManyFastSQL is putManyFast's statement. Its checks look each deposit's
+// client and name up by key (LATERAL ... LIMIT 1), so that a generic plan
+// cannot turn them into scans of the clients or deposits tables. $1–$6 are the deposits (as
+// insertDeposits takes them), $7–$10 the records' actors, sources, details
+// and hashes, $11–$12 the head it expects, $13–$14 the head after it,
+// $15–$17 the records' time, action and outcome, $18 the batch's size. It
+// returns whether the head moved (and so everything was written) and the
+// inserted deposits' owners, names and creation times.
+const putManyFastSQL = `WITH k AS (
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[])
+			AS k(owner, name, kek, wrapped, sealed, size)),
+	fits AS (SELECT
+		(SELECT count(*) FROM k, LATERAL (SELECT 1 FROM clients c
+			WHERE c.fingerprint = k.owner AND c.state = 'active' LIMIT 1) c) = $18
+		AND (SELECT count(DISTINCT (k.owner, k.name)) FROM k) = $18
+		AND NOT EXISTS (SELECT 1 FROM k, LATERAL (SELECT 1 FROM deposits d
+			WHERE d.owner = k.owner AND d.name = k.name LIMIT 1) d) AS ok),
+	head AS (UPDATE audit_head SET seq = $13, hash = $14
+		WHERE seq = $11 AND hash = $12 AND (SELECT ok FROM fits) RETURNING 1),
+	ins AS (INSERT INTO deposits(owner, name, kek_id, wrapped_key, ciphertext, size)
+		SELECT k.owner, k.name, k.kek, k.wrapped, k.sealed, k.size FROM k
+		WHERE EXISTS (SELECT 1 FROM head)
+		RETURNING owner, name, created_at),
+	recs AS (INSERT INTO audit_log(seq, at, actor, source, action, object, outcome, details, prev_hash, hash)
+		SELECT $11 + r.i, $15, r.actor, r.source, $16, 'deposit:' || r.owner || '/' || r.name, $17, r.details,
+			CASE WHEN r.i = 1 THEN $12 ELSE ($10::bytea[])[r.i - 1] END, r.hash
+		FROM unnest($1::text[], $2::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])
+			WITH ORDINALITY AS r(owner, name, actor, source, details, hash, i)
+		WHERE EXISTS (SELECT 1 FROM head))
+	SELECT EXISTS (SELECT 1 FROM head), coalesce(array_agg(i.owner), '{}'), coalesce(array_agg(i.name), '{}'),
+		coalesce(array_agg(i.created_at), '{}')
+	FROM ins i`
 
 func (b *Batcher) putManyIn(ctx context.Context, conn *pgx.Conn, batch []*putReq, args []any) error {
 	q := &pgx.Batch{}
@@ -393,10 +437,12 @@ func (b *Batcher) putManyIn(ctx context.Context, conn *pgx.Conn, batch []*putReq
 	var events []audit.Event
 	for _, r := range batch {
 		k := [2]string{r.owner, r.name}
-		if !inserted[k] {
+		created, ok := inserted[k]
+		if !ok {
 			r.err = b.whyNotInserted(ctx, conn, r.owner, r.name)
 			continue
 		}
+		r.created = created
 		delete(inserted, k) // a duplicate in the same batch was not inserted
 		if !r.unaudited {
 			events = append(events, depositCreated(r.context(ctx), r.owner, r.name, r.size))
@@ -443,21 +489,28 @@ func rollback(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
+// scanInserted reads what insertDeposits returns: the creation time of each
+// deposit it inserted.
 func scanInserted(rows interface {
 	Query() (pgx.Rows, error)
-}) (map[[2]string]bool, error) {
+}) (map[[2]string]time.Time, error) {
 	r, err := rows.Query()
 	if err != nil {
 		return nil, err
 	}
+	return collectInserted(r)
+}
+
+func collectInserted(r pgx.Rows) (map[[2]string]time.Time, error) {
 	defer r.Close()
-	inserted := map[[2]string]bool{}
+	inserted := map[[2]string]time.Time{}
 	for r.Next() {
 		var k [2]string
-		if err := r.Scan(&k[0], &k[1]); err != nil {
+		var created time.Time
+		if err := r.Scan(&k[0], &k[1], &created); err != nil {
 			return nil, err
 		}
-		inserted[k] = true
+		inserted[k] = created
 	}
 	return inserted, r.Err()
 }
@@ -469,24 +522,15 @@ func (b *Batcher) putManyUnaudited(ctx context.Context, batch []*putReq, args []
 		failAll(batch, err)
 		return
 	}
-	inserted := map[[2]string]bool{}
-	for rows.Next() {
-		var k [2]string
-		if err := rows.Scan(&k[0], &k[1]); err != nil {
-			rows.Close()
-			failAll(batch, err)
-			return
-		}
-		inserted[k] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	inserted, err := collectInserted(rows)
+	if err != nil {
 		failAll(batch, err)
 		return
 	}
 	for _, r := range batch {
 		k := [2]string{r.owner, r.name}
-		if inserted[k] {
+		if created, ok := inserted[k]; ok {
+			r.created = created
 			delete(inserted, k)
 			continue
 		}

@@ -31,7 +31,7 @@ const invalidateChannel = "kts_invalidate"
 // standby must not use a Cache.
 type Cache struct {
 	next interface {
-		PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error
+		PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) (time.Time, error)
 		GetDeposit(ctx context.Context, owner, name string) (keyring.Sealed, error)
 	}
 	store    *Store
@@ -92,16 +92,17 @@ func (c *Cache) GetDeposit(ctx context.Context, owner, name string) (keyring.Sea
 }
 
 // PutDeposit writes through and keeps the new deposit.
-func (c *Cache) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error {
+func (c *Cache) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) (time.Time, error) {
 	gen := c.gen.Load()
-	if err := c.next.PutDeposit(ctx, owner, name, d, size); err != nil {
-		return err
+	created, err := c.next.PutDeposit(ctx, owner, name, d, size)
+	if err != nil {
+		return time.Time{}, err
 	}
 	if c.live.Load() {
 		k := depositKey{owner, name}
 		c.remember(gen, owner, true, &k, d)
 	}
-	return nil
+	return created, nil
 }
 
 // DeleteDeposit deletes in the database (which announces it) and forgets

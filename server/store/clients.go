@@ -37,16 +37,21 @@ type Client struct {
 // audit record of its registration (outcome: its state).
 func (s *Store) RegisterClient(ctx context.Context, c Client) error {
 	return s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
-		tag, err := tx.Exec(ctx, `INSERT INTO clients(fingerprint, org_uuid, key_id, public_key, state, source_addr)
-			SELECT $1, uuid, $3, $4, $5, $6 FROM organizations WHERE name = $2`,
-			c.Fingerprint, c.OrgName, c.KeyID, c.PublicKey, string(c.State), c.SourceAddr)
-		if isUniqueViolation(err) {
+		// A fingerprint already registered is told apart without provoking
+		// a unique violation (which PostgreSQL would log as an error).
+		var orgFound, inserted bool
+		err := tx.QueryRow(ctx, `WITH o AS (SELECT uuid FROM organizations WHERE name = $2),
+			ins AS (INSERT INTO clients(fingerprint, org_uuid, key_id, public_key, state, source_addr)
+				SELECT $1, uuid, $3, $4, $5, $6 FROM o
+				ON CONFLICT (fingerprint) DO NOTHING RETURNING 1)
+			SELECT EXISTS (SELECT 1 FROM o), EXISTS (SELECT 1 FROM ins)`,
+			c.Fingerprint, c.OrgName, c.KeyID, c.PublicKey, string(c.State), c.SourceAddr).Scan(&orgFound, &inserted)
+		switch {
+		case isUniqueViolation(err) || err == nil && !inserted && orgFound:
 			return nil, fmt.Errorf("client %s: %w", c.Fingerprint, ErrExists)
-		}
-		if err != nil {
+		case err != nil:
 			return nil, err
-		}
-		if tag.RowsAffected() == 0 {
+		case !orgFound:
 			return nil, fmt.Errorf("organization %q: %w", c.OrgName, ErrNotFound)
 		}
 		return []audit.Event{audit.Change(ctx, audit.ActionClientRegister, ClientObject(c.Fingerprint), string(c.State),

@@ -30,31 +30,35 @@ func clientState(fingerprint string, state *string) error {
 	return nil
 }
 
-// PutDeposit stores a new sealed deposit for an active client. It never
-// replaces an existing deposit of the same name (ErrExists). The deposit
-// and its audit record commit together.
-func (s *Store) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) error {
-	return s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
+// PutDeposit stores a new sealed deposit for an active client and returns
+// its creation time as stored. It never replaces an existing deposit of the
+// same name (ErrExists). The deposit and its audit record commit together.
+func (s *Store) PutDeposit(ctx context.Context, owner, name string, d keyring.Sealed, size int) (time.Time, error) {
+	var created *time.Time
+	err := s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
 		var state *string
-		var inserted bool
 		err := tx.QueryRow(ctx, `WITH c AS (SELECT state FROM clients WHERE fingerprint = $1),
 			ins AS (
 				INSERT INTO deposits(owner, name, kek_id, wrapped_key, ciphertext, size)
 				SELECT $1, $2, $3, $4, $5, $6 FROM c WHERE c.state = 'active'
-				ON CONFLICT (owner, name) DO NOTHING RETURNING 1)
-			SELECT (SELECT state FROM c), EXISTS (SELECT 1 FROM ins)`,
-			owner, name, d.KeyID, d.WrappedKey, d.Ciphertext, size).Scan(&state, &inserted)
+				ON CONFLICT (owner, name) DO NOTHING RETURNING created_at)
+			SELECT (SELECT state FROM c), (SELECT created_at FROM ins)`,
+			owner, name, d.KeyID, d.WrappedKey, d.Ciphertext, size).Scan(&state, &created)
 		if err != nil {
 			return nil, err
 		}
 		if err := clientState(owner, state); err != nil {
 			return nil, err
 		}
-		if !inserted {
+		if created == nil {
 			return nil, fmt.Errorf("deposit %q: %w", name, ErrExists)
 		}
 		return []audit.Event{depositCreated(ctx, owner, name, size)}, nil
 	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return *created, nil
 }
 
 // DepositObject is how audit records name a deposit: its owner's

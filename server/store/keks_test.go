@@ -24,7 +24,7 @@ func TestKEKVersionsAndRewrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 1200 {
-		if err := s.PutDeposit(ctx, fp, fmt.Sprint("d", i), keyring.Sealed{KeyID: "file-1", WrappedKey: []byte("old"), Ciphertext: []byte("c")}, 1); err != nil {
+		if _, err := s.PutDeposit(ctx, fp, fmt.Sprint("d", i), keyring.Sealed{KeyID: "file-1", WrappedKey: []byte("old"), Ciphertext: []byte("c")}, 1); err != nil {
 			t.Fatal(err)
 		}
 	}

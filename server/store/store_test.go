@@ -99,16 +99,16 @@ func TestClientsAndDeposits(t *testing.T) {
 		t.Fatalf("RegisterClient in unknown org: %v", err)
 	}
 	sealed := keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}
-	if err := s.PutDeposit(ctx, fp, "d", sealed, 1); !errors.Is(err, store.ErrClientNotActive) {
+	if _, err := s.PutDeposit(ctx, fp, "d", sealed, 1); !errors.Is(err, store.ErrClientNotActive) {
 		t.Fatalf("pending client put: %v", err)
 	}
 	if prev, err := s.SetClientState(ctx, fp, store.StateActive); err != nil || prev != store.StatePending {
 		t.Fatalf("enable: %v %v", prev, err)
 	}
-	if err := s.PutDeposit(ctx, fp, "d", sealed, 1); err != nil {
+	if _, err := s.PutDeposit(ctx, fp, "d", sealed, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutDeposit(ctx, fp, "d", sealed, 1); !errors.Is(err, store.ErrExists) {
+	if _, err := s.PutDeposit(ctx, fp, "d", sealed, 1); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second put: %v", err)
 	}
 	got, err := s.GetDeposit(ctx, fp, "d")
@@ -196,7 +196,7 @@ func TestReadsSurviveConnectionsClosedByTheDatabase(t *testing.T) {
 	if err := s.RegisterClient(ctx, store.Client{Fingerprint: fp, OrgName: "acme", KeyID: "255E/" + fp, PublicKey: []byte("k"), State: store.StateActive}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutDeposit(ctx, fp, "d", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1); err != nil {
+	if _, err := s.PutDeposit(ctx, fp, "d", keyring.Sealed{KeyID: "k1", WrappedKey: []byte("w"), Ciphertext: []byte("c")}, 1); err != nil {
 		t.Fatal(err)
 	}
 	batcher := store.NewBatcher(ctx, s, 1, 8)
