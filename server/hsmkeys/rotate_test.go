@@ -66,7 +66,7 @@ func (w *writer) put(ctx context.Context, prefix string, n int) error {
 		name := fmt.Sprintf("%s-%d", prefix, w.n.Add(1))
 		sealed, err := keyring.Seal(ctx, w.set, []byte("value of "+name), deposit.AAD(owner, name))
 		if err == nil {
-			err = w.db.PutDeposit(ctx, owner, name, sealed, 1)
+			_, err = w.db.PutDeposit(ctx, owner, name, sealed, 1)
 		}
 		if err != nil {
 			return err
