@@ -56,7 +56,7 @@ func (o *Output) Commit() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("finishing %s: %w", o.final, err)
 	}
-	return o.final, syncDir(filepath.Dir(o.final))
+	return o.final, SyncDir(filepath.Dir(o.final))
 }
 
 // Abort removes the unfinished file.

@@ -49,13 +49,13 @@ func (s *Staged) Place(stateDir string, keep func(rel string) bool) (outside []s
 	}
 	var errs []error
 	for d := range dirs {
-		errs = append(errs, syncDir(d))
+		errs = append(errs, SyncDir(d))
 	}
 	return outside, errors.Join(errs...)
 }
 
-// syncDir makes the renames in dir durable.
-func syncDir(dir string) error {
+// SyncDir makes the renames and links in dir durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

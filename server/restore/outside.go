@@ -160,16 +160,7 @@ func writeNew(p, src string, mode fs.FileMode) error {
 	if err := os.Link(tmp.Name(), p); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(p))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return backup.SyncDir(filepath.Dir(p))
 }
 
 // Report says, one line each, what a restore did with the files outside
