@@ -119,8 +119,8 @@ func rewriteCanned(p []byte, maxHeaderBytes int) ([]byte, bool) {
 			"the server takes no Expect header but Expect: 100-continue; nothing was done; send the request without it")), true
 	}
 	rest, ok := bytes.CutPrefix(p, []byte("HTTP/1.1 "))
-	if !ok {
-		return nil, false
+	if !ok || len(rest) < 3 || rest[0] != '4' && rest[0] != '5' {
+		return nil, false // every successful answer: no scan of its bytes
 	}
 	statusLine, body, ok := bytes.Cut(rest, []byte(cannedHeaders))
 	if !ok || len(statusLine) < 3 || bytes.ContainsAny(statusLine, "\r\n") {
