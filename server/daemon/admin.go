@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"trustee.dev/trustee/server/httpapi"
 )
 
 // adminCACheckInterval is how often the admin CA file is looked at for a
@@ -153,7 +155,8 @@ func loadCAPool(file string) (*x509.CertPool, error) {
 // newAdminServer serves the admin API: one handler, no other routes.
 func newAdminServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           httpapi.TLSState(h),
+		ConnContext:       httpapi.ConnContext,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -162,6 +165,13 @@ func newAdminServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.With("listener", "admin").Handler(), slog.LevelWarn),
 	}
+}
+
+// serveAdmin serves the admin API on ln with mutual TLS; requests net/http
+// cannot parse are answered with the API's JSON errors, as on the client
+// API's port.
+func serveAdmin(srv *http.Server, ln net.Listener) error {
+	return srv.Serve(httpapi.JSONErrorListener(tls.NewListener(ln, srv.TLSConfig), srv.MaxHeaderBytes))
 }
 
 // listenAdmin opens the admin listener on addr (ADMIN_LISTEN_ADDRESS).

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -58,7 +59,7 @@ func adminListener(t *testing.T, caFile string, logs io.Writer) (url string, roo
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(tls.NewListener(ln, srv.TLSConfig))
+	go serveAdmin(srv, ln)
 	t.Cleanup(func() { srv.Close() })
 	return "https://" + ln.Addr().String(), roots, base
 }
@@ -227,5 +228,33 @@ func TestClientPortHasNoAdminAPI(t *testing.T) {
 		if rec.Code != http.StatusNotFound {
 			t.Errorf("%s on the client API: %d %s", m, rec.Code, rec.Body)
 		}
+	}
+}
+
+// TestAdminErrorsBelowTheRoutesAreJSON: a request that net/http cannot
+// parse, sent by an admin over mutual TLS, is answered with the API's JSON
+// error body, as on the client API's port.
+func TestAdminErrorsBelowTheRoutesAreJSON(t *testing.T) {
+	ca := admintest.NewCA(t, "admin CA")
+	url, roots, _ := adminListener(t, ca.CertFile(t), io.Discard)
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), admintest.ClientTLS(roots, ca.Client(t, "trustee-operator")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "GET /admin/v1/organizations/\x00acme HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var eb struct{ Error, Message string }
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/json" ||
+		json.Unmarshal(body, &eb) != nil || eb.Error != "bad_request" || eb.Message == "" {
+		t.Errorf("a request line with a NUL: %d %s %q, want 400 with the JSON error bad_request", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }

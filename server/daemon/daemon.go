@@ -230,7 +230,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 	}()
 	go func() { errc <- plain.Serve(httpapi.JSONErrorListener(sides.plain, plain.MaxHeaderBytes)) }()
 	if admin != nil {
-		go func() { errc <- admin.Serve(tls.NewListener(adminLn, admin.TLSConfig)) }()
+		go func() { errc <- serveAdmin(admin, adminLn) }()
 		log.Info("serving the admin API (mutual TLS)", "addr", adminLn.Addr().String())
 	}
 	var bench *http.Server

@@ -93,6 +93,16 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
 
+// TLSState is a handler that serves a JSONErrorListener's connections: it
+// gives h the request's TLS state (r.TLS), which net/http cannot see through
+// the wrapper.
+func TLSState(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		withTLSState(r)
+		h.ServeHTTP(w, r)
+	})
+}
+
 // withTLSState sets r.TLS from the TLS connection a JSONErrorListener
 // wrapped, when net/http could not.
 func withTLSState(r *http.Request) {
