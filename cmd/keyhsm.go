@@ -91,14 +91,6 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 	}
 	defer tok.Close()
 	passive := cfg.Role == config.RolePassive
-	var stateKey *hsm.Key
-	var made string
-	if cfg.HSMSealState {
-		if stateKey, made, err = adoptOrCreate(tok, cfg.HSMStateKey, passive); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "HSM %s: state key %q %s\n", hsmkeys.Describe(cfg), cfg.HSMStateKey, made)
-	}
 	var db *store.Store
 	if !passive {
 		if db, err = openAdminStore(ctx, dir); err != nil {
@@ -110,6 +102,23 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 		} else if label, ok := hsmkeys.Label(cur); ok {
 			keyLabel = label // already initialized: adopt what wraps now
 		}
+	}
+	labels := []string{keyLabel}
+	if cfg.HSMSealState {
+		labels = append(labels, cfg.HSMStateKey)
+	}
+	for _, label := range labels {
+		if err := checkAdoptable(tok, label); err != nil {
+			return err
+		}
+	}
+	var stateKey *hsm.Key
+	var made string
+	if cfg.HSMSealState {
+		if stateKey, made, err = adoptOrCreate(tok, cfg.HSMStateKey, passive); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "HSM %s: state key %q %s\n", hsmkeys.Describe(cfg), cfg.HSMStateKey, made)
 	}
 	if _, made, err = adoptOrCreate(tok, keyLabel, passive); err != nil {
 		return err
@@ -147,6 +156,30 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 	fmt.Fprintf(out, "new deposits are wrapped by HSM key %q once the servers restart (they open the HSM at start)\n", keyLabel)
 	if left > 0 {
 		fmt.Fprintf(out, "%d deposits are still wrapped by the file keyring: run `kts keyhsm migrate`\n", left)
+	}
+	return nil
+}
+
+// checkAdoptable refuses a key the token holds under label unless the token
+// generated it and never lets it out (sensitive, never extractable, AES-256):
+// one planted with a known or extractable value would give its maker every
+// deposit or secret it wraps. A label the token does not hold is fine.
+func checkAdoptable(tok *hsm.Token, label string) error {
+	key, err := tok.Key(label)
+	if errors.Is(err, hsm.ErrNoKey) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	a, err := key.Attributes()
+	if err == nil {
+		err = a.Check()
+	}
+	if err != nil {
+		return fmt.Errorf("the token's key %q cannot be adopted: %w; nothing was changed; "+
+			"a key Trustee uses must be generated in the token (sensitive, never extractable): "+
+			"delete that object (pkcs11-tool --delete-object --type secrkey --label %s) or choose another label", label, err, label)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -330,5 +331,40 @@ func TestHSMRotateAfterRestoringAnOlderBackup(t *testing.T) {
 	}
 	if !strings.Contains(check, `key "kts-kek-1"  (retired: older backups need it)`) {
 		t.Fatalf("keyhsm check does not say kts-kek-1 is retired:\n%s", check)
+	}
+}
+
+// TestHSMInitRefusesAPlantedKey: a key someone put in the token under the
+// label keyhsm init would adopt, made with a value that can leave the token
+// (extractable, not sensitive, as pkcs11-tool makes it when asked), is
+// refused before anything is created or changed, naming the label and how
+// to get rid of it.
+func TestHSMInitRefusesAPlantedKey(t *testing.T) {
+	root := stateRoot(t)
+	token := hsmtest.NewToken(t)
+	pinFile := filepath.Join(root, "hsm.pin")
+	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	_, dir, _, _, _ := singleServer(t, root, 1)
+	pkcs11Tool(t, token.Module, token.TokenLabel, token.PIN, "--keygen", "--key-type", "AES:32", "--label", "kts-kek-1", "--extractable")
+	stateFiles := func() map[string]string {
+		files := map[string]string{}
+		for _, name := range []string{"keytrustee.conf", "server-key.asc", "session.key", "deposit-keyring.json"} {
+			data, _ := os.ReadFile(filepath.Join(dir, name))
+			files[name] = string(data)
+		}
+		return files
+	}
+	before := stateFiles()
+
+	r := runTool(t, "", "kts", "keyhsm", "init", "--confdir", dir, "--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile)
+	if r.err == nil || !strings.Contains(r.stderr, `the token's key "kts-kek-1" cannot be adopted`) ||
+		!strings.Contains(r.stderr, "extractable") || !strings.Contains(r.stderr, "pkcs11-tool --delete-object") {
+		t.Fatalf("keyhsm init with a planted extractable kts-kek-1: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	if !maps.Equal(before, stateFiles()) {
+		t.Error("the refused keyhsm init changed the configuration or sealed a secret")
+	}
+	if listing := pkcs11Tool(t, token.Module, token.TokenLabel, token.PIN, "--list-objects", "--type", "secrkey"); strings.Contains(listing, "kts-state") {
+		t.Errorf("the refused keyhsm init created the state key:\n%s", listing)
 	}
 }
