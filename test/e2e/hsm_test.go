@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/client"
+	"trustee.dev/trustee/server/hsm"
 	"trustee.dev/trustee/server/hsm/hsmtest"
 	hist "trustee.dev/trustee/test/history"
 )
@@ -26,9 +27,7 @@ import (
 // nothing; a server without its token refuses to start and says which.
 func TestHSMAsUsersRunIt(t *testing.T) {
 	root := stateRoot(t)
-	token := hsmtest.NewToken(t)
-	pinFile := filepath.Join(root, "hsm.pin")
-	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	token, pinFile := hsmToken(t, root)
 	srv, dir, url, clients, deposits := singleServer(t, root, 500)
 
 	out := kts(t, "keyhsm", "init", "--confdir", dir, "--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile)
@@ -258,9 +257,7 @@ func httpStatus(t *testing.T, url string) int {
 // the HSM from its replica.
 func TestHSMOnThePair(t *testing.T) {
 	root := stateRoot(t)
-	token := hsmtest.NewToken(t)
-	pinFile := filepath.Join(root, "hsm.pin")
-	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	token, pinFile := hsmToken(t, root)
 	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
 	urls := initPair(t, [2]string{active, passive})
 	hsmFlags := []string{"--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile}
@@ -298,9 +295,7 @@ func TestHSMOnThePair(t *testing.T) {
 // check lists and self-tests the retired keys that older backups need.
 func TestHSMRotateAfterRestoringAnOlderBackup(t *testing.T) {
 	root := stateRoot(t)
-	token := hsmtest.NewToken(t)
-	pinFile := filepath.Join(root, "hsm.pin")
-	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	token, pinFile := hsmToken(t, root)
 	srv, dir, _, _, deposits := singleServer(t, root, 20)
 	kts(t, "keyhsm", "init", "--confdir", dir, "--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile)
 	srv.stop()
@@ -341,9 +336,7 @@ func TestHSMRotateAfterRestoringAnOlderBackup(t *testing.T) {
 // to get rid of it.
 func TestHSMInitRefusesAPlantedKey(t *testing.T) {
 	root := stateRoot(t)
-	token := hsmtest.NewToken(t)
-	pinFile := filepath.Join(root, "hsm.pin")
-	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	token, pinFile := hsmToken(t, root)
 	_, dir, _, _, _ := singleServer(t, root, 1)
 	pkcs11Tool(t, token.Module, token.TokenLabel, token.PIN, "--keygen", "--key-type", "AES:32", "--label", "kts-kek-1", "--extractable")
 	stateFiles := func() map[string]string {
@@ -367,4 +360,16 @@ func TestHSMInitRefusesAPlantedKey(t *testing.T) {
 	if listing := pkcs11Tool(t, token.Module, token.TokenLabel, token.PIN, "--list-objects", "--type", "secrkey"); strings.Contains(listing, "kts-state") {
 		t.Errorf("the refused keyhsm init created the state key:\n%s", listing)
 	}
+}
+
+// hsmToken is a new SoftHSM2 token and a file in root holding its PIN, as
+// --pin-file takes it.
+func hsmToken(t *testing.T, root string) (hsm.Config, string) {
+	t.Helper()
+	token := hsmtest.NewToken(t)
+	pinFile := filepath.Join(root, "hsm.pin")
+	if err := os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return token, pinFile
 }

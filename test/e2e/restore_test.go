@@ -219,9 +219,7 @@ func jsonConfPort(t *testing.T, archive, home string) int {
 // key, it fails too.
 func TestHSMRestoreChecksTheTokenFirst(t *testing.T) {
 	root := stateRoot(t)
-	token := hsmtest.NewToken(t)
-	pinFile := filepath.Join(root, "hsm.pin")
-	os.WriteFile(pinFile, []byte(token.PIN+"\n"), 0o600)
+	token, pinFile := hsmToken(t, root)
 	srv, dir, _, _, _ := singleServer(t, root, 20)
 	kts(t, "keyhsm", "init", "--confdir", dir, "--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile)
 	srv.stop()
