@@ -5,11 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -271,7 +268,7 @@ func connectAuditDB(ctx context.Context, dir string, cfg config.Config) (*pgx.Co
 	if err != nil {
 		return nil, err
 	}
-	conn, err := pgx.Connect(ctx, pgInstance(dir, cfg, "").ConnString(cfg.DBName, pw))
+	conn, err := pgx.Connect(ctx, confdir.Instance(dir, cfg, "").ConnString(cfg.DBName, pw))
 	if err != nil {
 		return nil, fmt.Errorf("connect to the database at %s:%d: %w (is it running? try `kts db status`)", cfg.DBHost, cfg.DBPort, err)
 	}
@@ -464,100 +461,4 @@ func merge(sources []<-chan exported, fn func(exported) error) error {
 		}
 		next(best)
 	}
-}
-
-// localAudit records a local tool's own operations (a backup, an HSM
-// operation) in the database chain.
-type localAudit struct {
-	db *store.Store
-}
-
-// openLocalAudit connects to the database that records the operations of
-// a tool run on the state directory dir: its own, or when that is a
-// standby (a passive's), the active's (ACTIVE_DB), with the same account.
-// The audit log fails closed: a tool that cannot record what it is about
-// to do does not do it.
-func openLocalAudit(ctx context.Context, dir string) (*localAudit, error) {
-	cfg, err := config.Load(dir)
-	if err != nil {
-		return nil, fmt.Errorf("%w (is --confdir the server's state directory?)", err)
-	}
-	pw, err := confdir.ReadDBPassword(dir, cfg)
-	if err != nil {
-		return nil, err
-	}
-	fail := func(where string, err error) (*localAudit, error) {
-		if strings.Contains(err.Error(), "x509: ") || strings.Contains(err.Error(), "tls: failed to verify") {
-			// As libpq words it, for pg_dump and the replication say the same.
-			err = fmt.Errorf("certificate verify failed: the PostgreSQL's certificate does not verify against %s (DB_CA_FILE, or ACTIVE_CA): %w", cfg.DBCA(), err)
-		}
-		return nil, audit.Unavailable(fmt.Errorf("connect to %s to record this operation: %w", where, err))
-	}
-	db, err := store.Open(ctx, pgInstance(dir, cfg, "").ConnString(cfg.DBName, pw), 2)
-	if err != nil {
-		return fail("the database", err)
-	}
-	var standby bool
-	if err := db.Pool().QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
-		db.Close()
-		return fail("the database", err)
-	}
-	if !standby {
-		if err := db.Migrate(ctx); err != nil { // the audit chain comes with the schema
-			db.Close()
-			return fail("the database", err)
-		}
-		return &localAudit{db: db}, nil
-	}
-	db.Close()
-	if cfg.ActiveDB == "" {
-		return fail("the database", errors.New("it is a standby, and ACTIVE_DB names no active to record in"))
-	}
-	host, port, err := net.SplitHostPort(cfg.ActiveDB)
-	if err != nil {
-		return fail("ACTIVE_DB", err)
-	}
-	active := cfg
-	active.DBHost = host
-	if active.DBPort, err = strconv.Atoi(port); err != nil {
-		return fail("ACTIVE_DB", err)
-	}
-	if db, err = store.Open(ctx, pgInstance(dir, active, "").ConnString(cfg.DBName, pw), 2); err != nil {
-		return fail("the active's database (ACTIVE_DB "+cfg.ActiveDB+")", err)
-	}
-	if err := db.Migrate(ctx); err != nil {
-		db.Close()
-		return fail("the active's database (ACTIVE_DB "+cfg.ActiveDB+")", err)
-	}
-	return &localAudit{db: db}, nil
-}
-
-// record appends an event by the actor of ctx.
-func (l *localAudit) record(ctx context.Context, action, object, outcome string, details map[string]any) error {
-	return l.db.RecordChange(ctx, audit.Change(ctx, action, object, outcome, details))
-}
-
-func (l *localAudit) close() { l.db.Close() }
-
-// auditOutcome is the outcome of an operation that ended with err.
-func auditOutcome(err error) (string, map[string]any) {
-	if err == nil {
-		return audit.OutcomeOK, nil
-	}
-	msg := err.Error()
-	if len(msg) > 512 {
-		msg = msg[:512]
-	}
-	return audit.OutcomeFailed, map[string]any{"error": msg}
-}
-
-// joinDetails merges detail maps, later ones winning.
-func joinDetails(ds ...map[string]any) map[string]any {
-	out := map[string]any{}
-	for _, d := range ds {
-		for k, v := range d {
-			out[k] = v
-		}
-	}
-	return out
 }

@@ -18,6 +18,7 @@ import (
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/daemon"
 	"trustee.dev/trustee/server/gnupg"
+	"trustee.dev/trustee/server/localdb"
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/restore"
 )
@@ -191,7 +192,7 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 // recordBackup records that a backup starts, and returns what records how
 // it ended. When the start cannot be recorded, the backup does not start.
 func recordBackup(ctx context.Context, opts backup.Options, recipient *openpgp.Entity) (func(backup.Result, error) error, error) {
-	log, err := openLocalAudit(ctx, opts.StateDir)
+	log, err := localdb.OpenRecorder(ctx, opts.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("the backup did not start: %w", err)
 	}
@@ -204,18 +205,18 @@ func recordBackup(ctx context.Context, opts backup.Options, recipient *openpgp.E
 		}
 	}
 	details := map[string]any{"output": opts.Output, "encryption": encryption}
-	if err := log.record(ctx, audit.ActionBackup, object, audit.OutcomeStarted, details); err != nil {
-		log.close()
+	if err := log.Record(ctx, audit.ActionBackup, object, audit.OutcomeStarted, details); err != nil {
+		log.Close()
 		return nil, fmt.Errorf("the backup did not start: %w", err)
 	}
 	return func(res backup.Result, err error) error {
-		defer log.close()
-		outcome, more := auditOutcome(err)
+		defer log.Close()
+		outcome, more := localdb.Outcome(err)
 		if err == nil {
 			more = map[string]any{"archive": filepath.Base(res.Path), "bytes": res.Size}
 		}
 		ctx := context.WithoutCancel(ctx)
-		if rerr := log.record(ctx, audit.ActionBackup, object, outcome, joinDetails(details, more)); rerr != nil {
+		if rerr := log.Record(ctx, audit.ActionBackup, object, outcome, localdb.JoinDetails(details, more)); rerr != nil {
 			return fmt.Errorf("recording its end in the audit log failed: %w", rerr)
 		}
 		return nil
@@ -260,7 +261,7 @@ func serverBackupOptions(o *backup.Options, f backupFlags) error {
 	if f.dbPort != 0 {
 		cfg.DBPort = f.dbPort
 	}
-	inst := pgInstance(dir, cfg, "")
+	inst := confdir.Instance(dir, cfg, "")
 	o.Kind, o.StateDir, o.Output = backup.KindServer, dir, f.output
 	o.Host, o.Fingerprint, o.Role = backupHost(cfg.Hostname), st.ServerKey.Public().ID(), cfg.Role
 	o.Skip = stateSkip(dir, cfg)

@@ -114,7 +114,7 @@ func drill(ctx context.Context, f drillFlags, archive string) (res drillResult, 
 		return res, fmt.Errorf("reading its database dump: %w", err)
 	}
 
-	port, err := freePort()
+	port, err := pg.FreePort()
 	if err != nil {
 		return res, err
 	}

@@ -577,7 +577,7 @@ func startScratch(ctx context.Context, out io.Writer, o benchOptions) (_ *scratc
 	}()
 	ports := make([]int, 4)
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = pg.FreePort(); err != nil {
 			return nil, err
 		}
 	}
@@ -596,16 +596,16 @@ func startScratch(ctx context.Context, out io.Writer, o benchOptions) (_ *scratc
 	}
 	dirs := []string{s.confdir}
 	if o.pair {
-		if err := pairActive(ctx, s.confdir, cfg, pg.DefaultRunAs); err != nil {
+		if err := confdir.PairActive(ctx, os.Stdout, s.confdir, cfg, pg.DefaultRunAs); err != nil {
 			return nil, err
 		}
 		if cfg, err = config.Load(s.confdir); err != nil {
 			return nil, err
 		}
-	} else if err := initDB(ctx, s.confdir, cfg, pgInstance(s.confdir, cfg, pg.DefaultRunAs)); err != nil {
+	} else if err := confdir.InitDB(ctx, os.Stdout, s.confdir, cfg, confdir.Instance(s.confdir, cfg, pg.DefaultRunAs)); err != nil {
 		return nil, err
 	}
-	s.insts = append(s.insts, pgInstance(s.confdir, cfg, pg.DefaultRunAs))
+	s.insts = append(s.insts, confdir.Instance(s.confdir, cfg, pg.DefaultRunAs))
 	if err := s.insts[0].Start(ctx); err != nil {
 		return nil, err
 	}
@@ -621,8 +621,8 @@ func startScratch(ctx context.Context, out io.Writer, o benchOptions) (_ *scratc
 		if err != nil {
 			return nil, err
 		}
-		inst := pgInstance(passive, pcfg, pg.DefaultRunAs)
-		if err := initPassive(ctx, passive, pcfg, inst); err != nil {
+		inst := confdir.Instance(passive, pcfg, pg.DefaultRunAs)
+		if err := confdir.InitPassive(ctx, os.Stdout, passive, pcfg, inst); err != nil {
 			return nil, err
 		}
 		if err := inst.Start(ctx); err != nil {
@@ -652,15 +652,6 @@ func startScratch(ctx context.Context, out io.Writer, o benchOptions) (_ *scratc
 		s.url += "," + s.servers[1].url
 	}
 	return s, nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // settle has PostgreSQL write out and vacuum what the put runs left before

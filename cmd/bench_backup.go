@@ -73,7 +73,7 @@ func benchBackup(ctx context.Context, out io.Writer, counts []int, size, rounds 
 	defer os.RemoveAll(root)
 	os.Chmod(root, 0o755)
 	dir := filepath.Join(root, "keytrustee")
-	port, err := freePort()
+	port, err := pg.FreePort()
 	if err != nil {
 		return err
 	}
@@ -85,9 +85,9 @@ func benchBackup(ctx context.Context, out io.Writer, counts []int, size, rounds 
 	if err != nil {
 		return err
 	}
-	inst := pgInstance(dir, st.Config, pg.DefaultRunAs)
+	inst := confdir.Instance(dir, st.Config, pg.DefaultRunAs)
 	inst.NoSync = true
-	if err := initDB(ctx, dir, st.Config, inst); err != nil {
+	if err := confdir.InitDB(ctx, os.Stdout, dir, st.Config, inst); err != nil {
 		return err
 	}
 	if err := inst.Start(ctx); err != nil {

@@ -84,14 +84,14 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 	}
 
 	fileDir, hsmDir, nocacheDir := filepath.Join(root, "file"), filepath.Join(root, "hsm"), filepath.Join(root, "hsm-nocache")
-	dbPort, err := freePort()
+	dbPort, err := pg.FreePort()
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "starting a scratch PostgreSQL and three servers in %s\n", root)
 	listen := make([]string, 3)
 	for i := range listen {
-		port, err := freePort()
+		port, err := pg.FreePort()
 		if err != nil {
 			return err
 		}
@@ -106,8 +106,8 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	inst := pgInstance(fileDir, cfg, pg.DefaultRunAs)
-	if err := initDB(ctx, fileDir, cfg, inst); err != nil {
+	inst := confdir.Instance(fileDir, cfg, pg.DefaultRunAs)
+	if err := confdir.InitDB(ctx, os.Stdout, fileDir, cfg, inst); err != nil {
 		return err
 	}
 	if err := inst.Start(ctx); err != nil {

@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -46,7 +42,7 @@ configuration runs, or the directory holding one.`,
 		if err != nil {
 			return nil, cfg, fmt.Errorf("%w (run `kts init --confdir %s` first)", err, dir)
 		}
-		return pgInstance(dir, cfg, runAs), cfg, nil
+		return confdir.Instance(dir, cfg, runAs), cfg, nil
 	}
 	// prepared is instance for the commands that run PostgreSQL or read
 	// its passwords: the state directory is kept root's, and what the
@@ -56,7 +52,7 @@ configuration runs, or the directory holding one.`,
 		if err != nil {
 			return nil, cfg, err
 		}
-		if err := prepareStateDir(out, dir, cfg, inst); err != nil {
+		if err := confdir.PrepareStateDir(out, dir, cfg, inst); err != nil {
 			return nil, cfg, err
 		}
 		return inst, cfg, nil
@@ -82,11 +78,11 @@ active's database with pg_basebackup and runs it as a hot standby.`,
 						fmt.Fprintf(cmd.OutOrStdout(), "PostgreSQL cluster in %s already exists; nothing changed\n", inst.DataDir)
 						return nil
 					}
-					return initDB(cmd.Context(), dir, cfg, inst)
+					return confdir.InitDB(cmd.Context(), os.Stdout, dir, cfg, inst)
 				case config.RoleActive:
-					return pairActive(cmd.Context(), dir, cfg, runAs)
+					return confdir.PairActive(cmd.Context(), os.Stdout, dir, cfg, runAs)
 				case config.RolePassive:
-					return initPassive(cmd.Context(), dir, cfg, inst)
+					return confdir.InitPassive(cmd.Context(), os.Stdout, dir, cfg, inst)
 				}
 				return fmt.Errorf("--role %q: use active or passive (or leave it out for a single server)", role)
 			},
@@ -106,7 +102,7 @@ directory under a new name, and copies the active's database again.`,
 				if cfg.Role != config.RolePassive {
 					return fmt.Errorf("%s is not a passive's state directory; only a passive is re-seeded", dir)
 				}
-				host, port, pw, err := activeDB(dir, cfg)
+				host, port, pw, err := confdir.ActiveDB(dir, cfg)
 				if err != nil {
 					return err
 				}
@@ -246,164 +242,4 @@ func runDB(ctx context.Context, log io.Writer, inst *pg.Instance) error {
 		code = 1
 	}
 	return exitError(code)
-}
-
-// prepareStateDir keeps the state directory dir root's while PostgreSQL
-// runs as the run-as account (which may pass through it), saying on out
-// when it took it back from that account, and refuses a state directory
-// where another account can change what the server trusts.
-func prepareStateDir(out io.Writer, dir string, cfg config.Config, inst *pg.Instance) error {
-	note, err := inst.PrepareStateDir(dir)
-	if err != nil {
-		return err
-	}
-	if note != "" {
-		fmt.Fprintln(out, note)
-	}
-	return confdir.CheckTrusted(dir, cfg)
-}
-
-// initDB creates the cluster of a state directory. When run by root, the
-// PostgreSQL account may pass through the state directory to reach the data
-// directory inside it, and owns only that.
-func initDB(ctx context.Context, dir string, cfg config.Config, inst *pg.Instance) error {
-	if err := prepareStateDir(os.Stdout, dir, cfg, inst); err != nil {
-		return err
-	}
-	pw, err := confdir.ReadDBPassword(dir, cfg)
-	if err != nil {
-		return err
-	}
-	if err := inst.Init(ctx, pw); err != nil {
-		return err
-	}
-	fmt.Printf("created PostgreSQL cluster in %s (port %d)\n", inst.DataDir, inst.Port)
-	return nil
-}
-
-// pgInstance describes the PostgreSQL of a state directory.
-func pgInstance(dir string, cfg config.Config, runAs string) *pg.Instance {
-	role := pg.Role(cfg.Role)
-	inst := &pg.Instance{DataDir: cfg.Path(dir, cfg.DBDataDir), Host: cfg.DBHost, Port: cfg.DBPort, User: cfg.DBUser,
-		RunAs: runAs, Role: role, Standby: cfg.StandbyName,
-		ListenAddresses: cfg.DBListenAddresses, SocketDir: cfg.Path(dir, cfg.DBSocketDir),
-		ReplicationFrom: cfg.ReplicationFrom, ClientsFrom: cfg.DBClientsFrom, Parameters: cfg.DBParameters}
-	if cfg.DBTLS {
-		abs := func(p string) string {
-			if p = cfg.Path(dir, p); p != "" {
-				if a, err := filepath.Abs(p); err == nil {
-					return a
-				}
-			}
-			return p
-		}
-		inst.TLS = &pg.TLS{CertFile: abs(cfg.SSLCertificate), KeyFile: abs(cfg.SSLPrivateKey), MinVersion: cfg.DBTLSMinVersion(),
-			CAFile: abs(cfg.DBCA())}
-		if cfg.Role == config.RolePassive {
-			inst.TLS.ActiveCAFile = abs(cfg.ActiveCA)
-		}
-	}
-	return inst
-}
-
-// pairActive sets up the active of a pair: it names the synchronous
-// standby in the configuration, creates the cluster if needed, and the
-// replication account and slot.
-func pairActive(ctx context.Context, dir string, cfg config.Config, runAs string) error {
-	if cfg.Role != config.RoleActive {
-		return fmt.Errorf("%s is a passive's state directory; --role active is for the active", dir)
-	}
-	if cfg.StandbyName == "" {
-		cfg.StandbyName = pg.DefaultStandby
-		if err := cfg.Save(dir); err != nil {
-			return err
-		}
-	}
-	inst := pgInstance(dir, cfg, runAs)
-	if !inst.Initialized() {
-		if err := initDB(ctx, dir, cfg, inst); err != nil {
-			return err
-		}
-	}
-	if err := configureActive(ctx, dir, cfg, inst); err != nil {
-		return err
-	}
-	fmt.Printf("PostgreSQL of the active is set up for the pair: commits wait for standby %q\n", cfg.StandbyName)
-	return nil
-}
-
-// configureActive makes the active's cluster wait for its standby and
-// creates (or brings up to date) the replication account and slot. The
-// server is (re)started for it, and stopped again unless it was running.
-func configureActive(ctx context.Context, dir string, cfg config.Config, inst *pg.Instance) error {
-	pw, err := confdir.ReadDBPassword(dir, cfg)
-	if err != nil {
-		return err
-	}
-	repl, err := readSecretFile(cfg.Path(dir, cfg.ReplicationPasswordFile))
-	if err != nil {
-		return err
-	}
-	st, err := inst.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if st.Running { // restart to apply synchronous_standby_names
-		if err := inst.Stop(ctx); err != nil {
-			return err
-		}
-	}
-	if err := inst.Start(ctx); err != nil {
-		return err
-	}
-	err = inst.ConfigureReplication(ctx, pw, repl)
-	if !st.Running {
-		err = errors.Join(err, inst.Stop(context.WithoutCancel(ctx)))
-	}
-	return err
-}
-
-// initPassive copies the active's database onto a passive.
-func initPassive(ctx context.Context, dir string, cfg config.Config, inst *pg.Instance) error {
-	if cfg.Role != config.RolePassive {
-		return fmt.Errorf("%s is not a passive's state directory; make one with `kts init --from-active`", dir)
-	}
-	if inst.Initialized() {
-		fmt.Printf("PostgreSQL standby in %s already exists; nothing changed\n", inst.DataDir)
-		return nil
-	}
-	if err := prepareStateDir(os.Stdout, dir, cfg, inst); err != nil {
-		return err
-	}
-	host, port, pw, err := activeDB(dir, cfg)
-	if err != nil {
-		return err
-	}
-	if err := inst.InitStandby(ctx, host, port, pw); err != nil {
-		return err
-	}
-	fmt.Printf("created PostgreSQL standby of %s in %s (port %d)\n", cfg.ActiveDB, inst.DataDir, inst.Port)
-	return nil
-}
-
-// activeDB returns where the passive replicates from, and the password.
-func activeDB(dir string, cfg config.Config) (string, int, string, error) {
-	host, portStr, err := net.SplitHostPort(cfg.ActiveDB)
-	if err != nil {
-		return "", 0, "", fmt.Errorf("ACTIVE_DB %q: %w", cfg.ActiveDB, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return "", 0, "", fmt.Errorf("ACTIVE_DB %q: port: %w", cfg.ActiveDB, err)
-	}
-	pw, err := readSecretFile(cfg.Path(dir, cfg.ReplicationPasswordFile))
-	return host, port, pw, err
-}
-
-func readSecretFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%w (run `kts init` to create it)", err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }

@@ -156,8 +156,8 @@ func devState(ctx context.Context, dir, runAs string) (active, passive *devMembe
 	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.StandbyName == "" || !pgInstance(activeDir, cfg, runAs).Initialized() {
-		if err := pairActive(ctx, activeDir, cfg, runAs); err != nil {
+	if cfg.StandbyName == "" || !confdir.Instance(activeDir, cfg, runAs).Initialized() {
+		if err := confdir.PairActive(ctx, os.Stdout, activeDir, cfg, runAs); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -175,7 +175,7 @@ func devState(ctx context.Context, dir, runAs string) (active, passive *devMembe
 		if err != nil {
 			return nil, err
 		}
-		m := &devMember{dir: d, st: st, inst: pgInstance(d, st.Config, runAs)}
+		m := &devMember{dir: d, st: st, inst: confdir.Instance(d, st.Config, runAs)}
 		// Under root, the PostgreSQL account passes through d to its data
 		// directory, and owns nothing else.
 		note, err := m.inst.PrepareStateDir(d)
@@ -206,7 +206,7 @@ func devState(ctx context.Context, dir, runAs string) (active, passive *devMembe
 			}
 			defer active.inst.Stop(context.WithoutCancel(ctx))
 		}
-		if err := initPassive(ctx, passiveDir, passive.st.Config, passive.inst); err != nil {
+		if err := confdir.InitPassive(ctx, os.Stdout, passiveDir, passive.st.Config, passive.inst); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"trustee.dev/trustee/server/daemon"
 	"trustee.dev/trustee/server/hsm"
 	"trustee.dev/trustee/server/hsmkeys"
+	"trustee.dev/trustee/server/localdb"
 	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
 )
@@ -93,7 +94,7 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 	passive := cfg.Role == config.RolePassive
 	var db *store.Store
 	if !passive {
-		if db, err = openAdminStore(ctx, dir); err != nil {
+		if db, err = localdb.Open(ctx, dir); err != nil {
 			return err
 		}
 		defer db.Close()
@@ -265,7 +266,7 @@ func keyHSMCheck(cmd *cobra.Command, dir string) error {
 	fmt.Fprintf(out, "module:       %s\ntoken:        %s (%s %s, serial %s)\n", info.Module, info.Label, info.Manufacturer, info.Model, info.Serial)
 	var keks []store.KEK
 	if cfg.Role != config.RolePassive {
-		db, err := openAdminStore(ctx, dir)
+		db, err := localdb.Open(ctx, dir)
 		if err != nil {
 			return err
 		}
@@ -385,7 +386,7 @@ func withHSMStore(cmd *cobra.Command, dir, action string, run func(context.Conte
 		return orgadmin.Passive(st.Config.ActiveURL, st.Config.ActiveDB)
 	}
 	return recordedHSM(cmd, dir, action, st.Config, nil, func() error {
-		db, err := openAdminStore(ctx, dir)
+		db, err := localdb.Open(ctx, dir)
 		if err != nil {
 			return err
 		}
@@ -398,15 +399,15 @@ func withHSMStore(cmd *cobra.Command, dir, action string, run func(context.Conte
 // log. It does nothing when the log cannot be reached (fail closed).
 func recordedHSM(cmd *cobra.Command, dir, action string, cfg config.Config, details map[string]any, run func() error) error {
 	ctx := cmd.Context()
-	log, err := openLocalAudit(ctx, dir)
+	log, err := localdb.OpenRecorder(ctx, dir)
 	if err != nil {
 		return fmt.Errorf("nothing was done: %w", err)
 	}
-	defer log.close()
+	defer log.Close()
 	err = run()
-	outcome, more := auditOutcome(err)
-	details = joinDetails(map[string]any{"module": cfg.HSMModule, "token": cfg.HSMTokenLabel}, details, more)
-	if rerr := log.record(context.WithoutCancel(ctx), action, "hsm:"+cfg.HSMTokenLabel, outcome, details); rerr != nil {
+	outcome, more := localdb.Outcome(err)
+	details = localdb.JoinDetails(map[string]any{"module": cfg.HSMModule, "token": cfg.HSMTokenLabel}, details, more)
+	if rerr := log.Record(context.WithoutCancel(ctx), action, "hsm:"+cfg.HSMTokenLabel, outcome, details); rerr != nil {
 		if err == nil {
 			return fmt.Errorf("done, but recording it in the audit log failed: %w", rerr)
 		}

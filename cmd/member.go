@@ -164,7 +164,7 @@ func (o memberSetup) run(ctx context.Context, out io.Writer) error {
 			cfg.Role, net.JoinHostPort(cfg.DBHost, strconv.Itoa(cfg.DBPort)))
 		return nil
 	}
-	inst := pgInstance(o.dir, cfg, o.runAs)
+	inst := confdir.Instance(o.dir, cfg, o.runAs)
 	if cfg.Role == config.RoleActive {
 		err = o.promote(ctx, out, inst)
 		if err == nil {
@@ -216,7 +216,7 @@ func (o memberSetup) check(ctx context.Context) (config.Config, []byte, error) {
 	if _, err := os.Stat(o.dir); err == nil && !o.configOnly {
 		// A state directory older versions gave to the PostgreSQL account
 		// is taken back before it is trusted.
-		note, err := pgInstance(o.dir, cfg, o.runAs).PrepareStateDir(o.dir)
+		note, err := confdir.Instance(o.dir, cfg, o.runAs).PrepareStateDir(o.dir)
 		if err != nil {
 			return cfg, nil, err
 		}
@@ -238,7 +238,7 @@ func (o memberSetup) check(ctx context.Context) (config.Config, []byte, error) {
 	if o.configOnly {
 		return cfg, data, nil
 	}
-	inst := pgInstance(o.dir, cfg, o.runAs)
+	inst := confdir.Instance(o.dir, cfg, o.runAs)
 	st, err := inst.Status(ctx)
 	if err != nil {
 		return cfg, nil, err
@@ -352,7 +352,7 @@ func (o memberSetup) bootstrap(ctx context.Context, out io.Writer, cfg config.Co
 	if err := os.WriteFile(pending, []byte(o.restoreArchive+"\n"), 0o600); err != nil {
 		return err
 	}
-	if err := initDB(ctx, o.dir, cfg, inst); err != nil {
+	if err := confdir.InitDB(ctx, os.Stdout, o.dir, cfg, inst); err != nil {
 		return err
 	}
 	// No passive is attached yet: the load's commits must not wait for one.
@@ -460,7 +460,7 @@ func setupActive(ctx context.Context, out io.Writer, dir string, cfg config.Conf
 		}
 	}
 	if !inst.Initialized() {
-		if err := initDB(ctx, dir, cfg, inst); err != nil {
+		if err := confdir.InitDB(ctx, os.Stdout, dir, cfg, inst); err != nil {
 			return err
 		}
 	} else {
@@ -470,7 +470,7 @@ func setupActive(ctx context.Context, out io.Writer, dir string, cfg config.Conf
 		fmt.Fprintln(out, "a single server (no STANDBY_NAME): no replication to set up")
 		return nil
 	}
-	if err := configureActive(ctx, dir, cfg, inst); err != nil {
+	if err := confdir.ConfigureActive(ctx, dir, cfg, inst); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "replication account and slot are ready; commits wait for standby %q\n", cfg.StandbyName)
@@ -480,7 +480,7 @@ func setupActive(ctx context.Context, out io.Writer, dir string, cfg config.Conf
 // setupPassive copies the active's cluster on first start, waiting for the
 // active as long as ctx allows, and copies it anew when the copy is stale.
 func setupPassive(ctx context.Context, out io.Writer, dir string, cfg config.Config, inst *pg.Instance) error {
-	host, port, pw, err := activeDB(dir, cfg)
+	host, port, pw, err := confdir.ActiveDB(dir, cfg)
 	if err != nil {
 		return err
 	}
@@ -507,7 +507,7 @@ func setupPassive(ctx context.Context, out io.Writer, dir string, cfg config.Con
 		}
 		fmt.Fprintf(out, "copying the active anew failed: %s\n", ce.Reason())
 	}
-	if err := prepareStateDir(out, dir, cfg, inst); err != nil {
+	if err := confdir.PrepareStateDir(out, dir, cfg, inst); err != nil {
 		return err
 	}
 	delay := firstCopyRetry

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/localdb"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
@@ -42,7 +42,7 @@ never shown; choose the code you hand to clients with set-auth.`,
 			// In a pair a change commits only once the passive confirms it.
 			ctx, cancel := context.WithTimeout(cmd.Context(), adminTimeout)
 			defer cancel()
-			db, err := openAdminStore(ctx, dir)
+			db, err := localdb.Open(ctx, dir)
 			if err != nil {
 				return err
 			}
@@ -282,36 +282,6 @@ func normalizeFingerprint(s string) (string, error) {
 
 // openAdminStore connects to the database of a state directory, as the
 // administrator tools do: directly, never through the client API.
-func openAdminStore(ctx context.Context, dir string) (*store.Store, error) {
-	cfg, err := config.Load(dir)
-	if err != nil {
-		return nil, fmt.Errorf("%w (is --confdir the server's state directory?)", err)
-	}
-	pw, err := confdir.ReadDBPassword(dir, cfg)
-	if err != nil {
-		return nil, err
-	}
-	db, err := store.Open(ctx, pgInstance(dir, cfg, "").ConnString(cfg.DBName, pw), 2)
-	if err != nil {
-		return nil, err
-	}
-	// A passive's database is a read-only standby: its schema is the
-	// active's, and changes are refused (orgadmin.OnPassive says where
-	// to make them).
-	var standby bool
-	if err := db.Pool().QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if !standby {
-		if err := db.Migrate(ctx); err != nil {
-			db.Close()
-			return nil, err
-		}
-	}
-	return db, nil
-}
-
 // neverExpires is the expiration of an organization that does not expire.
 var neverExpires = store.NeverExpires
 

@@ -198,7 +198,7 @@ func restoreServer(ctx context.Context, staged *backup.Staged, target string, f 
 		res.cfg.DBPort = f.dbPort
 	}
 	cfg := res.cfg
-	inst := pgInstance(target, cfg, f.runAs)
+	inst := confdir.Instance(target, cfg, f.runAs)
 	if res.fresh && inst.Initialized() {
 		return refuse(fmt.Errorf("%s holds a database cluster (%s) but no %s: restore onto a fresh host needs a state directory without either "+
 			"(move it away, or restore into another directory)", target, inst.DataDir, config.FileName))
@@ -298,7 +298,7 @@ func restoreFresh(ctx context.Context, staged *backup.Staged, target string, ins
 	if _, undoOutside, err = restore.WriteOutside(staged, res.outside); err != nil {
 		return err
 	}
-	if err := initDB(ctx, target, cfg, inst); err != nil {
+	if err := confdir.InitDB(ctx, os.Stdout, target, cfg, inst); err != nil {
 		return fmt.Errorf("creating the database cluster: %w", err)
 	}
 	if err := inst.Start(ctx); err != nil {

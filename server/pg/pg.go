@@ -392,3 +392,14 @@ func tlsPath(p string) string {
 	}
 	return p
 }
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now,
+// for a throw-away cluster (a restore drill, a benchmark).
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

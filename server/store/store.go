@@ -142,3 +142,11 @@ func readAgain[T any](ctx context.Context, read func() (T, error)) (T, error) {
 	}
 	return v, err
 }
+
+// InRecovery reports whether the database is a standby (a passive's),
+// which refuses changes.
+func (s *Store) InRecovery(ctx context.Context) (bool, error) {
+	var standby bool
+	err := s.pool.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&standby)
+	return standby, err
+}
