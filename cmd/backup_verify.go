@@ -87,7 +87,7 @@ func drill(ctx context.Context, f drillFlags, archive string) (res drillResult, 
 		return res, err
 	}
 	defer os.RemoveAll(work)
-	staged, err := unpackArchive(ctx, archive, f.restoreFlags, filepath.Join(work, "state"))
+	staged, err := restore.Unpack(ctx, archive, restore.Decryption{KeyFile: f.keyFile, PassphraseFile: f.passFile}, filepath.Join(work, "state"))
 	if err != nil {
 		return res, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -109,19 +108,19 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 		labels = append(labels, cfg.HSMStateKey)
 	}
 	for _, label := range labels {
-		if err := checkAdoptable(tok, label); err != nil {
+		if err := hsmkeys.CheckAdoptable(tok, label); err != nil {
 			return err
 		}
 	}
 	var stateKey *hsm.Key
 	var made string
 	if cfg.HSMSealState {
-		if stateKey, made, err = adoptOrCreate(tok, cfg.HSMStateKey, passive); err != nil {
+		if stateKey, made, err = hsmkeys.AdoptOrCreate(tok, cfg.HSMStateKey, passive); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "HSM %s: state key %q %s\n", hsmkeys.Describe(cfg), cfg.HSMStateKey, made)
 	}
-	if _, made, err = adoptOrCreate(tok, keyLabel, passive); err != nil {
+	if _, made, err = hsmkeys.AdoptOrCreate(tok, keyLabel, passive); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "deposit key %q %s\n", keyLabel, made)
@@ -135,7 +134,7 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 		fmt.Fprintln(out, "HSM_SEAL_STATE is false: the secrets stay as they are; the HSM holds the deposit keys")
 	}
 	for _, name := range toSeal {
-		sealed, err := sealStateFile(stateKey, cfg.Path(dir, name))
+		sealed, err := hsmkeys.SealFile(stateKey, cfg.Path(dir, name))
 		if err != nil {
 			return err
 		}
@@ -159,77 +158,6 @@ func keyHSMInit(ctx context.Context, out io.Writer, dir string, cfg config.Confi
 		fmt.Fprintf(out, "%d deposits are still wrapped by the file keyring: run `kts keyhsm migrate`\n", left)
 	}
 	return nil
-}
-
-// checkAdoptable refuses a key the token holds under label unless the token
-// generated it and never lets it out (sensitive, never extractable, AES-256):
-// one planted with a known or extractable value would give its maker every
-// deposit or secret it wraps. A label the token does not hold is fine.
-func checkAdoptable(tok *hsm.Token, label string) error {
-	key, err := tok.Key(label)
-	if errors.Is(err, hsm.ErrNoKey) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	a, err := key.Attributes()
-	if err == nil {
-		err = a.Check()
-	}
-	if err != nil {
-		return fmt.Errorf("the token's key %q cannot be adopted: %w; nothing was changed; "+
-			"a key Trustee uses must be generated in the token (sensitive, never extractable): "+
-			"delete that object (pkcs11-tool --delete-object --type secrkey --label %s) or choose another label", label, err, label)
-	}
-	return nil
-}
-
-// adoptOrCreate finds the token key label, or creates it (never on a
-// passive, which must use the active's keys).
-func adoptOrCreate(tok *hsm.Token, label string, adoptOnly bool) (*hsm.Key, string, error) {
-	key, err := tok.Key(label)
-	if err == nil {
-		return key, "adopted (it was in the token)", nil
-	}
-	if !errors.Is(err, hsm.ErrNoKey) {
-		return nil, "", err
-	}
-	if adoptOnly {
-		return nil, "", fmt.Errorf("the token has no key %q: a passive uses the active's keys; give it the same token (or one holding the same keys) and run keyhsm init on the active first", label)
-	}
-	key, err = tok.GenerateKey(label)
-	if err != nil {
-		return nil, "", err
-	}
-	return key, "created in the token", nil
-}
-
-// sealStateFile replaces the file at path by its sealed form, unless it is
-// sealed already. The sealed file is written next to it and renamed over it.
-func sealStateFile(key *hsm.Key, path string) (bool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return false, err
-	}
-	if hsmkeys.IsSealed(data) {
-		return false, nil
-	}
-	sealed, err := hsmkeys.Seal(key, path, data)
-	clear(data)
-	if err != nil {
-		return false, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".sealing-*")
-	if err != nil {
-		return false, err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(sealed)
-	if err = errors.Join(err, tmp.Sync(), tmp.Close()); err != nil {
-		return false, err
-	}
-	return true, os.Rename(tmp.Name(), path)
 }
 
 func newKeyHSMCheckCommand(dir *string) *cobra.Command {
@@ -333,7 +261,7 @@ func newKeyHSMMigrateCommand(dir *string) *cobra.Command {
 				if _, ok := hsmkeys.Label(cur); !ok {
 					return errors.New("no HSM key wraps new deposits yet; run `kts keyhsm init` first")
 				}
-				n, err := hsmkeys.Rewrap(ctx, db, st.Keyring, cur, progressTo(cmd.OutOrStdout()))
+				n, err := hsmkeys.Rewrap(ctx, db, st.Keyring, cur, hsmkeys.ProgressTo(cmd.OutOrStdout()))
 				if err != nil {
 					return fmt.Errorf("after re-wrapping %d deposits: %w (run migrate again to go on)", n, err)
 				}
@@ -414,11 +342,4 @@ func recordedHSM(cmd *cobra.Command, dir, action string, cfg config.Config, deta
 		return errors.Join(err, rerr)
 	}
 	return err
-}
-
-// progressTo prints re-wrap progress lines.
-func progressTo(out io.Writer) func(done, total int64) {
-	return func(done, total int64) {
-		fmt.Fprintf(out, "re-wrapped %d of %d deposits\n", done, total)
-	}
 }

@@ -333,7 +333,7 @@ func (o memberSetup) bootstrap(ctx context.Context, out io.Writer, cfg config.Co
 		return err
 	}
 	defer os.RemoveAll(work)
-	staged, err := unpackArchive(ctx, o.restoreArchive, restoreFlags{keyFile: o.restoreKey, runAs: o.runAs}, filepath.Join(work, "stage"))
+	staged, err := restore.Unpack(ctx, o.restoreArchive, restore.Decryption{KeyFile: o.restoreKey}, filepath.Join(work, "stage"))
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing was created", o.restoreArchive, err)
 	}
@@ -366,7 +366,7 @@ func (o memberSetup) bootstrap(ctx context.Context, out io.Writer, cfg config.Co
 	if err != nil {
 		return err
 	}
-	c, err := replaceDatabase(ctx, &alone, cfg, pw, staged, o.restoreArchive)
+	c, err := restore.ReplaceDatabase(ctx, &alone, cfg, pw, staged, o.restoreArchive)
 	if err != nil {
 		return fmt.Errorf("loading the database of %s: %w", o.restoreArchive, err)
 	}
@@ -656,7 +656,7 @@ func setupActiveHSM(ctx context.Context, out io.Writer, dir string, inst *pg.Ins
 		fmt.Fprintf(out, "HSM %s: deposit key %q is in the token and wraps new deposits\n", desc, label)
 	} else {
 		label := hsmkeys.KEKLabelPrefix + strconv.Itoa(version+1)
-		_, made, err := adoptOrCreate(st.HSM, label, false)
+		_, made, err := hsmkeys.AdoptOrCreate(st.HSM, label, false)
 		if err != nil {
 			return fmt.Errorf("the HSM %s: %w", desc, err)
 		}
@@ -674,7 +674,7 @@ func setupActiveHSM(ctx context.Context, out io.Writer, dir string, inst *pg.Ins
 	// No server writes meanwhile: the active's is not running yet, and the
 	// passive's forwards its writes to it.
 	fmt.Fprintf(out, "%d deposits are wrapped by another key than %s: re-wrapping them\n", left, cur)
-	n, err := hsmkeys.Rewrap(ctx, db, st.Keyring, cur, progressTo(out))
+	n, err := hsmkeys.Rewrap(ctx, db, st.Keyring, cur, hsmkeys.ProgressTo(out))
 	if err != nil {
 		return fmt.Errorf("after re-wrapping %d deposits: %w (setup goes on where it stopped when run again)", n, err)
 	}

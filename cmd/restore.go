@@ -1,16 +1,13 @@
 package cmd
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -18,7 +15,6 @@ import (
 	"trustee.dev/trustee/server/backup"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
-	"trustee.dev/trustee/server/gnupg"
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/restore"
 	"trustee.dev/trustee/server/store"
@@ -89,7 +85,7 @@ func runRestore(cmd *cobra.Command, f restoreFlags, archive string) error {
 	if err != nil {
 		return err
 	}
-	staged, err := unpackArchive(ctx, archive, f, target)
+	staged, err := restore.Unpack(ctx, archive, restore.Decryption{KeyFile: f.keyFile, PassphraseFile: f.passFile}, target)
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing was changed", archive, err)
 	}
@@ -136,27 +132,6 @@ func runRestore(cmd *cobra.Command, f restoreFlags, archive string) error {
 	}
 	fmt.Fprintf(out, "start its database and the server now: kts db start --confdir %s, then kts server --confdir %s\n", target, target)
 	return nil
-}
-
-// unpackArchive reads, decrypts when needed, checks and stages an archive.
-func unpackArchive(ctx context.Context, archive string, f restoreFlags, target string) (*backup.Staged, error) {
-	file, err := os.Open(archive)
-	if err != nil {
-		return nil, err
-	}
-	defer file.Close()
-	br := bufio.NewReaderSize(file, 64<<10)
-	head, _ := br.Peek(512)
-	var r io.Reader = br
-	var finish func() error
-	if gnupg.IsEncrypted(head) {
-		dec, err := gnupg.Decrypt(ctx, br, gnupg.DecryptOptions{SecretKeyFile: f.keyFile, PassphraseFile: f.passFile})
-		if err != nil {
-			return nil, err
-		}
-		r, finish = dec, dec.Close
-	}
-	return backup.Unpack(r, finish, target)
 }
 
 type serverRestore struct {
@@ -240,10 +215,10 @@ func restoreServer(ctx context.Context, staged *backup.Staged, target string, f 
 	if err != nil {
 		return refuse(err)
 	}
-	if err := checkPassiveAttached(ctx, inst, cfg, pw); err != nil {
+	if err := restore.CheckPassiveAttached(ctx, inst, cfg, pw); err != nil {
 		return refuse(err)
 	}
-	if res.contents, err = replaceDatabase(ctx, inst, cfg, pw, staged, archive); err != nil {
+	if res.contents, err = restore.ReplaceDatabase(ctx, inst, cfg, pw, staged, archive); err != nil {
 		return refuse(err)
 	}
 	// The anchor names a checkpoint of the replaced chain; the server
@@ -309,73 +284,9 @@ func restoreFresh(ctx context.Context, staged *backup.Staged, target string, ins
 	if err != nil {
 		return err
 	}
-	if res.contents, err = replaceDatabase(ctx, inst, cfg, pw, staged, archive); err != nil {
+	if res.contents, err = restore.ReplaceDatabase(ctx, inst, cfg, pw, staged, archive); err != nil {
 		return err
 	}
 	started = false
 	return inst.Stop(context.WithoutCancel(ctx))
-}
-
-// replaceDatabase replaces the server's database by the staged archive's
-// dump in one step, after checking what it holds and recording the
-// restore in its audit chain; it returns what the restored database holds.
-func replaceDatabase(ctx context.Context, inst *pg.Instance, cfg config.Config, pw string, staged *backup.Staged, archive string) (contents store.Contents, err error) {
-	dump, err := os.Open(staged.File(staged.Dump))
-	if err != nil {
-		return contents, err
-	}
-	defer dump.Close()
-	replaced := replacedChain(ctx, inst, cfg, pw)
-	err = inst.Replace(ctx, pw, cfg.DBName, dump, func(ctx context.Context, conn *pgx.Conn) error {
-		var err error
-		if contents, err = store.ReadContents(ctx, conn); err != nil {
-			return err
-		}
-		// The restore is recorded in the restored database's audit chain
-		// before that database is put in place: it fails closed.
-		if err := store.MigrateConn(ctx, conn); err != nil {
-			return err
-		}
-		details := map[string]any{"archive": filepath.Base(archive), "backup_host": staged.Host,
-			"backup_time": staged.Created.UTC().Format(time.RFC3339), "server_key": staged.Fingerprint,
-			"organizations": contents.Organizations, "clients": contents.Clients, "deposits": contents.Deposits}
-		for k, v := range replaced {
-			details[k] = v
-		}
-		return store.RecordChangeOn(ctx, conn, audit.Change(ctx, audit.ActionRestore, "database:"+cfg.DBName, audit.OutcomeOK, details))
-	})
-	return contents, err
-}
-
-// replacedChain describes the audit chain of the database a restore
-// replaces (its head), for the restore's record: the records after the
-// backup leave with that database.
-func replacedChain(ctx context.Context, inst *pg.Instance, cfg config.Config, pw string) map[string]any {
-	conn, err := pgx.Connect(ctx, inst.ConnString(cfg.DBName, pw))
-	if err != nil {
-		return map[string]any{"replaced_chain": "none"}
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var seq int64
-	var hash []byte
-	if err := conn.QueryRow(ctx, `SELECT seq, hash FROM audit_head`).Scan(&seq, &hash); err != nil {
-		return map[string]any{"replaced_chain": "none"}
-	}
-	return map[string]any{"replaced_chain_seq": seq, "replaced_chain_hash": fmt.Sprintf("%x", hash)}
-}
-
-// checkPassiveAttached refuses to restore on the active of a pair while
-// its passive is away: the restore is a write, and writes need both.
-func checkPassiveAttached(ctx context.Context, inst *pg.Instance, cfg config.Config, pw string) error {
-	if cfg.StandbyName == "" {
-		return nil
-	}
-	st, err := inst.ReplicationStatus(ctx, pw)
-	if err != nil {
-		return err
-	}
-	if !st.Attached || st.SyncState != "sync" {
-		return fmt.Errorf("the passive's database (%s) is not connected to this active: writes, a restore too, need both servers; start it first", cfg.StandbyName)
-	}
-	return nil
 }

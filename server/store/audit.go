@@ -245,3 +245,8 @@ func (c AuditChain) Head(ctx context.Context) (audit.Head, bool, error) { return
 
 // Append implements audit.Signable.
 func (c AuditChain) Append(ctx context.Context, e audit.Event) error { return c.RecordChange(ctx, e) }
+
+// ReadAuditHead reads the database chain's head through q.
+func ReadAuditHead(ctx context.Context, q Querier) (audit.Head, error) {
+	return scanHead(q.QueryRow(ctx, `SELECT seq, hash FROM audit_head`))
+}
