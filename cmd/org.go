@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,10 +16,6 @@ import (
 	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
 )
-
-// hiddenSecret stands where the reference tool prints the auth code: codes
-// are stored only as hashes and can't be shown.
-const hiddenSecret = "<hidden>"
 
 func newOrgCommand() *cobra.Command {
 	var dir string
@@ -39,22 +33,7 @@ never shown; choose the code you hand to clients with set-auth.`,
 	cmd.PersistentFlags().StringVarP(&dir, "confdir", "", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
 	withStore := func(run func(ctx context.Context, cmd *cobra.Command, db *store.Store) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
-			// In a pair a change commits only once the passive confirms it.
-			ctx, cancel := context.WithTimeout(cmd.Context(), adminTimeout)
-			defer cancel()
-			db, err := localdb.Open(ctx, dir)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			err = run(ctx, cmd, db)
-			if cfg, cerr := config.Load(dir); cerr == nil {
-				err = orgadmin.OnPassive(err, cfg.ActiveURL, cfg.ActiveDB)
-			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("the database did not confirm within %v; if this server is the active of a pair, is the passive running? The change may or may not have been applied: check with list", adminTimeout)
-			}
-			return err
+			return localdb.Change(cmd.Context(), dir, func(ctx context.Context, db *store.Store) error { return run(ctx, cmd, db) })
 		}
 	}
 
@@ -110,7 +89,7 @@ never shown; choose the code you hand to clients with set-auth.`,
 					return err
 				}
 			}
-			return writeOrgList(cmd.OutOrStdout(), orgs, keys)
+			return writeJSONOut(cmd.OutOrStdout(), orgadmin.OrgListing(orgs, keys))
 		}),
 	}
 
@@ -149,7 +128,7 @@ never shown; choose the code you hand to clients with set-auth.`,
 			Short: short,
 			Args:  cobra.NoArgs,
 			RunE: withStore(func(ctx context.Context, cmd *cobra.Command, db *store.Store) error {
-				fp, err := normalizeFingerprint(fingerprint)
+				fp, err := orgadmin.FingerprintFlag(fingerprint)
 				if err != nil {
 					return err
 				}
@@ -174,12 +153,7 @@ never shown; choose the code you hand to clients with set-auth.`,
 			if err != nil {
 				return err
 			}
-			out := make([]map[string]any, len(cs))
-			for i, c := range cs {
-				out[i] = map[string]any{"fingerprint": c.Fingerprint, "key_id": c.KeyID, "org": c.OrgName,
-					"state": c.State, "registered": c.Registered.UTC().Format(orgTimeLayout), "source": c.SourceAddr}
-			}
-			return writeJSONOut(cmd.OutOrStdout(), out)
+			return writeJSONOut(cmd.OutOrStdout(), orgadmin.ClientListing(cs))
 		}),
 	}
 	clients.Flags().StringVarP(&name, "name", "n", "", "only this organization")
@@ -190,14 +164,14 @@ never shown; choose the code you hand to clients with set-auth.`,
 		Short: `Set when an organization expires (RFC 3339, e.g. 2027-06-30T00:00:00Z, or "never"); its clients are refused from then on`,
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(ctx context.Context, cmd *cobra.Command, db *store.Store) error {
-			t, err := parseExpiration(expiration)
+			t, err := orgadmin.ParseExpiration(expiration)
 			if err != nil {
 				return err
 			}
 			if err := db.SetExpiration(ctx, name, t); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "organization %s expires %s\n", name, t.UTC().Format(orgTimeLayout))
+			fmt.Fprintf(cmd.OutOrStdout(), "organization %s expires %s\n", name, t.UTC().Format(orgadmin.TimeLayout))
 			return nil
 		}),
 	}
@@ -226,73 +200,8 @@ never shown; choose the code you hand to clients with set-auth.`,
 	return cmd
 }
 
-// adminTimeout bounds an administration command.
-const adminTimeout = 30 * time.Second
-
-const orgTimeLayout = "2006-01-02T15:04:05"
-
-// writeOrgList prints organizations keyed by name, in the reference tool's shape.
-// writeOrgList prints organizations as the reference tool does; key_info
-// maps the contacts who registered an OpenPGP key to its fingerprint (null
-// when none did).
-func writeOrgList(w io.Writer, orgs []store.Organization, contactKeys map[string]map[string]string) error {
-	out := make(map[string]any, len(orgs))
-	for _, o := range orgs {
-		secret := hiddenSecret
-		if o.AuthHash == "" {
-			secret = ""
-		}
-		var keyInfo any
-		if len(contactKeys[o.Name]) > 0 {
-			keyInfo = contactKeys[o.Name]
-		}
-		contacts := o.Contacts
-		if contacts == nil {
-			contacts = []string{}
-		}
-		out[o.Name] = map[string]any{
-			"auth_secret": secret,
-			"contacts":    contacts,
-			"creation":    o.Creation.UTC().Format(orgTimeLayout),
-			"expiration":  o.Expiration.UTC().Format(orgTimeLayout),
-			"key_info":    keyInfo,
-			"name":        o.Name,
-			"state":       o.State,
-			"uuid":        o.UUID,
-		}
-	}
-	return writeJSONOut(w, out)
-}
-
 func writeJSONOut(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "    ")
 	return enc.Encode(v)
-}
-
-// normalizeFingerprint accepts a fingerprint with spaces or lower case, as
-// gpg prints it, and returns 40 upper-case hex digits.
-func normalizeFingerprint(s string) (string, error) {
-	fp, err := orgadmin.ParseFingerprint(s)
-	if err != nil {
-		return "", fmt.Errorf("--fingerprint %q: want the client's 40-hex-digit OpenPGP fingerprint (see list-clients)", s)
-	}
-	return fp, nil
-}
-
-// openAdminStore connects to the database of a state directory, as the
-// administrator tools do: directly, never through the client API.
-// neverExpires is the expiration of an organization that does not expire.
-var neverExpires = store.NeverExpires
-
-// parseExpiration reads set-expiration's time.
-func parseExpiration(s string) (time.Time, error) {
-	if s == "never" {
-		return neverExpires, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("--expiration %q: give a time as 2027-06-30T00:00:00Z (RFC 3339), or \"never\"", s)
-	}
-	return t, nil
 }

@@ -10,10 +10,12 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -143,4 +145,30 @@ func JoinDetails(ds ...map[string]any) map[string]any {
 		}
 	}
 	return out
+}
+
+// ChangeTimeout bounds an administration command: in a pair a change
+// commits only once the passive confirms it.
+const ChangeTimeout = 30 * time.Second
+
+// Change opens the database of the state directory dir and runs change on
+// it within ChangeTimeout. On a passive, the error says where to make the
+// change instead; when the database did not confirm in time, it says the
+// change may or may not have been applied.
+func Change(ctx context.Context, dir string, change func(context.Context, *store.Store) error) error {
+	ctx, cancel := context.WithTimeout(ctx, ChangeTimeout)
+	defer cancel()
+	db, err := Open(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	err = change(ctx, db)
+	if cfg, cerr := config.Load(dir); cerr == nil {
+		err = orgadmin.OnPassive(err, cfg.ActiveURL, cfg.ActiveDB)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("the database did not confirm within %v; if this server is the active of a pair, is the passive running? The change may or may not have been applied: check with list", ChangeTimeout)
+	}
+	return err
 }
