@@ -6,34 +6,24 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"reflect"
 	"strconv"
 	"time"
 
-	"trustee.dev/trustee/server/config"
-)
-
-// Local addresses of the demo's MTA (mailpit), when `kts dev` runs one.
-const (
-	devMailSMTP = 11025
-	devMailHTTP = 11080
+	"trustee.dev/trustee/server/devpair"
 )
 
 // startDevMail runs mailpit (the binary at path) as the demo's MTA, with its
 // messages kept under dir, and points both servers' mail at it. It returns
 // the process, to be stopped on the way out.
 func startDevMail(ctx context.Context, path, dir string, stateDirs ...string) (*process, error) {
-	cmd := exec.CommandContext(ctx, path,
-		"--smtp", "127.0.0.1:"+strconv.Itoa(devMailSMTP), "--listen", "127.0.0.1:"+strconv.Itoa(devMailHTTP),
-		"--database", filepath.Join(dir, "mail.db"), "--disable-version-check", "--smtp-disable-rdns", "--quiet")
+	cmd := exec.CommandContext(ctx, path, devpair.MailpitArgs(dir)...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start mailpit: %w", err)
 	}
 	p := &process{cmd: cmd, exited: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.exited) }()
-	addr := "127.0.0.1:" + strconv.Itoa(devMailSMTP)
+	addr := "127.0.0.1:" + strconv.Itoa(devpair.MailSMTP)
 	for deadline := time.Now().Add(15 * time.Second); ; {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -46,20 +36,9 @@ func startDevMail(ctx context.Context, path, dir string, stateDirs ...string) (*
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, d := range stateDirs {
-		cfg, err := config.Load(d)
-		if err != nil {
-			p.stop()
-			return nil, err
-		}
-		want := cfg
-		want.SMTPHost, want.SMTPPort, want.SMTPTLS, want.ExternalURL = "127.0.0.1", devMailSMTP, "none", "https://127.0.0.1:"+strconv.Itoa(devActiveAPI)
-		if !reflect.DeepEqual(want, cfg) {
-			if err := want.Save(d); err != nil {
-				p.stop()
-				return nil, err
-			}
-		}
+	if err := devpair.UseMailpit(stateDirs...); err != nil {
+		p.stop()
+		return nil, err
 	}
 	return p, nil
 }
