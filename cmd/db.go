@@ -2,11 +2,9 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 
@@ -72,19 +70,7 @@ active's database with pg_basebackup and runs it as a hot standby.`,
 				if err != nil {
 					return err
 				}
-				switch role {
-				case "":
-					if inst.Initialized() {
-						fmt.Fprintf(cmd.OutOrStdout(), "PostgreSQL cluster in %s already exists; nothing changed\n", inst.DataDir)
-						return nil
-					}
-					return confdir.InitDB(cmd.Context(), os.Stdout, dir, cfg, inst)
-				case config.RoleActive:
-					return confdir.PairActive(cmd.Context(), os.Stdout, dir, cfg, runAs)
-				case config.RolePassive:
-					return confdir.InitPassive(cmd.Context(), os.Stdout, dir, cfg, inst)
-				}
-				return fmt.Errorf("--role %q: use active or passive (or leave it out for a single server)", role)
+				return confdir.InitDBRole(cmd.Context(), cmd.OutOrStdout(), dir, cfg, inst, role, runAs)
 			},
 		},
 		&cobra.Command{
@@ -99,14 +85,7 @@ directory under a new name, and copies the active's database again.`,
 				if err != nil {
 					return err
 				}
-				if cfg.Role != config.RolePassive {
-					return fmt.Errorf("%s is not a passive's state directory; only a passive is re-seeded", dir)
-				}
-				host, port, pw, err := confdir.ActiveDB(dir, cfg)
-				if err != nil {
-					return err
-				}
-				if err := inst.Reseed(cmd.Context(), host, port, pw); err != nil {
+				if err := confdir.Reseed(cmd.Context(), dir, cfg, inst); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "re-seeded from the active; start it with `kts db start`")
@@ -226,20 +205,10 @@ func runDB(ctx context.Context, log io.Writer, inst *pg.Instance) error {
 		}
 	}()
 	err := inst.Run(ctx, pg.RunOptions{Log: log, Reload: reload})
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
+	code, failed := pg.ExitStatus(err)
+	if !failed {
 		return err
 	}
 	fmt.Fprintf(log, "kts db run: %v\n", err)
-	code := ee.ExitCode()
-	if ws, ok := ee.Sys().(interface {
-		Signaled() bool
-		Signal() syscall.Signal
-	}); ok && ws.Signaled() {
-		code = 128 + int(ws.Signal())
-	}
-	if code <= 0 {
-		code = 1
-	}
 	return exitError(code)
 }

@@ -176,3 +176,33 @@ func readSecretFile(path string) (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
+
+// InitDBRole is `kts db init --role ROLE`: the cluster of a single server
+// (role ""), the active of a pair, or a passive's copy of the active's.
+func InitDBRole(ctx context.Context, out io.Writer, dir string, cfg config.Config, inst *pg.Instance, role, runAs string) error {
+	switch role {
+	case "":
+		if inst.Initialized() {
+			fmt.Fprintf(out, "PostgreSQL cluster in %s already exists; nothing changed\n", inst.DataDir)
+			return nil
+		}
+		return InitDB(ctx, out, dir, cfg, inst)
+	case config.RoleActive:
+		return PairActive(ctx, out, dir, cfg, runAs)
+	case config.RolePassive:
+		return InitPassive(ctx, out, dir, cfg, inst)
+	}
+	return fmt.Errorf("--role %q: use active or passive (or leave it out for a single server)", role)
+}
+
+// Reseed copies the active's database anew onto the passive of dir.
+func Reseed(ctx context.Context, dir string, cfg config.Config, inst *pg.Instance) error {
+	if cfg.Role != config.RolePassive {
+		return fmt.Errorf("%s is not a passive's state directory; only a passive is re-seeded", dir)
+	}
+	host, port, pw, err := ActiveDB(dir, cfg)
+	if err != nil {
+		return err
+	}
+	return inst.Reseed(ctx, host, port, pw)
+}
