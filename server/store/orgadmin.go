@@ -21,22 +21,10 @@ var NeverExpires = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 // organization, whether it was created, and the contacts it had before.
 func (s *Store) PutOrganization(ctx context.Context, name string, contacts []string, authHash string, now time.Time) (o Organization, created bool, before []string, err error) {
 	put := func(tx pgx.Tx) ([]audit.Event, error) {
-		o, err = scanOrg(tx.QueryRow(ctx, `SELECT `+orgColumns+` FROM organizations WHERE name = $1 FOR UPDATE`, name))
-		if noRows(err) {
-			created, before = true, nil
-			uuid, err := newUUID()
-			if err != nil {
-				return nil, err
-			}
-			o, err = scanOrg(tx.QueryRow(ctx, `INSERT INTO organizations(uuid, name, contacts, auth_hash)
-				VALUES ($1, $2, $3, $4) RETURNING `+orgColumns, uuid, name, contacts, authHash))
-			if err != nil {
-				return nil, err
-			}
-			return []audit.Event{orgCreated(ctx, o)}, nil
-		}
-		if err != nil {
-			return nil, err
+		var events []audit.Event
+		o, events, err = lockOrCreateOrg(ctx, tx, name, contacts, authHash)
+		if created, before = events != nil, nil; created || err != nil {
+			return events, err
 		}
 		created, before = false, o.Contacts
 		expired := !o.Expiration.After(now)

@@ -27,22 +27,10 @@ type Organization struct {
 // one (the reference tool's `add` does both). created reports which.
 func (s *Store) AddOrganization(ctx context.Context, name string, contacts []string, authHash string) (o Organization, created bool, err error) {
 	err = s.audited(ctx, func(tx pgx.Tx) ([]audit.Event, error) {
-		o, err = scanOrg(tx.QueryRow(ctx, `SELECT `+orgColumns+` FROM organizations WHERE name = $1 FOR UPDATE`, name))
-		if noRows(err) {
-			created = true
-			uuid, err := newUUID()
-			if err != nil {
-				return nil, err
-			}
-			o, err = scanOrg(tx.QueryRow(ctx, `INSERT INTO organizations(uuid, name, contacts, auth_hash)
-				VALUES ($1, $2, $3, $4) RETURNING `+orgColumns, uuid, name, contacts, authHash))
-			if err != nil {
-				return nil, err
-			}
-			return []audit.Event{orgCreated(ctx, o)}, nil
-		}
-		if err != nil {
-			return nil, err
+		var made []audit.Event
+		o, made, err = lockOrCreateOrg(ctx, tx, name, contacts, authHash)
+		if created = made != nil; created || err != nil {
+			return made, err
 		}
 		before := o.Contacts
 		o, err = scanOrg(tx.QueryRow(ctx, `UPDATE organizations
@@ -54,6 +42,26 @@ func (s *Store) AddOrganization(ctx context.Context, name string, contacts []str
 		return []audit.Event{orgContacts(ctx, o, before, nil)}, nil
 	})
 	return o, created, err
+}
+
+// lockOrCreateOrg locks the organization name, or creates it with
+// contacts and authHash, returning the audit event of its creation (nil
+// when it existed).
+func lockOrCreateOrg(ctx context.Context, tx pgx.Tx, name string, contacts []string, authHash string) (Organization, []audit.Event, error) {
+	o, err := scanOrg(tx.QueryRow(ctx, `SELECT `+orgColumns+` FROM organizations WHERE name = $1 FOR UPDATE`, name))
+	if !noRows(err) {
+		return o, nil, err
+	}
+	uuid, err := newUUID()
+	if err != nil {
+		return o, nil, err
+	}
+	o, err = scanOrg(tx.QueryRow(ctx, `INSERT INTO organizations(uuid, name, contacts, auth_hash)
+		VALUES ($1, $2, $3, $4) RETURNING `+orgColumns, uuid, name, contacts, authHash))
+	if err != nil {
+		return o, nil, err
+	}
+	return o, []audit.Event{orgCreated(ctx, o)}, nil
 }
 
 // OrgObject is how audit records name an organization.
