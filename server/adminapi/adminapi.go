@@ -28,6 +28,8 @@ import (
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/server/wire"
+	"trustee.dev/trustee/server/wire/adminv1"
 )
 
 // MaxBodyBytes is the largest request body accepted.
@@ -88,36 +90,6 @@ func New(o Options) *Handler {
 	h.mux.HandleFunc("POST /admin/v1/organizations/{name}/retire", h.handle(true, h.retire))
 	return h
 }
-
-// Organization is an organization as the API shows it.
-type Organization struct {
-	Name     string   `json:"name"`
-	UUID     string   `json:"uuid"`
-	Contacts []string `json:"contacts"`
-	// Expires is when the organization expires (or expired); null: never.
-	Expires *time.Time   `json:"expires"`
-	Clients ClientCounts `json:"clients"`
-}
-
-// ClientCounts counts an organization's clients by state.
-type ClientCounts struct {
-	Active   int `json:"active"`
-	Pending  int `json:"pending"`
-	Disabled int `json:"disabled"`
-}
-
-// Request bodies. Unknown fields are refused.
-type (
-	organizationRequest struct {
-		Contacts []string `json:"contacts"`
-	}
-	authCodeRequest struct {
-		AuthCode *string `json:"auth_code"`
-	}
-	clientStateRequest struct {
-		State *string `json:"state"`
-	}
-)
 
 // ServeHTTP serves a request, logging it with the admin's identity.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -226,7 +198,7 @@ func (h *Handler) getOrganization(w http.ResponseWriter, r *http.Request, name s
 }
 
 func (h *Handler) putOrganization(w http.ResponseWriter, r *http.Request, name string) error {
-	var req organizationRequest
+	var req adminv1.OrganizationRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
@@ -247,7 +219,7 @@ func (h *Handler) putOrganization(w http.ResponseWriter, r *http.Request, name s
 }
 
 func (h *Handler) putAuthCode(w http.ResponseWriter, r *http.Request, name string) error {
-	var req authCodeRequest
+	var req adminv1.AuthCodeRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
@@ -266,7 +238,7 @@ func (h *Handler) putClientState(w http.ResponseWriter, r *http.Request, name st
 	if err != nil {
 		return newError(http.StatusBadRequest, "invalid_fingerprint", err.Error())
 	}
-	var req clientStateRequest
+	var req adminv1.ClientStateRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
@@ -313,8 +285,8 @@ func (h *Handler) writeOrganization(w http.ResponseWriter, r *http.Request, o st
 	if err != nil {
 		return err
 	}
-	out := Organization{Name: o.Name, UUID: o.UUID, Contacts: o.Contacts,
-		Clients: ClientCounts{Active: counts[store.StateActive], Pending: counts[store.StatePending], Disabled: counts[store.StateDisabled]}}
+	out := adminv1.Organization{Name: o.Name, UUID: o.UUID, Contacts: o.Contacts,
+		Clients: adminv1.ClientCounts{Active: counts[store.StateActive], Pending: counts[store.StatePending], Disabled: counts[store.StateDisabled]}}
 	if out.Contacts == nil {
 		out.Contacts = []string{}
 	}
@@ -446,12 +418,6 @@ func classify(err error) *apiError {
 	return newError(http.StatusInternalServerError, "internal", "the server failed to handle the request; its log has the details")
 }
 
-// errorBody is the JSON body of every 4xx and 5xx answer.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := classify(err)
 	switch {
@@ -460,7 +426,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case ae.status >= 500:
 		h.log.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, ae.status, errorBody{Error: ae.code, Message: ae.message})
+	writeJSON(w, ae.status, wire.ErrorBody{Error: ae.code, Message: ae.message})
 }
 
 // noRoute answers a request no route takes: 405 with Allow when the path

@@ -16,6 +16,7 @@ import (
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/server/wire"
 )
 
 // apiError is an error with the HTTP status, the stable code and the
@@ -38,10 +39,7 @@ var errAuditUnavailable = newError(http.StatusServiceUnavailable, "audit_unavail
 	"the server could not record this request in its audit log, so it did not carry it out (nothing was changed); retry later, or use the other server of the pair")
 
 // errorBody is the JSON body of every 4xx and 5xx answer.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
+type errorBody = wire.ErrorBody
 
 // classify maps a domain error to what the client is told. Messages of
 // domain errors are safe to show: they never hold secrets.

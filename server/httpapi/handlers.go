@@ -19,6 +19,7 @@ import (
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/server/wire/clientv1"
 )
 
 // handleLookup answers the HKP lookups GnuPG's dirmngr sends: op=get (what
@@ -76,23 +77,6 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 	w.Write(index)
 }
 
-// registerRequest is the body of POST /v1/register.
-type registerRequest struct {
-	Org       string `json:"org"`
-	AuthCode  string `json:"auth_code"`
-	PublicKey string `json:"public_key"`
-	Hostname  string `json:"hostname,omitempty"` // the client's own name for its host, for the contacts' mail
-}
-
-type registerResponse struct {
-	Fingerprint       string `json:"fingerprint"`
-	KeyID             string `json:"key_id"`
-	Org               string `json:"org"`
-	State             string `json:"state"`
-	ServerFingerprint string `json:"server_fingerprint"`
-	Message           string `json:"message"`
-}
-
 // maxRegisterBody bounds a registration body: a public key and two short strings.
 const maxRegisterBody = 128 << 10
 
@@ -125,7 +109,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		refuse(err)
 		return
 	}
-	var req registerRequest
+	var req clientv1.RegisterRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err = dec.Decode(&req)
@@ -214,7 +198,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 			s.log.ErrorContext(r.Context(), "queueing the client registration mail", "contact", contact, "err", err)
 		}
 	}
-	writeJSON(w, http.StatusCreated, registerResponse{
+	writeJSON(w, http.StatusCreated, clientv1.Registration{
 		Fingerprint: c.Fingerprint, KeyID: c.KeyID, Org: o.Name, State: string(state),
 		ServerFingerprint: s.opts.ServerKey.ID(), Message: msg,
 	})
@@ -229,7 +213,7 @@ const MaxHostnameLen = 253
 // than an administrator can set, and a host name of at most MaxHostnameLen
 // letters, digits, dots, hyphens and underscores (it is quoted in mail).
 // The public key is bounded by the body's limit and checked when parsed.
-func validateRegistration(req registerRequest) error {
+func validateRegistration(req clientv1.RegisterRequest) error {
 	if err := org.ValidateName(req.Org); err != nil {
 		return err
 	}
@@ -273,11 +257,6 @@ func sourceAddr(r *http.Request) string {
 	return host
 }
 
-type sessionResponse struct {
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
 // handleSession trades one signed request for a short-lived session token.
 func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	_, digest, err := s.readBody(w, r, 4<<10, "session request")
@@ -306,7 +285,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, sessionResponse{Token: token, ExpiresAt: expires.UTC()})
+	writeJSON(w, http.StatusCreated, clientv1.Session{Token: token, ExpiresAt: expires.UTC()})
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
@@ -327,7 +306,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/deposits/"+name)
-	out, _ := json.Marshal(depositInfo{Name: name, Size: len(body), Created: created.UTC()})
+	out, _ := json.Marshal(clientv1.Deposit{Name: name, Size: len(body), Created: created.UTC()})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	w.Write(append(out, '\n'))
@@ -371,12 +350,6 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-type depositInfo struct {
-	Name    string    `json:"name"`
-	Size    int       `json:"size"`
-	Created time.Time `json:"created"`
-}
-
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	id, err := s.authenticateNoBody(w, r)
 	if err != nil {
@@ -393,11 +366,11 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]depositInfo, len(list))
+	out := make([]clientv1.Deposit, len(list))
 	for i, d := range list {
-		out[i] = depositInfo{Name: d.Name, Size: d.Size, Created: d.Created.UTC()}
+		out[i] = clientv1.Deposit{Name: d.Name, Size: d.Size, Created: d.Created.UTC()}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deposits": out})
+	writeJSON(w, http.StatusOK, clientv1.DepositList{Deposits: out})
 }
 
 // emptyDigest is the SHA-256 of no body.
