@@ -21,8 +21,8 @@ func TestUnfinishedRequestsSayWhatHappened(t *testing.T) {
 		{fmt.Errorf("put: %w", context.DeadlineExceeded), http.StatusServiceUnavailable, "timeout"},
 		{fmt.Errorf("put: %w", context.Canceled), 499, "canceled"},
 	} {
-		if got := classify(c.err); got.status != c.status || got.code != c.code {
-			t.Errorf("%v: %d %s; want %d %s", c.err, got.status, got.code, c.status, c.code)
+		if got := classify(c.err); got.Status != c.status || got.Code != c.code {
+			t.Errorf("%v: %d %s; want %d %s", c.err, got.Status, got.Code, c.status, c.code)
 		}
 	}
 }
