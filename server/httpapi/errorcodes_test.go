@@ -18,18 +18,14 @@ var (
 	jsonError = regexp.MustCompile(`"error":\s*"([a-z0-9_]+)"`)
 )
 
-// failureCodes reads the codes package apierror gives the infrastructure
-// failures: each entry Failure: {status, "code", ...} of its table, by the
-// Failure's name. An API sends such a code where it names the Failure
-// (apierror.Timeout).
-func failureCodes(t *testing.T) map[string]string {
+// inspectDir calls inspect on every node of the Go files of dir, tests left
+// out.
+func inspectDir(t *testing.T, fset *token.FileSet, dir string, inspect func(ast.Node) bool) {
 	t.Helper()
-	out := map[string]string{}
-	files, err := filepath.Glob("../apierror/*.go")
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no Go files in ../apierror: %v", err)
+		t.Fatalf("no Go files in %s: %v", dir, err)
 	}
-	fset := token.NewFileSet()
 	for _, file := range files {
 		if strings.HasSuffix(file, "_test.go") {
 			continue
@@ -38,27 +34,37 @@ func failureCodes(t *testing.T) map[string]string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			kv, ok := n.(*ast.KeyValueExpr)
-			if !ok {
-				return true
-			}
-			name, ok := kv.Key.(*ast.Ident)
-			lit, isLit := kv.Value.(*ast.CompositeLit)
-			if !ok || !isLit {
-				return true
-			}
-			for _, e := range lit.Elts {
-				if b, ok := e.(*ast.BasicLit); ok && b.Kind == token.STRING {
-					if s, err := strconv.Unquote(b.Value); err == nil && codeShape.MatchString(s) {
-						out[name.Name] = s
-						break
-					}
+		ast.Inspect(f, inspect)
+	}
+}
+
+// failureCodes reads the codes package apierror gives the infrastructure
+// failures: each entry Failure: {status, "code", ...} of its table, by the
+// Failure's name. An API sends such a code where it names the Failure
+// (apierror.Timeout).
+func failureCodes(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	inspectDir(t, token.NewFileSet(), "../apierror", func(n ast.Node) bool {
+		kv, ok := n.(*ast.KeyValueExpr)
+		if !ok {
+			return true
+		}
+		name, ok := kv.Key.(*ast.Ident)
+		lit, isLit := kv.Value.(*ast.CompositeLit)
+		if !ok || !isLit {
+			return true
+		}
+		for _, e := range lit.Elts {
+			if b, ok := e.(*ast.BasicLit); ok && b.Kind == token.STRING {
+				if s, err := strconv.Unquote(b.Value); err == nil && codeShape.MatchString(s) {
+					out[name.Name] = s
+					break
 				}
 			}
-			return true
-		})
-	}
+		}
+		return true
+	})
 	if len(out) < 5 {
 		t.Fatalf("found only %d failure codes in ../apierror: the scan has stopped seeing them", len(out))
 	}
@@ -88,55 +94,42 @@ func sentCodes(t *testing.T, dirs ...string) map[string]string {
 		}
 	}
 	for _, dir := range dirs {
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no Go files in %s: %v", dir, err)
-		}
-		for _, file := range files {
-			if strings.HasSuffix(file, "_test.go") {
-				continue
-			}
-			f, err := parser.ParseFile(fset, file, nil, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ast.Inspect(f, func(n ast.Node) bool {
-				switch n := n.(type) {
+		inspectDir(t, fset, dir, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				if x, ok := n.X.(*ast.Ident); ok && x.Name == "apierror" && failures[n.Sel.Name] != "" {
+					out[failures[n.Sel.Name]] = fset.Position(n.Pos()).String()
+				}
+			case *ast.CallExpr:
+				var name string
+				switch fn := n.Fun.(type) {
+				case *ast.Ident:
+					name = fn.Name
 				case *ast.SelectorExpr:
-					if x, ok := n.X.(*ast.Ident); ok && x.Name == "apierror" && failures[n.Sel.Name] != "" {
-						out[failures[n.Sel.Name]] = fset.Position(n.Pos()).String()
-					}
-				case *ast.CallExpr:
-					var name string
-					switch fn := n.Fun.(type) {
-					case *ast.Ident:
-						name = fn.Name
-					case *ast.SelectorExpr:
-						name = fn.Sel.Name
-						if x, ok := fn.X.(*ast.Ident); ok && x.Name == "apierror" && name == "New" {
-							name = "apierror.NewError"
-						}
-					}
-					if strings.Contains(name, "Error") && name != "Error" && name != "ErrorContext" && name != "Errorf" {
-						for _, a := range n.Args {
-							add(a, a.Pos())
-						}
-					}
-				case *ast.KeyValueExpr:
-					if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Error" {
-						add(n.Value, n.Pos())
-					}
-				case *ast.BasicLit:
-					if n.Kind == token.STRING {
-						s, _ := strconv.Unquote(n.Value)
-						for _, m := range jsonError.FindAllStringSubmatch(s, -1) {
-							out[m[1]] = fset.Position(n.Pos()).String()
-						}
+					name = fn.Sel.Name
+					if x, ok := fn.X.(*ast.Ident); ok && x.Name == "apierror" && name == "New" {
+						name = "apierror.NewError"
 					}
 				}
-				return true
-			})
-		}
+				if strings.Contains(name, "Error") && name != "Error" && name != "ErrorContext" && name != "Errorf" {
+					for _, a := range n.Args {
+						add(a, a.Pos())
+					}
+				}
+			case *ast.KeyValueExpr:
+				if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Error" {
+					add(n.Value, n.Pos())
+				}
+			case *ast.BasicLit:
+				if n.Kind == token.STRING {
+					s, _ := strconv.Unquote(n.Value)
+					for _, m := range jsonError.FindAllStringSubmatch(s, -1) {
+						out[m[1]] = fset.Position(n.Pos()).String()
+					}
+				}
+			}
+			return true
+		})
 	}
 	return out
 }
