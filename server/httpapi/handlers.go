@@ -81,9 +81,10 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 const maxRegisterBody = 128 << 10
 
 // handleRegister registers a client key with an organization: it decodes
-// the request, checks its fields, proves that the caller holds the key (the
-// request is signed by it) and calls the registration service. The request
-// is signed by the key being registered.
+// the request, checks its fields and the rate limit, checks that the
+// request is signed by the key it registers (which proves the caller holds
+// it), calls the registration service (package registration) and renders
+// its answer.
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	// A refused registration is recorded in the journal, under the
 	// fingerprint of the key sent once it is known; an accepted one by the
