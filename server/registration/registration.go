@@ -113,12 +113,12 @@ type CodeChecker interface {
 	Matches(ctx context.Context, stored, presented string) (bool, error)
 }
 
-// Service registers clients.
+// Service registers clients. Every field is needed.
 type Service struct {
 	Store Store
 	Codes CodeChecker
-	Now   func() time.Time
-	Log   *slog.Logger
+	Now   func() time.Time // the clock an organization's expiry is read by
+	Log   *slog.Logger     // registrations made, mail that could not be queued
 }
 
 // Result is a registration made.
