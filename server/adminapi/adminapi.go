@@ -22,12 +22,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
+	"trustee.dev/trustee/server/apierror"
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/server/wire"
+	"trustee.dev/trustee/server/wire/adminv1"
 )
 
 // MaxBodyBytes is the largest request body accepted.
@@ -89,36 +90,6 @@ func New(o Options) *Handler {
 	return h
 }
 
-// Organization is an organization as the API shows it.
-type Organization struct {
-	Name     string   `json:"name"`
-	UUID     string   `json:"uuid"`
-	Contacts []string `json:"contacts"`
-	// Expires is when the organization expires (or expired); null: never.
-	Expires *time.Time   `json:"expires"`
-	Clients ClientCounts `json:"clients"`
-}
-
-// ClientCounts counts an organization's clients by state.
-type ClientCounts struct {
-	Active   int `json:"active"`
-	Pending  int `json:"pending"`
-	Disabled int `json:"disabled"`
-}
-
-// Request bodies. Unknown fields are refused.
-type (
-	organizationRequest struct {
-		Contacts []string `json:"contacts"`
-	}
-	authCodeRequest struct {
-		AuthCode *string `json:"auth_code"`
-	}
-	clientStateRequest struct {
-		State *string `json:"state"`
-	}
-)
-
 // ServeHTTP serves a request, logging it with the admin's identity.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -129,7 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch _, pattern := h.mux.Handler(r); {
 	case !ok:
-		h.writeError(rec, r, newError(http.StatusForbidden, "admin_certificate_required",
+		h.writeError(rec, r, apierror.New(http.StatusForbidden, "admin_certificate_required",
 			"the admin API needs a verified admin client certificate (mutual TLS)"))
 	case pattern == "":
 		h.noRoute(rec, r)
@@ -175,18 +146,18 @@ func (h *Handler) handle(change bool, fn func(w http.ResponseWriter, r *http.Req
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if err := org.ValidateName(name); err != nil {
-			h.writeError(w, r, newError(http.StatusBadRequest, "invalid_name", err.Error()))
+			h.writeError(w, r, apierror.New(http.StatusBadRequest, "invalid_name", err.Error()))
 			return
 		}
 		if change {
 			if h.opts.ReadOnly {
-				h.writeError(w, r, errReadOnly)
+				h.writeError(w, r, failures.Answer(apierror.ReadOnly))
 				return
 			}
 			if h.opts.WriteGate != nil {
 				if err := h.opts.WriteGate(); err != nil {
 					w.Header().Set("Retry-After", "5")
-					h.writeError(w, r, newError(http.StatusServiceUnavailable, "passive_unavailable",
+					h.writeError(w, r, apierror.New(http.StatusServiceUnavailable, "passive_unavailable",
 						"changes need both servers of the pair and "+err.Error()+"; nothing was changed, retry later"))
 					return
 				}
@@ -210,7 +181,7 @@ func (h *Handler) recordRefusal(r *http.Request, name string, err error) error {
 	if h.opts.Journal == nil || errors.Is(err, audit.ErrUnavailable) {
 		return err
 	}
-	e := audit.Change(r.Context(), "admin."+strings.ToLower(r.Method), r.URL.EscapedPath(), classify(err).code, map[string]any{"org": name})
+	e := audit.Change(r.Context(), "admin."+strings.ToLower(r.Method), r.URL.EscapedPath(), classify(err).Code, map[string]any{"org": name})
 	if rerr := h.opts.Journal.Record(r.Context(), e); rerr != nil {
 		return rerr
 	}
@@ -226,12 +197,12 @@ func (h *Handler) getOrganization(w http.ResponseWriter, r *http.Request, name s
 }
 
 func (h *Handler) putOrganization(w http.ResponseWriter, r *http.Request, name string) error {
-	var req organizationRequest
+	var req adminv1.OrganizationRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
 	if req.Contacts == nil {
-		return newError(http.StatusBadRequest, "invalid_input", `the body must give "contacts": a list of e-mail addresses`)
+		return apierror.New(http.StatusBadRequest, "invalid_input", `the body must give "contacts": a list of e-mail addresses`)
 	}
 	res, err := h.admin.Put(r.Context(), name, req.Contacts)
 	if err != nil {
@@ -247,12 +218,12 @@ func (h *Handler) putOrganization(w http.ResponseWriter, r *http.Request, name s
 }
 
 func (h *Handler) putAuthCode(w http.ResponseWriter, r *http.Request, name string) error {
-	var req authCodeRequest
+	var req adminv1.AuthCodeRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
 	if req.AuthCode == nil {
-		return newError(http.StatusBadRequest, "invalid_input", `the body must give "auth_code": the new code, or "" for none`)
+		return apierror.New(http.StatusBadRequest, "invalid_input", `the body must give "auth_code": the new code, or "" for none`)
 	}
 	if err := h.admin.SetAuthCode(r.Context(), name, *req.AuthCode); err != nil {
 		return err
@@ -264,20 +235,20 @@ func (h *Handler) putAuthCode(w http.ResponseWriter, r *http.Request, name strin
 func (h *Handler) putClientState(w http.ResponseWriter, r *http.Request, name string) error {
 	fp, err := orgadmin.ParseFingerprint(r.PathValue("fingerprint"))
 	if err != nil {
-		return newError(http.StatusBadRequest, "invalid_fingerprint", err.Error())
+		return apierror.New(http.StatusBadRequest, "invalid_fingerprint", err.Error())
 	}
-	var req clientStateRequest
+	var req adminv1.ClientStateRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
 	var state store.ClientState
 	switch {
 	case req.State == nil:
-		return newError(http.StatusBadRequest, "invalid_state", `the body must give "state": "active" or "disabled"`)
+		return apierror.New(http.StatusBadRequest, "invalid_state", `the body must give "state": "active" or "disabled"`)
 	case *req.State == string(store.StateActive), *req.State == string(store.StateDisabled):
 		state = store.ClientState(*req.State)
 	default:
-		return newError(http.StatusBadRequest, "invalid_state", fmt.Sprintf(`state %q: a client is set "active" or "disabled"`, *req.State))
+		return apierror.New(http.StatusBadRequest, "invalid_state", fmt.Sprintf(`state %q: a client is set "active" or "disabled"`, *req.State))
 	}
 	prev, err := h.admin.SetClientState(r.Context(), name, fp, state)
 	if err != nil {
@@ -313,8 +284,8 @@ func (h *Handler) writeOrganization(w http.ResponseWriter, r *http.Request, o st
 	if err != nil {
 		return err
 	}
-	out := Organization{Name: o.Name, UUID: o.UUID, Contacts: o.Contacts,
-		Clients: ClientCounts{Active: counts[store.StateActive], Pending: counts[store.StatePending], Disabled: counts[store.StateDisabled]}}
+	out := adminv1.Organization{Name: o.Name, UUID: o.UUID, Contacts: o.Contacts,
+		Clients: adminv1.ClientCounts{Active: counts[store.StateActive], Pending: counts[store.StatePending], Disabled: counts[store.StateDisabled]}}
 	if out.Contacts == nil {
 		out.Contacts = []string{}
 	}
@@ -342,7 +313,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 		if err != nil {
 			return bodyError(err)
 		}
-		return newError(http.StatusBadRequest, "invalid_json", "the body must hold one JSON object and nothing after it")
+		return apierror.New(http.StatusBadRequest, "invalid_json", "the body must hold one JSON object and nothing after it")
 	}
 	return nil
 }
@@ -369,12 +340,12 @@ func decodeEmptyBody(w http.ResponseWriter, r *http.Request) error {
 		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return newError(http.StatusBadRequest, "invalid_json", "the body must be empty or {}")
+		return apierror.New(http.StatusBadRequest, "invalid_json", "the body must be empty or {}")
 	}
 	return nil
 }
 
-var errTooLarge = newError(http.StatusBadRequest, "body_too_large", fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+var errTooLarge = apierror.New(http.StatusBadRequest, "body_too_large", fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
 
 // bodyError describes a body that could not be decoded, without its content.
 func bodyError(err error) error {
@@ -385,82 +356,62 @@ func bodyError(err error) error {
 	case errors.As(err, &mbe):
 		return errTooLarge
 	case errors.Is(err, io.EOF):
-		return newError(http.StatusBadRequest, "invalid_json", "the body is empty; it must hold a JSON object")
+		return apierror.New(http.StatusBadRequest, "invalid_json", "the body is empty; it must hold a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return newError(http.StatusBadRequest, "invalid_json", "the body ends inside its JSON object")
+		return apierror.New(http.StatusBadRequest, "invalid_json", "the body ends inside its JSON object")
 	case errors.As(err, &syn):
-		return newError(http.StatusBadRequest, "invalid_json", fmt.Sprintf("the body is not valid JSON (at byte %d)", syn.Offset))
+		return apierror.New(http.StatusBadRequest, "invalid_json", fmt.Sprintf("the body is not valid JSON (at byte %d)", syn.Offset))
 	case errors.As(err, &typ):
 		if typ.Field == "" {
-			return newError(http.StatusBadRequest, "invalid_json", "the body must be a JSON object")
+			return apierror.New(http.StatusBadRequest, "invalid_json", "the body must be a JSON object")
 		}
 		// Value may hold the literal ("number 1234"): name its type only.
 		kind, _, _ := strings.Cut(typ.Value, " ")
-		return newError(http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %q must not be a JSON %s", typ.Field, kind))
+		return apierror.New(http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %q must not be a JSON %s", typ.Field, kind))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return newError(http.StatusBadRequest, "unknown_field", "the body has "+strings.TrimPrefix(err.Error(), "json: ")+"; see docs/API.md#admin-api")
+		return apierror.New(http.StatusBadRequest, "unknown_field", "the body has "+strings.TrimPrefix(err.Error(), "json: ")+"; see docs/API.md#admin-api")
 	}
-	return newError(http.StatusBadRequest, "invalid_json", "the body could not be read as a JSON object")
+	return apierror.New(http.StatusBadRequest, "invalid_json", "the body could not be read as a JSON object")
 }
 
-// apiError is an answer with a status, a stable code and a message.
-type apiError struct {
-	status  int
-	code    string
-	message string
+// failures words the infrastructure failures the admin API reports.
+var failures = apierror.Messages{
+	apierror.AuditUnavailable:    "the change could not be recorded in the audit log, so it was not made; retry later",
+	apierror.ReadOnly:            "this server is the passive of its pair and its database is a read-only standby; send changes to the active's admin API",
+	apierror.Timeout:             "the database did not confirm in time (is the passive server down?); the outcome is unknown: read the organization back before retrying",
+	apierror.DatabaseUnavailable: "this server cannot reach its database right now; retry shortly; if this was a change, its outcome is unknown: read it back before retrying",
+	apierror.Canceled:            "",
 }
-
-func (e *apiError) Error() string { return e.code + ": " + e.message }
-
-func newError(status int, code, message string) *apiError {
-	return &apiError{status: status, code: code, message: message}
-}
-
-var errReadOnly = newError(http.StatusServiceUnavailable, "read_only",
-	"this server is the passive of its pair and its database is a read-only standby; send changes to the active's admin API")
 
 // classify maps an error to the answer. Messages of domain errors are safe
 // to show: they never hold auth codes.
-func classify(err error) *apiError {
-	var ae *apiError
-	var pe *pgconn.PgError
-	var ce *pgconn.ConnectError
+func classify(err error) *apierror.Error {
+	var ae *apierror.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae
-	case errors.Is(err, audit.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, store.ErrNotReady) && !errors.As(err, &ce) && !store.ConnectionLost(err):
-		return newError(http.StatusServiceUnavailable, "audit_unavailable", "the change could not be recorded in the audit log, so it was not made; retry later")
+	case apierror.AuditUnavailable.In(err):
+		return failures.Answer(apierror.AuditUnavailable)
 	case errors.Is(err, org.ErrInvalid):
-		return newError(http.StatusBadRequest, "invalid_input", err.Error())
+		return apierror.New(http.StatusBadRequest, "invalid_input", err.Error())
 	case errors.Is(err, store.ErrNotFound):
-		return newError(http.StatusNotFound, "not_found", err.Error())
-	case errors.As(err, &pe) && pe.Code == "25006": // read_only_sql_transaction
-		return errReadOnly
-	case errors.Is(err, context.DeadlineExceeded):
-		return newError(http.StatusServiceUnavailable, "timeout", "the database did not confirm in time (is the passive server down?); the outcome is unknown: read the organization back before retrying")
-	case errors.Is(err, store.ErrNotReady), errors.As(err, &ce), store.ConnectionLost(err):
-		return newError(http.StatusServiceUnavailable, "database_unavailable", "this server cannot reach its database right now; retry shortly; if this was a change, its outcome is unknown: read it back before retrying")
-	case errors.Is(err, context.Canceled):
-		return newError(499, "canceled", "the client went away")
+		return apierror.New(http.StatusNotFound, "not_found", err.Error())
 	}
-	return newError(http.StatusInternalServerError, "internal", "the server failed to handle the request; its log has the details")
-}
-
-// errorBody is the JSON body of every 4xx and 5xx answer.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
+	if ae := failures.Cause(err); ae != nil {
+		return ae
+	}
+	return failures.Answer(apierror.Internal)
 }
 
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := classify(err)
 	switch {
-	case ae.status == http.StatusServiceUnavailable:
+	case ae.Status == http.StatusServiceUnavailable:
 		h.log.WarnContext(r.Context(), "admin request refused", "path", r.URL.Path, "err", err)
-	case ae.status >= 500:
+	case ae.Status >= 500:
 		h.log.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, ae.status, errorBody{Error: ae.code, Message: ae.message})
+	writeJSON(w, ae.Status, wire.ErrorBody{Error: ae.Code, Message: ae.Message})
 }
 
 // noRoute answers a request no route takes: 405 with Allow when the path
@@ -476,11 +427,11 @@ func (h *Handler) noRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		h.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed",
+		h.writeError(w, r, apierror.New(http.StatusMethodNotAllowed, "method_not_allowed",
 			fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))))
 		return
 	}
-	h.writeError(w, r, newError(http.StatusNotFound, "no_route", fmt.Sprintf("%s %s is not part of the admin API; see docs/API.md#admin-api", r.Method, r.URL.Path)))
+	h.writeError(w, r, apierror.New(http.StatusNotFound, "no_route", fmt.Sprintf("%s %s is not part of the admin API; see docs/API.md#admin-api", r.Method, r.URL.Path)))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

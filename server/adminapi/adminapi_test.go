@@ -23,6 +23,7 @@ import (
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/server/wire/adminv1"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -117,12 +118,12 @@ func (e *env) serve(req *http.Request) answer {
 	return a
 }
 
-func (e *env) organization(a answer) adminapi.Organization {
+func (e *env) organization(a answer) adminv1.Organization {
 	e.t.Helper()
 	if a.status != http.StatusOK {
 		e.t.Fatalf("status %d, want 200: %s", a.status, a.body)
 	}
-	var o adminapi.Organization
+	var o adminv1.Organization
 	dec := json.NewDecoder(bytes.NewReader(a.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&o); err != nil {
@@ -132,7 +133,7 @@ func (e *env) organization(a answer) adminapi.Organization {
 }
 
 // put creates or updates an organization and returns it.
-func (e *env) put(name string, contacts ...string) adminapi.Organization {
+func (e *env) put(name string, contacts ...string) adminv1.Organization {
 	e.t.Helper()
 	b, _ := json.Marshal(map[string][]string{"contacts": contacts})
 	return e.organization(e.do("PUT", "/admin/v1/organizations/"+name, string(b)))
@@ -212,8 +213,8 @@ func TestGetOrganization(t *testing.T) {
 		t.Errorf("Content-Type %q", ct)
 	}
 	got := e.organization(a)
-	want := adminapi.Organization{Name: "acme", UUID: e.stored("acme").UUID, Contacts: []string{"finn@example.com", "jake@example.com"},
-		Clients: adminapi.ClientCounts{Active: 1, Pending: 1, Disabled: 1}}
+	want := adminv1.Organization{Name: "acme", UUID: e.stored("acme").UUID, Contacts: []string{"finn@example.com", "jake@example.com"},
+		Clients: adminv1.ClientCounts{Active: 1, Pending: 1, Disabled: 1}}
 	if fmt.Sprint(got) != fmt.Sprint(want) || len(got.UUID) != 43 {
 		t.Errorf("GET =\n%+v\nwant\n%+v", got, want)
 	}
@@ -222,7 +223,7 @@ func TestGetOrganization(t *testing.T) {
 	if v, ok := raw["expires"]; !ok || v != nil {
 		t.Errorf("expires of an organization that never expires = %v (present %v), want null", v, ok)
 	}
-	if o := e.organization(e.do("GET", "/admin/v1/organizations/other", "")); o.Clients != (adminapi.ClientCounts{}) {
+	if o := e.organization(e.do("GET", "/admin/v1/organizations/other", "")); o.Clients != (adminv1.ClientCounts{}) {
 		t.Errorf("other organization counts %+v", o.Clients)
 	}
 	for _, k := range []string{"auth", "secret", "hash"} {

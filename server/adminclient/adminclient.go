@@ -18,6 +18,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"trustee.dev/trustee/server/wire"
+	"trustee.dev/trustee/server/wire/adminv1"
 )
 
 // DefaultTimeout bounds a request when its context has no deadline.
@@ -101,34 +104,16 @@ func (c *Client) String() string { return "adminclient.Client(" + c.base.String(
 // CloseIdleConnections closes connections kept for reuse.
 func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
-// Organization is an organization on the server.
-type Organization struct {
-	Name     string   `json:"name"`
-	UUID     string   `json:"uuid"`
-	Contacts []string `json:"contacts"`
-	// Expires is when the organization expires or expired (Retire sets it
-	// to the time of retirement); nil: never.
-	Expires *time.Time   `json:"expires"`
-	Clients ClientCounts `json:"clients"`
-}
-
-// Expired reports whether the organization has expired by now: its clients
-// are refused (organization_expired).
-func (o *Organization) Expired(now time.Time) bool {
-	return o.Expires != nil && !now.Before(*o.Expires)
-}
+// Organization is an organization on the server (adminv1.Organization).
+type Organization = adminv1.Organization
 
 // ClientCounts counts an organization's clients by state.
-type ClientCounts struct {
-	Active   int `json:"active"`
-	Pending  int `json:"pending"`
-	Disabled int `json:"disabled"`
-}
+type ClientCounts = adminv1.ClientCounts
 
 // Client states SetClientState sets.
 const (
-	ClientActive   = "active"   // the client may use deposits
-	ClientDisabled = "disabled" // the client is refused (403)
+	ClientActive   = adminv1.StateActive   // the client may use deposits
+	ClientDisabled = adminv1.StateDisabled // the client is refused (403)
 )
 
 // Organization returns the organization name; IsNotFound(err) when there is
@@ -151,7 +136,7 @@ func (c *Client) ApplyOrganization(ctx context.Context, name string, contacts []
 		contacts = []string{}
 	}
 	var o Organization
-	if err := c.do(ctx, http.MethodPut, orgPath(name), organizationBody{Contacts: contacts}, http.StatusOK, &o); err != nil {
+	if err := c.do(ctx, http.MethodPut, orgPath(name), adminv1.OrganizationRequest{Contacts: contacts}, http.StatusOK, &o); err != nil {
 		return nil, err
 	}
 	return &o, nil
@@ -161,7 +146,7 @@ func (c *Client) ApplyOrganization(ctx context.Context, name string, contacts []
 // "" means none is needed (every client that registers is active at once).
 // The server keeps only a hash of it.
 func (c *Client) SetAuthCode(ctx context.Context, name, code string) error {
-	return c.do(ctx, http.MethodPut, orgPath(name)+"/auth-code", authCodeBody{AuthCode: code}, http.StatusNoContent, nil)
+	return c.do(ctx, http.MethodPut, orgPath(name)+"/auth-code", adminv1.AuthCodeRequest{AuthCode: &code}, http.StatusNoContent, nil)
 }
 
 // SetClientState enables (ClientActive) or disables (ClientDisabled) the
@@ -169,7 +154,7 @@ func (c *Client) SetAuthCode(ctx context.Context, name, code string) error {
 // organization org; IsNotFound(err) when the organization has no such
 // client.
 func (c *Client) SetClientState(ctx context.Context, org, fingerprint, state string) error {
-	return c.do(ctx, http.MethodPut, orgPath(org)+"/clients/"+url.PathEscape(fingerprint), clientStateBody{State: state}, http.StatusNoContent, nil)
+	return c.do(ctx, http.MethodPut, orgPath(org)+"/clients/"+url.PathEscape(fingerprint), adminv1.ClientStateRequest{State: &state}, http.StatusNoContent, nil)
 }
 
 // Retire makes organization name expire now, unless it already has: its
@@ -181,22 +166,6 @@ func (c *Client) Retire(ctx context.Context, name string) error {
 }
 
 func orgPath(name string) string { return "/admin/v1/organizations/" + url.PathEscape(name) }
-
-type organizationBody struct {
-	Contacts []string `json:"contacts"`
-}
-
-type clientStateBody struct {
-	State string `json:"state"`
-}
-
-// authCodeBody carries an auth code; printing it shows no code.
-type authCodeBody struct {
-	AuthCode string `json:"auth_code"`
-}
-
-func (authCodeBody) String() string     { return `{"auth_code": "<redacted>"}` }
-func (b authCodeBody) GoString() string { return b.String() }
 
 // do sends a request with body (JSON; nil for none) and decodes an answer
 // of status want into out (nil: none expected).
@@ -238,10 +207,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any, want int
 	}
 	if resp.StatusCode != want {
 		e := &Error{Method: method, Path: path, Status: resp.StatusCode}
-		var eb struct {
-			Error   string `json:"error"`
-			Message string `json:"message"`
-		}
+		var eb wire.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
 			e.Code, e.Message = eb.Error, eb.Message
 		} else {

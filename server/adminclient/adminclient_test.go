@@ -238,12 +238,3 @@ func TestNew(t *testing.T) {
 		}
 	}
 }
-
-func TestAuthCodeNotPrinted(t *testing.T) {
-	b := authCodeBody{AuthCode: "hunter2"}
-	for _, s := range []string{fmt.Sprint(b), fmt.Sprintf("%v %+v %#v %s", b, b, b, b), fmt.Sprint(&b)} {
-		if strings.Contains(s, "hunter2") {
-			t.Errorf("printed: %s", s)
-		}
-	}
-}

@@ -32,6 +32,8 @@ import (
 
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/wire"
+	"trustee.dev/trustee/server/wire/clientv1"
 )
 
 // File names inside a client state directory.
@@ -94,10 +96,10 @@ func (cfg *Config) normalize() error {
 
 // APIError is an error answer from a server.
 type APIError struct {
-	Server  string `json:"-"` // the server's URL
-	Status  int    `json:"-"`
-	Code    string `json:"error"`
-	Message string `json:"message"`
+	Server  string // the server's URL
+	Status  int
+	Code    string // the error code of the answer's body (wire.ErrorBody)
+	Message string
 }
 
 func (e *APIError) Error() string {
@@ -200,11 +202,7 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 }
 
 // Deposit describes one of the client's deposits.
-type Deposit struct {
-	Name    string    `json:"name"`
-	Size    int       `json:"size"`
-	Created time.Time `json:"created"`
-}
+type Deposit = clientv1.Deposit
 
 // List returns the client's deposits, from the next server in turn.
 func (c *Client) List(ctx context.Context) ([]Deposit, error) {
@@ -212,9 +210,7 @@ func (c *Client) List(ctx context.Context) ([]Deposit, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out struct {
-		Deposits []Deposit `json:"deposits"`
-	}
+	var out clientv1.DepositList
 	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, fmt.Errorf("decode deposit list: %w", err)
 	}
@@ -361,10 +357,7 @@ func (c *Client) openSession(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	var s struct {
-		Token     string    `json:"token"`
-		ExpiresAt time.Time `json:"expires_at"`
-	}
+	var s clientv1.Session
 	if err := json.Unmarshal(body, &s); err != nil || s.Token == "" {
 		return fmt.Errorf("server %s returned no session token", c.servers[i].url)
 	}
@@ -387,8 +380,11 @@ func (c *Client) send(i int, req *http.Request, want int) ([]byte, error) {
 	}
 	if resp.StatusCode != want {
 		ae := &APIError{Server: base, Status: resp.StatusCode}
-		if json.Unmarshal(body, ae) != nil || ae.Code == "" {
+		var eb wire.ErrorBody
+		if json.Unmarshal(body, &eb) != nil || eb.Error == "" {
 			ae.Code, ae.Message = http.StatusText(resp.StatusCode), strings.TrimSpace(string(body))
+		} else {
+			ae.Code, ae.Message = eb.Error, eb.Message
 		}
 		return nil, ae
 	}

@@ -12,6 +12,7 @@ import (
 
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/wire/clientv1"
 )
 
 // RegisterOptions describe a registration.
@@ -33,14 +34,7 @@ type RegisterOptions struct {
 }
 
 // RegisterResult is what the server said.
-type RegisterResult struct {
-	Fingerprint       string `json:"fingerprint"`
-	KeyID             string `json:"key_id"`
-	Org               string `json:"org"`
-	State             string `json:"state"`
-	ServerFingerprint string `json:"server_fingerprint"`
-	Message           string `json:"message"`
-}
+type RegisterResult = clientv1.Registration
 
 // Register creates a client state directory, generates the client's key
 // pair and registers it with the active server (the first listed). Every
@@ -84,7 +78,7 @@ func Register(ctx context.Context, dir string, o RegisterOptions) (*Client, Regi
 	}
 	c.key = key
 	hostname, _ := os.Hostname()
-	body, err := json.Marshal(map[string]string{"org": o.Org, "auth_code": o.AuthCode, "public_key": string(key.Public().Armor()), "hostname": hostname})
+	body, err := json.Marshal(clientv1.RegisterRequest{Org: o.Org, AuthCode: o.AuthCode, PublicKey: string(key.Public().Armor()), Hostname: hostname})
 	if err != nil {
 		return nil, res, err
 	}

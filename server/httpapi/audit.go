@@ -68,7 +68,7 @@ func outcome(err error) string {
 	if err == nil {
 		return audit.OutcomeOK
 	}
-	return classify(err).code
+	return classify(err).Code
 }
 
 // recordRefusal records an operation by client fpr that failed with err,
@@ -89,7 +89,7 @@ func (s *Server) recordRefusal(r *http.Request, fpr, action, object string, err 
 // as its database not answering) is not an authentication failure.
 func (s *Server) recordAuthFailure(r *http.Request, err error) error {
 	ae := classify(err)
-	if ae.status >= 500 {
+	if ae.Status >= 500 {
 		return err
 	}
 	claimed := ""
@@ -102,7 +102,7 @@ func (s *Server) recordAuthFailure(r *http.Request, err error) error {
 	}
 	details := map[string]any{"method": r.Method}
 	if rerr := s.record(r, audit.Event{Actor: actor, Action: audit.ActionAuthFailure,
-		Object: "route:" + r.Pattern, Outcome: ae.code, Details: details}); rerr != nil {
+		Object: "route:" + r.Pattern, Outcome: ae.Code, Details: details}); rerr != nil {
 		return rerr
 	}
 	return err

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+
+	"trustee.dev/trustee/server/apierror"
 )
 
 // Go's net/http answers a request it cannot parse (a malformed request
@@ -125,7 +127,7 @@ func rewriteCanned(p []byte, maxHeaderBytes int) ([]byte, bool) {
 		if !ok || len(date) > 64 || bytes.ContainsAny(date, "\r\n") {
 			return nil, false
 		}
-		return jsonAnswer(newError(http.StatusExpectationFailed, "expectation_failed",
+		return jsonAnswer(apierror.New(http.StatusExpectationFailed, "expectation_failed",
 			"the server takes no Expect header but Expect: 100-continue; nothing was done; send the request without it")), true
 	}
 	rest, ok := bytes.CutPrefix(p, []byte("HTTP/1.1 "))
@@ -151,32 +153,32 @@ func rewriteCanned(p []byte, maxHeaderBytes int) ([]byte, bool) {
 
 // jsonAnswer is a whole answer with the API's error body, closing the
 // connection.
-func jsonAnswer(ae *apiError) []byte {
-	b, _ := json.Marshal(errorBody{Error: ae.code, Message: ae.message}) // two strings: cannot fail
+func jsonAnswer(ae *apierror.Error) []byte {
+	b, _ := json.Marshal(errorBody{Error: ae.Code, Message: ae.Message}) // two strings: cannot fail
 	b = append(b, '\n')
 	head := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
-		ae.status, http.StatusText(ae.status), len(b))
+		ae.Status, http.StatusText(ae.Status), len(b))
 	return append([]byte(head), b...)
 }
 
 // cannedError is what the client is told instead of net/http's own answer.
-func cannedError(status int, detail string, maxHeaderBytes int) *apiError {
+func cannedError(status int, detail string, maxHeaderBytes int) *apierror.Error {
 	const nothing = "; nothing was done"
 	switch status {
 	case http.StatusRequestHeaderFieldsTooLarge:
-		return newError(status, "header_too_large", fmt.Sprintf("the request's header is larger than the %d bytes the server reads%s; send a shorter one", maxHeaderBytes, nothing))
+		return apierror.New(status, "header_too_large", fmt.Sprintf("the request's header is larger than the %d bytes the server reads%s; send a shorter one", maxHeaderBytes, nothing))
 	case http.StatusNotImplemented:
 		return errTransferEncoding
 	case http.StatusHTTPVersionNotSupported:
-		return newError(status, "http_version_not_supported", "the server speaks HTTP/1.1 (and 1.0) only"+nothing+"; send HTTP/1.1")
+		return apierror.New(status, "http_version_not_supported", "the server speaks HTTP/1.1 (and 1.0) only"+nothing+"; send HTTP/1.1")
 	case http.StatusBadRequest:
 		if detail == "" {
 			detail = "a malformed request line (method, path and HTTP version separated by single spaces, no control characters), a bad Content-Length, or a header line that does not parse"
 		}
-		return newError(status, "bad_request", "the request is not well-formed HTTP/1.1: "+detail+nothing+"; see docs/API.md")
+		return apierror.New(status, "bad_request", "the request is not well-formed HTTP/1.1: "+detail+nothing+"; see docs/API.md")
 	}
 	if detail == "" {
 		detail = http.StatusText(status)
 	}
-	return newError(status, "bad_request", "the request could not be read: "+detail+nothing)
+	return apierror.New(status, "bad_request", "the request could not be read: "+detail+nothing)
 }

@@ -18,14 +18,70 @@ var (
 	jsonError = regexp.MustCompile(`"error":\s*"([a-z0-9_]+)"`)
 )
 
+// inspectDir calls inspect on every node of the Go files of dir, tests left
+// out.
+func inspectDir(t *testing.T, fset *token.FileSet, dir string, inspect func(ast.Node) bool) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Go files in %s: %v", dir, err)
+	}
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, inspect)
+	}
+}
+
+// failureCodes reads the codes package apierror gives the infrastructure
+// failures: each entry Failure: {status, "code", ...} of its table, by the
+// Failure's name. An API sends such a code where it names the Failure
+// (apierror.Timeout).
+func failureCodes(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	inspectDir(t, token.NewFileSet(), "../apierror", func(n ast.Node) bool {
+		kv, ok := n.(*ast.KeyValueExpr)
+		if !ok {
+			return true
+		}
+		name, ok := kv.Key.(*ast.Ident)
+		lit, isLit := kv.Value.(*ast.CompositeLit)
+		if !ok || !isLit {
+			return true
+		}
+		for _, e := range lit.Elts {
+			if b, ok := e.(*ast.BasicLit); ok && b.Kind == token.STRING {
+				if s, err := strconv.Unquote(b.Value); err == nil && codeShape.MatchString(s) {
+					out[name.Name] = s
+					break
+				}
+			}
+		}
+		return true
+	})
+	if len(out) < 5 {
+		t.Fatalf("found only %d failure codes in ../apierror: the scan has stopped seeing them", len(out))
+	}
+	return out
+}
+
 // sentCodes scans the Go source of dirs (tests left out) for the error codes
 // answers can carry: the code given to a function whose name holds "Error"
-// (newError, writeError and the like; not the loggers' Error), the Error
-// field of a composite literal (errorBody{Error: ...}), and "error" in JSON
-// written as a string. It returns each code with where it was seen.
+// (writeError and the like; not the loggers' Error) or to apierror.New, the
+// Error field of a composite literal (errorBody{Error: ...}), "error" in
+// JSON written as a string, and the code of each infrastructure failure
+// named (apierror.Timeout; see failureCodes). It returns each code with
+// where it was seen.
 func sentCodes(t *testing.T, dirs ...string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
+	failures := failureCodes(t)
 	fset := token.NewFileSet()
 	add := func(lit ast.Expr, pos token.Pos) {
 		b, ok := lit.(*ast.BasicLit)
@@ -38,48 +94,42 @@ func sentCodes(t *testing.T, dirs ...string) map[string]string {
 		}
 	}
 	for _, dir := range dirs {
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no Go files in %s: %v", dir, err)
-		}
-		for _, file := range files {
-			if strings.HasSuffix(file, "_test.go") {
-				continue
-			}
-			f, err := parser.ParseFile(fset, file, nil, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ast.Inspect(f, func(n ast.Node) bool {
-				switch n := n.(type) {
-				case *ast.CallExpr:
-					var name string
-					switch fn := n.Fun.(type) {
-					case *ast.Ident:
-						name = fn.Name
-					case *ast.SelectorExpr:
-						name = fn.Sel.Name
-					}
-					if strings.Contains(name, "Error") && name != "Error" && name != "ErrorContext" && name != "Errorf" {
-						for _, a := range n.Args {
-							add(a, a.Pos())
-						}
-					}
-				case *ast.KeyValueExpr:
-					if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Error" {
-						add(n.Value, n.Pos())
-					}
-				case *ast.BasicLit:
-					if n.Kind == token.STRING {
-						s, _ := strconv.Unquote(n.Value)
-						for _, m := range jsonError.FindAllStringSubmatch(s, -1) {
-							out[m[1]] = fset.Position(n.Pos()).String()
-						}
+		inspectDir(t, fset, dir, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				if x, ok := n.X.(*ast.Ident); ok && x.Name == "apierror" && failures[n.Sel.Name] != "" {
+					out[failures[n.Sel.Name]] = fset.Position(n.Pos()).String()
+				}
+			case *ast.CallExpr:
+				var name string
+				switch fn := n.Fun.(type) {
+				case *ast.Ident:
+					name = fn.Name
+				case *ast.SelectorExpr:
+					name = fn.Sel.Name
+					if x, ok := fn.X.(*ast.Ident); ok && x.Name == "apierror" && name == "New" {
+						name = "apierror.NewError"
 					}
 				}
-				return true
-			})
-		}
+				if strings.Contains(name, "Error") && name != "Error" && name != "ErrorContext" && name != "Errorf" {
+					for _, a := range n.Args {
+						add(a, a.Pos())
+					}
+				}
+			case *ast.KeyValueExpr:
+				if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Error" {
+					add(n.Value, n.Pos())
+				}
+			case *ast.BasicLit:
+				if n.Kind == token.STRING {
+					s, _ := strconv.Unquote(n.Value)
+					for _, m := range jsonError.FindAllStringSubmatch(s, -1) {
+						out[m[1]] = fset.Position(n.Pos()).String()
+					}
+				}
+			}
+			return true
+		})
 	}
 	return out
 }
@@ -122,13 +172,15 @@ func TestAPIDocListsEveryErrorCode(t *testing.T) {
 	// The client API's codes may come from any package of the server but
 	// the admin API's (the daemon's forwarder answers for the passive, and
 	// what answers below the handlers may live in a package of its own).
+	// The infrastructure failures of package apierror count for the API
+	// that names them.
 	var clientDirs []string
 	dirs, err := filepath.Glob("../*")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range dirs {
-		if goFiles, _ := filepath.Glob(filepath.Join(d, "*.go")); len(goFiles) > 0 && filepath.Base(d) != "adminapi" {
+		if goFiles, _ := filepath.Glob(filepath.Join(d, "*.go")); len(goFiles) > 0 && filepath.Base(d) != "adminapi" && filepath.Base(d) != "apierror" {
 			clientDirs = append(clientDirs, d)
 		}
 	}

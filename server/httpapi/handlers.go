@@ -9,16 +9,17 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"trustee.dev/trustee/server/apierror"
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/hkp"
-	"trustee.dev/trustee/server/mail"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/org"
+	"trustee.dev/trustee/server/registration"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/server/wire/clientv1"
 )
 
 // handleLookup answers the HKP lookups GnuPG's dirmngr sends: op=get (what
@@ -31,7 +32,7 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	op := q.Get("op")
 	if op != hkp.OpGet && op != hkp.OpIndex {
-		s.writeError(w, r, newError(http.StatusNotImplemented, "unsupported_op", "only op=get and op=index are supported on /pks/lookup"))
+		s.writeError(w, r, apierror.New(http.StatusNotImplemented, "unsupported_op", "only op=get and op=index are supported on /pks/lookup"))
 		return
 	}
 	search, err := hkp.ParseSearch(q.Get("search"))
@@ -39,7 +40,7 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("op=get needs a full 40-digit fingerprint, e.g. search=0x4EDC46882386C827E20DEEA2D850ACA33BEDB0D1")
 	}
 	if err != nil {
-		s.writeError(w, r, newError(http.StatusBadRequest, "invalid_search", err.Error()))
+		s.writeError(w, r, apierror.New(http.StatusBadRequest, "invalid_search", err.Error()))
 		return
 	}
 	var armored []byte
@@ -55,7 +56,7 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 		}
 		armored = c.PublicKey
 	default:
-		s.writeError(w, r, newError(http.StatusNotFound, "not_found", "no key matches this search; ask by full fingerprint"))
+		s.writeError(w, r, apierror.New(http.StatusNotFound, "not_found", "no key matches this search; ask by full fingerprint"))
 		return
 	}
 	if op == hkp.OpGet {
@@ -76,28 +77,14 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request) {
 	w.Write(index)
 }
 
-// registerRequest is the body of POST /v1/register.
-type registerRequest struct {
-	Org       string `json:"org"`
-	AuthCode  string `json:"auth_code"`
-	PublicKey string `json:"public_key"`
-	Hostname  string `json:"hostname,omitempty"` // the client's own name for its host, for the contacts' mail
-}
-
-type registerResponse struct {
-	Fingerprint       string `json:"fingerprint"`
-	KeyID             string `json:"key_id"`
-	Org               string `json:"org"`
-	State             string `json:"state"`
-	ServerFingerprint string `json:"server_fingerprint"`
-	Message           string `json:"message"`
-}
-
 // maxRegisterBody bounds a registration body: a public key and two short strings.
 const maxRegisterBody = 128 << 10
 
-// handleRegister registers a client key with an organization. The request
-// is signed by the key being registered, which proves the caller holds it.
+// handleRegister registers a client key with an organization: it decodes
+// the request, checks its fields and the rate limit, checks that the
+// request is signed by the key it registers (which proves the caller holds
+// it), calls the registration service (package registration) and renders
+// its answer.
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	// A refused registration is recorded in the journal, under the
 	// fingerprint of the key sent once it is known; an accepted one by the
@@ -105,7 +92,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	claimed, orgName := "", ""
 	refuse := func(err error) {
 		if !errors.Is(err, audit.ErrUnavailable) {
-			details := map[string]any{"reason": classify(err).code}
+			details := map[string]any{"reason": classify(err).Code}
 			if orgName != "" {
 				details["org"] = orgName
 			}
@@ -125,7 +112,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		refuse(err)
 		return
 	}
-	var req registerRequest
+	var req clientv1.RegisterRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err = dec.Decode(&req)
@@ -133,136 +120,64 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("data after the JSON object")
 	}
 	if err != nil {
-		refuse(newError(http.StatusBadRequest, "invalid_json", "the body must be one JSON object {\"org\": ..., \"auth_code\": ..., \"public_key\": ...}: "+err.Error()))
+		refuse(apierror.New(http.StatusBadRequest, "invalid_json", "the body must be one JSON object {\"org\": ..., \"auth_code\": ..., \"public_key\": ...}: "+err.Error()))
 		return
 	}
-	if err := validateRegistration(req); err != nil {
+	reg := registration.Registration{Org: req.Org, AuthCode: req.AuthCode, Hostname: req.Hostname, Source: sourceAddr(r)}
+	if err := reg.Validate(); err != nil {
 		refuse(err)
 		return
 	}
 	orgName = req.Org
-	source := sourceAddr(r)
-	if ok, retry := s.limiter.allow(req.Org + "\x00" + source); !ok {
+	if ok, retry := s.limiter.allow(req.Org + "\x00" + reg.Source); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds()+1)))
-		refuse(newError(http.StatusTooManyRequests, "rate_limited", "too many registration attempts for this organization from your address; retry later"))
+		refuse(apierror.New(http.StatusTooManyRequests, "rate_limited", "too many registration attempts for this organization from your address; retry later"))
 		return
 	}
 	if req.PublicKey == "" {
-		refuse(newError(http.StatusBadRequest, "invalid_key", "public_key is empty; send your armored public key (gpg --armor --export FPR)"))
+		refuse(apierror.New(http.StatusBadRequest, "invalid_key", "public_key is empty; send your armored public key (gpg --armor --export FPR)"))
 		return
 	}
-	key, err := openpgp.ParsePublic([]byte(req.PublicKey))
-	if err != nil {
+	if reg.Key, err = openpgp.ParsePublic([]byte(req.PublicKey)); err != nil {
 		refuse(err)
 		return
 	}
-	claimed = key.Fingerprint()
-	header, err := auth.OneHeader(r.Header.Values("Authorization"))
-	if err != nil {
+	claimed = reg.Key.Fingerprint()
+	if err := s.signedBy(r, digest, reg.Key); err != nil {
 		refuse(err)
 		return
 	}
-	if _, err := s.auth.VerifyWithKey(r.Context(), auth.Request{
-		Method: r.Method, EscapedPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
-		Authorization: header, BodySHA256: digest,
-	}, key); err != nil {
-		refuse(err)
-		return
-	}
-	o, err := s.opts.Store.Organization(r.Context(), req.Org)
-	if errors.Is(err, store.ErrNotFound) {
-		refuse(newError(http.StatusNotFound, "unknown_org", "organization "+strconv.Quote(req.Org)+" does not exist; check the name with your Key Trustee administrator"))
-		return
-	} else if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if !s.now().Before(o.Expiration) {
-		refuse(fmt.Errorf("%w: on %s; no new client can register", auth.ErrOrgExpired, o.Expiration.UTC().Format(time.RFC3339)))
-		return
-	}
-	state, msg := store.StatePending, "registered; an administrator of the organization must enable this client before it can use deposits"
-	matches, err := s.opts.CodeChecker.Matches(r.Context(), o.AuthHash, req.AuthCode)
-	if errors.Is(err, org.ErrBusy) {
-		w.Header().Set("Retry-After", "1")
-		refuse(err)
-		return
-	} else if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if matches {
-		state, msg = store.StateActive, "registered and active"
-	}
-	c := store.Client{
-		Fingerprint: key.Fingerprint(), OrgName: o.Name, KeyID: key.ID(),
-		PublicKey: key.Armor(), State: state, SourceAddr: source,
-	}
-	if err := s.opts.Store.RegisterClient(asClient(r, c.Fingerprint), c); err != nil {
-		if errors.Is(err, store.ErrExists) {
-			refuse(err)
-			return
+	res, err := s.registration.Register(asClient(r, claimed), reg)
+	var refusal *registration.Refusal
+	switch {
+	case errors.As(err, &refusal):
+		if errors.Is(err, org.ErrBusy) {
+			w.Header().Set("Retry-After", "1")
 		}
+		refuse(err)
+		return
+	case err != nil:
 		s.writeError(w, r, err)
 		return
 	}
-	s.log.InfoContext(r.Context(), "client registered", "fingerprint", c.Fingerprint, "org", o.Name, "state", string(state), "source", source)
-	for _, contact := range o.Contacts {
-		text := mail.ClientRegistrationText(mail.ClientRegistration{Org: o.Name, Fingerprint: c.Fingerprint, KeyID: c.KeyID,
-			Hostname: cleanHostname(req.Hostname), Source: source, Active: state == store.StateActive})
-		if err := s.opts.Store.QueueMail(r.Context(), contact, mail.ClientRegistrationSubject, text); err != nil {
-			s.log.ErrorContext(r.Context(), "queueing the client registration mail", "contact", contact, "err", err)
-		}
-	}
-	writeJSON(w, http.StatusCreated, registerResponse{
-		Fingerprint: c.Fingerprint, KeyID: c.KeyID, Org: o.Name, State: string(state),
-		ServerFingerprint: s.opts.ServerKey.ID(), Message: msg,
+	c := res.Client
+	writeJSON(w, http.StatusCreated, clientv1.Registration{
+		Fingerprint: c.Fingerprint, KeyID: c.KeyID, Org: c.OrgName, State: string(c.State),
+		ServerFingerprint: s.opts.ServerKey.ID(), Message: res.Message,
 	})
 }
 
-// MaxHostnameLen is the longest host name a registration may give (a DNS
-// name's limit).
-const MaxHostnameLen = 253
-
-// validateRegistration checks the fields of a registration before anything
-// is looked up or hashed: the organization's name, an auth code no longer
-// than an administrator can set, and a host name of at most MaxHostnameLen
-// letters, digits, dots, hyphens and underscores (it is quoted in mail).
-// The public key is bounded by the body's limit and checked when parsed.
-func validateRegistration(req registerRequest) error {
-	if err := org.ValidateName(req.Org); err != nil {
+// signedBy checks that the request is signed by key, over its body digest.
+func (s *Server) signedBy(r *http.Request, digest [32]byte, key *openpgp.PublicKey) error {
+	header, err := auth.OneHeader(r.Header.Values("Authorization"))
+	if err != nil {
 		return err
 	}
-	if len(req.AuthCode) > org.MaxAuthCodeLen {
-		return newError(http.StatusBadRequest, "invalid_input", fmt.Sprintf("auth_code is %d bytes, at most %d are allowed; send the code your administrator gave you", len(req.AuthCode), org.MaxAuthCodeLen))
-	}
-	if len(req.Hostname) > MaxHostnameLen {
-		return newError(http.StatusBadRequest, "invalid_input", fmt.Sprintf("hostname is %d bytes, at most %d are allowed; send the host's name (hostname -f) or leave it out", len(req.Hostname), MaxHostnameLen))
-	}
-	for i := 0; i < len(req.Hostname); i++ {
-		if c := req.Hostname[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return newError(http.StatusBadRequest, "invalid_input", "hostname may hold only letters, digits, dots, hyphens and underscores; send the host's name (hostname -f) or leave it out")
-		}
-	}
-	return nil
-}
-
-// cleanHostname keeps a client's claimed host name printable and short: it
-// is quoted in mail, not trusted.
-func cleanHostname(h string) string {
-	h = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, h)
-	if len(h) > 253 {
-		h = h[:253]
-	}
-	if h == "" {
-		return "(not given)"
-	}
-	return h
+	_, err = s.auth.VerifyWithKey(r.Context(), auth.Request{
+		Method: r.Method, EscapedPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
+		Authorization: header, BodySHA256: digest,
+	}, key)
+	return err
 }
 
 func sourceAddr(r *http.Request) string {
@@ -271,11 +186,6 @@ func sourceAddr(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-type sessionResponse struct {
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // handleSession trades one signed request for a short-lived session token.
@@ -291,7 +201,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id.Scheme != auth.SchemeSignature {
-		s.writeError(w, r, newError(http.StatusUnauthorized, "signature_required", "a session is opened only by a signed request (KTS-PGP), not with another session token"))
+		s.writeError(w, r, apierror.New(http.StatusUnauthorized, "signature_required", "a session is opened only by a signed request (KTS-PGP), not with another session token"))
 		return
 	}
 	token, expires, err := s.opts.Tokens.Issue(id.Fingerprint, s.opts.SessionTTL, s.now())
@@ -306,7 +216,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, sessionResponse{Token: token, ExpiresAt: expires.UTC()})
+	writeJSON(w, http.StatusCreated, clientv1.Session{Token: token, ExpiresAt: expires.UTC()})
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
@@ -327,7 +237,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/deposits/"+name)
-	out, _ := json.Marshal(depositInfo{Name: name, Size: len(body), Created: created.UTC()})
+	out, _ := json.Marshal(clientv1.Deposit{Name: name, Size: len(body), Created: created.UTC()})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	w.Write(append(out, '\n'))
@@ -371,12 +281,6 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-type depositInfo struct {
-	Name    string    `json:"name"`
-	Size    int       `json:"size"`
-	Created time.Time `json:"created"`
-}
-
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	id, err := s.authenticateNoBody(w, r)
 	if err != nil {
@@ -393,11 +297,11 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]depositInfo, len(list))
+	out := make([]clientv1.Deposit, len(list))
 	for i, d := range list {
-		out[i] = depositInfo{Name: d.Name, Size: d.Size, Created: d.Created.UTC()}
+		out[i] = clientv1.Deposit{Name: d.Name, Size: d.Size, Created: d.Created.UTC()}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deposits": out})
+	writeJSON(w, http.StatusOK, clientv1.DepositList{Deposits: out})
 }
 
 // emptyDigest is the SHA-256 of no body.
@@ -410,7 +314,7 @@ func (s *Server) authenticateNoBody(w http.ResponseWriter, r *http.Request) (aut
 	}
 	_, digest, err := s.readBody(w, r, 0, "request")
 	if err != nil {
-		return auth.Identity{}, s.recordAuthFailure(r, newError(http.StatusBadRequest, "unexpected_body", "this request takes no body"))
+		return auth.Identity{}, s.recordAuthFailure(r, apierror.New(http.StatusBadRequest, "unexpected_body", "this request takes no body"))
 	}
 	return s.authenticate(r, digest)
 }

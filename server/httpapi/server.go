@@ -21,11 +21,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"trustee.dev/trustee/server/apierror"
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/deposit"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/org"
+	"trustee.dev/trustee/server/registration"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -91,6 +93,8 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	now      func() time.Time
 	journal  audit.Recorder
+	// registration holds the rules of POST /v1/register.
+	registration *registration.Service
 }
 
 // New builds a Server.
@@ -146,6 +150,7 @@ func New(o Options) *Server {
 		now:      o.Now,
 		journal:  o.Journal,
 	}
+	s.registration = &registration.Service{Store: o.Store, Codes: o.CodeChecker, Now: o.Now, Log: o.Log}
 	if s.journal == nil {
 		s.journal = refusingJournal{}
 	}
@@ -187,10 +192,10 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler)
 		w.Header().Set("Allow", allow)
 	}
 	if probe.status == http.StatusMethodNotAllowed {
-		s.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow"))))
+		s.writeError(w, r, apierror.New(http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow"))))
 		return
 	}
-	s.writeError(w, r, newError(http.StatusNotFound, "no_route", fmt.Sprintf("%s %s is not part of the API; see docs/API.md", r.Method, r.URL.Path)))
+	s.writeError(w, r, apierror.New(http.StatusNotFound, "no_route", fmt.Sprintf("%s %s is not part of the API; see docs/API.md", r.Method, r.URL.Path)))
 }
 
 // headerProbe records what the mux's own error handler would answer.
@@ -215,7 +220,7 @@ func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 		if s.opts.WriteGate != nil {
 			if err := s.opts.WriteGate(); err != nil {
 				w.Header().Set("Retry-After", "5")
-				s.writeError(w, r, newError(http.StatusServiceUnavailable, "passive_unavailable",
+				s.writeError(w, r, apierror.New(http.StatusServiceUnavailable, "passive_unavailable",
 					"writes need both servers of the pair and "+err.Error()+"; reads still work, retry the write later"))
 				return
 			}
@@ -232,13 +237,13 @@ func (s *Server) PublicHandler() http.Handler {
 	mux.HandleFunc("GET /pks/lookup", s.handleLookup)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("q") {
-			s.writeError(w, r, newError(http.StatusBadRequest, "https_required", "the key registration page is served over https:// only"))
+			s.writeError(w, r, apierror.New(http.StatusBadRequest, "https_required", "the key registration page is served over https:// only"))
 			return
 		}
 		s.handleRoot(w, r)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, newError(http.StatusBadRequest, "https_required",
+		s.writeError(w, r, apierror.New(http.StatusBadRequest, "https_required",
 			"only the HKP key lookup and the fingerprint are served over plain HTTP; use https:// on this port"))
 	})
 	return s.instrument(s.framed(mux))
@@ -253,7 +258,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, w
 		if what == "deposit" {
 			return fmt.Errorf("%w: %s", deposit.ErrTooLarge, detail)
 		}
-		return newError(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the %s body is too large: %s", what, detail))
+		return apierror.New(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the %s body is too large: %s", what, detail))
 	}
 	if r.ContentLength > limit {
 		return nil, [32]byte{}, tooLarge(fmt.Sprintf("%d bytes, the limit is %d", r.ContentLength, limit))
@@ -272,11 +277,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, w
 			return nil, [32]byte{}, tooLarge(fmt.Sprintf("the limit is %d bytes", limit))
 		case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 			w.Header().Set("Connection", "close")
-			return nil, [32]byte{}, newError(http.StatusRequestTimeout, "body_timeout", fmt.Sprintf(
+			return nil, [32]byte{}, apierror.New(http.StatusRequestTimeout, "body_timeout", fmt.Sprintf(
 				"%d of the %d bytes of the body arrived within %v (the server waits %v, then for at least %d bytes a second); nothing was done; send the whole body that Content-Length announces",
 				len(body), r.ContentLength, timeout, s.opts.BodyGrace, s.opts.BodyMinRate))
 		}
-		return nil, [32]byte{}, newError(http.StatusBadRequest, "unreadable_body", "could not read the request body: "+err.Error())
+		return nil, [32]byte{}, apierror.New(http.StatusBadRequest, "unreadable_body", "could not read the request body: "+err.Error())
 	}
 	// The body is in: from now on the connection waits for the client's
 	// next request, which the server times on its own.
@@ -316,7 +321,7 @@ func bodyTimeout(n int64, grace time.Duration, minRate int64) time.Duration {
 // errTransferEncoding refuses a request with a Transfer-Encoding: its
 // framing depends on who reads it (with a Content-Length as well, a proxy in
 // front may read another body than this server, and smuggle a request).
-var errTransferEncoding = newError(http.StatusLengthRequired, "length_required",
+var errTransferEncoding = apierror.New(http.StatusLengthRequired, "length_required",
 	"a request with Transfer-Encoding (chunked) is refused, with or without Content-Length; nothing was done; send the body with a Content-Length header only")
 
 // framed refuses requests whose body is not framed by a Content-Length
@@ -365,7 +370,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(action) != 1 || action[0] != "fingerprint" {
-		s.writeError(w, r, newError(http.StatusBadRequest, "unknown_action", "the only action is a=fingerprint (GET /?a=fingerprint); see docs/API.md"))
+		s.writeError(w, r, apierror.New(http.StatusBadRequest, "unknown_action", "the only action is a=fingerprint (GET /?a=fingerprint); see docs/API.md"))
 		return
 	}
 	writeText(w, http.StatusOK, s.opts.ServerKey.ID())

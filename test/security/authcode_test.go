@@ -127,8 +127,8 @@ func TestAuthCodeComparedInConstantTime(t *testing.T) {
 	}
 	check(fn.Body, nil)
 
-	// Elsewhere: codes and hashes are compared with "" only, and the
-	// registration handler decides with org.CodeMatches.
+	// Elsewhere: codes and hashes are compared with "" only, and
+	// registration decides with org.CodeMatches.
 	secretName := regexp.MustCompile(`(?i)^(auth_?code|auth_?hash|auth_?secret)$`)
 	mentions := func(e ast.Expr) bool {
 		found := false
@@ -148,7 +148,7 @@ func TestAuthCodeComparedInConstantTime(t *testing.T) {
 		id, ok := e.(*ast.Ident)
 		return ok && id.Name == "nil"
 	}
-	codeMatchesCalls, checkerCalls := 0, 0
+	codeMatchesCalls, checkerCalls, checkerWired := 0, 0, 0
 	for _, dir := range []string{"server", "cmd"} {
 		err := filepath.WalkDir(repoFile(dir), func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
@@ -180,10 +180,19 @@ func TestAuthCodeComparedInConstantTime(t *testing.T) {
 						if strings.HasSuffix(path, filepath.Join("server", "org", "checker.go")) {
 							checkerCalls++
 						}
-					case "s.opts.CodeChecker.Matches":
-						if strings.Contains(path, filepath.Join("server", "httpapi")) {
+					case "s.Codes.Matches":
+						// The registration service's Codes: the checker
+						// server/httpapi gives it (see checkerWired).
+						if strings.Contains(path, filepath.Join("server", "registration")) {
 							codeMatchesCalls++
 						}
+					}
+				case *ast.KeyValueExpr:
+					// server/httpapi gives the registration service the
+					// server's *org.Checker (Options.CodeChecker).
+					if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Codes" && exprString(n.Value) == "o.CodeChecker" &&
+						strings.Contains(path, filepath.Join("server", "httpapi")) {
+						checkerWired++
 					}
 				}
 				return true
@@ -194,8 +203,8 @@ func TestAuthCodeComparedInConstantTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if codeMatchesCalls == 0 || checkerCalls == 0 {
-		t.Error("server/httpapi never calls org.CodeMatches (through org.Checker): registration does not check codes the way this test assumes")
+	if codeMatchesCalls == 0 || checkerCalls == 0 || checkerWired == 0 {
+		t.Error("server/registration never calls org.CodeMatches (through the org.Checker server/httpapi gives it): registration does not check codes the way this test assumes")
 	}
 
 	verify, _ := parseFunc(t, "server/auth/token.go", "Tokens", "Verify")
