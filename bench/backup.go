@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,23 @@ import (
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/store"
 )
+
+// ParseCounts reads --deposits: a comma-separated list of increasing
+// positive counts.
+func ParseCounts(counts string) ([]int, error) {
+	var ns []int
+	for _, s := range strings.Split(counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--deposits %q: a comma-separated list of positive counts", counts)
+		}
+		if len(ns) > 0 && n <= ns[len(ns)-1] {
+			return nil, fmt.Errorf("--deposits %q: counts must increase", counts)
+		}
+		ns = append(ns, n)
+	}
+	return ns, nil
+}
 
 // Backup fills a scratch server's database with deposits of size bytes up to
 // each of counts in turn, and at each count measures, rounds times, kts

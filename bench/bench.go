@@ -140,10 +140,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 			return cs[w].Put(ctx, fmt.Sprintf("%s-%s-%d", prefix, runID, seq), payload)
 		}
 	}
-	ops := []struct {
-		name string
-		op   loadgen.Op
-	}{
+	ops := []run{
 		{"bare-tls-get", func(ctx context.Context, w, _ int) error { return bareGet(ctx, bareClients[w], bare.URL, o.Size) }},
 		{"kts-get", get(clients)},
 		{"kts-put", put(clients, "w")},
@@ -154,10 +151,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 		// The same server with audit recording off (its benchmark-only
 		// listener), right next to the audited run; which of the two goes
 		// first alternates by round.
-		ops = append(ops[:1], append([]struct {
-			name string
-			op   loadgen.Op
-		}{
+		ops = append(ops[:1], append([]run{
 			{"kts-get", get(clients)}, {"kts-get-noaudit", get(unauditedClients)},
 			{"kts-put", put(clients, "w")}, {"kts-put-noaudit", put(unauditedClients, "u")},
 		}, ops[3:]...)...)
@@ -170,10 +164,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 			return err
 		}
 		defer local.Close()
-		ops = append(ops, struct {
-			name string
-			op   loadgen.Op
-		}{"raw-insert-async", func(ctx context.Context, w, seq int) error {
+		ops = append(ops, run{"raw-insert-async", func(ctx context.Context, w, seq int) error {
 			return raw.insertInto(ctx, local, raw.owner(w), fmt.Sprintf("a-%d-%d", raw.round, seq))
 		}})
 	}
@@ -183,16 +174,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 		runID = fmt.Sprintf("%s-%d", hex.EncodeToString(payload[:4]), round)
 		raw.round = round
 		fmt.Fprintf(out, "\nround %d/%d  load average %s\n", round, o.Rounds, loadAverage())
-		order := ops
-		if unauditedClients != nil && round%2 == 0 {
-			order = slices.Clone(ops)
-			for i := range order {
-				if strings.HasSuffix(order[i].name, "-noaudit") {
-					order[i-1], order[i] = order[i], order[i-1]
-				}
-			}
-		}
-		for _, op := range order {
+		for _, op := range roundOrder(ops, round) {
 			if o.Only != "" && o.Only != op.name {
 				continue
 			}
@@ -223,6 +205,28 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 		fmt.Fprintf(out, "  %s\n", r)
 	}
 	return report(out, o, results, fixed, fixedBare)
+}
+
+// run is one measurement of a round.
+type run struct {
+	name string
+	op   loadgen.Op
+}
+
+// roundOrder is the order of a round's runs: as listed, but in even rounds
+// each audit-off run (NAME-noaudit) goes before the audited run it follows,
+// so that neither is always measured first.
+func roundOrder(runs []run, round int) []run {
+	if round%2 != 0 {
+		return runs
+	}
+	order := slices.Clone(runs)
+	for i := 1; i < len(order); i++ {
+		if strings.HasSuffix(order[i].name, "-noaudit") {
+			order[i-1], order[i] = order[i], order[i-1]
+		}
+	}
+	return order
 }
 
 func report(out io.Writer, o Options, results map[string][]loadgen.Result, fixed, fixedBare []loadgen.Result) error {

@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -140,16 +138,9 @@ loading the same dump from a file into an empty database. Memory that does
 not grow with the count shows that backup and restore stream.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ns []int
-			for _, s := range strings.Split(counts, ",") {
-				n, err := strconv.Atoi(strings.TrimSpace(s))
-				if err != nil || n < 1 {
-					return fmt.Errorf("--deposits %q: a comma-separated list of positive counts", counts)
-				}
-				if len(ns) > 0 && n <= ns[len(ns)-1] {
-					return fmt.Errorf("--deposits %q: counts must increase", counts)
-				}
-				ns = append(ns, n)
+			ns, err := bench.ParseCounts(counts)
+			if err != nil {
+				return err
 			}
 			if rounds < 1 {
 				return fmt.Errorf("--rounds %d: at least 1", rounds)
