@@ -14,8 +14,9 @@ import (
 // process is a child kts process serving at url.
 type process struct {
 	url string
-	// unaudited is the URL of a server's audit-off listener (kts server
-	// --bench-unaudited-listen), announced before url.
+	// unaudited is the URL of a server's audit-off listener (kts-bench
+	// server --bench-unaudited-listen, the benchmark build's), announced
+	// before url.
 	unaudited string
 	cmd       *exec.Cmd
 	exited    chan struct{} // closed when the process has ended

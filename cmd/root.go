@@ -70,7 +70,6 @@ func newRootCommand() *cobra.Command {
 		newServerCommand(),
 		newOrgCommand(),
 		newClientCommand(),
-		newBenchCommand(),
 		newDevCommand(),
 		newBackupCommand(),
 		newRestoreCommand(),
@@ -79,6 +78,7 @@ func newRootCommand() *cobra.Command {
 		newOperatorCommand(),
 		newAuditCommand(),
 	)
+	root.AddCommand(benchCommands()...)
 	return root
 }
 

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +22,8 @@ func newServerCommand() *cobra.Command {
 	var announce bool
 	var cpuProfile string
 	var dbWait, checkpointEvery time.Duration
-	var auditSync, benchUnaudited string
+	var auditSync string
+	var benchOptions func(io.Writer, bool) daemon.BenchOptions
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the deposit API over HTTPS (port 11371 by default)",
@@ -55,10 +57,9 @@ such as a wrong password, end it at once.`,
 			}
 			defer st.Close()
 			o := daemon.Options{Log: log, DBWait: dbWait, AuditSync: auditSync, CheckpointEvery: checkpointEvery,
-				BenchUnauditedListen: benchUnaudited}
+				Bench: benchOptions(cmd.OutOrStdout(), announce)}
 			if announce {
 				o.Ready = func(addr string) { fmt.Fprintln(cmd.OutOrStdout(), "listening", addr) }
-				o.UnauditedReady = func(addr string) { fmt.Fprintln(cmd.OutOrStdout(), "unaudited", addr) }
 			}
 			return daemon.Run(cmd.Context(), st, o)
 		},
@@ -70,7 +71,6 @@ such as a wrong password, end it at once.`,
 	cmd.Flags().BoolVar(&announce, "announce", false, `print "listening ADDR" on standard output once serving`)
 	cmd.Flags().StringVar(&auditSync, "audit-sync", audit.SyncWrite, `when a journal record counts as written: "write" (in the file; flushed to disk within 100 ms) or "fsync" (flushed before the answer)`)
 	cmd.Flags().DurationVar(&checkpointEvery, "audit-checkpoint-every", audit.CheckpointEvery, "how often the audit chains' heads are signed (sooner after 10,000 records)")
-	cmd.Flags().StringVar(&benchUnaudited, "bench-unaudited-listen", "", "kts bench only: also serve the client API on this address recording nothing in the audit log (the opening is recorded)")
-	cmd.Flags().MarkHidden("bench-unaudited-listen")
+	benchOptions = serverBenchFlags(cmd)
 	return cmd
 }

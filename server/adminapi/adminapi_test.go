@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"trustee.dev/trustee/server/adminapi"
 	"trustee.dev/trustee/server/adminapi/admintest"
 	"trustee.dev/trustee/server/audit"
@@ -42,6 +44,8 @@ const (
 type env struct {
 	t     *testing.T
 	db    *store.Store
+	dsn   string        // db's, when the env opened it
+	sql   *pgxpool.Pool // the same database below the store, then
 	h     *adminapi.Handler
 	chain []*x509.Certificate // the verified chain of the admin's certificate
 	logs  lockedBuffer
@@ -75,10 +79,14 @@ func newEnv(t *testing.T, db *store.Store, o adminapi.Options) *env {
 		ca := admintest.NewCA(t, "test admin CA")
 		chain = []*x509.Certificate{ca.Client(t, operatorCN).Leaf, ca.Cert}
 	})
+	var dsn string
 	if db == nil {
-		db = admintest.Store(t)
+		db, dsn = admintest.Open(t)
 	}
-	e := &env{t: t, db: db, chain: chain}
+	e := &env{t: t, db: db, dsn: dsn, chain: chain}
+	if dsn != "" {
+		e.sql = pgtest.Pool(t, dsn)
+	}
 	o.Store = db
 	o.LinkBase = "https://kts01.example.com:11371"
 	o.Log = slog.New(slog.NewJSONHandler(&e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -185,7 +193,7 @@ func (e *env) mailTo() []string {
 func (e *env) snapshot() string {
 	e.t.Helper()
 	var s string
-	err := e.db.Pool().QueryRow(context.Background(), `SELECT concat_ws(' | ',
+	err := e.sql.QueryRow(context.Background(), `SELECT concat_ws(' | ',
 		(SELECT string_agg(concat_ws(',', name, uuid, contacts::text, auth_hash, expiration::text), ';' ORDER BY name) FROM organizations),
 		(SELECT string_agg(fingerprint || '=' || state, ';' ORDER BY fingerprint) FROM clients),
 		(SELECT count(*) FROM outbox), (SELECT count(*) FROM contact_links))`).Scan(&s)
@@ -508,7 +516,7 @@ func TestPassive(t *testing.T) {
 	setup := newEnv(t, nil, adminapi.Options{})
 	setup.put("acme", "finn@example.com")
 	setup.register("acme", fprA, store.StatePending)
-	readOnly := admintest.ReadOnly(t, setup.db)
+	readOnly := admintest.ReadOnly(t, setup.dsn)
 	for _, tt := range []struct {
 		name string
 		db   *store.Store

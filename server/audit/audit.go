@@ -172,8 +172,9 @@ func ActorFrom(ctx context.Context) Actor {
 }
 
 // Unaudited returns a context whose operations record nothing. Only the
-// benchmark's audit-off listener uses it (kts bench measures what the audit
-// log costs), and opening that listener is itself recorded.
+// benchmark's audit-off listener uses it, in the benchmark build only
+// (kts-bench bench measures what the audit log costs), and opening that
+// listener is itself recorded.
 func Unaudited(ctx context.Context) context.Context { return context.WithValue(ctx, offKey{}, true) }
 
 // IsUnaudited reports whether ctx records nothing (see Unaudited).

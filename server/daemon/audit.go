@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
@@ -57,12 +56,4 @@ func (a *auditing) stop() error {
 	a.cancel()
 	a.wg.Wait()
 	return a.journal.Close()
-}
-
-// unaudited serves h recording nothing: the benchmark's audit-off
-// listener (see Options.BenchUnauditedListen).
-func unaudited(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(audit.Unaudited(r.Context())))
-	})
 }

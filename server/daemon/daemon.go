@@ -62,13 +62,9 @@ type Options struct {
 	// CheckpointEvery is how often the audit chains are signed (default
 	// audit.CheckpointEvery).
 	CheckpointEvery time.Duration
-	// BenchUnauditedListen, for kts bench only, also serves the client
-	// API on this address recording nothing in the audit log, so that the
-	// bench measures what the audit log costs on the same server. Opening
-	// it is recorded.
-	BenchUnauditedListen string
-	// UnauditedReady is called with the address of that listener.
-	UnauditedReady func(addr string)
+	// Bench is the benchmark build's audit-off listener (see
+	// BenchOptions); kts itself has none.
+	Bench BenchOptions
 }
 
 // Back-off of the start-up wait for the database. An attempt that gets no
@@ -233,32 +229,12 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		go func() { errc <- serveAdmin(admin, adminLn) }()
 		log.Info("serving the admin API (mutual TLS)", "addr", adminLn.Addr().String())
 	}
-	var bench *http.Server
-	if o.BenchUnauditedListen != "" {
-		bln, err := net.Listen("tcp", o.BenchUnauditedListen)
-		if err != nil {
-			return fmt.Errorf("listen on %s (the benchmark's unaudited listener): %w", o.BenchUnauditedListen, err)
-		}
-		defer bln.Close()
-		if err := auditing.journal.Record(ctx, audit.Event{Actor: audit.ActorServer, Action: audit.ActionUnauditedServer,
-			Object: "listener:" + bln.Addr().String(), Outcome: "opened", Details: map[string]any{"purpose": "kts bench"}}); err != nil {
-			return err
-		}
-		// The client API's own server settings (timeouts and limits), so
-		// that the two listeners differ only in what they record.
-		bench = &http.Server{Handler: unaudited(api.Handler()), TLSConfig: srv.TLSConfig, ReadHeaderTimeout: srv.ReadHeaderTimeout,
-			ReadTimeout: srv.ReadTimeout, WriteTimeout: srv.WriteTimeout, IdleTimeout: srv.IdleTimeout,
-			MaxHeaderBytes: srv.MaxHeaderBytes, ErrorLog: srv.ErrorLog, ConnContext: srv.ConnContext}
-		bsides := split(bln) // as the client API's port is served
-		go func() {
-			errc <- bench.Serve(httpapi.JSONErrorListener(tls.NewListener(bsides.tls, tlsCfg), bench.MaxHeaderBytes))
-		}()
-		go func() { errc <- plain.Serve(httpapi.JSONErrorListener(bsides.plain, plain.MaxHeaderBytes)) }()
-		log.Warn("serving the client API WITHOUT audit records, for kts bench only", "addr", bln.Addr().String())
-		if o.UnauditedReady != nil {
-			o.UnauditedReady(bln.Addr().String())
-		}
+	bench, closeBench, err := serveUnaudited(ctx, o.Bench, unauditedServer{journal: auditing.journal,
+		api: api.Handler(), srv: srv, plain: plain, tlsCfg: tlsCfg, errc: errc, log: log})
+	if err != nil {
+		return err
 	}
+	defer closeBench()
 	log.Info("serving", "addr", ln.Addr().String(), "role", cfg.Role, "fingerprint", st.ServerKey.Public().ID())
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())

@@ -78,23 +78,17 @@ func (m *replicationMonitor) poll(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	var st replicationState
-	var names string
-	var syncState *string
-	var lag *int64
-	err := m.db.Pool().QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
-		(SELECT sync_state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' LIMIT 1),
-		(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint FROM pg_stat_replication WHERE application_name = $1 LIMIT 1)`,
-		m.standby).Scan(&names, &syncState, &lag)
+	r, err := m.db.Replication(ctx, m.standby)
 	st.CheckedAt = time.Now()
 	if err != nil {
 		st.Err = err.Error()
 	}
-	st.Paired = names != ""
-	if syncState != nil {
-		st.Attached, st.SyncState = true, *syncState
+	st.Paired = r.Paired
+	if r.SyncState != nil {
+		st.Attached, st.SyncState = true, *r.SyncState
 	}
-	if lag != nil {
-		st.LagBytes = *lag
+	if r.LagBytes != nil {
+		st.LagBytes = *r.LagBytes
 	}
 	m.mu.Lock()
 	prev := m.state
@@ -206,20 +200,15 @@ func neverSent(err error) bool {
 // passiveHealth reports the standby's replay position.
 func passiveHealth(db *store.Store, activeURL string) func(context.Context) (any, error) {
 	return func(ctx context.Context) (any, error) {
-		var inRecovery bool
-		var receiving *string
-		var replayAge *float64
-		err := db.Pool().QueryRow(ctx, `SELECT pg_is_in_recovery(),
-			(SELECT status FROM pg_stat_wal_receiver LIMIT 1),
-			extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8`).Scan(&inRecovery, &receiving, &replayAge)
+		st, err := db.Standby(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if !inRecovery {
+		if !st.InRecovery {
 			return nil, errors.New("this passive's database is not a standby; re-seed it from the active")
 		}
-		out := map[string]any{"status": "ready", "role": "passive", "active_url": activeURL, "in_recovery": inRecovery,
-			"wal_receiver": receiving, "seconds_since_last_replayed_commit": replayAge}
+		out := map[string]any{"status": "ready", "role": "passive", "active_url": activeURL, "in_recovery": st.InRecovery,
+			"wal_receiver": st.WALReceiver, "seconds_since_last_replayed_commit": st.SecondsSinceReplay}
 		return out, nil
 	}
 }
@@ -250,9 +239,7 @@ func newStandbyGate(file string) *standbyGate {
 
 // check is run on every new connection to the passive's database.
 func (g *standbyGate) check(ctx context.Context, conn *pgx.Conn) error {
-	var started string
-	var receiver *string
-	err := conn.QueryRow(ctx, `SELECT pg_postmaster_start_time()::text, (SELECT status FROM pg_stat_wal_receiver LIMIT 1)`).Scan(&started, &receiver)
+	started, receiver, err := store.PostmasterStatus(ctx, conn)
 	if err != nil {
 		return err
 	}

@@ -29,14 +29,11 @@ func waitForStandbyToMigrate(ctx context.Context, db *store.Store, standby strin
 	deadline := time.Now().Add(wait)
 	var logged time.Time
 	for {
-		var names string
-		var attached bool
-		err := db.Pool().QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
-			EXISTS (SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' AND sync_state IN ('sync', 'quorum'))`, standby).Scan(&names, &attached)
+		paired, attached, err := db.SyncStandbyAttached(ctx, standby)
 		if err != nil {
 			return err
 		}
-		if names == "" || attached {
+		if !paired || attached {
 			return nil
 		}
 		missing := fmt.Errorf("the database needs its schema written before the server can serve, and every commit of this active "+

@@ -113,7 +113,7 @@ func TestDepositLifecycle(t *testing.T) {
 			}
 			// Stored encrypted: the plaintext is nowhere in the row.
 			var ct []byte
-			if err := e.store.Pool().QueryRow(t.Context(), `SELECT ciphertext FROM deposits`).Scan(&ct); err != nil || bytes.Contains(ct, data[1:10]) {
+			if err := e.sql.QueryRow(t.Context(), `SELECT ciphertext FROM deposits`).Scan(&ct); err != nil || bytes.Contains(ct, data[1:10]) {
 				t.Fatalf("deposit not encrypted at rest (err %v)", err)
 			}
 			if a := e.do("DELETE", "/v1/deposits/key1", nil, signer, authz); a.status != http.StatusNoContent {
@@ -152,7 +152,7 @@ func TestClientsAreIsolated(t *testing.T) {
 		t.Fatalf("alice reads %q", a.body)
 	}
 	// A ciphertext moved to another owner's row does not open.
-	if _, err := e.store.Pool().Exec(t.Context(), `UPDATE deposits SET ciphertext = (SELECT ciphertext FROM deposits WHERE owner = $1),
+	if _, err := e.sql.Exec(t.Context(), `UPDATE deposits SET ciphertext = (SELECT ciphertext FROM deposits WHERE owner = $1),
 		wrapped_key = (SELECT wrapped_key FROM deposits WHERE owner = $1) WHERE owner = $2`,
 		alice.Public().Fingerprint(), bob.Public().Fingerprint()); err != nil {
 		t.Fatal(err)

@@ -236,7 +236,7 @@ func TestChangesFailClosed(t *testing.T) {
 		`CREATE FUNCTION kts_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused (test)'; END $$`,
 		`CREATE TRIGGER kts_test_refuse BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION kts_test_refuse()`,
 	} {
-		if _, err := e.store.Pool().Exec(context.Background(), sql); err != nil {
+		if _, err := e.sql.Exec(context.Background(), sql); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/deposit"
@@ -31,6 +33,7 @@ const acmeCode = "ThisISAs3cr3t!"
 type env struct {
 	t       testing.TB
 	store   *store.Store
+	sql     *pgxpool.Pool // the store's database, below the store
 	srv     *httptest.Server
 	journal *audit.Journal      // the server's audit journal
 	key     *openpgp.PrivateKey // the server's
@@ -79,7 +82,8 @@ func newEnvOpts(t testing.TB, cached bool, opts func(*httpapi.Options)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	db, err := store.Open(ctx, pgtest.DSN(t), 4)
+	dsn := pgtest.DSN(t)
+	db, err := store.Open(ctx, dsn, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +103,7 @@ func newEnvOpts(t testing.TB, cached bool, opts func(*httpapi.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: db, key: testKey(t, 0), now: time.Now()}
+	e := &env{t: t, store: db, sql: pgtest.Pool(t, dsn), key: testKey(t, 0), now: time.Now()}
 	var deposits deposit.Store = db
 	if cached {
 		deposits = store.NewCache(ctx, db, store.NewBatcher(ctx, db, 1, 64), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -240,7 +244,7 @@ type counts struct{ orgs, clients, active, deposits, nonces int }
 func (e *env) counts() counts {
 	e.t.Helper()
 	var c counts
-	err := e.store.Pool().QueryRow(context.Background(), `SELECT
+	err := e.sql.QueryRow(context.Background(), `SELECT
 		(SELECT count(*) FROM organizations), (SELECT count(*) FROM clients),
 		(SELECT count(*) FROM clients WHERE state = 'active'), (SELECT count(*) FROM deposits),
 		(SELECT count(*) FROM used_nonces)`).Scan(&c.orgs, &c.clients, &c.active, &c.deposits, &c.nonces)

@@ -108,7 +108,7 @@ func TestClientRegistrationMailsTheContacts(t *testing.T) {
 		t.Fatalf("queued mail: %+v, %v", pending, err)
 	}
 	var bodies []string
-	e.store.Pool().QueryRow(context.Background(), `SELECT array_agg(body ORDER BY id) FROM outbox`).Scan(&bodies)
+	e.sql.QueryRow(context.Background(), `SELECT array_agg(body ORDER BY id) FROM outbox`).Scan(&bodies)
 	waiting, active := testKey(t, 1).Public().Fingerprint(), testKey(t, 2).Public().Fingerprint()
 	if pending[0].Recipient != "admin@example.com" || pending[0].Subject != "KeyTrustee Client Registration" ||
 		!strings.Contains(bodies[0], "WAITING FOR APPROVAL") || !strings.Contains(bodies[0], "keytrustee-orgtool enable-client --fingerprint "+waiting) {

@@ -23,7 +23,7 @@ import (
 func (e *env) outbox() int {
 	e.t.Helper()
 	var n int
-	if err := e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+	if err := e.sql.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
 		e.t.Fatal(err)
 	}
 	return n

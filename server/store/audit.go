@@ -250,3 +250,38 @@ func (c AuditChain) Append(ctx context.Context, e audit.Event) error { return c.
 func ReadAuditHead(ctx context.Context, q Querier) (audit.Head, error) {
 	return scanHead(q.QueryRow(ctx, `SELECT seq, hash FROM audit_head`))
 }
+
+// AuditLog reads a database's audit chain over a connection of its own: for
+// the tools that verify and export it, on an active's database or a
+// passive's standby.
+type AuditLog struct{ conn *pgx.Conn }
+
+// OpenAuditLog connects to the database named by dsn.
+func OpenAuditLog(ctx context.Context, dsn string) (*AuditLog, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	return &AuditLog{conn: conn}, nil
+}
+
+// Close closes the connection.
+func (l *AuditLog) Close(ctx context.Context) { l.conn.Close(ctx) }
+
+// Exists reports whether the database has an audit chain (its schema is
+// recent enough to hold one).
+func (l *AuditLog) Exists(ctx context.Context) (bool, error) {
+	var ok bool
+	err := l.conn.QueryRow(ctx, `SELECT to_regclass('audit_log') IS NOT NULL`).Scan(&ok)
+	return ok, err
+}
+
+// Verify is VerifyAudit over the connection.
+func (l *AuditLog) Verify(ctx context.Context, v *audit.Verifier, anchor *audit.Anchor) (audit.Summary, error) {
+	return VerifyAudit(ctx, l.conn, v, anchor)
+}
+
+// Records is ReadAuditRecords over the connection.
+func (l *AuditLog) Records(ctx context.Context, from int64, fn func(audit.Record) error) error {
+	return ReadAuditRecords(ctx, l.conn, from, fn)
+}

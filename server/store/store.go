@@ -71,9 +71,6 @@ func (s *Store) Close() { s.pool.Close() }
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
-// Pool exposes the pool for benchmarks that measure raw database limits.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 func isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"

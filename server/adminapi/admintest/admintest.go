@@ -29,8 +29,16 @@ import (
 // test binary's TestMain must call pgtest.Main).
 func Store(t testing.TB) *store.Store {
 	t.Helper()
+	db, _ := Open(t)
+	return db
+}
+
+// Open is Store, with the connection string of its database.
+func Open(t testing.TB) (*store.Store, string) {
+	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, pgtest.DSN(t), 4)
+	dsn := pgtest.DSN(t)
+	db, err := store.Open(ctx, dsn, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,14 +46,13 @@ func Store(t testing.TB) *store.Store {
 	if err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return db
+	return db, dsn
 }
 
-// ReadOnly opens db's database again with every transaction read-only, as
+// ReadOnly opens the database of dsn again with every transaction read-only, as
 // a passive's standby is: a change fails with SQLSTATE 25006.
-func ReadOnly(t testing.TB, db *store.Store) *store.Store {
+func ReadOnly(t testing.TB, dsn string) *store.Store {
 	t.Helper()
-	dsn := db.Pool().Config().ConnString()
 	sep := "?"
 	if strings.Contains(dsn, "?") {
 		sep = "&"

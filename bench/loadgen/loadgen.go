@@ -1,7 +1,7 @@
-// Package bench drives load for `kts bench`: closed-loop and fixed-rate
+// Package loadgen drives the benchmark's load: closed-loop and fixed-rate
 // runs of an operation over a set of workers, with throughput, latency
 // percentiles and error counts.
-package bench
+package loadgen
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package cmd
+package bench
 
 import (
 	"context"
@@ -17,55 +17,36 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/jackc/pgx/v5"
-	"github.com/spf13/cobra"
 
-	"trustee.dev/trustee/server/bench"
+	"trustee.dev/trustee/bench/loadgen"
 	"trustee.dev/trustee/server/confdir"
 	kopenpgp "trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/store"
 )
 
-func newBenchBackupCommand() *cobra.Command {
-	var counts string
-	var size, rounds int
-	cmd := &cobra.Command{
-		Use:   "backup",
-		Short: "Measure backup and restore time and peak memory as the database grows",
-		Long: `bench backup fills a throwaway server's database with deposits of --size
-bytes up to each count of --deposits in turn, and at each count runs, --rounds
-times, kts backup (encrypted) and kts restore as separate processes. It prints
-their wall time and peak resident memory (the largest of kts and the
-PostgreSQL program it runs: pg_dump or psql), and next to them, in the same
-round, the PostgreSQL anchors: pg_dump of the database to nowhere, and psql
-loading the same dump from a file into an empty database. Memory that does
-not grow with the count shows that backup and restore stream.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ns []int
-			for _, s := range strings.Split(counts, ",") {
-				n, err := strconv.Atoi(strings.TrimSpace(s))
-				if err != nil || n < 1 {
-					return fmt.Errorf("--deposits %q: a comma-separated list of positive counts", counts)
-				}
-				if len(ns) > 0 && n <= ns[len(ns)-1] {
-					return fmt.Errorf("--deposits %q: counts must increase", counts)
-				}
-				ns = append(ns, n)
-			}
-			if rounds < 1 {
-				return fmt.Errorf("--rounds %d: at least 1", rounds)
-			}
-			return benchBackup(cmd.Context(), cmd.OutOrStdout(), ns, size, rounds)
-		},
+// ParseCounts reads --deposits: a comma-separated list of increasing
+// positive counts.
+func ParseCounts(counts string) ([]int, error) {
+	var ns []int
+	for _, s := range strings.Split(counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--deposits %q: a comma-separated list of positive counts", counts)
+		}
+		if len(ns) > 0 && n <= ns[len(ns)-1] {
+			return nil, fmt.Errorf("--deposits %q: counts must increase", counts)
+		}
+		ns = append(ns, n)
 	}
-	cmd.Flags().StringVar(&counts, "deposits", "100000,1000000", "deposit counts to measure at, increasing")
-	cmd.Flags().IntVar(&size, "size", 256, "bytes of ciphertext per deposit")
-	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds at each count")
-	return cmd
+	return ns, nil
 }
 
-func benchBackup(ctx context.Context, out io.Writer, counts []int, size, rounds int) error {
+// Backup fills a scratch server's database with deposits of size bytes up to
+// each of counts in turn, and at each count measures, rounds times, kts
+// backup and kts restore as separate processes next to their PostgreSQL
+// anchors (pg_dump to nowhere, psql loading the same dump).
+func Backup(ctx context.Context, out io.Writer, counts []int, size, rounds int) error {
 	root, err := os.MkdirTemp("", "kts-bench-backup-")
 	if err != nil {
 		return err
@@ -128,8 +109,8 @@ func benchBackup(ctx context.Context, out io.Writer, counts []int, size, rounds 
 				r.restore.wall.Seconds(), r.load.Seconds(), restoreRatios[round-1], r.restore.peakMiB)
 		}
 		peaks = append(peaks, peak)
-		bm, blo, bhi := bench.Median(backupRatios)
-		rm, rlo, rhi := bench.Median(restoreRatios)
+		bm, blo, bhi := loadgen.Median(backupRatios)
+		rm, rlo, rhi := loadgen.Median(restoreRatios)
 		fmt.Fprintf(out, "%9d: backup / pg_dump %.2f (%.2f–%.2f), restore / psql load %.2f (%.2f–%.2f), peak RSS %.1f MiB\n\n",
 			n, bm, blo, bhi, rm, rlo, rhi, peak)
 	}
@@ -207,9 +188,9 @@ func dropDatabase(ctx context.Context, inst *pg.Instance, password, name string)
 	return err
 }
 
-// fillDeposits adds deposits from..to-1 of size bytes, in steps; with
-// from 0 it first creates the schema, an organization and its client. It
-// closes its connections: restore wants the database to itself.
+// fillDeposits adds deposits from..to-1 of size bytes (store.FillDeposits);
+// with from 0 it first creates the schema. It closes its connections:
+// restore wants the database to itself.
 func fillDeposits(ctx context.Context, dsn string, from, to, size int) error {
 	db, err := store.Open(ctx, dsn, 2)
 	if err != nil {
@@ -220,25 +201,8 @@ func fillDeposits(ctx context.Context, dsn string, from, to, size int) error {
 		if err := db.Migrate(ctx); err != nil {
 			return err
 		}
-		if _, err := db.Pool().Exec(ctx, `INSERT INTO organizations(uuid, name, auth_hash) VALUES ('bench', 'bench', '');
-			INSERT INTO clients(fingerprint, org_uuid, key_id, public_key, state) VALUES (repeat('B', 40), 'bench', 'bench', '\x00', 'active')`); err != nil {
-			return err
-		}
 	}
-	const step = 100_000
-	for lo := from; lo < to; lo += step {
-		hi := min(lo+step, to)
-		_, err := db.Pool().Exec(ctx, `INSERT INTO deposits(owner, name, kek_id, wrapped_key, ciphertext, size)
-			SELECT repeat('B', 40), 'deposit-' || i, 'bench-key',
-				decode(md5(i::text) || md5((i + 1)::text) || md5((i + 2)::text), 'hex'),
-				substr(decode(repeat(md5(i::text), ($3 + 15) / 16), 'hex'), 1, $3), $3
-			FROM generate_series($1::int, $2::int - 1) i`, lo, hi, size)
-		if err != nil {
-			return err
-		}
-	}
-	_, err = db.Pool().Exec(ctx, "VACUUM ANALYZE deposits")
-	return err
+	return db.FillDeposits(ctx, from, to, size)
 }
 
 // benchRecipient writes a fresh OpenPGP key pair's public and secret key

@@ -1,4 +1,4 @@
-package cmd
+package bench
 
 import (
 	"context"
@@ -11,11 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"time"
 
-	"github.com/spf13/cobra"
-
-	"trustee.dev/trustee/server/bench"
+	"trustee.dev/trustee/bench/loadgen"
 	"trustee.dev/trustee/server/client"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
@@ -28,35 +25,6 @@ import (
 // softHSMModule is where Debian's softhsm2 package puts its PKCS#11 library.
 const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
 
-func newBenchHSMCommand() *cobra.Command {
-	var o benchOptions
-	cmd := &cobra.Command{
-		Use:   "hsm",
-		Short: "Measure deposit get and put with the HSM keyring (SoftHSM2) against the file keyring",
-		Long: `bench hsm starts, on one scratch PostgreSQL, three servers: one with the file
-keyring, one whose keys are in a SoftHSM2 token (with the default data key
-cache), and one on the same token and database that calls the token for every
-data key (HSM_DATA_KEY_CACHE_SECONDS 0). In interleaved rounds it measures
-closed-loop get and put on each and prints the ratios to the file keyring.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			tuneGC()
-			if o.workers < 1 || o.rounds < 1 || o.size < 1 || o.prefill < 1 {
-				return errors.New("--concurrency, --rounds, --size and --prefill must be positive")
-			}
-			return benchHSM(cmd.Context(), cmd.OutOrStdout(), o)
-		},
-	}
-	f := cmd.Flags()
-	f.IntVar(&o.workers, "concurrency", 16, "closed-loop clients, one keep-alive connection each")
-	f.IntVar(&o.rounds, "rounds", 3, "interleaved rounds")
-	f.IntVar(&o.size, "size", 256, "payload bytes")
-	f.IntVar(&o.prefill, "prefill", 100, "deposits per client read by the get runs")
-	f.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured window")
-	f.DurationVar(&o.window, "duration", 10*time.Second, "measured window of each run")
-	return cmd
-}
-
 // hsmTarget is one of the servers bench hsm measures.
 type hsmTarget struct {
 	name    string
@@ -64,7 +32,18 @@ type hsmTarget struct {
 	clients []*client.Client
 }
 
-func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
+// InitHSM makes the HSM keys of the state directory dir, configured by
+// cfg, under the key label given (kts keyhsm init).
+type InitHSM func(ctx context.Context, dir string, cfg config.Config, keyLabel string) error
+
+// HSM starts, on one scratch PostgreSQL, a server with the file keyring,
+// one with its keys in a SoftHSM2 token (set up by initHSM) and one on the
+// same token without the data key cache, and measures get and put on each
+// in interleaved rounds.
+func HSM(ctx context.Context, out io.Writer, o Options, initHSM InitHSM) (err error) {
+	if o.Workers < 1 || o.Rounds < 1 || o.Size < 1 || o.Prefill < 1 {
+		return errors.New("--concurrency, --rounds, --size and --prefill must be positive")
+	}
 	if _, err := os.Stat(softHSMModule); err != nil {
 		return fmt.Errorf("SoftHSM2 is not installed (%s): apt-get install softhsm2", softHSMModule)
 	}
@@ -131,7 +110,7 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 		return err
 	}
 	hcfg.HSMModule, hcfg.HSMTokenLabel, hcfg.HSMPINFile = softHSMModule, "kts-bench", pinFile
-	if err := keyHSMInit(ctx, io.Discard, hsmDir, hcfg, hsmkeys.KEKLabelPrefix+"1"); err != nil {
+	if err := initHSM(ctx, hsmDir, hcfg, hsmkeys.KEKLabelPrefix+"1"); err != nil {
 		return err
 	}
 	// The third server: the same state, calling the token for every key.
@@ -146,11 +125,11 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 
 	targets := []*hsmTarget{{name: "file"}, {name: "hsm"}, {name: "hsm-nocache"}}
 	for i, dir := range []string{fileDir, hsmDir, nocacheDir} {
-		p, err := startChild(ctx, "server", "--confdir", dir, "--log-level", "warn", "--announce")
+		p, err := o.Start(ctx, "server", "--confdir", dir, "--log-level", "warn", "--announce")
 		if err != nil {
 			return err
 		}
-		defer p.stop()
+		defer p.Stop()
 		st, err := confdir.Open(dir)
 		if err != nil {
 			return err
@@ -162,19 +141,19 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 		}
 		defer db.Close()
 		to := o
-		to.server = p.url
-		to.pair = true // each server has its own self-signed certificate: pin it
+		to.Server = p.URL
+		to.Pair = true // each server has its own self-signed certificate: pin it
 		if targets[i].clients, _, err = benchClients(ctx, db, to, ""); err != nil {
 			return err
 		}
 		targets[i].dir = dir
 	}
-	payload := make([]byte, o.size)
+	payload := make([]byte, o.Size)
 	rand.Read(payload)
-	fmt.Fprintf(out, "prefilling %d deposits of %d bytes on each server\n", o.workers*o.prefill, o.size)
+	fmt.Fprintf(out, "prefilling %d deposits of %d bytes on each server\n", o.Workers*o.Prefill, o.Size)
 	for _, t := range targets {
 		for w, c := range t.clients {
-			for i := 0; i < o.prefill; i++ {
+			for i := 0; i < o.Prefill; i++ {
 				if err := c.Put(ctx, "p-"+strconv.Itoa(i), payload); err != nil {
 					return fmt.Errorf("prefill %s client %d: %w", t.name, w, err)
 				}
@@ -182,10 +161,10 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 		}
 	}
 
-	results := map[string][]bench.Result{}
-	for round := 1; round <= o.rounds; round++ {
+	results := map[string][]loadgen.Result{}
+	for round := 1; round <= o.Rounds; round++ {
 		runID := fmt.Sprintf("%s-%d", hex.EncodeToString(payload[:4]), round)
-		fmt.Fprintf(out, "\nround %d/%d  load average %s\n", round, o.rounds, loadAverage())
+		fmt.Fprintf(out, "\nround %d/%d  load average %s\n", round, o.Rounds, loadAverage())
 		for _, kind := range []string{"get", "put"} {
 			for _, t := range targets {
 				clients := t.clients
@@ -193,14 +172,14 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 					if kind == "put" {
 						return clients[w].Put(ctx, fmt.Sprintf("w-%s-%d", runID, seq), payload)
 					}
-					b, err := clients[w].Get(ctx, "p-"+strconv.Itoa(seq%o.prefill))
-					if err == nil && len(b) != o.size {
+					b, err := clients[w].Get(ctx, "p-"+strconv.Itoa(seq%o.Prefill))
+					if err == nil && len(b) != o.Size {
 						err = fmt.Errorf("got %d bytes", len(b))
 					}
 					return err
 				}
 				name := t.name + "-" + kind
-				r := bench.ClosedLoop(ctx, name, o.workers, o.warmup, o.window, op)
+				r := loadgen.ClosedLoop(ctx, name, o.Workers, o.Warmup, o.Window, op)
 				results[name] = append(results[name], r)
 				fmt.Fprintf(out, "  %s\n", r)
 				if ctx.Err() != nil {
@@ -209,7 +188,7 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 			}
 		}
 	}
-	fmt.Fprintf(out, "\nmedian over %d rounds (range), %d clients, %d-byte values, %v windows:\n", o.rounds, o.workers, o.size, o.window)
+	fmt.Fprintf(out, "\nmedian over %d rounds (range), %d clients, %d-byte values, %v windows:\n", o.Rounds, o.Workers, o.Size, o.Window)
 	errorsSeen := 0
 	for _, rs := range results {
 		for _, r := range rs {
@@ -226,7 +205,7 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 		for i := range results[line.a] {
 			xs = append(xs, results[line.a][i].Rate()/results[line.b][i].Rate())
 		}
-		m, lo, hi := bench.Median(xs)
+		m, lo, hi := loadgen.Median(xs)
 		fmt.Fprintf(out, "  %-72s %.2f (%.2f–%.2f)\n", line.what, m, lo, hi)
 	}
 	if errorsSeen > 0 {
