@@ -22,6 +22,7 @@ import (
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/test/harness"
 )
 
 // The auth code of the "acme" test organization; "open" has none.
@@ -36,24 +37,7 @@ type env struct {
 	key     *openpgp.PrivateKey // the server's
 	now     time.Time
 	mu      sync.Mutex
-	logs    lockedBuffer // the server's JSON log
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs    harness.Buffer // the server's JSON log
 }
 
 func (e *env) clock() time.Time {

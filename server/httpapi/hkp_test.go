@@ -11,13 +11,14 @@ import (
 	"testing"
 
 	"trustee.dev/trustee/server/httpapi"
+	"trustee.dev/trustee/test/harness"
 )
 
 // publicServer serves e's public handler (HKP and the fingerprint) over
 // plain HTTP, as port 11371 does, with a log of its own.
-func publicServer(t *testing.T, e *env) (*httptest.Server, *lockedBuffer) {
+func publicServer(t *testing.T, e *env) (*httptest.Server, *harness.Buffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &harness.Buffer{}
 	api := httpapi.New(httpapi.Options{Store: e.store, ServerKey: e.key.Public(),
 		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	srv := httptest.NewServer(api.PublicHandler())

@@ -82,6 +82,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"trustee.dev/trustee/test/envtestenv"
+	"trustee.dev/trustee/test/harness"
 	"trustee.dev/trustee/test/toolcache"
 )
 
@@ -310,7 +311,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, crdDirs []string, cer
 	if c.pki, err = newPKI(filepath.Join(c.dir, "pki")); err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	ports, err := freePorts(6)
+	ports, err := harness.FreePorts(6)
 	if err != nil {
 		return err
 	}
@@ -806,10 +807,10 @@ func (c *Cluster) RSS() map[string]int64 {
 	c.kwokMu.Unlock()
 	rss := map[string]int64{}
 	for _, p := range procs {
-		if p == nil || !p.running() {
+		if p == nil || !p.Running() {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
 		if err != nil {
 			continue
 		}
@@ -842,7 +843,7 @@ func httpCheck(hc *http.Client, url, want string) func(context.Context) error {
 		var body bytes.Buffer
 		_, _ = body.ReadFrom(resp.Body)
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body.String(), want) {
-			return fmt.Errorf("GET %s: %s %s", url, resp.Status, toolcache.Tail(body.String(), 5))
+			return fmt.Errorf("GET %s: %s %s", url, resp.Status, harness.Tail(body.String(), 5))
 		}
 		return nil
 	}

@@ -8,15 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"trustee.dev/trustee/test/harness"
 )
 
 // bin is the directory holding the kts binary built for this test run and
@@ -50,6 +50,12 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// startKts runs kts with args until it exits or the test ends.
+func startKts(t *testing.T, what string, args ...string) *harness.Process {
+	t.Helper()
+	return harness.Start(t, filepath.Join(bin, "kts"), what, args...)
+}
+
 // result is a finished command.
 type result struct {
 	stdout, stderr string
@@ -77,36 +83,11 @@ func kts(t *testing.T, args ...string) string {
 	return r.stdout
 }
 
-// stateRoot is a temporary directory the PostgreSQL account can traverse
-// when the tests run as root.
-func stateRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "kts-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // ktsServer is a `kts server --announce` child process that can be killed
 // and started again; the logs of all its runs are kept.
 type ktsServer struct {
 	confdir string
-	logs    lockedBuffer
+	logs    harness.Buffer
 	cmd     *exec.Cmd
 	exited  chan error
 }
@@ -139,12 +120,12 @@ func (s *ktsServer) start() error {
 	case ok := <-ready:
 		if !ok {
 			cmd.Wait()
-			return fmt.Errorf("kts server --confdir %s exited before serving:\n%s", s.confdir, s.logs.tail(40))
+			return fmt.Errorf("kts server --confdir %s exited before serving:\n%s", s.confdir, harness.Tail(s.logs.String(), 40))
 		}
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()
-		return fmt.Errorf("kts server --confdir %s did not serve within 30 s:\n%s", s.confdir, s.logs.tail(40))
+		return fmt.Errorf("kts server --confdir %s did not serve within 30 s:\n%s", s.confdir, harness.Tail(s.logs.String(), 40))
 	}
 	s.cmd, s.exited = cmd, make(chan error, 1)
 	go func() { s.exited <- cmd.Wait() }()
@@ -174,26 +155,6 @@ func (s *ktsServer) stop() error {
 		return errors.New("did not stop within 20 s of SIGTERM")
 	}
 }
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *lockedBuffer) tail(n int) string { return lastLines(b.String(), n) }
 
 // startServer runs `kts server` until the test ends, when it is stopped
 // with SIGTERM and must exit cleanly (unless the test killed it); its log is

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"trustee.dev/trustee/test/harness"
 	"trustee.dev/trustee/test/toolcache"
 )
 
@@ -58,10 +60,8 @@ func certManagerCRDDir() (string, error) {
 
 // certManager is a running cert-manager controller process.
 type certManager struct {
-	cmd    *exec.Cmd
-	out    *lastBytes
-	exited chan struct{} // closed when the process has ended; err says how
-	err    error
+	proc *harness.Process
+	out  *harness.Buffer // the end of its output
 }
 
 // startCertManager creates CertManagerNamespace and runs the controller bin
@@ -87,32 +87,28 @@ func startCertManager(e *Env, bin string) (*certManager, error) {
 		return nil, err
 	}
 
-	c := &certManager{out: &lastBytes{max: 16 << 10}, exited: make(chan struct{})}
+	c := &certManager{out: &harness.Buffer{Max: 16 << 10}}
 	var out io.Writer = c.out
 	if os.Getenv("KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT") == "true" {
 		out = io.MultiWriter(c.out, os.Stderr)
 	}
 	ready := &readyWriter{w: out, ready: make(chan struct{})}
-	c.cmd = exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-resource-namespace="+CertManagerNamespace, "-v=2")
-	c.cmd.Stdout, c.cmd.Stderr = ready, out
+	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-resource-namespace="+CertManagerNamespace, "-v=2")
+	cmd.Stdout, cmd.Stderr = ready, out
 	// A process group of its own, as envtest's processes have; stop ends
 	// the whole group, and Wait does not wait for output from what is
 	// left of it.
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.cmd.WaitDelay = certManagerStopTimeout
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the cert-manager controller: %w", err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = certManagerStopTimeout
+	if c.proc, err = harness.StartProcess("the cert-manager controller", cmd); err != nil {
+		return nil, err
 	}
-	go func() {
-		c.err = c.cmd.Wait()
-		close(c.exited)
-	}()
 
 	select {
 	case <-ready.ready:
 		return c, nil
-	case <-c.exited:
-		err = fmt.Errorf("it exited: %v", c.err)
+	case <-c.proc.Exited():
+		err = fmt.Errorf("it exited: %v", c.proc.Err())
 	case <-time.After(certManagerReadyTimeout):
 		err = fmt.Errorf("not ready after %v", certManagerReadyTimeout)
 	}
@@ -124,27 +120,16 @@ func startCertManager(e *Env, bin string) (*certManager, error) {
 // has not ended after a while. It returns an error when the controller had
 // ended before, by itself.
 func (c *certManager) stop() error {
-	var err error
-	pgid := c.cmd.Process.Pid
-	select {
-	case <-c.exited:
-		err = fmt.Errorf("the cert-manager controller had ended by itself: %v%s", c.err, c.log())
-	default:
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(certManagerStopTimeout):
-		}
+	var ended *harness.EndedError
+	if err := c.proc.End(syscall.SIGTERM, certManagerStopTimeout); errors.As(err, &ended) {
+		return fmt.Errorf("%w%s", err, c.log())
 	}
-	// Whatever is left of the group.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-c.exited
-	return err
+	return nil
 }
 
 // log returns the last lines the controller wrote, under a heading.
 func (c *certManager) log() string {
-	return c.out.tail("the cert-manager controller", 40)
+	return outputTail("the cert-manager controller", c.out, 40)
 }
 
 // readyWriter passes what is written to it on to w, and closes ready once

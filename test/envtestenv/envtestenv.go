@@ -54,8 +54,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
-	"trustee.dev/trustee/test/toolcache"
+	"trustee.dev/trustee/test/harness"
 )
 
 // Options say what a new Env has besides Kubernetes' built-in types.
@@ -205,7 +204,7 @@ func StartShared(opts Options) (*Env, error) {
 	// Keep the end of what the processes say, for the error when they do
 	// not start (envtest only says it timed out). Unless envtest is told
 	// to show it all (KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT=true).
-	apiOut, etcdOut := &lastBytes{max: 16 << 10}, &lastBytes{max: 16 << 10}
+	apiOut, etcdOut := &harness.Buffer{Max: 16 << 10}, &harness.Buffer{Max: 16 << 10}
 	if os.Getenv("KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT") != "true" {
 		api.Out, api.Err = apiOut, apiOut
 		te.ControlPlane.Etcd = &envtest.Etcd{Out: etcdOut, Err: etcdOut}
@@ -227,9 +226,9 @@ func StartShared(opts Options) (*Env, error) {
 		}
 		_ = os.RemoveAll(dir)
 		// The output of the process that failed says why.
-		out := apiOut.tail("kube-apiserver", 20)
+		out := outputTail("kube-apiserver", apiOut, 20)
 		if strings.Contains(err.Error(), "process etcd") {
-			out = etcdOut.tail("etcd", 10)
+			out = outputTail("etcd", etcdOut, 10)
 		}
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w%s", assets, err, out)
 	}
@@ -380,30 +379,11 @@ func run(t testing.TB, name string, args, environ []string) string {
 	return stdout.String()
 }
 
-// lastBytes is an io.Writer that keeps the last max bytes written to it.
-type lastBytes struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (w *lastBytes) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.b = append(w.b, p...)
-	if len(w.b) > 2*w.max {
-		w.b = append([]byte(nil), w.b[len(w.b)-w.max:]...)
-	}
-	return len(p), nil
-}
-
-// tail returns the last n lines written, under a heading naming who wrote
-// them, or nothing when nothing was.
-func (w *lastBytes) tail(who string, n int) string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.b) == 0 {
+// outputTail returns the last n lines that who wrote to out, under a
+// heading naming who, or nothing when it wrote nothing.
+func outputTail(who string, out *harness.Buffer, n int) string {
+	if out.Len() == 0 {
 		return ""
 	}
-	return fmt.Sprintf("\n--- last lines of %s's output:\n%s", who, toolcache.Tail(string(w.b), n))
+	return fmt.Sprintf("\n--- last lines of %s's output:\n%s", who, harness.Tail(out.String(), n))
 }

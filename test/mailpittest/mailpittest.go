@@ -39,7 +39,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"trustee.dev/trustee/test/toolcache"
+
+	"trustee.dev/trustee/test/harness"
 )
 
 // TLSMode says how Mailpit's SMTP port uses TLS.
@@ -134,7 +135,7 @@ func StartWith(t testing.TB, opts Options) *Server {
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := os.ReadFile(s.logFile); err == nil {
-				t.Logf("mailpittest: mailpit's log (last lines):\n%s", toolcache.Tail(string(b), 60))
+				t.Logf("mailpittest: mailpit's log (last lines):\n%s", harness.Tail(string(b), 60))
 			}
 		}
 		if err := s.Stop(); err != nil {
@@ -145,12 +146,11 @@ func StartWith(t testing.TB, opts Options) *Server {
 	// binding it: choose again then.
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if s.smtpAddr, err = freeAddr(); err != nil {
+		var ports []int
+		if ports, err = harness.FreePorts(2); err != nil {
 			break
 		}
-		if s.httpAddr, err = freeAddr(); err != nil {
-			break
-		}
+		s.smtpAddr, s.httpAddr = fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 		if err = s.Start(); err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
@@ -275,7 +275,7 @@ func (s *Server) Start() error {
 	if err := s.waitReady(exited, 30*time.Second); err != nil {
 		s.stopLocked()
 		b, _ := os.ReadFile(s.logFile)
-		return fmt.Errorf("%w\nmailpit's log:\n%s", err, toolcache.Tail(string(b), 30))
+		return fmt.Errorf("%w\nmailpit's log:\n%s", err, harness.Tail(string(b), 30))
 	}
 	return nil
 }
@@ -676,14 +676,4 @@ func (s *Server) DeleteAll(t testing.TB) {
 	if _, err := s.do(http.MethodDelete, "/api/v1/messages"); err != nil {
 		t.Fatalf("mailpittest: %v", err)
 	}
-}
-
-// freeAddr returns 127.0.0.1:port for a port that is free now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

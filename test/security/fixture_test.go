@@ -24,6 +24,7 @@ import (
 
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/test/harness"
 )
 
 // sharedCipherList is the SSL_CIPHER_LIST of the shared server: two of Go's
@@ -50,7 +51,7 @@ type server struct {
 	url       string // https://addr
 	env       []string
 
-	logs   lockedBuffer // everything the server wrote, all its runs
+	logs   harness.Buffer // everything the server wrote, all its runs
 	cmd    *exec.Cmd
 	exited chan error
 
@@ -81,14 +82,11 @@ func startServer(kts string, o serverOptions) (_ *server, err error) {
 			os.RemoveAll(root)
 		}
 	}()
-	apiPort, err := freePort()
+	ports, err := harness.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	dbPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+	apiPort, dbPort := ports[0], ports[1]
 	s.addr = "127.0.0.1:" + strconv.Itoa(apiPort)
 	s.url = "https://" + s.addr
 	if r := s.kts("", "init", "--confdir", s.dir, "--hostname", "localhost", "--key-type", "ed25519",
