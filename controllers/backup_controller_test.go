@@ -15,18 +15,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/test/fixtures"
 )
 
 func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 	ctx, ns := testContext(t), env.Namespace(t)
-	bs := &trusteev1.BackupSchedule{
-		ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: ns},
-		Spec: trusteev1.BackupScheduleSpec{
-			ServerRef: trusteev1.ServerReference{Name: "kts"}, Schedule: "30 2 * * *",
-			GPGRecipient: &trusteev1.GPGRecipient{Recipient: "backup@example.com", ConfigMapKeyRef: &trusteev1.ConfigMapKeySelector{Name: "key", Key: "key.asc"}},
-			Roll:         ptr.To[int32](5), Destination: trusteev1.BackupDestination{ClaimName: "archives"},
-		},
-	}
+	bs := fixtures.BackupSchedule("nightly", fixtures.BackupScheduleIn(ns), fixtures.Schedule("30 2 * * *"),
+		fixtures.Recipient("backup@example.com", "key", "key.asc"), fixtures.Roll(5), fixtures.Claim("archives"))
 	if err := env.Client.Create(ctx, bs); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/test/fixtures"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -50,10 +51,7 @@ func testCA(t *testing.T, ctx context.Context, ns string) {
 }
 
 func newServer(ns, name string) *trusteev1.KeyTrusteeServer {
-	return &trusteev1.KeyTrusteeServer{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec:       trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{IssuerRef: &trusteev1.IssuerReference{Name: "ca"}}},
-	}
+	return fixtures.Server(name, fixtures.ServerIn(ns))
 }
 
 func getServer(t *testing.T, ctx context.Context, ns, name string) *trusteev1.KeyTrusteeServer {
