@@ -3,7 +3,6 @@ package envtestenv
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,14 +16,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"trustee.dev/trustee/test/clusterbase"
 	"trustee.dev/trustee/test/harness"
-	"trustee.dev/trustee/test/toolcache"
 )
 
 // CertManagerNamespace is the ClusterResourceNamespace of the cert-manager
 // controller that Options.CertManager runs: the namespace of the Secrets
 // that ClusterIssuers refer to. StartShared creates it.
-const CertManagerNamespace = "cert-manager"
+const CertManagerNamespace = clusterbase.CertManagerNamespace
 
 // certManagerUser is the user the controller connects as (group
 // system:masters).
@@ -35,28 +34,6 @@ const (
 	certManagerReadyTimeout = time.Minute
 	certManagerStopTimeout  = 10 * time.Second
 )
-
-// certManagerCRDDir returns the deploy/crds directory of the cert-manager
-// module that hack/cert-manager requires, the version the controller is
-// built from, downloading the module when the module cache has not got it.
-func certManagerCRDDir() (string, error) {
-	root, err := toolcache.RepoRoot("hack/cert-manager/go.mod")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "mod", "download", "-json", toolcache.CertManager.Module)
-	cmd.Dir = filepath.Join(root, "hack", "cert-manager")
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	var mod struct{ Dir, Error string }
-	if err := json.Unmarshal(stdout.Bytes(), &mod); err != nil || mod.Dir == "" || runErr != nil {
-		return "", fmt.Errorf("locating cert-manager's CRDs: go mod download %s in hack/cert-manager: %v %s%s",
-			toolcache.CertManager.Module, runErr, mod.Error, stderr.String())
-	}
-	return filepath.Join(mod.Dir, "deploy", "crds"), nil
-}
 
 // certManager is a running cert-manager controller process.
 type certManager struct {
