@@ -16,6 +16,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/test/fixtures"
+	"trustee.dev/trustee/test/harness"
 )
 
 func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
@@ -27,7 +28,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 	}
 	status := func(check func(trusteev1.BackupScheduleStatus) (bool, string)) {
 		t.Helper()
-		eventually(t, time.Minute, "backup status", func() (bool, string) {
+		harness.Eventually(t, time.Minute, "backup status", func() (bool, string) {
 			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(bs), bs); err != nil {
 				return false, err.Error()
 			}
@@ -145,7 +146,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	status(condition(trusteev1.ConditionReady, metav1.ConditionTrue, "suspended"))
-	eventually(t, 30*time.Second, "CronJob suspended", func() (bool, string) {
+	harness.Eventually(t, 30*time.Second, "CronJob suspended", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(cj), cj)
 		return err == nil && cj.Spec.Suspend != nil && *cj.Spec.Suspend, fmt.Sprint(err)
 	})
@@ -165,7 +166,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 	if h := dbHost(); !strings.HasPrefix(h, "kts-b-0.") {
 		t.Fatalf("the backup reads %s; want the passive kts-b-0", h)
 	}
-	eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
 		identity := &corev1.Secret{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil {
 			return false, err.Error()
@@ -174,7 +175,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		err := env.Client.Update(ctx, identity)
 		return err == nil, fmt.Sprint(err)
 	})
-	eventually(t, time.Minute, "the backup reading the new passive", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the backup reading the new passive", func() (bool, string) {
 		h := dbHost()
 		return strings.HasPrefix(h, "kts-a-0."), h
 	})

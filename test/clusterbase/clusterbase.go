@@ -3,7 +3,8 @@
 // install CRDs into a scheme of client-go's types (cert-manager's too, on
 // request), give each test a namespace of its own, run kubectl and helm
 // against themselves as the administrator and write users' kubeconfig
-// files.
+// files; the operator's tests run its manager against either and wait
+// for its events.
 package clusterbase
 
 import (
@@ -22,12 +23,15 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"trustee.dev/trustee/test/harness"
 	"trustee.dev/trustee/test/toolcache"
 )
 
@@ -176,4 +180,43 @@ func WriteKubeconfig(dir string, kc []byte) (string, error) {
 	}
 	_, err = f.Write(kc)
 	return f.Name(), errors.Join(err, f.Close())
+}
+
+// RunManager starts mgr (an operator's controllers against a cluster) and
+// waits until its cache has synced; stop ends it, saying on stderr why it
+// failed, if it did.
+func RunManager(mgr manager.Manager) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		cancel()
+		return nil, fmt.Errorf("the operator's cache did not sync: %v", <-done)
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintf(os.Stderr, "operator: %v\n", err)
+		}
+	}, nil
+}
+
+// WaitForEvent waits a minute at most for an event regarding the object
+// name in ns with reason, failing t with the reasons seen.
+func WaitForEvent(t testing.TB, ctx context.Context, c client.Client, ns, name, reason string) {
+	t.Helper()
+	harness.Eventually(t, time.Minute, "event "+reason, func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name && e.Reason == reason {
+				return true, ""
+			}
+			seen = append(seen, e.Reason)
+		}
+		return false, fmt.Sprint(seen)
+	})
 }

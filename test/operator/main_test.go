@@ -7,7 +7,6 @@ package operator
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/controllers"
+	"trustee.dev/trustee/test/clusterbase"
 	"trustee.dev/trustee/test/envtestenv"
 )
 
@@ -102,19 +102,7 @@ func startOperator() (stop func(), err error) {
 	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: "trustee:test", Address: address, HTTPTimeout: 3 * time.Second}); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		cancel()
-		return nil, fmt.Errorf("the operator's cache did not sync: %v", <-done)
-	}
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintf(os.Stderr, "operator: %v\n", err)
-		}
-	}, nil
+	return clusterbase.RunManager(mgr)
 }
 
 // kts runs kts to its end and returns its standard output.
