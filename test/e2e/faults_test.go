@@ -619,7 +619,7 @@ func (p *faultPair) keepEvidence(t *testing.T) {
 	}
 	for i, name := range []string{"active", "passive"} {
 		if s := p.servers[i]; s != nil {
-			logs := s.logs.String()
+			logs := s.Logs.String()
 			os.WriteFile(filepath.Join(dir, name+"-server.log"), []byte(logs), 0o644)
 			t.Logf("end of the %s server's log, without the access log:\n%s", name, harness.Tail(withoutAccessLog(logs), 60))
 		}

@@ -3,16 +3,12 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -87,87 +83,49 @@ func kts(t *testing.T, args ...string) string {
 // and started again; the logs of all its runs are kept.
 type ktsServer struct {
 	confdir string
-	logs    harness.Buffer
-	cmd     *exec.Cmd
-	exited  chan error
+	harness.Restartable
+}
+
+func newKtsServer(confdir string) *ktsServer {
+	s := newKtsServer(confdir)
+	s.What = "kts server --confdir " + confdir
+	s.Command = func() *exec.Cmd {
+		return exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", confdir, "--announce", "--log-level", "info")
+	}
+	s.Announces = func(line string) bool { return strings.HasPrefix(line, "listening ") }
+	return s
 }
 
 // start runs the server and waits until it serves.
 func (s *ktsServer) start() error {
-	cmd := exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", s.confdir, "--announce", "--log-level", "info")
-	fmt.Fprintf(&s.logs, "=== test: start at %s\n", time.Now().Format(time.StampMilli))
-	cmd.Stderr = &s.logs
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
+	fmt.Fprintf(&s.Logs, "=== test: start at %s\n", time.Now().Format(time.StampMilli))
+	if err := s.Start(30 * time.Second); err != nil {
+		return fmt.Errorf("%v:\n%s", err, harness.Tail(s.Logs.String(), 40))
 	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "listening ") {
-				ready <- true
-				io.Copy(io.Discard, stdout)
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			cmd.Wait()
-			return fmt.Errorf("kts server --confdir %s exited before serving:\n%s", s.confdir, harness.Tail(s.logs.String(), 40))
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		return fmt.Errorf("kts server --confdir %s did not serve within 30 s:\n%s", s.confdir, harness.Tail(s.logs.String(), 40))
-	}
-	s.cmd, s.exited = cmd, make(chan error, 1)
-	go func() { s.exited <- cmd.Wait() }()
 	return nil
 }
 
 // kill ends the server at once (SIGKILL), as a crash would.
 func (s *ktsServer) kill() {
-	fmt.Fprintf(&s.logs, "=== test: SIGKILL at %s\n", time.Now().Format(time.StampMilli))
-	s.cmd.Process.Kill()
-	<-s.exited
-	s.cmd = nil
+	fmt.Fprintf(&s.Logs, "=== test: SIGKILL at %s\n", time.Now().Format(time.StampMilli))
+	s.Kill()
 }
 
 // stop ends a running server with SIGTERM and expects a clean exit.
-func (s *ktsServer) stop() error {
-	if s.cmd == nil {
-		return nil
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.exited:
-		s.cmd = nil
-		return err
-	case <-time.After(20 * time.Second):
-		s.kill()
-		return errors.New("did not stop within 20 s of SIGTERM")
-	}
-}
+func (s *ktsServer) stop() error { return s.Stop(20 * time.Second) }
 
 // startServer runs `kts server` until the test ends, when it is stopped
 // with SIGTERM and must exit cleanly (unless the test killed it); its log is
 // shown if the test failed.
 func startServer(t *testing.T, confdir string) *ktsServer {
 	t.Helper()
-	s := &ktsServer{confdir: confdir}
+	s := newKtsServer(confdir)
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("log of kts server --confdir %s:\n%s", confdir, s.logs.String())
+			t.Logf("log of kts server --confdir %s:\n%s", confdir, s.Logs.String())
 		}
 		if err := s.stop(); err != nil {
 			t.Errorf("kts server --confdir %s: %v", confdir, err)

@@ -229,7 +229,7 @@ func TestMemberPodsWithHSM(t *testing.T) {
 		}
 	}
 	for _, s := range []*ktsServer{active.server, passive.server} {
-		if strings.Contains(s.logs.String(), token.PIN) {
+		if strings.Contains(s.Logs.String(), token.PIN) {
 			t.Fatalf("the log of kts server --confdir %s holds the PIN", s.confdir)
 		}
 	}

@@ -129,7 +129,7 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 		t.Fatalf("the admin CA file after the restore: %v %v", fi, err)
 	}
 	kts(t, "db", "start", "--confdir", active)
-	restored := &ktsServer{confdir: active}
+	restored := newKtsServer(active)
 	done := make(chan error, 1)
 	go func() { done <- restored.start() }()
 	select {
@@ -138,11 +138,11 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(45 * time.Second):
-		t.Fatalf("the restored server neither served nor exited:\n%s", restored.logs.String())
+		t.Fatalf("the restored server neither served nor exited:\n%s", restored.Logs.String())
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("log of the restored server:\n%s", restored.logs.String())
+			t.Logf("log of the restored server:\n%s", restored.Logs.String())
 		}
 		restored.stop()
 	})

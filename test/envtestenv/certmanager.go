@@ -1,7 +1,6 @@
 package envtestenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +68,7 @@ func startCertManager(e *Env, bin string) (*certManager, error) {
 	if os.Getenv("KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT") == "true" {
 		out = io.MultiWriter(c.out, os.Stderr)
 	}
-	ready := &readyWriter{w: out, ready: make(chan struct{})}
+	ready := harness.NewLineWatch(out, func(line string) bool { return line == "ready" })
 	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-resource-namespace="+CertManagerNamespace, "-v=2")
 	cmd.Stdout, cmd.Stderr = ready, out
 	// A process group of its own, as envtest's processes have; stop ends
@@ -82,7 +81,7 @@ func startCertManager(e *Env, bin string) (*certManager, error) {
 	}
 
 	select {
-	case <-ready.ready:
+	case <-ready.Seen():
 		return c, nil
 	case <-c.proc.Exited():
 		err = fmt.Errorf("it exited: %v", c.proc.Err())
@@ -107,29 +106,6 @@ func (c *certManager) stop() error {
 // log returns the last lines the controller wrote, under a heading.
 func (c *certManager) log() string {
 	return outputTail("the cert-manager controller", c.out, 40)
-}
-
-// readyWriter passes what is written to it on to w, and closes ready once
-// a line "ready" has come by. Only one goroutine writes to it (exec's).
-type readyWriter struct {
-	w     io.Writer
-	ready chan struct{}
-	done  bool   // ready is closed
-	line  []byte // the start of the current line
-}
-
-func (r *readyWriter) Write(p []byte) (int, error) {
-	if !r.done {
-		r.line = append(r.line, p...)
-		for i := bytes.IndexByte(r.line, '\n'); i >= 0 && !r.done; i = bytes.IndexByte(r.line, '\n') {
-			if string(r.line[:i]) == "ready" {
-				r.done = true
-				close(r.ready)
-			}
-			r.line = r.line[i+1:]
-		}
-	}
-	return r.w.Write(p)
 }
 
 // CertManagerLog returns the last lines that the cert-manager controller

@@ -126,3 +126,80 @@ func TestProcessOutputAndWait(t *testing.T) {
 		t.Fatalf("Wait: %v", err)
 	}
 }
+
+func TestLineWatch(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		seen   bool
+	}{
+		{"the line whole", []string{"a\nready\nb\n"}, true},
+		{"the line in pieces", []string{"rea", "dy", "\n"}, true},
+		{"a longer line", []string{"ready or not\n"}, false},
+		{"no newline yet", []string{"ready"}, false},
+		{"none", []string{"a\n", "b\n"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out Buffer
+			w := NewLineWatch(&out, func(line string) bool { return line == "ready" })
+			for _, s := range tc.writes {
+				if _, err := w.Write([]byte(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-w.Seen():
+				if !tc.seen {
+					t.Fatal("seen")
+				}
+			default:
+				if tc.seen {
+					t.Fatal("not seen")
+				}
+			}
+			if got := out.String(); got != strings.Join(tc.writes, "") {
+				t.Fatalf("passed on %q", got)
+			}
+		})
+	}
+}
+
+func TestRestartable(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script string
+		start  string // in Start's error; "" for none
+		stop   string // in Stop's error; "" for none
+	}{
+		{"serves and stops cleanly", "trap 'exit 0' TERM; echo listening here; while :; do sleep 0.05; done", "", ""},
+		{"exits before serving", "echo oops >&2; exit 2", "exited before serving (exit status 2)", ""},
+		{"never serves", "exec sleep 30", "did not serve within 300ms", ""},
+		{"stops uncleanly", "trap 'exit 3' TERM; echo listening here; while :; do sleep 0.05; done", "", "exit status 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Restartable{What: "sh", KeepStdout: true,
+				Command:   func() *exec.Cmd { return exec.Command("sh", "-c", tc.script) },
+				Announces: func(line string) bool { return strings.HasPrefix(line, "listening ") }}
+			err := r.Start(300 * time.Millisecond)
+			if tc.start != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.start) || r.Process() != nil {
+					t.Fatalf("Start: %v, want %q", err, tc.start)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(r.Logs.String(), "listening here") {
+				t.Fatalf("Logs: %q", r.Logs.String())
+			}
+			err = r.Stop(5 * time.Second)
+			if tc.stop == "" && err != nil || tc.stop != "" && (err == nil || !strings.Contains(err.Error(), tc.stop)) {
+				t.Fatalf("Stop: %v, want %q", err, tc.stop)
+			}
+			if r.Process() != nil || r.Stop(time.Second) != nil {
+				t.Fatal("Stop again")
+			}
+		})
+	}
+}
