@@ -19,6 +19,7 @@ import (
 	"trustee.dev/trustee/server/httpapi"
 	"trustee.dev/trustee/server/keyring"
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
@@ -83,7 +84,7 @@ func newEnvOpts(t testing.TB, cached bool, opts func(*httpapi.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: db, key: testKey(t, 0), now: time.Now()}
+	e := &env{t: t, store: db, key: openpgptest.Key(t, 0), now: time.Now()}
 	var deposits deposit.Store = db
 	if cached {
 		deposits = store.NewCache(ctx, db, store.NewBatcher(ctx, db, 1, 64), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -119,26 +120,6 @@ func newEnvOpts(t testing.TB, cached bool, opts func(*httpapi.Options)) *env {
 		}
 	}
 	return e
-}
-
-var (
-	keysOnce sync.Once
-	keys     []*openpgp.PrivateKey
-)
-
-// testKey returns the i-th of a few Ed25519 keys made once per test binary.
-func testKey(t testing.TB, i int) *openpgp.PrivateKey {
-	t.Helper()
-	keysOnce.Do(func() {
-		for range 6 {
-			k, err := openpgp.Generate(openpgp.Ed25519, "test", "")
-			if err != nil {
-				panic(err)
-			}
-			keys = append(keys, k)
-		}
-	})
-	return keys[i]
 }
 
 // answer is a decoded response.
@@ -200,7 +181,7 @@ func registerBody(orgName, code string, armored []byte) []byte {
 // register registers key i with an organization and returns the answer.
 func (e *env) register(i int, orgName, code string) answer {
 	e.t.Helper()
-	k := testKey(e.t, i)
+	k := openpgptest.Key(e.t, i)
 	return e.do("POST", "/v1/register", registerBody(orgName, code, k.Public().Armor()), k, "")
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"trustee.dev/trustee/server/httpapi"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 	"trustee.dev/trustee/test/harness"
 )
 
@@ -49,7 +50,7 @@ func TestHKPIndex(t *testing.T) {
 		t.Fatalf("register: %d %s", a.status, a.body)
 	}
 	srv, logs := publicServer(t, e)
-	server, client := e.key.Public(), testKey(t, 1).Public()
+	server, client := e.key.Public(), openpgptest.Key(t, 1).Public()
 	serverIndex := "info:1:1\npub:" + server.Fingerprint() + ":22:255:"
 	for _, c := range []struct {
 		search string
@@ -107,7 +108,7 @@ func TestGPGSearchKeys(t *testing.T) {
 		}
 		return string(out)
 	}
-	server, client := e.key.Public(), testKey(t, 1).Public()
+	server, client := e.key.Public(), openpgptest.Key(t, 1).Public()
 	for _, c := range []struct{ search, want string }{
 		{"test", server.Fingerprint()},
 		{"0x" + server.Fingerprint(), server.Fingerprint()},
