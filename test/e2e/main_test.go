@@ -87,7 +87,7 @@ type ktsServer struct {
 }
 
 func newKtsServer(confdir string) *ktsServer {
-	s := newKtsServer(confdir)
+	s := &ktsServer{confdir: confdir}
 	s.What = "kts server --confdir " + confdir
 	s.Command = func() *exec.Cmd {
 		return exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", confdir, "--announce", "--log-level", "info")
