@@ -34,10 +34,11 @@ import (
 // kind.
 func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 	applyDefault(t)
-	kts := filepath.Join(t.TempDir(), "kts")
-	if out, err := exec.Command("go", "build", "-o", kts, "trustee.dev/trustee").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	kts, err := harness.BuildKTS("kts-deploy-bin-")
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(kts)) })
 	user, groups := serviceAccount("trustee-system", "trustee-operator")
 	_, kubeconfig := env.AddUser(t, user, groups...)
 	metricsPort, probePort := harness.FreePort(t), harness.FreePort(t)

@@ -24,19 +24,14 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "kts-e2e-bin-")
+	kts, err := harness.BuildKTS("kts-e2e-bin-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	bin = dir
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "kts"), "trustee.dev/trustee")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build kts:", err)
 		return 1
 	}
+	dir := filepath.Dir(kts)
+	defer os.RemoveAll(dir)
+	bin = dir
 	for _, link := range []string{"keytrustee-orgtool", "ktadmin", "ktbackup.sh"} {
 		if err := os.Symlink("kts", filepath.Join(dir, link)); err != nil {
 			fmt.Fprintln(os.Stderr, err)

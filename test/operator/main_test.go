@@ -27,6 +27,7 @@ import (
 	"trustee.dev/trustee/controllers"
 	"trustee.dev/trustee/test/clusterbase"
 	"trustee.dev/trustee/test/envtestenv"
+	"trustee.dev/trustee/test/harness"
 )
 
 var (
@@ -37,23 +38,12 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "kts-operator-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	bin = filepath.Join(dir, "kts")
-	build := exec.Command("go", "build", "-o", bin, "trustee.dev/trustee")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	var err error
+	if bin, err = harness.BuildKTS("kts-operator-bin-"); err != nil {
 		fmt.Fprintln(os.Stderr, "build kts:", err)
 		return 1
 	}
+	defer os.RemoveAll(filepath.Dir(bin))
 	env, err = envtestenv.StartShared(envtestenv.Options{
 		CRDDirs:     []string{"../../config/crd/bases"},
 		AddToScheme: []func(*runtime.Scheme) error{trusteev1.AddToScheme, cmv1.AddToScheme},

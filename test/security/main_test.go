@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"trustee.dev/trustee/test/harness"
 )
 
 func TestMain(m *testing.M) {
@@ -48,20 +50,9 @@ var (
 func ktsBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "kts-security-bin-")
-		if buildErr != nil {
-			return
-		}
-		// Readable by the PostgreSQL account, which kts db runs as when the
-		// tests run as root.
-		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
-			return
-		}
-		build := exec.Command("go", "build", "-o", filepath.Join(binDir, "kts"), "trustee.dev/trustee")
-		var out bytes.Buffer
-		build.Stdout, build.Stderr = &out, &out
-		if err := build.Run(); err != nil {
-			buildErr = fmt.Errorf("go build trustee.dev/trustee: %v\n%s", err, out.String())
+		var kts string
+		if kts, buildErr = harness.BuildKTS("kts-security-bin-"); buildErr == nil {
+			binDir = filepath.Dir(kts)
 		}
 	})
 	if buildErr != nil {
