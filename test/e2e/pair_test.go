@@ -137,15 +137,10 @@ func putStdin(t *testing.T, dir, name, value string) {
 	}
 }
 
+// waitFor waits 30 s at most for cond to hold.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30 s", what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	harness.Eventually(t, 30*time.Second, what, func() (bool, string) { return cond(), "" })
 }
 
 // TestOrgToolOnThePassive runs keytrustee-orgtool against a real pair's
