@@ -15,24 +15,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/test/fixtures"
+	"trustee.dev/trustee/test/harness"
 )
 
 func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 	ctx, ns := testContext(t), env.Namespace(t)
-	bs := &trusteev1.BackupSchedule{
-		ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: ns},
-		Spec: trusteev1.BackupScheduleSpec{
-			ServerRef: trusteev1.ServerReference{Name: "kts"}, Schedule: "30 2 * * *",
-			GPGRecipient: &trusteev1.GPGRecipient{Recipient: "backup@example.com", ConfigMapKeyRef: &trusteev1.ConfigMapKeySelector{Name: "key", Key: "key.asc"}},
-			Roll:         ptr.To[int32](5), Destination: trusteev1.BackupDestination{ClaimName: "archives"},
-		},
-	}
+	bs := fixtures.BackupSchedule("nightly", fixtures.BackupScheduleIn(ns), fixtures.Schedule("30 2 * * *"),
+		fixtures.Recipient("backup@example.com", "key", "key.asc"), fixtures.Roll(5), fixtures.Claim("archives"))
 	if err := env.Client.Create(ctx, bs); err != nil {
 		t.Fatal(err)
 	}
 	status := func(check func(trusteev1.BackupScheduleStatus) (bool, string)) {
 		t.Helper()
-		eventually(t, time.Minute, "backup status", func() (bool, string) {
+		harness.Eventually(t, time.Minute, "backup status", func() (bool, string) {
 			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(bs), bs); err != nil {
 				return false, err.Error()
 			}
@@ -150,7 +146,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	status(condition(trusteev1.ConditionReady, metav1.ConditionTrue, "suspended"))
-	eventually(t, 30*time.Second, "CronJob suspended", func() (bool, string) {
+	harness.Eventually(t, 30*time.Second, "CronJob suspended", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(cj), cj)
 		return err == nil && cj.Spec.Suspend != nil && *cj.Spec.Suspend, fmt.Sprint(err)
 	})
@@ -170,7 +166,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 	if h := dbHost(); !strings.HasPrefix(h, "kts-b-0.") {
 		t.Fatalf("the backup reads %s; want the passive kts-b-0", h)
 	}
-	eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
 		identity := &corev1.Secret{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil {
 			return false, err.Error()
@@ -179,7 +175,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		err := env.Client.Update(ctx, identity)
 		return err == nil, fmt.Sprint(err)
 	})
-	eventually(t, time.Minute, "the backup reading the new passive", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the backup reading the new passive", func() (bool, string) {
 		h := dbHost()
 		return strings.HasPrefix(h, "kts-a-0."), h
 	})

@@ -17,17 +17,14 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/test/fixtures"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden from the builders")
 
 // Server fixtures: what users write, from the smallest spec to every field.
 func minimalServer() *trusteev1.KeyTrusteeServer {
-	return &trusteev1.KeyTrusteeServer{
-		TypeMeta:   metav1.TypeMeta{APIVersion: trusteev1.GroupVersion.String(), Kind: "KeyTrusteeServer"},
-		ObjectMeta: metav1.ObjectMeta{Name: "kts", Namespace: "keys", UID: "0f3c3a4e-0000-4000-8000-000000000001", Generation: 1},
-		Spec:       trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{IssuerRef: &trusteev1.IssuerReference{Name: "ca"}}},
-	}
+	return fixtures.Server("kts", fixtures.Stored("0f3c3a4e-0000-4000-8000-000000000001", 1))
 }
 
 func standaloneServer() *trusteev1.KeyTrusteeServer {

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -12,11 +11,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/test/clusterbase"
+	"trustee.dev/trustee/test/harness"
 )
 
 // TestImageChangeRollsThePassiveFirst: a new image reaches the passive's
@@ -38,7 +38,7 @@ func TestImageChangeRollsThePassiveFirst(t *testing.T) {
 	inSync := serveReadyz(t, ctx, ns)
 	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podReady)
 	rollOut(t, ctx, ns, memberA)
-	eventually(t, time.Minute, "the passive's StatefulSet", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the passive's StatefulSet", func() (bool, string) {
 		return image(t, ctx, ns, memberB) == "trustee:v1", image(t, ctx, ns, memberB)
 	})
 	memberPod(t, ctx, ns, "kts", memberB, podScheduled, podReady)
@@ -71,7 +71,7 @@ func TestImageChangeRollsThePassiveFirst(t *testing.T) {
 		t.Fatalf("the active's image changed to %s before the passive was in sync", a)
 	}
 	inSync.Store(true)
-	eventually(t, time.Minute, "the active's new image", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the active's new image", func() (bool, string) {
 		return image(t, ctx, ns, memberA) == "trustee:v2", image(t, ctx, ns, memberA)
 	})
 	waitReason(t, ctx, ns, metav1.ConditionTrue, trusteev1.ReasonUpdatingActive, "restarting the active kts-a-0")
@@ -85,7 +85,7 @@ func TestImageChangeRollsThePassiveFirst(t *testing.T) {
 func serveReadyz(t *testing.T, ctx context.Context, ns string) *atomic.Bool {
 	t.Helper()
 	s := &corev1.Secret{}
-	eventually(t, time.Minute, "the server certificate's Secret", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the server certificate's Secret", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-server-tls"}, s)
 		return err == nil && len(s.Data[corev1.TLSCertKey]) > 0, "missing"
 	})
@@ -181,18 +181,5 @@ func waitReason(t *testing.T, ctx context.Context, ns string, status metav1.Cond
 // wantEvent waits for an event of the server with this reason.
 func wantEvent(t *testing.T, ctx context.Context, ns, reason string) {
 	t.Helper()
-	eventually(t, time.Minute, "event "+reason, func() (bool, string) {
-		var evs eventsv1.EventList
-		if err := env.Client.List(ctx, &evs, client.InNamespace(ns)); err != nil {
-			return false, err.Error()
-		}
-		var seen []string
-		for _, e := range evs.Items {
-			if e.Regarding.Name == "kts" && e.Reason == reason {
-				return true, ""
-			}
-			seen = append(seen, e.Reason)
-		}
-		return false, fmt.Sprint(seen)
-	})
+	clusterbase.WaitForEvent(t, ctx, env.Client, ns, "kts", reason)
 }

@@ -22,6 +22,8 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/test/fixtures"
+	"trustee.dev/trustee/test/harness"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -50,10 +52,7 @@ func testCA(t *testing.T, ctx context.Context, ns string) {
 }
 
 func newServer(ns, name string) *trusteev1.KeyTrusteeServer {
-	return &trusteev1.KeyTrusteeServer{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec:       trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{IssuerRef: &trusteev1.IssuerReference{Name: "ca"}}},
-	}
+	return fixtures.Server(name, fixtures.ServerIn(ns))
 }
 
 func getServer(t *testing.T, ctx context.Context, ns, name string) *trusteev1.KeyTrusteeServer {
@@ -77,7 +76,7 @@ func conditionOf(conds []metav1.Condition, typ string) metav1.Condition {
 func waitCondition(t *testing.T, ctx context.Context, ns, name, typ string, status metav1.ConditionStatus, msg string) metav1.Condition {
 	t.Helper()
 	var c metav1.Condition
-	eventually(t, 2*time.Minute, fmt.Sprintf("%s %s=%s (%q)", name, typ, status, msg), func() (bool, string) {
+	harness.Eventually(t, 2*time.Minute, fmt.Sprintf("%s %s=%s (%q)", name, typ, status, msg), func() (bool, string) {
 		k := getServer(t, ctx, ns, name)
 		c = conditionOf(k.Status.Conditions, typ)
 		return c.Status == status && strings.Contains(c.Message, msg) && c.ObservedGeneration == k.Generation,
@@ -132,7 +131,7 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 		"Issuer":              {&cmv1.IssuerList{}, []string{"kts-admin-ca", "kts-admin-selfsigned"}},
 	}
 	for kind, w := range want {
-		eventually(t, 30*time.Second, kind+"s "+strings.Join(w.names, ", "), func() (bool, string) {
+		harness.Eventually(t, 30*time.Second, kind+"s "+strings.Join(w.names, ", "), func() (bool, string) {
 			got := names(t, ctx, w.list, ns, "kts")
 			return slices.Equal(got, w.names), fmt.Sprintf("%v", got)
 		})
@@ -176,7 +175,7 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 	}
 	// The status of the reconcile that saw the pod may land after the
 	// objects it applied.
-	eventually(t, 30*time.Second, "ActiveReady of a pod not ready", func() (bool, string) {
+	harness.Eventually(t, 30*time.Second, "ActiveReady of a pod not ready", func() (bool, string) {
 		c := conditionOf(getServer(t, ctx, ns, "kts").Status.Conditions, trusteev1.ConditionActiveReady)
 		return c.Reason == trusteev1.ReasonPodNotReady, c.Reason + ": " + c.Message
 	})
@@ -198,7 +197,7 @@ func TestIdentityIsGeneratedOnceAndAdopted(t *testing.T) {
 		t.Fatal(err)
 	}
 	identity := &corev1.Secret{}
-	eventually(t, time.Minute, "identity generated", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "identity generated", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -225,7 +224,7 @@ func TestIdentityIsGeneratedOnceAndAdopted(t *testing.T) {
 	if err := env.Client.Delete(ctx, k); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "server deleted", func() (bool, string) {
+	harness.Eventually(t, 30*time.Second, "server deleted", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(k), &trusteev1.KeyTrusteeServer{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
@@ -257,7 +256,7 @@ func TestIdentityIsGeneratedOnceAndAdopted(t *testing.T) {
 func waitFingerprint(t *testing.T, ctx context.Context, ns, name string) string {
 	t.Helper()
 	var fp string
-	eventually(t, time.Minute, "fingerprint in the status", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "fingerprint in the status", func() (bool, string) {
 		fp = getServer(t, ctx, ns, name).Status.Fingerprint
 		return fp != "", "empty"
 	})
@@ -329,7 +328,7 @@ func TestStatusFollowsThePods(t *testing.T) {
 	// Once its server answers, an empty volume of the active is a loss,
 	// not a start.
 	serveReadyz(t, ctx, ns)
-	eventually(t, time.Minute, "the identity Secret marked", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the identity Secret marked", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity)
 		_, perr := time.Parse(time.RFC3339, string(identity.Data[identityDatabaseCreated]))
 		return err == nil && perr == nil, fmt.Sprint(err, perr)
@@ -362,7 +361,7 @@ func TestHighAvailabilityOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podNotReady)
-	eventually(t, time.Minute, "both StatefulSets", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "both StatefulSets", func() (bool, string) {
 		got := names(t, ctx, &appsv1.StatefulSetList{}, ns, "kts")
 		return len(got) == 2, fmt.Sprint(got)
 	})
@@ -372,7 +371,7 @@ func TestHighAvailabilityOff(t *testing.T) {
 	if err := env.Client.Patch(ctx, k, client.MergeFrom(orig)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "the passive removed", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the passive removed", func() (bool, string) {
 		sts := names(t, ctx, &appsv1.StatefulSetList{}, ns, "kts")
 		svcs := names(t, ctx, &corev1.ServiceList{}, ns, "kts")
 		return slices.Equal(sts, []string{"kts-a"}) && !slices.Contains(svcs, "kts-b"), fmt.Sprint(sts, svcs)

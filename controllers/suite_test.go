@@ -18,6 +18,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/test/clusterbase"
 	"trustee.dev/trustee/test/envtestenv"
 )
 
@@ -105,34 +106,5 @@ func startOperator() (stop func(), err error) {
 		Address:        testAddress, HTTPTimeout: 2 * time.Second}); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		cancel()
-		return nil, fmt.Errorf("the operator's cache did not sync: %v", <-done)
-	}
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintf(os.Stderr, "operator: %v\n", err)
-		}
-	}, nil
-}
-
-// eventually polls cond until it holds or the time is up, then fails t with
-// what the last try said.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v, still not %s: %s", limit, what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return clusterbase.RunManager(mgr)
 }

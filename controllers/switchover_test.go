@@ -14,6 +14,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/test/harness"
 )
 
 // A change of spec.activeMember fences the active, then, once its pod is
@@ -167,7 +168,7 @@ func TestActiveLostPromotesThePassive(t *testing.T) {
 	}
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionSwitchover, metav1.ConditionTrue, "has lost its data")
 	wantEvent(t, ctx, ns, trusteev1.ReasonActiveLost)
-	eventually(t, time.Minute, "the lost active fenced", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the lost active fenced", func() (bool, string) {
 		sts := &appsv1.StatefulSet{}
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-a"}, sts)
 		return err == nil && *sts.Spec.Replicas == 0 && sts.Annotations[promoteAnnotation] == memberB, fmt.Sprint(err)
@@ -180,12 +181,12 @@ func TestActiveLostPromotesThePassive(t *testing.T) {
 	if err := env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
 		m := recordedActive(t, ctx, ns)
 		return m == memberB, m
 	})
 	wantEvent(t, ctx, ns, "Promoted")
-	eventually(t, time.Minute, "the StatefulSets in their new roles", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the StatefulSets in their new roles", func() (bool, string) {
 		a, b := &appsv1.StatefulSet{}, &appsv1.StatefulSet{}
 		errA := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-a"}, a)
 		errB := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-b"}, b)
@@ -193,7 +194,7 @@ func TestActiveLostPromotesThePassive(t *testing.T) {
 			fmt.Sprint(errA, errB, a.Labels, b.Labels)
 	})
 	k := &trusteev1.KeyTrusteeServer{}
-	eventually(t, time.Minute, "status.activeMember b", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "status.activeMember b", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts"}, k)
 		return err == nil && k.Status.ActiveMember == memberB && k.Status.Active == "kts-b-0", fmt.Sprint(err, k.Status.ActiveMember)
 	})

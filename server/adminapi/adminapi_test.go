@@ -26,6 +26,7 @@ import (
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
 	"trustee.dev/trustee/server/wire/adminv1"
+	"trustee.dev/trustee/test/harness"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -48,24 +49,7 @@ type env struct {
 	sql   *pgxpool.Pool // the same database below the store, then
 	h     *adminapi.Handler
 	chain []*x509.Certificate // the verified chain of the admin's certificate
-	logs  lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs  harness.Buffer
 }
 
 var (

@@ -16,32 +16,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 )
 
 func testFailures() float64 {
 	var m dto.Metric
 	Failures.WithLabelValues(ChainJournal).Write(&m)
 	return m.GetCounter().GetValue()
-}
-
-var (
-	keysOnce sync.Once
-	keys     []*openpgp.PrivateKey
-)
-
-// testKey returns the i-th of two Ed25519 keys made once per test binary.
-func testKey(t testing.TB, i int) *openpgp.PrivateKey {
-	t.Helper()
-	keysOnce.Do(func() {
-		for range 2 {
-			k, err := openpgp.Generate(openpgp.Ed25519, "audit test", "")
-			if err != nil {
-				panic(err)
-			}
-			keys = append(keys, k)
-		}
-	})
-	return keys[i]
 }
 
 func events(n int) []Event {
@@ -103,7 +84,7 @@ func breakAt(t *testing.T, err error, seq int64, reason string) {
 }
 
 func TestLinkAndVerify(t *testing.T) {
-	key := testKey(t, 0)
+	key := openpgptest.Key(t, 0)
 	rs := chain(t, 25, 10, key)
 	if len(rs) != 27 {
 		t.Fatalf("%d records", len(rs))
@@ -135,7 +116,7 @@ func TestHashIsStable(t *testing.T) {
 }
 
 func TestTampering(t *testing.T) {
-	key := testKey(t, 0)
+	key := openpgptest.Key(t, 0)
 	pub := key.Public()
 	fresh := func() []Record { return chain(t, 30, 10, key) }
 	t.Run("edit a field", func(t *testing.T) {
@@ -195,13 +176,13 @@ func TestTampering(t *testing.T) {
 		breakAt(t, err, 4, "not at record 1")
 	})
 	t.Run("forged signature", func(t *testing.T) {
-		rs := chain(t, 30, 10, testKey(t, 1)) // signed by another key
+		rs := chain(t, 30, 10, openpgptest.Key(t, 1)) // signed by another key
 		_, err := verify(pub, false, rs)
 		breakAt(t, err, 11, "not by the server's key")
 	})
 	t.Run("forged signature claiming the server's key", func(t *testing.T) {
 		rs := fresh()
-		other, err := NewCheckpoint(testKey(t, 1), Head{Seq: 10, Hash: rs[9].Hash})
+		other, err := NewCheckpoint(openpgptest.Key(t, 1), Head{Seq: 10, Hash: rs[9].Hash})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +239,7 @@ func TestEncodeDetailsIsJSONMarshal(t *testing.T) {
 }
 
 func TestLineRoundTrip(t *testing.T) {
-	key := testKey(t, 0)
+	key := openpgptest.Key(t, 0)
 	rs := chain(t, 5, 2, key)
 	odd := rs[0]
 	odd.Actor, odd.Details = "quote\" back\\ nl\n tab\t ctl\x01 ü €", `not json`
@@ -348,7 +329,7 @@ func readAll(t *testing.T, dir string) []Record {
 }
 
 func TestJournal(t *testing.T) {
-	key := testKey(t, 0)
+	key := openpgptest.Key(t, 0)
 	dir := filepath.Join(t.TempDir(), "audit")
 	for _, mode := range []string{SyncWrite, SyncFlush} {
 		t.Run(mode, func(t *testing.T) {
@@ -510,7 +491,7 @@ func TestAnchor(t *testing.T) {
 // after the records) is read as far as its records go, and reopened where
 // they end.
 func TestJournalAfterACrash(t *testing.T) {
-	key := testKey(t, 0)
+	key := openpgptest.Key(t, 0)
 	dir := t.TempDir()
 	j, err := OpenJournal(dir, JournalOptions{})
 	if err != nil {

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"trustee.dev/trustee/server/backup"
+	"trustee.dev/trustee/test/harness"
 )
 
 var when = time.Date(2016, 2, 10, 11, 14, 37, 0, time.UTC)
@@ -338,7 +338,7 @@ func tarNames(t *testing.T, p string) []string {
 
 func TestLongBackupsShowProgress(t *testing.T) {
 	dir, out := stateDir(t), t.TempDir()
-	var progress syncBuffer
+	var progress harness.Buffer
 	_, err := backup.Make(context.Background(), backup.Options{
 		Kind: backup.KindServer, StateDir: dir, Output: out, Host: "kts01", Now: when, Progress: &progress,
 		Dump: func(_ context.Context, w io.Writer) error {
@@ -353,21 +353,4 @@ func TestLongBackupsShowProgress(t *testing.T) {
 	if got := progress.String(); !strings.Contains(got, "\rdumping the database: 3.0 MiB") || !strings.HasSuffix(got, "\n") {
 		t.Fatalf("progress shown: %q", got)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,26 +20,10 @@ import (
 	"trustee.dev/trustee/server/adminapi/admintest"
 	"trustee.dev/trustee/server/httpapi"
 	"trustee.dev/trustee/server/pg/pgtest"
+	"trustee.dev/trustee/test/harness"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // adminListener serves the admin API as Run does: its own listener, the
 // client API's TLS settings with admin client certificates required.
@@ -78,7 +60,7 @@ func get(url string, cfg *tls.Config) (*http.Response, []byte, error) {
 
 func TestAdminListenerMutualTLS(t *testing.T) {
 	ca, other := admintest.NewCA(t, "admin CA"), admintest.NewCA(t, "another CA")
-	var logs syncBuffer
+	var logs harness.Buffer
 	url, roots, _ := adminListener(t, ca.CertFile(t), &logs)
 
 	refused := []struct {
@@ -155,7 +137,7 @@ func TestAdminCAReload(t *testing.T) {
 	if err := os.WriteFile(caFile, oldCA.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs harness.Buffer
 	url, roots, _ := adminListener(t, caFile, &logs)
 	oldCert, newCert := oldCA.Client(t, "operator"), newCA.Client(t, "operator")
 	if _, _, err := get(url, admintest.ClientTLS(roots, oldCert)); err != nil {

@@ -17,6 +17,7 @@ import (
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/pg/pgtest"
+	"trustee.dev/trustee/test/harness"
 )
 
 // dbState is a state directory whose database is on 127.0.0.1:port.
@@ -24,16 +25,6 @@ func dbState(t *testing.T, port int, password string) *confdir.State {
 	cfg := config.Default("localhost")
 	cfg.DBHost, cfg.DBPort = "127.0.0.1", port
 	return &confdir.State{Dir: t.TempDir(), Config: cfg, DBPassword: password}
-}
-
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // waitLine is a log line of the start-up wait.
@@ -119,7 +110,7 @@ func TestOpenStoreWaitsForTheDatabase(t *testing.T) {
 	}
 	st := dbState(t, inst.Port, password)
 	addr := "127.0.0.1:" + strconv.Itoa(inst.Port)
-	var logs syncBuffer
+	var logs harness.Buffer
 	type opened struct {
 		err error
 		at  time.Time
@@ -178,9 +169,9 @@ func TestOpenStoreWaitsForTheDatabase(t *testing.T) {
 // server is told to stop.
 func TestOpenStoreGivesUp(t *testing.T) {
 	ctx := context.Background()
-	port := closedPort(t)
+	port := harness.FreePort(t)
 
-	var logs syncBuffer
+	var logs harness.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	if _, err := openStore(ctx, dbState(t, port, "pw"), 0, log); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("wait 0: %v", err)

@@ -9,6 +9,7 @@ import (
 
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/test/harness"
 )
 
 // TestActiveWithoutItsPassiveDoesNotWaitSilently: an active whose new
@@ -37,7 +38,7 @@ func TestActiveWithoutItsPassiveDoesNotWaitSilently(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var logs syncBuffer
+	var logs harness.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	begin := time.Now()
 	err = waitForStandbyToMigrate(ctx, db, "kts_passive", 1500*time.Millisecond, log)

@@ -14,6 +14,7 @@ import (
 
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 )
 
 func TestFingerprintAndHKP(t *testing.T) {
@@ -39,8 +40,8 @@ func TestFingerprintAndHKP(t *testing.T) {
 	if r := e.register(1, "open", ""); r.status != 201 {
 		t.Fatalf("register: %d %s", r.status, r.body)
 	}
-	a = e.do("GET", "/pks/lookup?op=get&options=mr&search=0x"+testKey(t, 1).Public().Fingerprint(), nil, nil, "")
-	if k, err := openpgp.ParsePublic(a.body); a.status != 200 || err != nil || k.Fingerprint() != testKey(t, 1).Public().Fingerprint() {
+	a = e.do("GET", "/pks/lookup?op=get&options=mr&search=0x"+openpgptest.Key(t, 1).Public().Fingerprint(), nil, nil, "")
+	if k, err := openpgp.ParsePublic(a.body); a.status != 200 || err != nil || k.Fingerprint() != openpgptest.Key(t, 1).Public().Fingerprint() {
 		t.Fatalf("client key lookup: %d %v", a.status, err)
 	}
 }
@@ -67,18 +68,18 @@ func TestRegistrationStates(t *testing.T) {
 		if err := json.Unmarshal(a.body, &res); err != nil || a.status != http.StatusCreated {
 			t.Fatalf("register %d with %s/%q: %d %s", c.key, c.org, c.code, a.status, a.body)
 		}
-		if res.State != c.want || res.Fingerprint != testKey(t, c.key).Public().Fingerprint() || res.ServerFingerprint != e.key.Public().ID() {
+		if res.State != c.want || res.Fingerprint != openpgptest.Key(t, c.key).Public().Fingerprint() || res.ServerFingerprint != e.key.Public().ID() {
 			t.Errorf("register %d with %s/%q: %+v, want state %s", c.key, c.org, c.code, res, c.want)
 		}
 	}
 	// A pending client can't use deposits until enabled.
-	if a := e.do("GET", "/v1/deposits", nil, testKey(t, 2), ""); a.status != http.StatusForbidden || a.code != "client_not_active" {
+	if a := e.do("GET", "/v1/deposits", nil, openpgptest.Key(t, 2), ""); a.status != http.StatusForbidden || a.code != "client_not_active" {
 		t.Fatalf("pending client list: %d %s", a.status, a.body)
 	}
-	if _, err := e.store.SetClientState(t.Context(), testKey(t, 2).Public().Fingerprint(), "active"); err != nil {
+	if _, err := e.store.SetClientState(t.Context(), openpgptest.Key(t, 2).Public().Fingerprint(), "active"); err != nil {
 		t.Fatal(err)
 	}
-	if a := e.do("GET", "/v1/deposits", nil, testKey(t, 2), ""); a.status != http.StatusOK {
+	if a := e.do("GET", "/v1/deposits", nil, openpgptest.Key(t, 2), ""); a.status != http.StatusOK {
 		t.Fatalf("enabled client list: %d %s", a.status, a.body)
 	}
 }
@@ -87,7 +88,7 @@ func TestDepositLifecycle(t *testing.T) {
 	for _, mode := range []string{"signed", "session"} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
-			k := testKey(t, 1)
+			k := openpgptest.Key(t, 1)
 			e.register(1, "acme", acmeCode)
 			authz := ""
 			signer := k
@@ -129,7 +130,7 @@ func TestDepositLifecycle(t *testing.T) {
 func TestClientsAreIsolated(t *testing.T) {
 	// Without the read cache, so that the tampered row below is read back.
 	e := newEnvWith(t, false)
-	alice, bob := testKey(t, 1), testKey(t, 2)
+	alice, bob := openpgptest.Key(t, 1), openpgptest.Key(t, 2)
 	e.register(1, "acme", acmeCode)
 	e.register(2, "acme", acmeCode)
 	if a := e.do("PUT", "/v1/deposits/shared-name", []byte("alice's"), alice, ""); a.status != 201 {
@@ -175,7 +176,7 @@ func sigHeader(k *openpgp.PrivateKey, fp, method, path, query string, ts int64, 
 // JSON error and changes no organization, client or deposit.
 func TestBadInput(t *testing.T) {
 	e := newEnv(t)
-	k, other, pending := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	k, other, pending := openpgptest.Key(t, 1), openpgptest.Key(t, 2), openpgptest.Key(t, 3)
 	e.register(1, "acme", acmeCode)
 	e.register(3, "acme", "wrong")
 	if a := e.do("PUT", "/v1/deposits/existing", []byte("x"), k, ""); a.status != 201 {
@@ -268,10 +269,10 @@ func TestBadInput(t *testing.T) {
 
 func TestRegistrationRateLimit(t *testing.T) {
 	e := newEnv(t)
-	body := registerBody("nosuch-org", "", testKey(t, 1).Public().Armor())
+	body := registerBody("nosuch-org", "", openpgptest.Key(t, 1).Public().Armor())
 	var last answer
 	for i := 0; i < 11; i++ {
-		last = e.do("POST", "/v1/register", body, testKey(t, 1), "")
+		last = e.do("POST", "/v1/register", body, openpgptest.Key(t, 1), "")
 	}
 	if last.status != http.StatusTooManyRequests || last.header.Get("Retry-After") == "" {
 		t.Fatalf("11th attempt: %d %s, want 429 with Retry-After", last.status, last.body)
@@ -282,14 +283,14 @@ func TestRegistrationRateLimit(t *testing.T) {
 	}
 	// Tokens come back with time.
 	e.advance(time.Minute)
-	if a := e.do("POST", "/v1/register", body, testKey(t, 1), ""); a.status != http.StatusNotFound {
+	if a := e.do("POST", "/v1/register", body, openpgptest.Key(t, 1), ""); a.status != http.StatusNotFound {
 		t.Fatalf("after a minute: %d %s", a.status, a.body)
 	}
 }
 
 func TestDisablingTakesEffect(t *testing.T) {
 	e := newEnv(t)
-	k := testKey(t, 1)
+	k := openpgptest.Key(t, 1)
 	e.register(1, "acme", acmeCode)
 	token := "KTS-Session " + e.session(k)
 	if a := e.do("PUT", "/v1/deposits/d", []byte("x"), nil, token); a.status != 201 {
@@ -330,7 +331,7 @@ func TestDisablingTakesEffect(t *testing.T) {
 
 func TestSessionTokenExpires(t *testing.T) {
 	e := newEnv(t)
-	k := testKey(t, 1)
+	k := openpgptest.Key(t, 1)
 	e.register(1, "acme", acmeCode)
 	token := "KTS-Session " + e.session(k)
 	e.advance(6 * time.Minute)
@@ -341,7 +342,7 @@ func TestSessionTokenExpires(t *testing.T) {
 
 func TestMetricsAndLogsHoldNoSecrets(t *testing.T) {
 	e := newEnv(t)
-	k := testKey(t, 1)
+	k := openpgptest.Key(t, 1)
 	e.register(1, "acme", acmeCode)
 	token := e.session(k)
 	e.do("PUT", "/v1/deposits/secret-name", []byte("x"), nil, "KTS-Session "+token)
@@ -356,7 +357,7 @@ func TestMetricsAndLogsHoldNoSecrets(t *testing.T) {
 		}
 	}
 	// A signed request with a bad signature is logged without its nonce or signature.
-	bad := sigHeader(testKey(t, 2), k.Public().Fingerprint(), "GET", "/v1/deposits", "", e.clock().Unix(), "nonce-must-not-be-logged", nil)
+	bad := sigHeader(openpgptest.Key(t, 2), k.Public().Fingerprint(), "GET", "/v1/deposits", "", e.clock().Unix(), "nonce-must-not-be-logged", nil)
 	e.do("GET", "/v1/deposits", nil, nil, bad)
 	logs := e.logs.String()
 	if !strings.Contains(logs, `"status":401`) {

@@ -12,6 +12,7 @@ import (
 
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/auth"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -74,7 +75,7 @@ func counter(c interface{ Write(*dto.Metric) error }) float64 {
 // and outcome, before it is answered; never its secrets.
 func TestRequestsAreAudited(t *testing.T) {
 	e := newEnv(t)
-	owner, pending, stranger := testKey(t, 0), testKey(t, 1), testKey(t, 2)
+	owner, pending, stranger := openpgptest.Key(t, 0), openpgptest.Key(t, 1), openpgptest.Key(t, 2)
 	fp, fpPending := owner.Public().Fingerprint(), pending.Public().Fingerprint()
 
 	// Registration: accepted, pending, refused.
@@ -224,7 +225,7 @@ func TestRequestsAreAudited(t *testing.T) {
 // audit_unavailable, changes nothing, and is counted.
 func TestChangesFailClosed(t *testing.T) {
 	e := newEnv(t)
-	owner := testKey(t, 0)
+	owner := openpgptest.Key(t, 0)
 	if a := e.register(0, "acme", acmeCode); a.status != http.StatusCreated {
 		t.Fatal(a.status)
 	}
@@ -269,7 +270,7 @@ func TestChangesFailClosed(t *testing.T) {
 // A read whose record cannot be written is not answered with the deposit.
 func TestReadsFailClosed(t *testing.T) {
 	e := newEnv(t)
-	owner := testKey(t, 0)
+	owner := openpgptest.Key(t, 0)
 	if a := e.register(0, "acme", acmeCode); a.status != http.StatusCreated {
 		t.Fatal(a.status)
 	}

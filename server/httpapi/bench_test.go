@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"trustee.dev/trustee/server/audit"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 )
 
 // BenchmarkHandlerGet measures the server's own work for a deposit GET with
@@ -14,7 +15,7 @@ import (
 // journal costs a read), from one goroutine and from 16.
 func BenchmarkHandlerGet(b *testing.B) {
 	e := newEnv(b)
-	k := testKey(b, 1)
+	k := openpgptest.Key(b, 1)
 	e.register(1, "acme", acmeCode)
 	token := "KTS-Session " + e.session(k)
 	if a := e.do("PUT", "/v1/deposits/key1", make([]byte, 256), nil, token); a.status != http.StatusCreated {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 )
 
 // A PUT answers the deposit's creation time exactly as stored: the list
@@ -17,7 +19,7 @@ func TestPutAnswersTheCreatedTimeTheListShows(t *testing.T) {
 			if a := e.register(0, "open", ""); a.status != http.StatusCreated {
 				t.Fatalf("register: %d %s", a.status, a.body)
 			}
-			k := testKey(t, 0)
+			k := openpgptest.Key(t, 0)
 			put := map[string]string{}
 			for i := range 3 {
 				name := fmt.Sprint("created-", i)

@@ -21,9 +21,11 @@ import (
 	"trustee.dev/trustee/server/httpapi"
 	"trustee.dev/trustee/server/keyring"
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
+	"trustee.dev/trustee/test/harness"
 )
 
 // The auth code of the "acme" test organization; "open" has none.
@@ -39,24 +41,7 @@ type env struct {
 	key     *openpgp.PrivateKey // the server's
 	now     time.Time
 	mu      sync.Mutex
-	logs    lockedBuffer // the server's JSON log
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs    harness.Buffer // the server's JSON log
 }
 
 func (e *env) clock() time.Time {
@@ -103,7 +88,7 @@ func newEnvOpts(t testing.TB, cached bool, opts func(*httpapi.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: db, sql: pgtest.Pool(t, dsn), key: testKey(t, 0), now: time.Now()}
+	e := &env{t: t, store: db, sql: pgtest.Pool(t, dsn), key: openpgptest.Key(t, 0), now: time.Now()}
 	var deposits deposit.Store = db
 	if cached {
 		deposits = store.NewCache(ctx, db, store.NewBatcher(ctx, db, 1, 64), 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -139,26 +124,6 @@ func newEnvOpts(t testing.TB, cached bool, opts func(*httpapi.Options)) *env {
 		}
 	}
 	return e
-}
-
-var (
-	keysOnce sync.Once
-	keys     []*openpgp.PrivateKey
-)
-
-// testKey returns the i-th of a few Ed25519 keys made once per test binary.
-func testKey(t testing.TB, i int) *openpgp.PrivateKey {
-	t.Helper()
-	keysOnce.Do(func() {
-		for range 6 {
-			k, err := openpgp.Generate(openpgp.Ed25519, "test", "")
-			if err != nil {
-				panic(err)
-			}
-			keys = append(keys, k)
-		}
-	})
-	return keys[i]
 }
 
 // answer is a decoded response.
@@ -220,7 +185,7 @@ func registerBody(orgName, code string, armored []byte) []byte {
 // register registers key i with an organization and returns the answer.
 func (e *env) register(i int, orgName, code string) answer {
 	e.t.Helper()
-	k := testKey(e.t, i)
+	k := openpgptest.Key(e.t, i)
 	return e.do("POST", "/v1/register", registerBody(orgName, code, k.Public().Armor()), k, "")
 }
 

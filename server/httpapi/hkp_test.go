@@ -11,13 +11,15 @@ import (
 	"testing"
 
 	"trustee.dev/trustee/server/httpapi"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
+	"trustee.dev/trustee/test/harness"
 )
 
 // publicServer serves e's public handler (HKP and the fingerprint) over
 // plain HTTP, as port 11371 does, with a log of its own.
-func publicServer(t *testing.T, e *env) (*httptest.Server, *lockedBuffer) {
+func publicServer(t *testing.T, e *env) (*httptest.Server, *harness.Buffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &harness.Buffer{}
 	api := httpapi.New(httpapi.Options{Store: e.store, ServerKey: e.key.Public(),
 		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	srv := httptest.NewServer(api.PublicHandler())
@@ -48,7 +50,7 @@ func TestHKPIndex(t *testing.T) {
 		t.Fatalf("register: %d %s", a.status, a.body)
 	}
 	srv, logs := publicServer(t, e)
-	server, client := e.key.Public(), testKey(t, 1).Public()
+	server, client := e.key.Public(), openpgptest.Key(t, 1).Public()
 	serverIndex := "info:1:1\npub:" + server.Fingerprint() + ":22:255:"
 	for _, c := range []struct {
 		search string
@@ -106,7 +108,7 @@ func TestGPGSearchKeys(t *testing.T) {
 		}
 		return string(out)
 	}
-	server, client := e.key.Public(), testKey(t, 1).Public()
+	server, client := e.key.Public(), openpgptest.Key(t, 1).Public()
 	for _, c := range []struct{ search, want string }{
 		{"test", server.Fingerprint()},
 		{"0x" + server.Fingerprint(), server.Fingerprint()},

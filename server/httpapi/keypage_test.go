@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 )
 
 // page fetches or posts the key registration page.
@@ -48,8 +50,8 @@ func TestKeyRegistrationPage(t *testing.T) {
 		t.Fatal("the page does not offer the server's public key")
 	}
 
-	contact := testKey(t, 3).Public()
-	private, _ := testKey(t, 4).Armor()
+	contact := openpgptest.Key(t, 3).Public()
+	private, _ := openpgptest.Key(t, 4).Armor()
 	for name, tc := range map[string]struct{ key, want string }{
 		"empty":            {"", "Paste your public key"},
 		"garbage":          {"hello", "whole block"},
@@ -109,7 +111,7 @@ func TestClientRegistrationMailsTheContacts(t *testing.T) {
 	}
 	var bodies []string
 	e.sql.QueryRow(context.Background(), `SELECT array_agg(body ORDER BY id) FROM outbox`).Scan(&bodies)
-	waiting, active := testKey(t, 1).Public().Fingerprint(), testKey(t, 2).Public().Fingerprint()
+	waiting, active := openpgptest.Key(t, 1).Public().Fingerprint(), openpgptest.Key(t, 2).Public().Fingerprint()
 	if pending[0].Recipient != "admin@example.com" || pending[0].Subject != "KeyTrustee Client Registration" ||
 		!strings.Contains(bodies[0], "WAITING FOR APPROVAL") || !strings.Contains(bodies[0], "keytrustee-orgtool enable-client --fingerprint "+waiting) {
 		t.Fatalf("mail for a waiting client: %+v\n%s", pending[0], bodies[0])
@@ -128,7 +130,7 @@ func TestExpiredOrganizationsClientsAreRefused(t *testing.T) {
 	if err := e.store.SetExpiration(ctx, "open", time.Now().Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	k := testKey(t, 1)
+	k := openpgptest.Key(t, 1)
 	for name, a := range map[string]answer{
 		"a new registration": e.register(2, "open", ""),
 		"a signed request":   e.do("GET", "/v1/deposits", nil, k, ""),

@@ -16,6 +16,7 @@ import (
 
 	"trustee.dev/trustee/server/auth"
 	"trustee.dev/trustee/server/httpapi"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 	"trustee.dev/trustee/server/org"
 )
 
@@ -36,7 +37,7 @@ func (e *env) signedRequest(i int, method, path string, body []byte) *http.Reque
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := auth.SignRequest(testKey(e.t, i), req, body, e.clock()); err != nil {
+	if err := auth.SignRequest(openpgptest.Key(e.t, i), req, body, e.clock()); err != nil {
 		e.t.Fatal(err)
 	}
 	return req
@@ -52,7 +53,7 @@ func TestAuthorizationHeaderStrict(t *testing.T) {
 		t.Fatalf("register: %d %s", a.status, a.body)
 	}
 	before := e.counts()
-	fpr := testKey(t, 1).Public().Fingerprint()
+	fpr := openpgptest.Key(t, 1).Public().Fingerprint()
 	for _, c := range []struct {
 		name string
 		req  func() *http.Request
@@ -78,15 +79,15 @@ func TestAuthorizationHeaderStrict(t *testing.T) {
 			return req
 		}},
 		{"registration with two headers", func() *http.Request {
-			body := registerBody("open", "", testKey(t, 2).Public().Armor())
+			body := registerBody("open", "", openpgptest.Key(t, 2).Public().Armor())
 			req := e.signedRequest(2, "POST", "/v1/register", body)
 			req.Header.Add("Authorization", req.Header.Get("Authorization"))
 			return req
 		}},
 		{"registration with a lower-case fingerprint", func() *http.Request {
-			body := registerBody("open", "", testKey(t, 3).Public().Armor())
+			body := registerBody("open", "", openpgptest.Key(t, 3).Public().Armor())
 			req := e.signedRequest(3, "POST", "/v1/register", body)
-			f := testKey(t, 3).Public().Fingerprint()
+			f := openpgptest.Key(t, 3).Public().Fingerprint()
 			req.Header.Set("Authorization", strings.Replace(req.Header.Get("Authorization"), f, strings.ToLower(f), 1))
 			return req
 		}},
@@ -147,7 +148,7 @@ func TestTooLargeNamesTheRequest(t *testing.T) {
 func TestRegistrationFieldsBounded(t *testing.T) {
 	e := newEnv(t)
 	body := func(i int, fields map[string]string) []byte {
-		m := map[string]string{"org": "acme", "auth_code": acmeCode, "public_key": string(testKey(t, i).Public().Armor())}
+		m := map[string]string{"org": "acme", "auth_code": acmeCode, "public_key": string(openpgptest.Key(t, i).Public().Armor())}
 		for k, v := range fields {
 			m[k] = v
 		}
@@ -169,7 +170,7 @@ func TestRegistrationFieldsBounded(t *testing.T) {
 		{"organization name of 1 KB", map[string]string{"org": strings.Repeat("o", 1<<10)}},
 	} {
 		b := body(1, c.fields)
-		a := e.do("POST", "/v1/register", b, testKey(t, 1), "")
+		a := e.do("POST", "/v1/register", b, openpgptest.Key(t, 1), "")
 		if a.status != http.StatusBadRequest || a.code != "invalid_input" {
 			t.Errorf("%s: %d %s, want 400 invalid_input", c.name, a.status, a.body)
 		}
@@ -181,10 +182,10 @@ func TestRegistrationFieldsBounded(t *testing.T) {
 		t.Errorf("refused registrations changed something: clients %d then %d, mail %d then %d", before.clients, after.clients, beforeMail, mail)
 	}
 	longest := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61) // 253
-	if a := e.do("POST", "/v1/register", body(2, map[string]string{"hostname": longest}), testKey(t, 2), ""); a.status != http.StatusCreated {
+	if a := e.do("POST", "/v1/register", body(2, map[string]string{"hostname": longest}), openpgptest.Key(t, 2), ""); a.status != http.StatusCreated {
 		t.Fatalf("a 253-byte host name: %d %s", a.status, a.body)
 	}
-	if a := e.do("POST", "/v1/register", body(3, map[string]string{"hostname": "db-01.example_corp.com"}), testKey(t, 3), ""); a.status != http.StatusCreated {
+	if a := e.do("POST", "/v1/register", body(3, map[string]string{"hostname": "db-01.example_corp.com"}), openpgptest.Key(t, 3), ""); a.status != http.StatusCreated {
 		t.Fatalf("a plain host name: %d %s", a.status, a.body)
 	}
 }
@@ -259,7 +260,7 @@ func TestShortBodyAnswered408(t *testing.T) {
 		t.Errorf("timed-out bodies changed the database: %+v, then %+v", before, after)
 	}
 	// A body that arrives whole is served.
-	if a := e.do("PUT", "/v1/deposits/whole", []byte("0123456789"), testKey(t, 1), ""); a.status != http.StatusCreated {
+	if a := e.do("PUT", "/v1/deposits/whole", []byte("0123456789"), openpgptest.Key(t, 1), ""); a.status != http.StatusCreated {
 		t.Errorf("a whole body: %d %s", a.status, a.body)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +17,8 @@ import (
 
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/pg/pgtest"
+	"trustee.dev/trustee/test/harness"
 )
-
-// syncBuffer collects a server log while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestRun runs the server in the foreground with its socket outside the
 // data directory and extra parameters, and stops it by ending the context.
@@ -52,7 +34,7 @@ func TestRun(t *testing.T) {
 	inst.Parameters = map[string]string{"work_mem": "8MB", "application_name": "it's trustee"}
 
 	runCtx, stop := context.WithCancel(ctx)
-	var log syncBuffer
+	var log harness.Buffer
 	done := make(chan error, 1)
 	go func() { done <- inst.Run(runCtx, pg.RunOptions{Log: &log}) }()
 	t.Cleanup(func() { stop(); <-done })

@@ -18,6 +18,7 @@ import (
 
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/pg/pgtest"
+	"trustee.dev/trustee/test/harness"
 )
 
 // tlsFiles are a server's certificate and key and its CA's certificate,
@@ -80,7 +81,7 @@ func TestTLS(t *testing.T) {
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
-	var log syncBuffer
+	var log harness.Buffer
 	done := make(chan error, 1)
 	go func() { done <- inst.Run(runCtx, pg.RunOptions{Log: &log}) }()
 	t.Cleanup(func() { stop(); <-done })

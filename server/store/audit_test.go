@@ -14,27 +14,9 @@ import (
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/keyring"
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 	"trustee.dev/trustee/server/store"
 )
-
-var (
-	auditKeysOnce sync.Once
-	auditKeys     []*openpgp.PrivateKey
-)
-
-func auditKey(t *testing.T, i int) *openpgp.PrivateKey {
-	t.Helper()
-	auditKeysOnce.Do(func() {
-		for range 2 {
-			k, err := openpgp.Generate(openpgp.Ed25519, "store audit test", "")
-			if err != nil {
-				panic(err)
-			}
-			auditKeys = append(auditKeys, k)
-		}
-	})
-	return auditKeys[i]
-}
 
 func dbFailures() float64 {
 	var m dto.Metric
@@ -55,7 +37,7 @@ func records(t *testing.T, s *store.Store) []audit.Record {
 // verifyDB verifies the database chain with the test key and anchor.
 func verifyDB(t *testing.T, s *store.Store, anchor *audit.Anchor) (audit.Summary, error) {
 	t.Helper()
-	return store.VerifyAudit(context.Background(), s.Pool(), &audit.Verifier{Key: auditKey(t, 0).Public()}, anchor)
+	return store.VerifyAudit(context.Background(), s.Pool(), &audit.Verifier{Key: openpgptest.Key(t, 0).Public()}, anchor)
 }
 
 func exec(t *testing.T, s *store.Store, sql string, args ...any) {
@@ -183,7 +165,7 @@ func chainWithCheckpoints(t *testing.T, s *store.Store, n int, key *openpgp.Priv
 }
 
 func TestTamperingIsDetected(t *testing.T) {
-	key := auditKey(t, 0)
+	key := openpgptest.Key(t, 0)
 	// The chain: 12 org.create records with checkpoints after records 5
 	// (record 6) and 11 (record 12), then records 13 and 14; the anchor
 	// names record 11.
@@ -281,7 +263,7 @@ func TestTamperingIsDetected(t *testing.T) {
 		// Re-sign the first checkpoint with another key, claiming the
 		// server's, and rewrite the hashes after it.
 		rs := records(t, s)
-		cp, err := audit.NewCheckpoint(auditKey(t, 1), audit.Head{Seq: 5, Hash: rs[4].Hash})
+		cp, err := audit.NewCheckpoint(openpgptest.Key(t, 1), audit.Head{Seq: 5, Hash: rs[4].Hash})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/keyring"
+	"trustee.dev/trustee/server/openpgp/openpgptest"
 	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/pg/pgtest"
 	"trustee.dev/trustee/server/store"
@@ -159,7 +160,7 @@ func TestNormalWorkloadLeavesNoErrorInThePostgreSQLLog(t *testing.T) {
 	if err := s.DeleteDeposit(actx, fp, "r2-2"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete of an absent deposit: %v", err)
 	}
-	if _, err := store.VerifyAudit(ctx, s.Pool(), &audit.Verifier{Key: auditKey(t, 0).Public()}, nil); err != nil {
+	if _, err := store.VerifyAudit(ctx, s.Pool(), &audit.Verifier{Key: openpgptest.Key(t, 0).Public()}, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,7 +1,6 @@
 package tlsconf
 
 import (
-	"bytes"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -9,36 +8,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"trustee.dev/trustee/test/harness"
 )
 
 // testPassword is the key password used by the tests; it must never show up
 // in errors or logs.
 const testPassword = "secret"
 
-// logBuffer collects log output; it is safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestLogger(t *testing.T) (*slog.Logger, *logBuffer) {
+func newTestLogger(t *testing.T) (*slog.Logger, *harness.Buffer) {
 	t.Helper()
-	buf := &logBuffer{}
+	buf := &harness.Buffer{}
 	t.Cleanup(func() {
 		if strings.Contains(buf.String(), testPassword) {
 			t.Errorf("the log contains the key password:\n%s", buf)

@@ -59,6 +59,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"trustee.dev/trustee/test/harness"
 )
 
 const (
@@ -97,7 +98,7 @@ type Browser struct {
 	allocCancel context.CancelFunc
 	ctx         context.Context // the browser's chromedp context
 	cancel      context.CancelFunc
-	output      *tailBuffer // the last output of Chromium
+	output      *harness.Buffer // the last output of Chromium
 }
 
 // Page is a tab of a [Browser], made by [Browser.Open].
@@ -122,7 +123,7 @@ func Start(t testing.TB) *Browser {
 	if err != nil {
 		t.Fatalf("browsertest: creating the profile directory: %v", err)
 	}
-	b := &Browser{dir: dir, output: &tailBuffer{max: 16 << 10}}
+	b := &Browser{dir: dir, output: &harness.Buffer{Max: 16 << 10}}
 
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
@@ -147,7 +148,7 @@ func Start(t testing.TB) *Browser {
 	// must not get a timeout of its own: bound it from outside.
 	err = bounded(startTimeout, b.cancel, func() error { return chromedp.Do(b.ctx) })
 	if err != nil {
-		t.Fatalf("browsertest: starting %s: %v\n%s", exe, err, b.output.tail())
+		t.Fatalf("browsertest: starting %s: %v\n%s", exe, err, tail(b.output))
 	}
 	t.Logf("browsertest: %s started in %v", exe, time.Since(start).Round(time.Millisecond))
 	return b
@@ -229,7 +230,7 @@ func (b *Browser) stop(t testing.TB) {
 		t.Errorf("browsertest: removing the profile %s: %v", b.dir, err)
 	}
 	if t.Failed() {
-		if out := b.output.tail(); out != "" {
+		if out := tail(b.output); out != "" {
 			t.Logf("browsertest: the last output of Chromium:\n%s", out)
 		}
 	}
@@ -638,30 +639,11 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-// tail returns the output, without the complaints of Chromium that it finds
-// no D-Bus, which a test machine need not have.
-func (b *tailBuffer) tail() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// tail returns what Chromium wrote last, without its complaints that it
+// finds no D-Bus, which a test machine need not have.
+func tail(b *harness.Buffer) string {
 	var out []string
-	for _, line := range strings.Split(string(b.buf), "\n") {
+	for _, line := range strings.Split(b.String(), "\n") {
 		if !strings.Contains(line, "dbus") && strings.TrimSpace(line) != "" {
 			out = append(out, line)
 		}

@@ -45,17 +45,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	dir, err := os.MkdirTemp("", "kts-cluster-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	if kts, err = harness.BuildKTS("kts-cluster-bin-"); err != nil {
+		fmt.Fprintf(os.Stderr, "build kts: %v\n", err)
 		os.Exit(1)
 	}
-	kts = filepath.Join(dir, "kts")
-	if out, err := exec.Command("go", "build", "-o", kts, "trustee.dev/trustee").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build kts: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	dir := filepath.Dir(kts)
 	cluster, err = controlplane.Start(controlplane.Options{
 		Nodes:       controlplane.Nodes(4, "zone-a", "zone-b"),
 		AddToScheme: []func(*runtime.Scheme) error{trusteev1.AddToScheme},

@@ -54,35 +54,30 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"trustee.dev/trustee/test/clusterbase"
 	"trustee.dev/trustee/test/envtestenv"
-	"trustee.dev/trustee/test/toolcache"
+	"trustee.dev/trustee/test/harness"
 )
 
 // kwok's marks on the Nodes it plays: it manages the Nodes with the
@@ -110,7 +105,7 @@ const StorageClass = "kwok-volume"
 
 // CertManagerNamespace is the ClusterResourceNamespace of the cert-manager
 // controller that Options.CertManager runs, the same as envtestenv's.
-const CertManagerNamespace = envtestenv.CertManagerNamespace
+const CertManagerNamespace = clusterbase.CertManagerNamespace
 
 // Defaults of Options.
 const (
@@ -239,36 +234,19 @@ type Cluster struct {
 // it is left running and the error says what the failing process logged
 // last.
 func Start(opts Options) (*Cluster, error) {
-	for _, dir := range opts.CRDDirs {
-		if _, err := os.Stat(dir); err != nil {
-			return nil, fmt.Errorf("CRD directory: %w", err)
-		}
+	var certManagerBinary func() (string, error)
+	if opts.CertManager {
+		certManagerBinary = envtestenv.CertManagerBinary
+	}
+	setup, err := clusterbase.NewSetup(opts.CRDDirs, opts.AddToScheme, certManagerBinary)
+	if err != nil {
+		return nil, err
 	}
 	bins, err := BinDir()
 	if err != nil {
 		return nil, err
 	}
-	var certManagerBin string
-	crdDirs := slices.Clone(opts.CRDDirs)
-	adders := []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme}
-	if opts.CertManager {
-		if certManagerBin, err = envtestenv.CertManagerBinary(); err != nil {
-			return nil, err
-		}
-		dir, err := certManagerCRDDir()
-		if err != nil {
-			return nil, err
-		}
-		crdDirs = append(crdDirs, dir)
-		adders = append(adders, cmapi.AddToScheme)
-	}
-	adders = append(adders, opts.AddToScheme...)
-	scheme := runtime.NewScheme()
-	for _, add := range adders {
-		if err := add(scheme); err != nil {
-			return nil, fmt.Errorf("building the scheme: %w", err)
-		}
-	}
+	crdDirs, scheme, certManagerBin := setup.CRDDirs, setup.Scheme, setup.CertManagerBin
 	if opts.NodeMonitorGracePeriod == 0 {
 		opts.NodeMonitorGracePeriod = DefaultNodeMonitorGracePeriod
 	}
@@ -310,7 +288,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, crdDirs []string, cer
 	if c.pki, err = newPKI(filepath.Join(c.dir, "pki")); err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	ports, err := freePorts(6)
+	ports, err := harness.FreePorts(6)
 	if err != nil {
 		return err
 	}
@@ -693,15 +671,11 @@ func (c *Cluster) AddUser(t testing.TB, name string, groups ...string) (*rest.Co
 	if err != nil {
 		t.Fatalf("controlplane: %v", err)
 	}
-	f, err := os.CreateTemp(c.dir, "user-*.kubeconfig")
-	if err == nil {
-		_, err = f.Write(kc)
-		err = errors.Join(err, f.Close())
-	}
+	path, err := clusterbase.WriteKubeconfig(c.dir, kc)
 	if err != nil {
 		t.Fatalf("controlplane: kubeconfig of user %s: %v", name, err)
 	}
-	return cfg, f.Name()
+	return cfg, path
 }
 
 // Namespace creates a namespace with a fresh name for t and deletes it
@@ -709,20 +683,7 @@ func (c *Cluster) AddUser(t testing.TB, name string, groups ...string) (*rest.Co
 // does not wait for that).
 func (c *Cluster) Namespace(t testing.TB) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "test-"}}
-	if err := c.Client.Create(ctx, ns); err != nil {
-		t.Fatalf("controlplane: creating a namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := c.Client.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
-			t.Errorf("controlplane: deleting namespace %s: %v", ns.Name, err)
-		}
-	})
-	return ns.Name
+	return clusterbase.Namespace(t, c.Client, "controlplane")
 }
 
 // Kubectl runs the machine's kubectl with args against the API server as
@@ -732,11 +693,7 @@ func (c *Cluster) Namespace(t testing.TB) string {
 // about the skew on standard error, harmlessly.
 func (c *Cluster) Kubectl(t testing.TB, args ...string) string {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatalf("controlplane: kubectl is not on PATH: %v", err)
-	}
-	return run(t, kubectl, args, []string{"KUBECONFIG=" + c.kubeconfig})
+	return clusterbase.Kubectl(t, "controlplane", c.kubeconfig, args...)
 }
 
 // Helm runs helm (see envtestenv.HelmBinary) with args against the API
@@ -745,30 +702,7 @@ func (c *Cluster) Kubectl(t testing.TB, args ...string) string {
 // configuration and data are kept apart from the user's, until Stop.
 func (c *Cluster) Helm(t testing.TB, args ...string) string {
 	t.Helper()
-	helm := envtestenv.HelmBinary(t)
-	home := filepath.Join(c.dir, "helm")
-	return run(t, helm, args, []string{
-		"KUBECONFIG=" + c.kubeconfig,
-		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
-		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
-		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
-	})
-}
-
-// run runs name with args (and environ on top of the test's environment),
-// returning standard output, failing t when it fails.
-func run(t testing.TB, name string, args, environ []string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), environ...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String()
+	return clusterbase.Helm(t, envtestenv.HelmBinary(t), c.kubeconfig, filepath.Join(c.dir, "helm"), args...)
 }
 
 // Processes are the names of the cluster's processes, which name their log
@@ -806,10 +740,10 @@ func (c *Cluster) RSS() map[string]int64 {
 	c.kwokMu.Unlock()
 	rss := map[string]int64{}
 	for _, p := range procs {
-		if p == nil || !p.running() {
+		if p == nil || !p.Running() {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
 		if err != nil {
 			continue
 		}
@@ -842,7 +776,7 @@ func httpCheck(hc *http.Client, url, want string) func(context.Context) error {
 		var body bytes.Buffer
 		_, _ = body.ReadFrom(resp.Body)
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body.String(), want) {
-			return fmt.Errorf("GET %s: %s %s", url, resp.Status, toolcache.Tail(body.String(), 5))
+			return fmt.Errorf("GET %s: %s %s", url, resp.Status, harness.Tail(body.String(), 5))
 		}
 		return nil
 	}
@@ -852,28 +786,6 @@ func httpCheck(hc *http.Client, url, want string) func(context.Context) error {
 // kube-scheduler, which serve them with a self-signed certificate.
 func insecureTLS() *tls.Config {
 	return &tls.Config{InsecureSkipVerify: true}
-}
-
-// certManagerCRDDir returns the deploy/crds directory of the cert-manager
-// module that hack/cert-manager requires, the version the controller is
-// built from, downloading the module when the module cache has not got it.
-func certManagerCRDDir() (string, error) {
-	root, err := toolcache.RepoRoot("hack/cert-manager/go.mod")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "mod", "download", "-json", toolcache.CertManager.Module)
-	cmd.Dir = filepath.Join(root, "hack", "cert-manager")
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	var mod struct{ Dir, Error string }
-	if err := json.Unmarshal(stdout.Bytes(), &mod); err != nil || mod.Dir == "" || runErr != nil {
-		return "", fmt.Errorf("locating cert-manager's CRDs: go mod download %s in hack/cert-manager: %v %s%s",
-			toolcache.CertManager.Module, runErr, mod.Error, stderr.String())
-	}
-	return filepath.Join(mod.Dir, "deploy", "crds"), nil
 }
 
 // startCertManager creates CertManagerNamespace and runs the cert-manager

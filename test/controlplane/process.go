@@ -2,15 +2,15 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
 
-	"trustee.dev/trustee/test/toolcache"
+	"trustee.dev/trustee/test/harness"
 )
 
 // stopTimeout is how long a process may take to end after SIGTERM before
@@ -23,11 +23,9 @@ const stopTimeout = 15 * time.Second
 // the test binary die without stopping it (a test's time out, say), the
 // kernel kills it: nothing is left running.
 type process struct {
-	name   string
-	log    string // the log file's path
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process has ended; err says how
-	err    error
+	*harness.Process
+	name string
+	log  string // the log file's path
 }
 
 // startProcess runs bin with args, appending its output to log (a process
@@ -38,6 +36,8 @@ func startProcess(name, bin string, args []string, log string, environ ...string
 	if err != nil {
 		return nil, err
 	}
+	// The child has the file of its own once started.
+	defer f.Close()
 	fmt.Fprintf(f, "=== %s %s: %s %q\n", time.Now().Format(time.RFC3339Nano), name, bin, args)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), environ...)
@@ -45,49 +45,22 @@ func startProcess(name, bin string, args []string, log string, environ ...string
 	// output, and Wait does not wait for it.
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+	hp, err := harness.StartProcess(name, cmd)
+	if err != nil {
+		return nil, err
 	}
-	p := &process{name: name, log: log, cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// running reports whether the process has not ended.
-func (p *process) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
+	return &process{Process: hp, name: name, log: log}, nil
 }
 
 // stop ends the process's group: SIGTERM, then SIGKILL when it has not
 // ended after stopTimeout. It returns an error when the process had ended
 // before, by itself.
 func (p *process) stop() error {
-	var err error
-	pgid := p.cmd.Process.Pid
-	select {
-	case <-p.exited:
-		err = fmt.Errorf("%s had ended by itself: %v%s", p.name, p.err, p.tail(20))
-	default:
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(stopTimeout):
-			err = fmt.Errorf("%s still ran %v after SIGTERM; killed", p.name, stopTimeout)
-		}
+	err := p.End(syscall.SIGTERM, stopTimeout)
+	var ended *harness.EndedError
+	if errors.As(err, &ended) {
+		return fmt.Errorf("%w%s", err, p.tail(20))
 	}
-	// Whatever is left of the group.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-p.exited
 	return err
 }
 
@@ -104,7 +77,7 @@ func logTail(name, path string, n int) string {
 	if err != nil || len(b) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("\n--- last lines of %s's log (%s):\n%s", name, filepath.Base(path), toolcache.Tail(string(b), n))
+	return fmt.Sprintf("\n--- last lines of %s's log (%s):\n%s", name, filepath.Base(path), harness.Tail(string(b), n))
 }
 
 // waitReady calls check every 100 ms until it succeeds, the process ends
@@ -119,31 +92,11 @@ func (p *process) waitReady(ctx context.Context, what string, check func(context
 			return nil
 		}
 		select {
-		case <-p.exited:
-			return fmt.Errorf("%s exited (%v) before %s%s", p.name, p.err, what, p.tail(30))
+		case <-p.Exited():
+			return fmt.Errorf("%s exited (%v) before %s%s", p.name, p.Err(), what, p.tail(30))
 		case <-ctx.Done():
 			return fmt.Errorf("%s: not %s: %w (last: %v)%s", p.name, what, ctx.Err(), err, p.tail(30))
 		case <-tick.C:
 		}
 	}
-}
-
-// freePorts returns n TCP ports on 127.0.0.1 that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

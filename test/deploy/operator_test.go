@@ -19,11 +19,11 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/tlsconf"
+	"trustee.dev/trustee/test/fixtures"
 	"trustee.dev/trustee/test/harness"
 )
 
@@ -34,10 +34,11 @@ import (
 // kind.
 func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 	applyDefault(t)
-	kts := filepath.Join(t.TempDir(), "kts")
-	if out, err := exec.Command("go", "build", "-o", kts, "trustee.dev/trustee").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	kts, err := harness.BuildKTS("kts-deploy-bin-")
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(kts)) })
 	user, groups := serviceAccount("trustee-system", "trustee-operator")
 	_, kubeconfig := env.AddUser(t, user, groups...)
 	metricsPort, probePort := harness.FreePort(t), harness.FreePort(t)
@@ -95,14 +96,10 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	tlsSecret := selfSignedSecret(t, ns, "kts-tls")
-	server := &trusteev1.KeyTrusteeServer{ObjectMeta: metav1.ObjectMeta{Name: "kts", Namespace: ns},
-		Spec: trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{SecretName: tlsSecret.Name}}}
-	org := &trusteev1.Organization{ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns},
-		Spec: trusteev1.OrganizationSpec{ServerRef: trusteev1.ServerReference{Name: "kts"}, Contacts: []string{"keys@acme.example"},
-			AuthCodeSecretRef: trusteev1.SecretKeySelector{Name: "acme-code", Key: "code"}}}
-	backup := &trusteev1.BackupSchedule{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: ns},
-		Spec: trusteev1.BackupScheduleSpec{ServerRef: trusteev1.ServerReference{Name: "kts"}, Schedule: "0 3 * * *", Cleartext: true,
-			Roll: ptr.To[int32](3), Destination: trusteev1.BackupDestination{ClaimName: "archives"}}}
+	server := fixtures.Server("kts", fixtures.ServerIn(ns), fixtures.TLSSecret(tlsSecret.Name))
+	org := fixtures.Organization("acme", fixtures.OrganizationIn(ns), fixtures.Contacts("keys@acme.example"), fixtures.AuthCode("acme-code", "code"))
+	backup := fixtures.BackupSchedule("nightly", fixtures.BackupScheduleIn(ns), fixtures.Schedule("0 3 * * *"), fixtures.Cleartext(),
+		fixtures.Roll(3), fixtures.Claim("archives"))
 	for _, o := range []client.Object{tlsSecret, server, org, backup} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)

@@ -10,6 +10,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"trustee.dev/trustee/test/harness"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // TestAuditLogAfterAWorkload runs a server through what an installation
@@ -17,9 +20,9 @@ import (
 // checks the audit log with `kts audit verify`, exports it, and tampers
 // with the database and the journal to see verify name the record.
 func TestAuditLogAfterAWorkload(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	dir := filepath.Join(root, "keytrustee")
-	apiPort, dbPort := freePort(t), freePort(t)
+	apiPort, dbPort := harness.FreePort(t), harness.FreePort(t)
 	url := "https://127.0.0.1:" + itoa(apiPort)
 	kts(t, "init", "--confdir", dir, "--hostname", "localhost", "--key-type", "ed25519",
 		"--listen", "127.0.0.1:"+itoa(apiPort), "--db-port", itoa(dbPort))

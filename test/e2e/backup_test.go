@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/client"
+	"trustee.dev/trustee/test/harness"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // gnupgHome is a GnuPG home directory holding a key administrator's key
@@ -71,10 +73,10 @@ func withGnuPG(t *testing.T, home, tool string, args ...string) result {
 func singleServer(t *testing.T, root string, n int) (srv *ktsServer, dir, url string, clients []string, deposits map[string]map[string][]byte) {
 	t.Helper()
 	dir = filepath.Join(root, "keytrustee")
-	apiPort := freePort(t)
+	apiPort := harness.FreePort(t)
 	url = "https://127.0.0.1:" + itoa(apiPort)
 	kts(t, "init", "--confdir", dir, "--hostname", "kts01.example.com", "--key-type", "ed25519",
-		"--listen", "127.0.0.1:"+itoa(apiPort), "--db-port", itoa(freePort(t)))
+		"--listen", "127.0.0.1:"+itoa(apiPort), "--db-port", itoa(harness.FreePort(t)))
 	kts(t, "db", "init", "--confdir", dir)
 	kts(t, "db", "start", "--confdir", dir)
 	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", dir) })
@@ -159,7 +161,7 @@ var archiveName = regexp.MustCompile(`^kts_bak_kts01_example_com_\d{4}-\d\d-\d\d
 // an existing server: every deposit byte-identical, the clients' old keys
 // still accepted, the server's fingerprint unchanged.
 func TestBackupAndRestoreAsUsersRunIt(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	home := gnupgHome(t)
 	srv, dir, url, _, deposits := singleServer(t, root, 2000)
 	fingerprint := curl(t, "-k", url+"/?a=fingerprint")
@@ -310,7 +312,7 @@ func TestBackupAndRestoreAsUsersRunIt(t *testing.T) {
 // TestManualRestoreAsTheDocsDescribe restores an archive by hand: gpg -d,
 // tar xvf -C /, drop and create the database, psql -f.
 func TestManualRestoreAsTheDocsDescribe(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	home := gnupgHome(t)
 	srv, dir, _, clients, deposits := singleServer(t, root, 300)
 	r := withGnuPG(t, home, "ktbackup.sh", "--confdir", dir, "--gpg-recipient", "John Doe", "-q")
@@ -367,7 +369,7 @@ func TestManualRestoreAsTheDocsDescribe(t *testing.T) {
 // pair while a client keeps writing: no write fails or waits on the backup,
 // and the archive restores to a consistent snapshot.
 func TestBackupFromThePassiveWhileWritesGoOn(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
 	urls := initPair(t, [2]string{active, passive})
 	startServer(t, active)
@@ -429,7 +431,7 @@ func TestBackupFromThePassiveWhileWritesGoOn(t *testing.T) {
 	// The archive restores, on a fresh host, to a snapshot between the
 	// writes acknowledged before the backup began and those after it ended.
 	fresh := filepath.Join(root, "restored")
-	r2 := runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(freePort(t)), strings.TrimSpace(r.stdout))
+	r2 := runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(harness.FreePort(t)), strings.TrimSpace(r.stdout))
 	if r2.err != nil {
 		t.Fatalf("restore of the passive's backup: %v\n%s", r2.err, r2.stderr)
 	}
@@ -475,7 +477,7 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // throw-away PostgreSQL and finds every table as it was backed up; a
 // damaged archive is a failed drill, naming why; nothing is left behind.
 func TestRestoreDrill(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	home := gnupgHome(t)
 	_, dir, _, _, _ := singleServer(t, root, 20)
 	out := filepath.Join(root, "backups")

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/test/harness"
 	hist "trustee.dev/trustee/test/history"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // jobArchiveName is what a backup of a member is named: after its HOSTNAME.
@@ -25,7 +27,7 @@ var jobArchiveName = regexp.MustCompile(`^kts_bak_localhost_\d{4}-\d\d-\d\d_\d\d
 // was deposited before the backup. A termination log that cannot be
 // written fails the Job, and the archive is kept.
 func TestBackupJobOfAMember(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	mounts := layOutMounts(t, root)
 	active, passive := startMemberPair(t, root, mounts)
 
@@ -123,7 +125,7 @@ func TestBackupJobOfAMember(t *testing.T) {
 	// server), it serves the deposit made before the backup, at the
 	// passive's address and with its certificate.
 	fresh := filepath.Join(root, "restored")
-	r = runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(freePort(t)), archive)
+	r = runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(harness.FreePort(t)), archive)
 	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", fresh) })
 	if r.err != nil {
 		t.Fatalf("restore of the Job's archive: %v\n%s", r.err, r.stderr)

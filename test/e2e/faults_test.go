@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/client"
+	"trustee.dev/trustee/test/harness"
 	hist "trustee.dev/trustee/test/history"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // Settings of TestFaultsKeepTheContract.
@@ -149,7 +151,7 @@ type faultPair struct {
 // startFaultPair sets the pair up with the documented commands, as
 // TestPairAsUsersRunIt does, and registers one client.
 func startFaultPair(t *testing.T) *faultPair {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	p := &faultPair{
 		dirs: [2]string{filepath.Join(root, "active"), filepath.Join(root, "passive")},
 		// /readyz is only read for the role and replication state; the
@@ -189,11 +191,6 @@ func withoutAccessLog(logs string) string {
 		}
 	}
 	return b.String()
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // dataDir is the PostgreSQL data directory of side i.
@@ -622,13 +619,13 @@ func (p *faultPair) keepEvidence(t *testing.T) {
 	}
 	for i, name := range []string{"active", "passive"} {
 		if s := p.servers[i]; s != nil {
-			logs := s.logs.String()
+			logs := s.Logs.String()
 			os.WriteFile(filepath.Join(dir, name+"-server.log"), []byte(logs), 0o644)
-			t.Logf("end of the %s server's log, without the access log:\n%s", name, lastLines(withoutAccessLog(logs), 60))
+			t.Logf("end of the %s server's log, without the access log:\n%s", name, harness.Tail(withoutAccessLog(logs), 60))
 		}
 		if pg, err := os.ReadFile(filepath.Join(p.dataDir(i), "log", "postgresql.log")); err == nil {
 			os.WriteFile(filepath.Join(dir, name+"-postgresql.log"), pg, 0o644)
-			t.Logf("end of the %s PostgreSQL log:\n%s", name, lastLines(string(pg), 30))
+			t.Logf("end of the %s PostgreSQL log:\n%s", name, harness.Tail(string(pg), 30))
 		}
 	}
 	if p.h != nil {

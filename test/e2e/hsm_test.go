@@ -18,6 +18,7 @@ import (
 	"trustee.dev/trustee/server/hsm"
 	"trustee.dev/trustee/server/hsm/hsmtest"
 	hist "trustee.dev/trustee/test/history"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // TestHSMAsUsersRunIt moves a server with deposits onto an HSM (SoftHSM2)
@@ -26,7 +27,7 @@ import (
 // sealed; migration and rotation while clients read and write, losing
 // nothing; a server without its token refuses to start and says which.
 func TestHSMAsUsersRunIt(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	token, pinFile := hsmToken(t, root)
 	srv, dir, url, clients, deposits := singleServer(t, root, 500)
 
@@ -256,7 +257,7 @@ func httpStatus(t *testing.T, url string) int {
 // them, the passive adopts them, and the passive reads deposits wrapped in
 // the HSM from its replica.
 func TestHSMOnThePair(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	token, pinFile := hsmToken(t, root)
 	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
 	urls := initPair(t, [2]string{active, passive})
@@ -294,7 +295,7 @@ func TestHSMOnThePair(t *testing.T) {
 // the next rotation takes a label the token does not hold, and keyhsm
 // check lists and self-tests the retired keys that older backups need.
 func TestHSMRotateAfterRestoringAnOlderBackup(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	token, pinFile := hsmToken(t, root)
 	srv, dir, _, _, deposits := singleServer(t, root, 20)
 	kts(t, "keyhsm", "init", "--confdir", dir, "--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile)
@@ -335,7 +336,7 @@ func TestHSMRotateAfterRestoringAnOlderBackup(t *testing.T) {
 // refused before anything is created or changed, naming the label and how
 // to get rid of it.
 func TestHSMInitRefusesAPlantedKey(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	token, pinFile := hsmToken(t, root)
 	_, dir, _, _, _ := singleServer(t, root, 1)
 	pkcs11Tool(t, token.Module, token.TokenLabel, token.PIN, "--keygen", "--key-type", "AES:32", "--label", "kts-kek-1", "--extractable")

@@ -11,6 +11,8 @@ import (
 
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/test/browsertest"
+	"trustee.dev/trustee/test/harness"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // TestKeyRegistrationInABrowser follows contact registration links in
@@ -18,13 +20,13 @@ import (
 // expired link, a pasted private key and garbage each get a page that says
 // what to do. Screenshots are kept as test artifacts.
 func TestKeyRegistrationInABrowser(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	home := gnupgHome(t)
 	dir := filepath.Join(root, "keytrustee")
-	apiPort := freePort(t)
+	apiPort := harness.FreePort(t)
 	url := "https://127.0.0.1:" + itoa(apiPort)
 	kts(t, "init", "--confdir", dir, "--hostname", "localhost", "--key-type", "ed25519",
-		"--listen", "127.0.0.1:"+itoa(apiPort), "--db-port", itoa(freePort(t)))
+		"--listen", "127.0.0.1:"+itoa(apiPort), "--db-port", itoa(harness.FreePort(t)))
 	kts(t, "db", "init", "--confdir", dir)
 	kts(t, "db", "start", "--confdir", dir)
 	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", dir) })

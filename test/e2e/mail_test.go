@@ -15,7 +15,9 @@ import (
 
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/test/harness"
 	"trustee.dev/trustee/test/mailpittest"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // TestMailAsUsersRunIt sends the server's mail through a real MTA
@@ -24,14 +26,14 @@ import (
 // encrypted to that key and signed by the server (checked with real gpg),
 // and mail that waits while the MTA is down and arrives when it is back.
 func TestMailAsUsersRunIt(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	mta := mailpittest.StartWith(t, mailpittest.Options{TLS: mailpittest.StartTLS, Credentials: map[string]string{"kts": "smtp-secret"}})
 	home := gnupgHome(t) // John Doe's key: the contact's
 	dir := filepath.Join(root, "keytrustee")
-	apiPort := freePort(t)
+	apiPort := harness.FreePort(t)
 	url := "https://127.0.0.1:" + itoa(apiPort)
 	kts(t, "init", "--confdir", dir, "--hostname", "kts01.example.com", "--key-type", "ed25519",
-		"--listen", "127.0.0.1:"+itoa(apiPort), "--db-port", itoa(freePort(t)))
+		"--listen", "127.0.0.1:"+itoa(apiPort), "--db-port", itoa(harness.FreePort(t)))
 	pwFile := filepath.Join(root, "smtp.password")
 	os.WriteFile(pwFile, []byte("smtp-secret\n"), 0o600)
 	cfg, err := config.Load(dir)

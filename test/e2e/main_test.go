@@ -3,20 +3,16 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"trustee.dev/trustee/test/harness"
 )
 
 // bin is the directory holding the kts binary built for this test run and
@@ -28,19 +24,14 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "kts-e2e-bin-")
+	kts, err := harness.BuildKTS("kts-e2e-bin-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	bin = dir
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "kts"), "trustee.dev/trustee")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build kts:", err)
 		return 1
 	}
+	dir := filepath.Dir(kts)
+	defer os.RemoveAll(dir)
+	bin = dir
 	for _, link := range []string{"keytrustee-orgtool", "ktadmin", "ktbackup.sh"} {
 		if err := os.Symlink("kts", filepath.Join(dir, link)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -48,6 +39,12 @@ func run(m *testing.M) int {
 		}
 	}
 	return m.Run()
+}
+
+// startKts runs kts with args until it exits or the test ends.
+func startKts(t *testing.T, what string, args ...string) *harness.Process {
+	t.Helper()
+	return harness.Start(t, filepath.Join(bin, "kts"), what, args...)
 }
 
 // result is a finished command.
@@ -77,136 +74,53 @@ func kts(t *testing.T, args ...string) string {
 	return r.stdout
 }
 
-// stateRoot is a temporary directory the PostgreSQL account can traverse
-// when the tests run as root.
-func stateRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "kts-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // ktsServer is a `kts server --announce` child process that can be killed
 // and started again; the logs of all its runs are kept.
 type ktsServer struct {
 	confdir string
-	logs    lockedBuffer
-	cmd     *exec.Cmd
-	exited  chan error
+	harness.Restartable
+}
+
+func newKtsServer(confdir string) *ktsServer {
+	s := &ktsServer{confdir: confdir}
+	s.What = "kts server --confdir " + confdir
+	s.Command = func() *exec.Cmd {
+		return exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", confdir, "--announce", "--log-level", "info")
+	}
+	s.Announces = func(line string) bool { return strings.HasPrefix(line, "listening ") }
+	return s
 }
 
 // start runs the server and waits until it serves.
 func (s *ktsServer) start() error {
-	cmd := exec.Command(filepath.Join(bin, "kts"), "server", "--confdir", s.confdir, "--announce", "--log-level", "info")
-	fmt.Fprintf(&s.logs, "=== test: start at %s\n", time.Now().Format(time.StampMilli))
-	cmd.Stderr = &s.logs
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
+	fmt.Fprintf(&s.Logs, "=== test: start at %s\n", time.Now().Format(time.StampMilli))
+	if err := s.Start(30 * time.Second); err != nil {
+		return fmt.Errorf("%v:\n%s", err, harness.Tail(s.Logs.String(), 40))
 	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "listening ") {
-				ready <- true
-				io.Copy(io.Discard, stdout)
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			cmd.Wait()
-			return fmt.Errorf("kts server --confdir %s exited before serving:\n%s", s.confdir, s.logs.tail(40))
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		return fmt.Errorf("kts server --confdir %s did not serve within 30 s:\n%s", s.confdir, s.logs.tail(40))
-	}
-	s.cmd, s.exited = cmd, make(chan error, 1)
-	go func() { s.exited <- cmd.Wait() }()
 	return nil
 }
 
 // kill ends the server at once (SIGKILL), as a crash would.
 func (s *ktsServer) kill() {
-	fmt.Fprintf(&s.logs, "=== test: SIGKILL at %s\n", time.Now().Format(time.StampMilli))
-	s.cmd.Process.Kill()
-	<-s.exited
-	s.cmd = nil
+	fmt.Fprintf(&s.Logs, "=== test: SIGKILL at %s\n", time.Now().Format(time.StampMilli))
+	s.Kill()
 }
 
 // stop ends a running server with SIGTERM and expects a clean exit.
-func (s *ktsServer) stop() error {
-	if s.cmd == nil {
-		return nil
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.exited:
-		s.cmd = nil
-		return err
-	case <-time.After(20 * time.Second):
-		s.kill()
-		return errors.New("did not stop within 20 s of SIGTERM")
-	}
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *lockedBuffer) tail(n int) string { return lastLines(b.String(), n) }
+func (s *ktsServer) stop() error { return s.Stop(20 * time.Second) }
 
 // startServer runs `kts server` until the test ends, when it is stopped
 // with SIGTERM and must exit cleanly (unless the test killed it); its log is
 // shown if the test failed.
 func startServer(t *testing.T, confdir string) *ktsServer {
 	t.Helper()
-	s := &ktsServer{confdir: confdir}
+	s := newKtsServer(confdir)
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("log of kts server --confdir %s:\n%s", confdir, s.logs.String())
+			t.Logf("log of kts server --confdir %s:\n%s", confdir, s.Logs.String())
 		}
 		if err := s.stop(); err != nil {
 			t.Errorf("kts server --confdir %s: %v", confdir, err)

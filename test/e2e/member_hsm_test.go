@@ -19,7 +19,9 @@ import (
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/hsm/hsmtest"
+	"trustee.dev/trustee/test/harness"
 	hist "trustee.dev/trustee/test/history"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // TestMemberPodsWithHSM runs the pair as its pods do with spec.hsm: one
@@ -31,7 +33,7 @@ import (
 // changes nothing; a passive whose token lacks the key is refused, naming
 // it, and nothing changes; the PIN appears in no output, log or file.
 func TestMemberPodsWithHSM(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	token := hsmtest.NewToken(t)
 	tokenDir := hsmtest.TokenDir(token)
 	// The token as it is before any key is made in it: what a passive sees
@@ -49,14 +51,14 @@ func TestMemberPodsWithHSM(t *testing.T) {
 		c.HSMSealState = false
 	})
 	before := hashTree(t, filepath.Join(root, "etc"))
-	var printed []string     // what the commands printed
-	var running []*bgProcess // every kts db run, for its output
+	var printed []string           // what the commands printed
+	var running []*harness.Process // every kts db run, for its output
 
 	// The passive starts first and waits for the active, whose setup
 	// creates the deposit key.
-	passiveSetup := startBackground(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	passiveSetup := startKts(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
 	bounded(t, 30*time.Second, "the passive says it waits for the active", func() bool {
-		return strings.Contains(passiveSetup.out.String(), "waiting for the active's PostgreSQL at 127.0.0.1:"+itoa(active.dbPort))
+		return strings.Contains(passiveSetup.Output(), "waiting for the active's PostgreSQL at 127.0.0.1:"+itoa(active.dbPort))
 	})
 	active.setupOut = kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
 	printed = append(printed, active.setupOut)
@@ -69,10 +71,10 @@ func TestMemberPodsWithHSM(t *testing.T) {
 	checkStopped(t, active)
 	active.dbRun = startDBRun(t, active)
 	running = append(running, active.dbRun)
-	if err := passiveSetup.wait(90 * time.Second); err != nil {
-		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.out.String())
+	if err := passiveSetup.Wait(90 * time.Second); err != nil {
+		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.Output())
 	}
-	passive.setupOut = passiveSetup.out.String()
+	passive.setupOut = passiveSetup.Output()
 	printed = append(printed, passive.setupOut)
 	for _, want := range []string{"copied the active's PostgreSQL", `deposit key "kts-kek-1" is in the token; this passive uses the keys the active chooses`} {
 		if !strings.Contains(passive.setupOut, want) {
@@ -199,7 +201,7 @@ func TestMemberPodsWithHSM(t *testing.T) {
 	archive := strings.TrimSpace(kts(t, "backup", "--confdir", jobState, "--cleartext", "--output", archives, "--quiet"))
 	printed = append(printed, archive)
 	fresh := filepath.Join(root, "restored")
-	r = runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(freePort(t)), archive)
+	r = runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(harness.FreePort(t)), archive)
 	t.Cleanup(func() { runTool(t, "", "kts", "db", "stop", "--confdir", fresh) })
 	printed = append(printed, r.stdout, r.stderr)
 	if r.err != nil || !strings.Contains(r.stdout, "2 deposits") {
@@ -227,13 +229,13 @@ func TestMemberPodsWithHSM(t *testing.T) {
 		}
 	}
 	for _, s := range []*ktsServer{active.server, passive.server} {
-		if strings.Contains(s.logs.String(), token.PIN) {
+		if strings.Contains(s.Logs.String(), token.PIN) {
 			t.Fatalf("the log of kts server --confdir %s holds the PIN", s.confdir)
 		}
 	}
 	for _, p := range running {
-		if strings.Contains(p.out.String(), token.PIN) {
-			t.Fatalf("the output of %s holds the PIN", p.what)
+		if strings.Contains(p.Output(), token.PIN) {
+			t.Fatalf("the output of %s holds the PIN", p.What)
 		}
 	}
 	pinFile := filepath.Join(pinMount, "pin")
@@ -311,7 +313,7 @@ func tokenObjects(t *testing.T, dir string) []string {
 // keyring wrapped, while the passive is down (its commits do not wait for
 // it). Both members then read every deposit, all wrapped by the token.
 func TestMemberHSMAddedToRunningPair(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	token := hsmtest.NewToken(t)
 	mounts := layOutMounts(t, root)
 	pinMount := filepath.Join(root, "etc", "hsm")
@@ -339,11 +341,11 @@ func TestMemberHSMAddedToRunningPair(t *testing.T) {
 	}
 	writeMount(t, filepath.Join(root, "etc", "config-before"), files)
 
-	passiveSetup := startBackground(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	passiveSetup := startKts(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
 	kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
 	active.dbRun = startDBRun(t, active)
-	if err := passiveSetup.wait(90 * time.Second); err != nil {
-		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.out.String())
+	if err := passiveSetup.Wait(90 * time.Second); err != nil {
+		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.Output())
 	}
 	passive.dbRun = startDBRun(t, passive)
 	active.server, passive.server = startServer(t, active.state), startServer(t, passive.state)

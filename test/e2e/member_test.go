@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -21,7 +20,9 @@ import (
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/tlsconf"
+	"trustee.dev/trustee/test/harness"
 	hist "trustee.dev/trustee/test/history"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // memberPod is one member laid out as its Kubernetes pod has it: the
@@ -35,7 +36,7 @@ type memberPod struct {
 	url      string
 	dbPort   int
 	server   *ktsServer
-	dbRun    *bgProcess
+	dbRun    *harness.Process
 	setupOut string
 }
 
@@ -45,7 +46,7 @@ type memberPod struct {
 // (which changes nothing) and starts again; then sets up a passive whose
 // replication slot is gone, which copies the active anew.
 func TestMemberPodsAsKubernetesRunsThem(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	mounts := layOutMounts(t, root)
 	active, passive := &memberPod{name: "active"}, &memberPod{name: "passive"}
 	renderMemberConfigs(t, root, mounts, active, passive)
@@ -71,9 +72,9 @@ func TestMemberPodsAsKubernetesRunsThem(t *testing.T) {
 	before := hashTree(t, filepath.Join(root, "etc"))
 
 	// The passive starts first and waits for the active.
-	passiveSetup := startBackground(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	passiveSetup := startKts(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
 	bounded(t, 30*time.Second, "the passive says it waits for the active", func() bool {
-		return strings.Contains(passiveSetup.out.String(), "waiting for the active's PostgreSQL at 127.0.0.1:"+itoa(active.dbPort))
+		return strings.Contains(passiveSetup.Output(), "waiting for the active's PostgreSQL at 127.0.0.1:"+itoa(active.dbPort))
 	})
 	active.setupOut = kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
 	for _, want := range []string{"installed " + active.conf, "created PostgreSQL cluster", `commits wait for standby "kts_passive"`} {
@@ -83,10 +84,10 @@ func TestMemberPodsAsKubernetesRunsThem(t *testing.T) {
 	}
 	checkStopped(t, active)
 	active.dbRun = startDBRun(t, active)
-	if err := passiveSetup.wait(90 * time.Second); err != nil {
-		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.out.String())
+	if err := passiveSetup.Wait(90 * time.Second); err != nil {
+		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.Output())
 	}
-	passive.setupOut = passiveSetup.out.String()
+	passive.setupOut = passiveSetup.Output()
 	t.Logf("passive setup:\n%s", passive.setupOut)
 	if !strings.Contains(passive.setupOut, "copied the active's PostgreSQL at 127.0.0.1:"+itoa(active.dbPort)) {
 		t.Fatalf("passive setup output:\n%s", passive.setupOut)
@@ -198,13 +199,13 @@ func startMemberPair(t *testing.T, root string, m mounts) (active, passive *memb
 	t.Helper()
 	active, passive = &memberPod{name: "active"}, &memberPod{name: "passive"}
 	renderMemberConfigs(t, root, m, active, passive)
-	passiveSetup := startBackground(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	passiveSetup := startKts(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
 	active.setupOut = kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
 	active.dbRun = startDBRun(t, active)
-	if err := passiveSetup.wait(90 * time.Second); err != nil {
-		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.out.String())
+	if err := passiveSetup.Wait(90 * time.Second); err != nil {
+		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.Output())
 	}
-	passive.setupOut = passiveSetup.out.String()
+	passive.setupOut = passiveSetup.Output()
 	passive.dbRun = startDBRun(t, passive)
 	active.server, passive.server = startServer(t, active.state), startServer(t, passive.state)
 	checkPair(t, m, active, passive)
@@ -217,7 +218,7 @@ func startMemberPair(t *testing.T, root string, m mounts) (active, passive *memb
 // passive's standby refuses them while it starts up). Without PostgreSQL
 // it gives up after --db-wait with an error that says so.
 func TestMemberServerStartsBeforeItsPostgreSQL(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	mounts := layOutMounts(t, root)
 	active, passive := &memberPod{name: "active"}, &memberPod{name: "passive"}
 	renderMemberConfigs(t, root, mounts, active, passive)
@@ -246,36 +247,36 @@ func TestMemberServerStartsBeforeItsPostgreSQL(t *testing.T) {
 	// The active's server first, then its PostgreSQL. Its schema commit
 	// waits for the passive, which is set up, and whose server also starts
 	// before its PostgreSQL.
-	serve := func(m *memberPod) *bgProcess {
-		return startBackground(t, m.name+" server", "server", "--confdir", m.state, "--announce", "--db-wait", "2m")
+	serve := func(m *memberPod) *harness.Process {
+		return startKts(t, m.name+" server", "server", "--confdir", m.state, "--announce", "--db-wait", "2m")
 	}
 	activeServer := serve(active)
 	bounded(t, 30*time.Second, "the active's server to wait for its database", func() bool {
-		return strings.Count(activeServer.out.String(), waiting) >= 2
+		return strings.Count(activeServer.Output(), waiting) >= 2
 	})
 	active.dbRun = startDBRun(t, active)
 	kts(t, "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
 	passiveServer := serve(passive)
 	bounded(t, 30*time.Second, "the passive's server to wait for its database", func() bool {
-		return strings.Contains(passiveServer.out.String(), waiting)
+		return strings.Contains(passiveServer.Output(), waiting)
 	})
 	passive.dbRun = startDBRun(t, passive)
-	for _, p := range []*bgProcess{activeServer, passiveServer} {
-		bounded(t, 60*time.Second, p.what+" to serve", func() bool {
-			if !p.running() {
-				t.Fatalf("%s exited: %v\n%s", p.what, p.wait(0), p.out.String())
+	for _, p := range []*harness.Process{activeServer, passiveServer} {
+		bounded(t, 60*time.Second, p.What+" to serve", func() bool {
+			if !p.Running() {
+				t.Fatalf("%s exited: %v\n%s", p.What, p.Wait(0), p.Output())
 			}
-			return strings.Contains(p.out.String(), "listening ")
+			return strings.Contains(p.Output(), "listening ")
 		})
 	}
 	checkPair(t, mounts, active, passive)
-	t.Logf("the active's server waited:\n%s", grepLines(activeServer.out.String(), waiting))
-	t.Logf("the passive's server waited:\n%s", grepLines(passiveServer.out.String(), waiting))
+	t.Logf("the active's server waited:\n%s", grepLines(activeServer.Output(), waiting))
+	t.Logf("the passive's server waited:\n%s", grepLines(passiveServer.Output(), waiting))
 
-	for _, p := range []*bgProcess{passiveServer, activeServer} {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		if err := p.wait(20 * time.Second); err != nil {
-			t.Fatalf("%s after SIGTERM: %v\n%s", p.what, err, p.out.String())
+	for _, p := range []*harness.Process{passiveServer, activeServer} {
+		p.Signal(syscall.SIGTERM)
+		if err := p.Wait(20 * time.Second); err != nil {
+			t.Fatalf("%s after SIGTERM: %v\n%s", p.What, err, p.Output())
 		}
 	}
 }
@@ -337,7 +338,7 @@ func writeMount(t *testing.T, dir string, files map[string][]byte) {
 // made to both configurations before they are written.
 func renderMemberConfigs(t *testing.T, root string, m mounts, active, passive *memberPod, edits ...func(*config.Config)) {
 	t.Helper()
-	aAPI, aDB, pAPI, pDB := freePort(t), freePort(t), freePort(t), freePort(t)
+	aAPI, aDB, pAPI, pDB := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	active.url, active.dbPort = "https://127.0.0.1:"+itoa(aAPI), aDB
 	passive.url, passive.dbPort = "https://127.0.0.1:"+itoa(pAPI), pDB
 	files := map[string][]byte{}
@@ -391,75 +392,23 @@ func withMissingIdentity(t *testing.T, root, conf string) string {
 	return p
 }
 
-// bgProcess is a kts child process whose output the test reads.
-type bgProcess struct {
-	what   string
-	cmd    *exec.Cmd
-	out    lockedBuffer
-	exited chan error
-}
-
-// startBackground runs kts with args until it exits or the test ends,
-// when it is killed.
-func startBackground(t *testing.T, what string, args ...string) *bgProcess {
-	t.Helper()
-	p := &bgProcess{what: what, cmd: exec.Command(filepath.Join(bin, "kts"), args...), exited: make(chan error, 1)}
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		if p.running() {
-			p.cmd.Process.Kill()
-			p.wait(10 * time.Second)
-		}
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", what, p.out.String())
-		}
-	})
-	return p
-}
-
-// running reports whether the process has not exited yet.
-func (p *bgProcess) running() bool {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return false
-	default:
-		return true
-	}
-}
-
-// wait waits for the process to exit and returns how it ended.
-func (p *bgProcess) wait(limit time.Duration) error {
-	select {
-	case err := <-p.exited:
-		p.exited <- err // for later waits
-		return err
-	case <-time.After(limit):
-		return fmt.Errorf("%s did not exit within %v", p.what, limit)
-	}
-}
-
 // startDBRun runs `kts db run` for a member, as its postgresql container
 // does, and waits until PostgreSQL takes connections. When the test ends
 // it is stopped, and any server left behind with it.
-func startDBRun(t *testing.T, m *memberPod) *bgProcess {
+func startDBRun(t *testing.T, m *memberPod) *harness.Process {
 	t.Helper()
-	p := startBackground(t, m.name+" db run", "db", "run", "--confdir", m.state)
+	p := startKts(t, m.name+" db run", "db", "run", "--confdir", m.state)
 	t.Cleanup(func() {
-		if p.running() {
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			p.wait(30 * time.Second)
+		if p.Running() {
+			p.Signal(syscall.SIGTERM)
+			p.Wait(30 * time.Second)
 		}
 		runTool(t, "", "kts", "db", "stop", "--confdir", m.state)
 	})
 	isready := filepath.Join(filepath.Dir(psqlPath(t)), "pg_isready")
 	bounded(t, 30*time.Second, m.name+"'s PostgreSQL takes connections", func() bool {
-		if !p.running() {
-			t.Fatalf("%s db run exited: %v\n%s", m.name, p.wait(0), p.out.String())
+		if !p.Running() {
+			t.Fatalf("%s db run exited: %v\n%s", m.name, p.Wait(0), p.Output())
 		}
 		return exec.Command(isready, "--quiet", "--host", "127.0.0.1", "--port", itoa(m.dbPort)).Run() == nil
 	})
@@ -476,12 +425,12 @@ func stopPods(t *testing.T, pods ...*memberPod) {
 		}
 	}
 	for _, m := range pods {
-		m.dbRun.cmd.Process.Signal(syscall.SIGTERM)
-		if err := m.dbRun.wait(30 * time.Second); err != nil {
-			t.Fatalf("%s db run after SIGTERM: %v\n%s", m.name, err, m.dbRun.out.String())
+		m.dbRun.Signal(syscall.SIGTERM)
+		if err := m.dbRun.Wait(30 * time.Second); err != nil {
+			t.Fatalf("%s db run after SIGTERM: %v\n%s", m.name, err, m.dbRun.Output())
 		}
-		if !strings.Contains(m.dbRun.out.String(), "received fast shutdown request") {
-			t.Errorf("%s db run: PostgreSQL's log on standard error shows no fast shutdown:\n%s", m.name, m.dbRun.out.String())
+		if !strings.Contains(m.dbRun.Output(), "received fast shutdown request") {
+			t.Errorf("%s db run: PostgreSQL's log on standard error shows no fast shutdown:\n%s", m.name, m.dbRun.Output())
 		}
 		checkStopped(t, m)
 	}
@@ -577,7 +526,7 @@ func checkModes0440(t *testing.T, dir string) {
 // whose volume comes back empty is refused instead of starting an empty
 // database that the passive would copy next.
 func TestActiveRefusesAnEmptyVolumeOnceItsDatabaseExisted(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	mounts := layOutMounts(t, root)
 	active, passive := &memberPod{name: "active"}, &memberPod{name: "passive"}
 	renderMemberConfigs(t, root, mounts, active, passive)
@@ -616,7 +565,7 @@ func TestActiveRefusesAnEmptyVolumeOnceItsDatabaseExisted(t *testing.T) {
 // and copies b. A setup told to start from an archive it cannot read
 // creates nothing.
 func TestMemberRolesChangeOnlyWithTheMarker(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	mounts := layOutMounts(t, root)
 	a, b := &memberPod{name: "a"}, &memberPod{name: "b"}
 	renderMemberConfigs(t, root, mounts, a, b)
@@ -674,8 +623,8 @@ func TestMemberRolesChangeOnlyWithTheMarker(t *testing.T) {
 	b.dbRun = startDBRun(t, b)
 	kts(t, "org", "add", "-n", "acme", "-c", "a@example.com", "--confdir", a.state)
 	for _, p := range []*memberPod{a, b} {
-		p.dbRun.cmd.Process.Signal(syscall.SIGTERM)
-		if err := p.dbRun.wait(30 * time.Second); err != nil {
+		p.dbRun.Signal(syscall.SIGTERM)
+		if err := p.dbRun.Wait(30 * time.Second); err != nil {
 			t.Fatalf("%s db run: %v", p.name, err)
 		}
 	}

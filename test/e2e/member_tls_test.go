@@ -21,6 +21,7 @@ import (
 
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/pg/pgtest"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // TestMemberPairOverTLS runs the pair as its pods do with DB_TLS, as the
@@ -33,7 +34,7 @@ import (
 // copy the active; a renewed certificate reaches the running PostgreSQL.
 func TestMemberPairOverTLS(t *testing.T) {
 	addr := hostIPv4(t)
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	mounts := layOutMounts(t, root)
 	ca := pgtest.NewCA(t, "e2e members CA")
 	cert, key, serial := pgtest.ServerCert(t, ca, "localhost", "127.0.0.1", addr)
@@ -49,13 +50,13 @@ func TestMemberPairOverTLS(t *testing.T) {
 			c.ActiveDB = "localhost:" + itoa(active.dbPort) // verified against the certificate's names
 		}
 	})
-	passiveSetup := startBackground(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
+	passiveSetup := startKts(t, "passive setup", "member", "setup", "--member", "passive", "--config", passive.conf, "--confdir", passive.state)
 	active.setupOut = kts(t, "member", "setup", "--member", "active", "--config", active.conf, "--confdir", active.state)
 	active.dbRun = startDBRun(t, active)
-	if err := passiveSetup.wait(90 * time.Second); err != nil {
-		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.out.String())
+	if err := passiveSetup.Wait(90 * time.Second); err != nil {
+		t.Fatalf("passive setup: %v\n%s", err, passiveSetup.Output())
 	}
-	passive.setupOut = passiveSetup.out.String()
+	passive.setupOut = passiveSetup.Output()
 	if !strings.Contains(passive.setupOut, "copied the active's PostgreSQL at localhost:"+itoa(active.dbPort)) {
 		t.Fatalf("passive setup:\n%s", passive.setupOut)
 	}
@@ -150,18 +151,18 @@ func TestMemberPairOverTLS(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(wrongState), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	wrong := startBackground(t, "passive setup trusting another CA", "member", "setup", "--member", "passive",
+	wrong := startKts(t, "passive setup trusting another CA", "member", "setup", "--member", "passive",
 		"--config", filepath.Join(wrongConf, "passive.conf"), "--confdir", wrongState)
 	bounded(t, 60*time.Second, "the passive trusting another CA says why it does not copy the active", func() bool {
-		out := wrong.out.String()
+		out := wrong.Output()
 		return strings.Contains(out, "waiting for the active's PostgreSQL at localhost:"+itoa(active.dbPort)+" to copy it (attempt 2)") &&
 			strings.Contains(out, "certificate verify failed") &&
 			strings.Contains(out, "the active's certificate does not verify against the CA certificates in "+otherCAFile)
 	})
-	t.Logf("a passive trusting another CA:\n%s", wrong.out.String())
-	wrong.cmd.Process.Signal(syscall.SIGTERM)
-	if err := wrong.wait(30 * time.Second); err == nil || !strings.Contains(wrong.out.String(), "stopped waiting for the active's PostgreSQL") {
-		t.Fatalf("the passive trusting another CA after SIGTERM: %v\n%s", err, wrong.out.String())
+	t.Logf("a passive trusting another CA:\n%s", wrong.Output())
+	wrong.Signal(syscall.SIGTERM)
+	if err := wrong.Wait(30 * time.Second); err == nil || !strings.Contains(wrong.Output(), "stopped waiting for the active's PostgreSQL") {
+		t.Fatalf("the passive trusting another CA after SIGTERM: %v\n%s", err, wrong.Output())
 	}
 	if _, err := os.Stat(filepath.Join(wrongState, "db", "PG_VERSION")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the passive trusting another CA copied the active: %v", err)
@@ -184,7 +185,7 @@ func TestMemberPairOverTLS(t *testing.T) {
 	if err := activeDB.QueryRow(context.Background(), "SELECT pg_postmaster_start_time()").Scan(&after); err != nil || !after.Equal(started) {
 		t.Fatalf("the active's PostgreSQL started at %v, and at %v after the renewal (%v)", started, after, err)
 	}
-	if out := active.dbRun.out.String(); !strings.Contains(out, "changed; PostgreSQL reloads them") {
+	if out := active.dbRun.Output(); !strings.Contains(out, "changed; PostgreSQL reloads them") {
 		t.Errorf("kts db run does not say it reloads the certificate:\n%s", out)
 	}
 	checkPair(t, mounts, active, passive)

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"trustee.dev/trustee/test/harness"
 	hist "trustee.dev/trustee/test/history"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // TestPairAsUsersRunIt sets up the active/passive pair with the documented
@@ -16,7 +18,7 @@ import (
 // writes are refused at once while the passive is away and accepted again
 // when it is back, and reads survive the loss of a server.
 func TestPairAsUsersRunIt(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
 	urls := initPair(t, [2]string{active, passive})
 	aURL, pURL := urls[0], urls[1]
@@ -112,7 +114,7 @@ func TestPairAsUsersRunIt(t *testing.T) {
 func initPair(t *testing.T, dirs [2]string) [2]string {
 	t.Helper()
 	active, passive := dirs[0], dirs[1]
-	aAPI, aDB, pAPI, pDB := freePort(t), freePort(t), freePort(t), freePort(t)
+	aAPI, aDB, pAPI, pDB := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	urls := [2]string{"https://127.0.0.1:" + itoa(aAPI), "https://127.0.0.1:" + itoa(pAPI)}
 	kts(t, "init", "--confdir", active, "--hostname", "localhost", "--key-type", "ed25519",
 		"--listen", "127.0.0.1:"+itoa(aAPI), "--db-port", itoa(aDB))
@@ -135,22 +137,17 @@ func putStdin(t *testing.T, dir, name, value string) {
 	}
 }
 
+// waitFor waits 30 s at most for cond to hold.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30 s", what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	harness.Eventually(t, 30*time.Second, what, func() (bool, string) { return cond(), "" })
 }
 
 // TestOrgToolOnThePassive runs keytrustee-orgtool against a real pair's
 // passive: a change says once, in words, to run it on the active (named by
 // the passive's configuration) and changes nothing; reads work there.
 func TestOrgToolOnThePassive(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
 	initPair(t, [2]string{active, passive})
 	kts(t, "org", "add", "-n", "acme", "-c", "a@example.com", "--confdir", active)

@@ -14,6 +14,8 @@ import (
 
 	"trustee.dev/trustee/server/client"
 	"trustee.dev/trustee/server/hsm/hsmtest"
+	"trustee.dev/trustee/test/harness"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 // setConf changes settings of a state directory's keytrustee.conf, as an
@@ -43,7 +45,7 @@ func setConf(t *testing.T, dir string, set map[string]any) {
 // A restore that fails half-way (its database port taken) leaves nothing
 // behind and says so.
 func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	home := gnupgHome(t)
 	active, passive := filepath.Join(root, "active"), filepath.Join(root, "passive")
 	urls := initPair(t, [2]string{active, passive})
@@ -54,7 +56,7 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 		t.Fatalf("openssl: %v\n%s", err, out)
 	}
 	os.Chmod(adminCA, 0o644)
-	setConf(t, active, map[string]any{"ADMIN_LISTEN_ADDRESS": "127.0.0.1:" + itoa(freePort(t)), "ADMIN_CA_FILE": adminCA})
+	setConf(t, active, map[string]any{"ADMIN_LISTEN_ADDRESS": "127.0.0.1:" + itoa(harness.FreePort(t)), "ADMIN_CA_FILE": adminCA})
 	activeSrv := startServer(t, active)
 	passiveSrv := startServer(t, passive)
 	runTool(t, "", "keytrustee-orgtool", "add", "-n", "acme", "-c", "a@example.com", "--confdir", active)
@@ -127,7 +129,7 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 		t.Fatalf("the admin CA file after the restore: %v %v", fi, err)
 	}
 	kts(t, "db", "start", "--confdir", active)
-	restored := &ktsServer{confdir: active}
+	restored := newKtsServer(active)
 	done := make(chan error, 1)
 	go func() { done <- restored.start() }()
 	select {
@@ -136,11 +138,11 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(45 * time.Second):
-		t.Fatalf("the restored server neither served nor exited:\n%s", restored.logs.String())
+		t.Fatalf("the restored server neither served nor exited:\n%s", restored.Logs.String())
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("log of the restored server:\n%s", restored.logs.String())
+			t.Logf("log of the restored server:\n%s", restored.Logs.String())
 		}
 		restored.stop()
 	})
@@ -168,7 +170,7 @@ func TestFreshHostRestoreAsOperationsDescribes(t *testing.T) {
 	}
 	os.RemoveAll(passive)
 	kts(t, "init", "--confdir", passive, "--from-active", active, "--hostname", "localhost",
-		"--listen", strings.TrimPrefix(urls[1], "https://"), "--db-port", itoa(freePort(t)),
+		"--listen", strings.TrimPrefix(urls[1], "https://"), "--db-port", itoa(harness.FreePort(t)),
 		"--active-url", urls[0], "--active-db", "127.0.0.1:"+itoa(dbPort))
 	setConf(t, passive, map[string]any{"ADMIN_LISTEN_ADDRESS": ""}) // one host: the active's admin port is taken
 	kts(t, "db", "init", "--role", "passive", "--confdir", passive)
@@ -218,7 +220,7 @@ func jsonConfPort(t *testing.T, archive, home string) int {
 // opens the archive as a restore does: without the token, or without a
 // key, it fails too.
 func TestHSMRestoreChecksTheTokenFirst(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	token, pinFile := hsmToken(t, root)
 	srv, dir, _, _, _ := singleServer(t, root, 20)
 	kts(t, "keyhsm", "init", "--confdir", dir, "--module", token.Module, "--token-label", token.TokenLabel, "--pin-file", pinFile)
@@ -249,7 +251,7 @@ func TestHSMRestoreChecksTheTokenFirst(t *testing.T) {
 	srv.stop()
 	pkcs11Tool(t, token.Module, token.TokenLabel, token.PIN, "--delete-object", "--type", "secrkey", "--label", "kts-kek-1")
 	fresh := filepath.Join(root, "fresh")
-	r = runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(freePort(t)), archive)
+	r = runTool(t, "", "kts", "restore", "--confdir", fresh, "--database-port", itoa(harness.FreePort(t)), archive)
 	if r.err == nil || !strings.Contains(r.stderr, `HSM key "kts-kek-1"`) || !strings.Contains(r.stderr, "nothing was changed") {
 		t.Fatalf("restore without the deposits' HSM key: %v\n%s%s", r.err, r.stdout, r.stderr)
 	}

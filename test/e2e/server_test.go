@@ -20,6 +20,8 @@ import (
 	"trustee.dev/trustee/server/audit"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/test/harness"
+	"trustee.dev/trustee/test/memberpods"
 )
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -28,9 +30,9 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // database, server, organizations, clients, deposits, GnuPG interop and the
 // gpg + curl example of docs/API.md.
 func TestServerAsUsersRunIt(t *testing.T) {
-	root := stateRoot(t)
+	root := memberpods.RootDir(t)
 	dir := filepath.Join(root, "keytrustee")
-	apiPort, dbPort := freePort(t), freePort(t)
+	apiPort, dbPort := harness.FreePort(t), harness.FreePort(t)
 	url := "https://127.0.0.1:" + itoa(apiPort)
 
 	// kts init: RSA 4096 identity, self-signed certificate, 0700/0600 files.

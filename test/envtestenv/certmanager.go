@@ -1,9 +1,8 @@
 package envtestenv
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,13 +15,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"trustee.dev/trustee/test/toolcache"
+	"trustee.dev/trustee/test/clusterbase"
+	"trustee.dev/trustee/test/harness"
 )
 
 // CertManagerNamespace is the ClusterResourceNamespace of the cert-manager
 // controller that Options.CertManager runs: the namespace of the Secrets
 // that ClusterIssuers refer to. StartShared creates it.
-const CertManagerNamespace = "cert-manager"
+const CertManagerNamespace = clusterbase.CertManagerNamespace
 
 // certManagerUser is the user the controller connects as (group
 // system:masters).
@@ -34,34 +34,10 @@ const (
 	certManagerStopTimeout  = 10 * time.Second
 )
 
-// certManagerCRDDir returns the deploy/crds directory of the cert-manager
-// module that hack/cert-manager requires, the version the controller is
-// built from, downloading the module when the module cache has not got it.
-func certManagerCRDDir() (string, error) {
-	root, err := toolcache.RepoRoot("hack/cert-manager/go.mod")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "mod", "download", "-json", toolcache.CertManager.Module)
-	cmd.Dir = filepath.Join(root, "hack", "cert-manager")
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	var mod struct{ Dir, Error string }
-	if err := json.Unmarshal(stdout.Bytes(), &mod); err != nil || mod.Dir == "" || runErr != nil {
-		return "", fmt.Errorf("locating cert-manager's CRDs: go mod download %s in hack/cert-manager: %v %s%s",
-			toolcache.CertManager.Module, runErr, mod.Error, stderr.String())
-	}
-	return filepath.Join(mod.Dir, "deploy", "crds"), nil
-}
-
 // certManager is a running cert-manager controller process.
 type certManager struct {
-	cmd    *exec.Cmd
-	out    *lastBytes
-	exited chan struct{} // closed when the process has ended; err says how
-	err    error
+	proc *harness.Process
+	out  *harness.Buffer // the end of its output
 }
 
 // startCertManager creates CertManagerNamespace and runs the controller bin
@@ -87,32 +63,28 @@ func startCertManager(e *Env, bin string) (*certManager, error) {
 		return nil, err
 	}
 
-	c := &certManager{out: &lastBytes{max: 16 << 10}, exited: make(chan struct{})}
+	c := &certManager{out: &harness.Buffer{Max: 16 << 10}}
 	var out io.Writer = c.out
 	if os.Getenv("KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT") == "true" {
 		out = io.MultiWriter(c.out, os.Stderr)
 	}
-	ready := &readyWriter{w: out, ready: make(chan struct{})}
-	c.cmd = exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-resource-namespace="+CertManagerNamespace, "-v=2")
-	c.cmd.Stdout, c.cmd.Stderr = ready, out
+	ready := harness.NewLineWatch(out, func(line string) bool { return line == "ready" })
+	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-resource-namespace="+CertManagerNamespace, "-v=2")
+	cmd.Stdout, cmd.Stderr = ready, out
 	// A process group of its own, as envtest's processes have; stop ends
 	// the whole group, and Wait does not wait for output from what is
 	// left of it.
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.cmd.WaitDelay = certManagerStopTimeout
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the cert-manager controller: %w", err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = certManagerStopTimeout
+	if c.proc, err = harness.StartProcess("the cert-manager controller", cmd); err != nil {
+		return nil, err
 	}
-	go func() {
-		c.err = c.cmd.Wait()
-		close(c.exited)
-	}()
 
 	select {
-	case <-ready.ready:
+	case <-ready.Seen():
 		return c, nil
-	case <-c.exited:
-		err = fmt.Errorf("it exited: %v", c.err)
+	case <-c.proc.Exited():
+		err = fmt.Errorf("it exited: %v", c.proc.Err())
 	case <-time.After(certManagerReadyTimeout):
 		err = fmt.Errorf("not ready after %v", certManagerReadyTimeout)
 	}
@@ -124,50 +96,16 @@ func startCertManager(e *Env, bin string) (*certManager, error) {
 // has not ended after a while. It returns an error when the controller had
 // ended before, by itself.
 func (c *certManager) stop() error {
-	var err error
-	pgid := c.cmd.Process.Pid
-	select {
-	case <-c.exited:
-		err = fmt.Errorf("the cert-manager controller had ended by itself: %v%s", c.err, c.log())
-	default:
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(certManagerStopTimeout):
-		}
+	var ended *harness.EndedError
+	if err := c.proc.End(syscall.SIGTERM, certManagerStopTimeout); errors.As(err, &ended) {
+		return fmt.Errorf("%w%s", err, c.log())
 	}
-	// Whatever is left of the group.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-c.exited
-	return err
+	return nil
 }
 
 // log returns the last lines the controller wrote, under a heading.
 func (c *certManager) log() string {
-	return c.out.tail("the cert-manager controller", 40)
-}
-
-// readyWriter passes what is written to it on to w, and closes ready once
-// a line "ready" has come by. Only one goroutine writes to it (exec's).
-type readyWriter struct {
-	w     io.Writer
-	ready chan struct{}
-	done  bool   // ready is closed
-	line  []byte // the start of the current line
-}
-
-func (r *readyWriter) Write(p []byte) (int, error) {
-	if !r.done {
-		r.line = append(r.line, p...)
-		for i := bytes.IndexByte(r.line, '\n'); i >= 0 && !r.done; i = bytes.IndexByte(r.line, '\n') {
-			if string(r.line[:i]) == "ready" {
-				r.done = true
-				close(r.ready)
-			}
-			r.line = r.line[i+1:]
-		}
-	}
-	return r.w.Write(p)
+	return outputTail("the cert-manager controller", c.out, 40)
 }
 
 // CertManagerLog returns the last lines that the cert-manager controller

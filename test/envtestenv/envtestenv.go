@@ -32,30 +32,20 @@
 package envtestenv
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
-	"trustee.dev/trustee/test/toolcache"
+	"trustee.dev/trustee/test/clusterbase"
+	"trustee.dev/trustee/test/harness"
 )
 
 // Options say what a new Env has besides Kubernetes' built-in types.
@@ -155,37 +145,19 @@ func Main(m *testing.M, env **Env, opts Options) int {
 // StartShared starts an API server that lives until Stop; for a TestMain
 // that does more than Main.
 func StartShared(opts Options) (*Env, error) {
-	// envtest would find a missing directory only after starting.
-	for _, dir := range opts.CRDDirs {
-		if _, err := os.Stat(dir); err != nil {
-			return nil, fmt.Errorf("CRD directory: %w", err)
-		}
+	var certManagerBinary func() (string, error)
+	if opts.CertManager {
+		certManagerBinary = CertManagerBinary
+	}
+	setup, err := clusterbase.NewSetup(opts.CRDDirs, opts.AddToScheme, certManagerBinary)
+	if err != nil {
+		return nil, err
 	}
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
 	}
-	crdDirs := opts.CRDDirs
-	adders := []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme}
-	var certManagerBin string
-	if opts.CertManager {
-		if certManagerBin, err = CertManagerBinary(); err != nil {
-			return nil, err
-		}
-		dir, err := certManagerCRDDir()
-		if err != nil {
-			return nil, err
-		}
-		crdDirs = append(slices.Clone(crdDirs), dir)
-		adders = append(adders, cmapi.AddToScheme)
-	}
-	adders = append(adders, opts.AddToScheme...)
-	scheme := runtime.NewScheme()
-	for _, add := range adders {
-		if err := add(scheme); err != nil {
-			return nil, fmt.Errorf("building the scheme: %w", err)
-		}
-	}
+	crdDirs, scheme, certManagerBin := setup.CRDDirs, setup.Scheme, setup.CertManagerBin
 
 	te := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
@@ -205,7 +177,7 @@ func StartShared(opts Options) (*Env, error) {
 	// Keep the end of what the processes say, for the error when they do
 	// not start (envtest only says it timed out). Unless envtest is told
 	// to show it all (KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT=true).
-	apiOut, etcdOut := &lastBytes{max: 16 << 10}, &lastBytes{max: 16 << 10}
+	apiOut, etcdOut := &harness.Buffer{Max: 16 << 10}, &harness.Buffer{Max: 16 << 10}
 	if os.Getenv("KUBEBUILDER_ATTACH_CONTROL_PLANE_OUTPUT") != "true" {
 		api.Out, api.Err = apiOut, apiOut
 		te.ControlPlane.Etcd = &envtest.Etcd{Out: etcdOut, Err: etcdOut}
@@ -227,9 +199,9 @@ func StartShared(opts Options) (*Env, error) {
 		}
 		_ = os.RemoveAll(dir)
 		// The output of the process that failed says why.
-		out := apiOut.tail("kube-apiserver", 20)
+		out := outputTail("kube-apiserver", apiOut, 20)
 		if strings.Contains(err.Error(), "process etcd") {
-			out = etcdOut.tail("etcd", 10)
+			out = outputTail("etcd", etcdOut, 10)
 		}
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w%s", assets, err, out)
 	}
@@ -301,15 +273,11 @@ func (e *Env) AddUser(t testing.TB, name string, groups ...string) (*rest.Config
 	if err != nil {
 		t.Fatalf("envtestenv: kubeconfig of user %s: %v", name, err)
 	}
-	f, err := os.CreateTemp(e.dir, "user-*.kubeconfig")
-	if err == nil {
-		_, err = f.Write(kc)
-		err = errors.Join(err, f.Close())
-	}
+	path, err := clusterbase.WriteKubeconfig(e.dir, kc)
 	if err != nil {
 		t.Fatalf("envtestenv: kubeconfig of user %s: %v", name, err)
 	}
-	return u.Config(), f.Name()
+	return u.Config(), path
 }
 
 // Namespace creates a namespace with a fresh name for t and deletes it when
@@ -317,20 +285,7 @@ func (e *Env) AddUser(t testing.TB, name string, groups ...string) (*rest.Config
 // of the way).
 func (e *Env) Namespace(t testing.TB) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "test-"}}
-	if err := e.Client.Create(ctx, ns); err != nil {
-		t.Fatalf("envtestenv: creating a namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := e.Client.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
-			t.Errorf("envtestenv: deleting namespace %s: %v", ns.Name, err)
-		}
-	})
-	return ns.Name
+	return clusterbase.Namespace(t, e.Client, "envtestenv")
 }
 
 // Kubectl runs the machine's kubectl with args against the API server as
@@ -340,11 +295,7 @@ func (e *Env) Namespace(t testing.TB) string {
 // about the skew on standard error, harmlessly.
 func (e *Env) Kubectl(t testing.TB, args ...string) string {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatalf("envtestenv: kubectl is not on PATH: %v", err)
-	}
-	return run(t, kubectl, args, []string{"KUBECONFIG=" + e.Kubeconfig(t)})
+	return clusterbase.Kubectl(t, "envtestenv", e.Kubeconfig(t), args...)
 }
 
 // Helm runs helm (see HelmBinary) with args against the API server as the
@@ -353,57 +304,14 @@ func (e *Env) Kubectl(t testing.TB, args ...string) string {
 // are kept apart from the user's, until Stop.
 func (e *Env) Helm(t testing.TB, args ...string) string {
 	t.Helper()
-	helm := HelmBinary(t)
-	home := filepath.Join(e.dir, "helm")
-	environ := []string{
-		"KUBECONFIG=" + e.Kubeconfig(t),
-		"HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
-		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"),
-		"HELM_DATA_HOME=" + filepath.Join(home, "data"),
-	}
-	return run(t, helm, args, environ)
+	return clusterbase.Helm(t, HelmBinary(t), e.Kubeconfig(t), filepath.Join(e.dir, "helm"), args...)
 }
 
-// run runs name with args (and environ on top of the test's environment),
-// returning standard output, failing t when it fails.
-func run(t testing.TB, name string, args, environ []string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), environ...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String()
-}
-
-// lastBytes is an io.Writer that keeps the last max bytes written to it.
-type lastBytes struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (w *lastBytes) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.b = append(w.b, p...)
-	if len(w.b) > 2*w.max {
-		w.b = append([]byte(nil), w.b[len(w.b)-w.max:]...)
-	}
-	return len(p), nil
-}
-
-// tail returns the last n lines written, under a heading naming who wrote
-// them, or nothing when nothing was.
-func (w *lastBytes) tail(who string, n int) string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.b) == 0 {
+// outputTail returns the last n lines that who wrote to out, under a
+// heading naming who, or nothing when it wrote nothing.
+func outputTail(who string, out *harness.Buffer, n int) string {
+	if out.Len() == 0 {
 		return ""
 	}
-	return fmt.Sprintf("\n--- last lines of %s's output:\n%s", who, toolcache.Tail(string(w.b), n))
+	return fmt.Sprintf("\n--- last lines of %s's output:\n%s", who, harness.Tail(out.String(), n))
 }

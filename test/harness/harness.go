@@ -1,46 +1,15 @@
-// Package harness holds the small pieces the end-to-end tests share: a
-// free port, a buffer that processes write to while the test reads it,
-// the end of a long output, and waiting for a condition.
+// Package harness holds the small pieces the tests share: a free port, a
+// buffer that processes write to while the test reads it, a child process
+// the test reads and ends, the end of a long output, and waiting for a
+// condition. It uses the standard library only, so that any test package,
+// the server's included, can use it.
 package harness
 
 import (
-	"bytes"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// FreePort is a TCP port free on 127.0.0.1 right now.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// Buffer collects a process's output; safe for a writer and readers at
-// the same time.
-type Buffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Tail is the last n lines of s.
 func Tail(s string, n int) string {

@@ -39,7 +39,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"trustee.dev/trustee/test/toolcache"
+
+	"trustee.dev/trustee/test/harness"
 )
 
 // TLSMode says how Mailpit's SMTP port uses TLS.
@@ -104,9 +105,8 @@ type Server struct {
 	roots    *x509.CertPool
 	client   *http.Client
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	mu   sync.Mutex
+	proc *harness.Process // nil when stopped
 }
 
 // Start runs Mailpit with the zero Options: plain SMTP, with AUTH that
@@ -134,7 +134,7 @@ func StartWith(t testing.TB, opts Options) *Server {
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := os.ReadFile(s.logFile); err == nil {
-				t.Logf("mailpittest: mailpit's log (last lines):\n%s", toolcache.Tail(string(b), 60))
+				t.Logf("mailpittest: mailpit's log (last lines):\n%s", harness.Tail(string(b), 60))
 			}
 		}
 		if err := s.Stop(); err != nil {
@@ -145,12 +145,11 @@ func StartWith(t testing.TB, opts Options) *Server {
 	// binding it: choose again then.
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if s.smtpAddr, err = freeAddr(); err != nil {
+		var ports []int
+		if ports, err = harness.FreePorts(2); err != nil {
 			break
 		}
-		if s.httpAddr, err = freeAddr(); err != nil {
-			break
-		}
+		s.smtpAddr, s.httpAddr = fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 		if err = s.Start(); err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
@@ -248,7 +247,7 @@ func (s *Server) args() []string {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
+	if s.proc != nil {
 		return errors.New("mailpit is already running")
 	}
 	logf, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -263,19 +262,15 @@ func (s *Server) Start() error {
 	cmd.Env = mailpitEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start mailpit: %w", err)
+	p, err := harness.StartProcess("mailpit", cmd)
+	if err != nil {
+		return err
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.cmd, s.exited = cmd, exited
-	if err := s.waitReady(exited, 30*time.Second); err != nil {
+	s.proc = p
+	if err := s.waitReady(p.Exited(), 30*time.Second); err != nil {
 		s.stopLocked()
 		b, _ := os.ReadFile(s.logFile)
-		return fmt.Errorf("%w\nmailpit's log:\n%s", err, toolcache.Tail(string(b), 30))
+		return fmt.Errorf("%w\nmailpit's log:\n%s", err, harness.Tail(string(b), 30))
 	}
 	return nil
 }
@@ -339,24 +334,16 @@ func (s *Server) Stop() error {
 }
 
 func (s *Server) stopLocked() error {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return nil
 	}
-	cmd, exited := s.cmd, s.exited
-	s.cmd, s.exited = nil, nil
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(10 * time.Second):
+	p := s.proc
+	s.proc = nil
+	var ended *harness.EndedError
+	if err := p.End(syscall.SIGTERM, 10*time.Second); err != nil && !errors.As(err, &ended) {
+		return err
 	}
-	_ = cmd.Process.Kill()
-	select {
-	case <-exited:
-		return errors.New("mailpit did not stop on SIGTERM within 10s; killed")
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("mailpit (pid %d) did not die on SIGKILL", cmd.Process.Pid)
-	}
+	return nil
 }
 
 // SMTPAddr is the SMTP server's address, 127.0.0.1:port.
@@ -676,14 +663,4 @@ func (s *Server) DeleteAll(t testing.TB) {
 	if _, err := s.do(http.MethodDelete, "/api/v1/messages"); err != nil {
 		t.Fatalf("mailpittest: %v", err)
 	}
-}
-
-// freeAddr returns 127.0.0.1:port for a port that is free now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

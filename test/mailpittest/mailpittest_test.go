@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+
 	"trustee.dev/trustee/test/toolcache"
 )
 

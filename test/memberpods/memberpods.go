@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -37,7 +36,7 @@ type Member struct {
 	Dir            string // its root: etc/kts/..., var/lib/kts/state, run
 	State          string // the state directory on its volume
 	API, Admin, PG int    // its ports on 127.0.0.1
-	Server, DB     *Process
+	Server, DB     *harness.Process
 	bin            string
 	c              client.Client
 	k              *trusteev1.KeyTrusteeServer
@@ -175,7 +174,7 @@ func (m *Member) RunDB(t *testing.T) {
 	if out, err := m.Setup(t); err != nil {
 		t.Fatalf("%s setup: %v\n%s", m.Name, err, out)
 	}
-	m.DB = Start(t, m.bin, m.Name+" db run", "db", "run", "--confdir", m.State)
+	m.DB = harness.Start(t, m.bin, m.Name+" db run", "db", "run", "--confdir", m.State)
 	t.Cleanup(m.DB.Stop) // after the server's (cleanups run last first)
 	waitFor(t, m.Name+"'s PostgreSQL listening", func() error {
 		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.PG))
@@ -190,7 +189,7 @@ func (m *Member) RunDB(t *testing.T) {
 // and how it exited.
 func (m *Member) Setup(t *testing.T) (string, error) {
 	t.Helper()
-	setup := Start(t, m.bin, m.Name+" setup", m.setupArgs(t)...)
+	setup := harness.Start(t, m.bin, m.Name+" setup", m.setupArgs(t)...)
 	err := setup.Wait(2 * time.Minute)
 	return setup.Output(), err
 }
@@ -238,7 +237,7 @@ func (m *Member) setupArgs(t *testing.T) []string {
 // RunServer starts the pod's server and waits until it serves.
 func (m *Member) RunServer(t *testing.T) {
 	t.Helper()
-	m.Server = Start(t, m.bin, m.Name+" server", "server", "--confdir", m.State)
+	m.Server = harness.Start(t, m.bin, m.Name+" server", "server", "--confdir", m.State)
 	waitFor(t, m.Name+" serving", func() error {
 		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.API), &tls.Config{InsecureSkipVerify: true})
 		if err == nil {
@@ -254,84 +253,11 @@ func (m *Member) URL() string { return fmt.Sprintf("https://localhost:%d", m.API
 // CAFile is the CA certificate of the servers' certificate.
 func (m *Member) CAFile() string { return filepath.Join(m.Dir, "etc/kts/tls/ca.crt") }
 
+// waitFor waits a minute at most for try to succeed.
 func waitFor(t *testing.T, what string, try func() error) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	harness.Eventually(t, time.Minute, what, func() (bool, string) {
 		err := try()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after a minute, still not %s: %v", what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// Process is a child that the test ends (interrupt, then kill) when it
-// is done, showing its output if the test failed.
-type Process struct {
-	what   string
-	cmd    *exec.Cmd
-	out    harness.Buffer
-	exited chan error
-}
-
-// Start runs bin with args until it exits or t ends.
-func Start(t *testing.T, bin, what string, args ...string) *Process {
-	t.Helper()
-	p := &Process{what: what, cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", what, harness.Tail(p.out.String(), 60))
-		}
+		return err == nil, fmt.Sprint(err)
 	})
-	return p
-}
-
-// Output is what the process printed so far.
-func (p *Process) Output() string { return p.out.String() }
-
-// Stop ends the process: an interrupt, and a kill after 30 s.
-func (p *Process) Stop() {
-	if !p.Running() {
-		return
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		p.exited <- <-p.exited
-	}
-}
-
-// Running reports whether the process has not exited.
-func (p *Process) Running() bool {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return false
-	default:
-		return true
-	}
-}
-
-// Wait waits for the process to exit by itself, at most limit.
-func (p *Process) Wait(limit time.Duration) error {
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return err
-	case <-time.After(limit):
-		return fmt.Errorf("%s still runs after %v", p.what, limit)
-	}
 }

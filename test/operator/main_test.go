@@ -7,7 +7,6 @@ package operator
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,7 +25,9 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/controllers"
+	"trustee.dev/trustee/test/clusterbase"
 	"trustee.dev/trustee/test/envtestenv"
+	"trustee.dev/trustee/test/harness"
 )
 
 var (
@@ -37,23 +38,12 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "kts-operator-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	bin = filepath.Join(dir, "kts")
-	build := exec.Command("go", "build", "-o", bin, "trustee.dev/trustee")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	var err error
+	if bin, err = harness.BuildKTS("kts-operator-bin-"); err != nil {
 		fmt.Fprintln(os.Stderr, "build kts:", err)
 		return 1
 	}
+	defer os.RemoveAll(filepath.Dir(bin))
 	env, err = envtestenv.StartShared(envtestenv.Options{
 		CRDDirs:     []string{"../../config/crd/bases"},
 		AddToScheme: []func(*runtime.Scheme) error{trusteev1.AddToScheme, cmv1.AddToScheme},
@@ -102,19 +92,7 @@ func startOperator() (stop func(), err error) {
 	if err := controllers.Setup(mgr, controllers.Options{DefaultImage: "trustee:test", Address: address, HTTPTimeout: 3 * time.Second}); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		cancel()
-		return nil, fmt.Errorf("the operator's cache did not sync: %v", <-done)
-	}
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintf(os.Stderr, "operator: %v\n", err)
-		}
-	}, nil
+	return clusterbase.RunManager(mgr)
 }
 
 // kts runs kts to its end and returns its standard output.

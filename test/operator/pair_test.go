@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/test/fixtures"
 	"trustee.dev/trustee/test/harness"
 	"trustee.dev/trustee/test/memberpods"
 )
@@ -58,11 +59,7 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 	// An Organization with its auth code in a Secret.
 	code := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "acme-code", Namespace: ns}, StringData: map[string]string{"code": "first code"}}
 	create(t, ctx, code)
-	org := &trusteev1.Organization{
-		ObjectMeta: metav1.ObjectMeta{Name: "acme", Namespace: ns},
-		Spec: trusteev1.OrganizationSpec{ServerRef: trusteev1.ServerReference{Name: "kts"}, Contacts: []string{"keys@acme.example"},
-			AuthCodeSecretRef: trusteev1.SecretKeySelector{Name: "acme-code", Key: "code"}},
-	}
+	org := fixtures.Organization("acme", fixtures.OrganizationIn(ns), fixtures.Contacts("keys@acme.example"), fixtures.AuthCode("acme-code", "code"))
 	create(t, ctx, org)
 	waitOrg(t, ctx, org, func(o *trusteev1.Organization) bool { return o.Status.UUID != "" })
 
@@ -216,21 +213,12 @@ func TestPairFromKubectlApplyToClients(t *testing.T) {
 
 // newServer applies a KeyTrusteeServer "kts", changed by edits, with its
 // certificate from a test CA, and waits for the certificates.
-func newServer(t *testing.T, ctx context.Context, ns string, edits ...func(*trusteev1.KeyTrusteeServer)) *trusteev1.KeyTrusteeServer {
+func newServer(t *testing.T, ctx context.Context, ns string, edits ...fixtures.ServerOption) *trusteev1.KeyTrusteeServer {
 	t.Helper()
 	testCA(t, ctx, ns)
-	server := &trusteev1.KeyTrusteeServer{
-		ObjectMeta: metav1.ObjectMeta{Name: "kts", Namespace: ns},
-		Spec: trusteev1.KeyTrusteeServerSpec{TLS: trusteev1.TLSSpec{
-			IssuerRef: &trusteev1.IssuerReference{Name: "ca"},
-			// The members run on this machine, where the active is
-			// reached as localhost.
-			DNSNames: []string{"localhost"},
-		}},
-	}
-	for _, edit := range edits {
-		edit(server)
-	}
+	// The members run on this machine, where the active is reached as
+	// localhost.
+	server := fixtures.Server("kts", append([]fixtures.ServerOption{fixtures.ServerIn(ns), fixtures.DNSNames("localhost")}, edits...)...)
 	create(t, ctx, server)
 	waitServer(t, ctx, server, trusteev1.ConditionCertificateReady, metav1.ConditionTrue, "is issued")
 	for _, s := range []string{"kts-admin-ca", "kts-operator-admin"} {

@@ -13,12 +13,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	kclient "trustee.dev/trustee/server/client"
+	"trustee.dev/trustee/test/clusterbase"
 	"trustee.dev/trustee/test/harness"
 	hist "trustee.dev/trustee/test/history"
 	"trustee.dev/trustee/test/memberpods"
@@ -166,20 +166,7 @@ func activeMember(t *testing.T, ctx context.Context, ns string) string {
 // wantEvent waits for an event of the server with this reason.
 func wantEvent(t *testing.T, ctx context.Context, ns, reason string) {
 	t.Helper()
-	harness.Eventually(t, time.Minute, "event "+reason, func() (bool, string) {
-		var evs eventsv1.EventList
-		if err := env.Client.List(ctx, &evs, client.InNamespace(ns)); err != nil {
-			return false, err.Error()
-		}
-		var seen []string
-		for _, e := range evs.Items {
-			if e.Regarding.Name == "kts" && e.Reason == reason {
-				return true, ""
-			}
-			seen = append(seen, e.Reason)
-		}
-		return false, fmt.Sprint(seen)
-	})
+	clusterbase.WaitForEvent(t, ctx, env.Client, ns, "kts", reason)
 }
 
 // TestActiveVolumeLostRecoversFromThePassive loses the active's volume

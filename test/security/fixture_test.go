@@ -1,7 +1,6 @@
 package security
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -16,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/test/harness"
 )
 
 // sharedCipherList is the SSL_CIPHER_LIST of the shared server: two of Go's
@@ -50,9 +49,7 @@ type server struct {
 	url       string // https://addr
 	env       []string
 
-	logs   lockedBuffer // everything the server wrote, all its runs
-	cmd    *exec.Cmd
-	exited chan error
+	proc harness.Restartable // `kts server`; its Logs hold everything it wrote, all its runs
 
 	tlsConfig *tls.Config // trusts the server's self-signed certificate
 	client    *http.Client
@@ -81,14 +78,11 @@ func startServer(kts string, o serverOptions) (_ *server, err error) {
 			os.RemoveAll(root)
 		}
 	}()
-	apiPort, err := freePort()
+	ports, err := harness.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	dbPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+	apiPort, dbPort := ports[0], ports[1]
 	s.addr = "127.0.0.1:" + strconv.Itoa(apiPort)
 	s.url = "https://" + s.addr
 	if r := s.kts("", "init", "--confdir", s.dir, "--hostname", "localhost", "--key-type", "ed25519",
@@ -157,61 +151,22 @@ func (s *server) mustKTS(t testing.TB, stdin string, args ...string) string {
 // start runs `kts server` (log level debug: every request is logged) and
 // waits until it serves.
 func (s *server) start() error {
-	cmd := exec.Command(filepath.Join(binDir, "kts"), "server", "--confdir", s.dir, "--announce", "--log-level", "debug")
-	cmd.Env = append(os.Environ(), s.env...)
-	cmd.Stderr = &s.logs
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
+	s.proc.What = "kts server"
+	s.proc.Command = func() *exec.Cmd {
+		cmd := exec.Command(filepath.Join(binDir, "kts"), "server", "--confdir", s.dir, "--announce", "--log-level", "debug")
+		cmd.Env = append(os.Environ(), s.env...)
+		return cmd
 	}
-	if err := cmd.Start(); err != nil {
-		return err
+	s.proc.Announces = func(line string) bool { return strings.HasPrefix(line, "listening ") }
+	s.proc.KeepStdout = true
+	if err := s.proc.Start(30 * time.Second); err != nil {
+		return fmt.Errorf("%v:\n%s", err, s.proc.Logs.Bytes())
 	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			fmt.Fprintln(&s.logs, sc.Text())
-			if strings.HasPrefix(sc.Text(), "listening ") {
-				ready <- true
-				io.Copy(&s.logs, stdout)
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			cmd.Wait()
-			return fmt.Errorf("kts server exited before serving:\n%s", s.logs.Bytes())
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		return fmt.Errorf("kts server did not serve within 30 s:\n%s", s.logs.Bytes())
-	}
-	s.cmd, s.exited = cmd, make(chan error, 1)
-	go func() { s.exited <- cmd.Wait() }()
 	return nil
 }
 
 // stop ends the server with SIGTERM (SIGKILL after 20 s).
-func (s *server) stop() error {
-	if s.cmd == nil {
-		return nil
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	defer func() { s.cmd = nil }()
-	select {
-	case err := <-s.exited:
-		return err
-	case <-time.After(20 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.exited
-		return errors.New("kts server did not stop within 20 s of SIGTERM")
-	}
-}
+func (s *server) stop() error { return s.proc.Stop(20 * time.Second) }
 
 // restart stops the server and starts it again on the same state.
 func (s *server) restart(t testing.TB) {
@@ -241,7 +196,7 @@ func (s *server) close() error {
 }
 
 // pid is the server process's id.
-func (s *server) pid() int { return s.cmd.Process.Pid }
+func (s *server) pid() int { return s.proc.Process().Cmd.Process.Pid }
 
 // pgLog returns what PostgreSQL logged.
 func (s *server) pgLog() []byte {
@@ -305,7 +260,7 @@ func shared(t testing.TB) *server {
 	if sharedErr != nil {
 		t.Fatalf("starting the shared server: %v", sharedErr)
 	}
-	if sharedServer.cmd == nil {
+	if sharedServer.proc.Process() == nil {
 		t.Fatal("the shared server is not running (a test stopped it)")
 	}
 	return sharedServer
@@ -320,7 +275,7 @@ func sweepShared() error {
 		return nil
 	}
 	var metrics []byte
-	if s.cmd != nil {
+	if s.proc.Process() != nil {
 		if resp, err := s.client.Get(s.url + "/metrics"); err == nil {
 			metrics, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -328,7 +283,7 @@ func sweepShared() error {
 	}
 	closeErr := s.halt()
 	sources := map[string][]byte{
-		"the shared server's log":            s.logs.Bytes(),
+		"the shared server's log":            s.proc.Logs.Bytes(),
 		"the shared server's PostgreSQL log": s.pgLog(),
 		"the shared server's /metrics":       metrics,
 	}

@@ -15,13 +15,14 @@ package security
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"trustee.dev/trustee/test/harness"
 )
 
 func TestMain(m *testing.M) {
@@ -49,20 +50,9 @@ var (
 func ktsBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "kts-security-bin-")
-		if buildErr != nil {
-			return
-		}
-		// Readable by the PostgreSQL account, which kts db runs as when the
-		// tests run as root.
-		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
-			return
-		}
-		build := exec.Command("go", "build", "-o", filepath.Join(binDir, "kts"), "trustee.dev/trustee")
-		var out bytes.Buffer
-		build.Stdout, build.Stderr = &out, &out
-		if err := build.Run(); err != nil {
-			buildErr = fmt.Errorf("go build trustee.dev/trustee: %v\n%s", err, out.String())
+		var kts string
+		if kts, buildErr = harness.BuildKTS("kts-security-bin-"); buildErr == nil {
+			binDir = filepath.Dir(kts)
 		}
 	})
 	if buildErr != nil {
@@ -92,34 +82,6 @@ func runCommand(env []string, stdin string, name string, args ...string) result 
 	return result{out.String(), errb.String(), err}
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // repoFile returns the path of a file of the repository, from this package's
 // directory.
 func repoFile(rel string) string { return filepath.Join("..", "..", filepath.FromSlash(rel)) }
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}

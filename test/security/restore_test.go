@@ -12,6 +12,7 @@ import (
 
 	"trustee.dev/trustee/server/backup"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/test/harness"
 )
 
 // TestForgedArchiveWritesOutsideOnlyWhereItsConfigurationSays: anyone with
@@ -81,10 +82,7 @@ func TestForgedArchiveWritesOutsideOnlyWhereItsConfigurationSays(t *testing.T) {
 	if err := os.Symlink(target, adminCA); err != nil {
 		t.Fatal(err)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := harness.FreePort(t)
 	fresh := filepath.Join(root, "fresh")
 	r = runCommand(nil, "", filepath.Join(binDir, "kts"), "restore", "--confdir", fresh, "--database-port", strconv.Itoa(port), res.Path)
 	if r.err != nil {

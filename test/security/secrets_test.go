@@ -141,7 +141,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("log of the HSM server:\n%s", s.logs.Bytes())
+			t.Logf("log of the HSM server:\n%s", s.proc.Logs.Bytes())
 		}
 		if err := s.close(); err != nil {
 			t.Error(err)
@@ -245,7 +245,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if err := s.halt(); err != nil {
 		t.Error(err)
 	}
-	logs := s.logs.Bytes()
+	logs := s.proc.Logs.Bytes()
 	// The log is there to search: it holds the request lines and the
 	// registrations, naming the clients by fingerprint.
 	if !bytes.Contains(logs, []byte(`"route":"PUT /v1/deposits/{name}"`)) || !bytes.Contains(logs, []byte(alice.fpr)) ||

@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"trustee.dev/trustee/test/harness"
 )
 
 // RepoRoot finds the repository, from the working directory (go test runs
@@ -154,20 +156,11 @@ func RunScript(root, name string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s: %v\n%s", script, err, Tail(stderr.String(), 40))
+		return "", fmt.Errorf("%s: %v\n%s", script, err, harness.Tail(stderr.String(), 40))
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	if len(lines) == 0 || lines[len(lines)-1] == "" {
 		return "", errors.New(script + " printed nothing")
 	}
 	return strings.TrimSpace(lines[len(lines)-1]), nil
-}
-
-// Tail returns the last n lines of s.
-func Tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

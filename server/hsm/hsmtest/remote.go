@@ -1,7 +1,6 @@
 package hsmtest
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/hsm"
+	"trustee.dev/trustee/test/harness"
 )
 
 // A Remote is a SoftHSM2 token served by `p11-kit server` on a unix socket
@@ -31,9 +31,8 @@ type Remote struct {
 	conf   string // the server's SOFTHSM2_CONF
 	socket string
 
-	mu  sync.Mutex
-	cmd *exec.Cmd // nil while stopped
-	log *bytes.Buffer
+	mu   sync.Mutex
+	proc *harness.Process // nil while stopped
 }
 
 // clientModule finds p11-kit's client module (its directory depends on the architecture).
@@ -98,22 +97,21 @@ func (r *Remote) Start() {
 	r.t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cmd != nil {
+	if r.proc != nil {
 		return
 	}
 	os.Remove(r.socket)
 	cmd := exec.Command("p11-kit", "server", "--foreground", "--name", r.socket,
 		"--provider", SoftHSMModule, "pkcs11:token="+r.cfg.TokenLabel)
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+r.conf)
-	r.log = new(bytes.Buffer)
-	cmd.Stdout, cmd.Stderr = r.log, r.log
 	// Its own process group: the server forks a process per connection, and
 	// Stop must kill those too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("starting p11-kit server: %v", err)
+	p, err := harness.StartProcess("p11-kit server", cmd)
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	r.cmd = cmd
+	r.proc = p
 	// Ready when it accepts connections: the socket file appears before the
 	// server listens on it, and a client that cannot connect sees no tokens.
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -123,7 +121,7 @@ func (r *Remote) Start() {
 		}
 		if time.Now().After(deadline) {
 			r.stopLocked()
-			r.t.Fatalf("p11-kit server does not listen on %s after 10s; its output:\n%s", r.socket, r.log)
+			r.t.Fatalf("p11-kit server does not listen on %s after 10s; its output:\n%s", r.socket, p.Output())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -138,12 +136,12 @@ func (r *Remote) Stop() {
 }
 
 func (r *Remote) stopLocked() {
-	if r.cmd == nil {
+	if r.proc == nil {
 		return
 	}
-	syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-	r.cmd.Wait()
-	r.cmd = nil
+	r.proc.Signal(syscall.SIGKILL)
+	<-r.proc.Exited()
+	r.proc = nil
 	os.Remove(r.socket)
 }
 
@@ -157,7 +155,7 @@ func (r *Remote) Resume() { r.signal(syscall.SIGCONT) }
 func (r *Remote) signal(sig syscall.Signal) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cmd != nil {
-		syscall.Kill(-r.cmd.Process.Pid, sig)
+	if r.proc != nil {
+		r.proc.Signal(sig)
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/test/harness"
 )
 
 // setupTimeout bounds starting the shared server and per-test database work.
@@ -174,11 +174,11 @@ func newInstance() (*pg.Instance, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	ports, err := harness.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	inst := &pg.Instance{DataDir: filepath.Join(dir, "data"), Port: port}
+	inst := &pg.Instance{DataDir: filepath.Join(dir, "data"), Port: ports[0]}
 	mu.Lock()
 	live[inst] = dir
 	mu.Unlock()
@@ -306,15 +306,6 @@ func dbName(test string) string {
 		}
 	}
 	return b.String() + "_" + randomHex(6)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {
