@@ -1,9 +1,10 @@
 //go:build unix
 
-package cmd
+package member
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -17,7 +18,9 @@ import (
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/hsm/hsmtest"
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/server/openpgp"
+	"trustee.dev/trustee/server/pg"
 	"trustee.dev/trustee/server/tlsconf"
 )
 
@@ -68,14 +71,10 @@ func backupConf(t *testing.T, member string) string {
 	return conf
 }
 
-// memberSetupCmd runs kts member setup with args.
-func memberSetupCmd(args ...string) (string, error) {
-	cmd := newMemberSetupCommand()
+// setup runs the setup s asks for (kts member setup with s.Args()).
+func setup(s contract.Setup) (string, error) {
 	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
+	err := Options{Setup: s, RunAs: pg.DefaultRunAs}.Run(context.Background(), &out)
 	return out.String(), err
 }
 
@@ -87,7 +86,8 @@ func TestMemberSetupConfigOnly(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	socketDir := filepath.Join(filepath.Dir(conf), "run", "postgresql")
 
-	out, err := memberSetupCmd("--member", "passive", "--config-only", "--config", conf, "--confdir", state)
+	configOnly := contract.Setup{Member: config.RolePassive, ConfigOnly: true, ConfigFile: conf, Dir: state}
+	out, err := setup(configOnly)
 	if err != nil {
 		t.Fatalf("setup --config-only: %v\n%s", err, out)
 	}
@@ -116,7 +116,7 @@ func TestMemberSetupConfigOnly(t *testing.T) {
 	}
 
 	// Again: nothing changes.
-	out, err = memberSetupCmd("--member", "passive", "--config-only", "--config", conf, "--confdir", state)
+	out, err = setup(configOnly)
 	if err != nil || !strings.Contains(out, "keytrustee.conf is up to date") {
 		t.Fatalf("second setup --config-only: %v\n%s", err, out)
 	}
@@ -136,20 +136,21 @@ func TestMemberSetupConfigOnlyChecks(t *testing.T) {
 	}
 	state := filepath.Join(t.TempDir(), "state")
 	for _, tc := range []struct {
-		args []string
-		want string
+		member, conf string
+		want         string
 	}{
-		{[]string{"--member", "passive", "--config", conf}, `is the configuration of the active (ROLE "active"), but --member is passive`},
-		{[]string{"--member", "backup", "--config", conf}, `--member "backup": use active or passive`},
-		{[]string{"--member", "active", "--config", missing}, "SESSION_KEY: " + filepath.Join(filepath.Dir(conf), "session-old.key") + " does not exist"},
-		{[]string{"--member", "active", "--config", filepath.Join(filepath.Dir(conf), "none.conf")}, "--config: open"},
+		{"passive", conf, `is the configuration of the active (ROLE "active"), but --member is passive`},
+		{"backup", conf, `--member "backup": use active or passive`},
+		{"active", missing, "SESSION_KEY: " + filepath.Join(filepath.Dir(conf), "session-old.key") + " does not exist"},
+		{"active", filepath.Join(filepath.Dir(conf), "none.conf"), "--config: open"},
 	} {
-		out, err := memberSetupCmd(append([]string{"--config-only", "--confdir", state}, tc.args...)...)
+		s := contract.Setup{Member: tc.member, ConfigFile: tc.conf, ConfigOnly: true, Dir: state}
+		out, err := setup(s)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("setup --config-only %v: %v\n%s\nwant %q", tc.args, err, out, tc.want)
+			t.Errorf("setup %v: %v\n%s\nwant %q", s.Args(), err, out, tc.want)
 		}
 		if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("setup --config-only %v created %s", tc.args, state)
+			t.Fatalf("setup %v created %s", s.Args(), state)
 		}
 	}
 }
@@ -210,7 +211,7 @@ func TestMemberSetupHSMChecks(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		out, err := memberSetupCmd("--member", tc.member, "--config", tc.conf, "--confdir", state)
+		out, err := setup(contract.Setup{Member: tc.member, ConfigFile: tc.conf, Dir: state})
 		t.Logf("setup with %s: %v", filepath.Base(tc.conf), err)
 		for _, want := range tc.want {
 			if err == nil || !strings.Contains(err.Error(), want) {
