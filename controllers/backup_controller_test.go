@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/member/contract"
 )
 
 func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
@@ -175,7 +176,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil {
 			return false, err.Error()
 		}
-		identity.Data[identityActiveMember] = []byte(memberB)
+		identity.Data[contract.KeyActiveMember] = []byte(memberB)
 		err := env.Client.Update(ctx, identity)
 		return err == nil, fmt.Sprint(err)
 	})
