@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -34,19 +35,10 @@ type replicationMonitor struct {
 	log     *slog.Logger
 
 	mu    sync.Mutex
-	state replicationState
+	state contract.Replication
 
 	writable prometheus.Gauge
 	lag      prometheus.Gauge
-}
-
-type replicationState struct {
-	Paired    bool      `json:"paired"` // synchronous_standby_names is set
-	Attached  bool      `json:"attached"`
-	SyncState string    `json:"sync_state,omitempty"`
-	LagBytes  int64     `json:"lag_bytes"`
-	CheckedAt time.Time `json:"checked_at"`
-	Err       string    `json:"error,omitempty"`
 }
 
 const (
@@ -77,24 +69,10 @@ func (m *replicationMonitor) run(ctx context.Context) {
 func (m *replicationMonitor) poll(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	var st replicationState
-	var names string
-	var syncState *string
-	var lag *int64
-	err := m.db.Pool().QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
-		(SELECT sync_state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' LIMIT 1),
-		(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint FROM pg_stat_replication WHERE application_name = $1 LIMIT 1)`,
-		m.standby).Scan(&names, &syncState, &lag)
-	st.CheckedAt = time.Now()
+	rep, err := m.db.StandbyReplication(ctx, m.standby)
+	st := contract.Replication{Paired: rep.Paired, Attached: rep.Attached, SyncState: rep.SyncState, LagBytes: rep.LagBytes, CheckedAt: time.Now()}
 	if err != nil {
 		st.Err = err.Error()
-	}
-	st.Paired = names != ""
-	if syncState != nil {
-		st.Attached, st.SyncState = true, *syncState
-	}
-	if lag != nil {
-		st.LagBytes = *lag
 	}
 	m.mu.Lock()
 	prev := m.state
@@ -115,7 +93,7 @@ func (m *replicationMonitor) WriteGate() error {
 	return m.check(st)
 }
 
-func (m *replicationMonitor) check(st replicationState) error {
+func (m *replicationMonitor) check(st contract.Replication) error {
 	switch {
 	case st.CheckedAt.IsZero() || time.Since(st.CheckedAt) > staleAfter:
 		return errors.New("the replication state is not known yet")
@@ -125,7 +103,7 @@ func (m *replicationMonitor) check(st replicationState) error {
 		return nil // a single server: commits do not wait for a standby
 	case !st.Attached:
 		return errors.New("the passive server's database is not connected")
-	case st.SyncState != "sync":
+	case !contract.InSync(st.Attached, st.SyncState):
 		return fmt.Errorf("the passive is catching up (%s)", st.SyncState)
 	}
 	return nil
@@ -136,9 +114,9 @@ func (m *replicationMonitor) health(context.Context) (any, error) {
 	st := m.state
 	m.mu.Unlock()
 	writable := m.check(st)
-	out := map[string]any{"status": "ready", "role": "active", "writable": writable == nil, "replication": st}
+	out := contract.Readyz{Status: "ready", Role: "active", Writable: writable == nil, Replication: st}
 	if writable != nil {
-		out["write_refusal"] = writable.Error()
+		out.WriteRefusal = writable.Error()
 	}
 	return out, nil
 }
@@ -218,8 +196,8 @@ func passiveHealth(db *store.Store, activeURL string) func(context.Context) (any
 		if !inRecovery {
 			return nil, errors.New("this passive's database is not a standby; re-seed it from the active")
 		}
-		out := map[string]any{"status": "ready", "role": "passive", "active_url": activeURL, "in_recovery": inRecovery,
-			"wal_receiver": receiving, "seconds_since_last_replayed_commit": replayAge}
+		out := contract.PassiveReadyz{Status: "ready", Role: "passive", ActiveURL: activeURL, InRecovery: inRecovery,
+			WALReceiver: receiving, SecondsSinceLastReplayedCommit: replayAge}
 		return out, nil
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -29,14 +30,11 @@ func waitForStandbyToMigrate(ctx context.Context, db *store.Store, standby strin
 	deadline := time.Now().Add(wait)
 	var logged time.Time
 	for {
-		var names string
-		var attached bool
-		err := db.Pool().QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
-			EXISTS (SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' AND sync_state IN ('sync', 'quorum'))`, standby).Scan(&names, &attached)
+		rep, err := db.StandbyReplication(ctx, standby)
 		if err != nil {
 			return err
 		}
-		if names == "" || attached {
+		if !rep.Paired || contract.InSync(rep.Attached, rep.SyncState) {
 			return nil
 		}
 		missing := fmt.Errorf("the database needs its schema written before the server can serve, and every commit of this active "+
