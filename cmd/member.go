@@ -22,7 +22,11 @@ func newMemberCommand() *cobra.Command {
 }
 
 func newMemberSetupCommand() *cobra.Command {
-	var o member.Options
+	return memberSetupCommand(&member.Options{})
+}
+
+// memberSetupCommand is kts member setup, whose flags fill o.
+func memberSetupCommand(o *member.Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Install a member's keytrustee.conf and make its PostgreSQL ready (a pod's init container)",
