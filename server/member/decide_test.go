@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/hsmkeys"
 	"trustee.dev/trustee/server/pg"
+	"trustee.dev/trustee/server/store"
 )
 
 // fakeCluster is a cluster as setup observes it.
@@ -306,5 +308,27 @@ func TestReadMarker(t *testing.T) {
 	}
 	if m := readMarker(dir); !m.Present || m.Read || m.Err == nil {
 		t.Errorf("a directory: %+v, want present and unreadable", m)
+	}
+}
+
+// TestDecideKEK: the active's HSM set-up adopts the recorded HSM key, or
+// makes the next version.
+func TestDecideKEK(t *testing.T) {
+	hsmKey := func(label, state string) store.KEK { return store.KEK{ID: hsmkeys.ID(label), State: state} }
+	for _, tc := range []struct {
+		name      string
+		keks      []store.KEK
+		label     string
+		wantAdopt bool
+	}{
+		{"nothing recorded: the first key", nil, "kts-kek-1", false},
+		{"the file keyring's key wraps deposits: the first key", []store.KEK{{ID: "file-key-1", State: store.KEKCurrent}}, "kts-kek-1", false},
+		{"an HSM key is current: adopt it", []store.KEK{hsmKey("kts-kek-1", store.KEKRetired), hsmKey("kts-kek-2", store.KEKCurrent)}, "kts-kek-2", true},
+		{"HSM keys only retired: the next one", []store.KEK{hsmKey("kts-kek-3", store.KEKRetired), {ID: "file-key-1", State: store.KEKCurrent}}, "kts-kek-4", false},
+	} {
+		label, adopt := decideKEK(tc.keks)
+		if label != tc.label || adopt != tc.wantAdopt {
+			t.Errorf("%s: %q, adopt %v; want %q, %v", tc.name, label, adopt, tc.label, tc.wantAdopt)
+		}
 	}
 }

@@ -117,13 +117,9 @@ func setupActiveHSM(ctx context.Context, out io.Writer, dir string, inst *pg.Ins
 	if err != nil {
 		return err
 	}
-	cur := ""
-	for _, k := range keks {
-		if k.State == store.KEKCurrent {
-			cur = k.ID
-		}
-	}
-	if label, ok := hsmkeys.Label(cur); ok {
+	label, adopt := decideKEK(keks)
+	cur := hsmkeys.ID(label)
+	if adopt {
 		if _, err := st.HSM.Key(label); err != nil {
 			if errors.Is(err, hsm.ErrNoKey) {
 				return fmt.Errorf("the database records HSM key %q as the one that wraps deposits, and the HSM %s has no such key: give this member the token that holds the server's keys", label, desc)
@@ -132,13 +128,11 @@ func setupActiveHSM(ctx context.Context, out io.Writer, dir string, inst *pg.Ins
 		}
 		fmt.Fprintf(out, "HSM %s: deposit key %q is in the token and wraps new deposits\n", desc, label)
 	} else {
-		label := hsmkeys.KEKLabelPrefix + strconv.Itoa(hsmkeys.NextKEKVersion(keks))
 		_, made, err := hsmkeys.AdoptOrCreate(st.HSM, label, false)
 		if err != nil {
 			return fmt.Errorf("the HSM %s: %w", desc, err)
 		}
 		fmt.Fprintf(out, "HSM %s: deposit key %q %s\n", desc, label, made)
-		cur = hsmkeys.ID(label)
 		if err := db.MakeCurrentKEK(ctx, cur); err != nil {
 			return err
 		}
@@ -157,6 +151,22 @@ func setupActiveHSM(ctx context.Context, out io.Writer, dir string, inst *pg.Ins
 	}
 	fmt.Fprintf(out, "every deposit is wrapped by %s; the file keyring stays in the identity for older backups\n", cur)
 	return nil
+}
+
+// decideKEK decides which HSM key wraps the active's deposits from the
+// keys the database records: the one recorded as current when it is an
+// HSM key (adopt: the token must hold it), or else the next version, which
+// setup creates in the token (or adopts when the token has it) and records.
+func decideKEK(keks []store.KEK) (label string, adopt bool) {
+	for _, k := range keks {
+		if k.State != store.KEKCurrent {
+			continue
+		}
+		if label, ok := hsmkeys.Label(k.ID); ok {
+			return label, true
+		}
+	}
+	return hsmkeys.KEKLabelPrefix + strconv.Itoa(hsmkeys.NextKEKVersion(keks)), false
 }
 
 // setupPassiveHSM checks that the passive opens its state directory as the
