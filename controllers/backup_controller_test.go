@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/test/fixtures"
 	"trustee.dev/trustee/test/harness"
 )
@@ -171,7 +172,7 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil {
 			return false, err.Error()
 		}
-		identity.Data[identityActiveMember] = []byte(memberB)
+		identity.Data[contract.KeyActiveMember] = []byte(memberB)
 		err := env.Client.Update(ctx, identity)
 		return err == nil, fmt.Sprint(err)
 	})

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/member/contract"
 )
 
 // Where a backup Job's pod mounts what.
@@ -140,8 +141,8 @@ func (in backupInputs) cronJob() *batchv1.CronJob {
 			Command: []string{"kts"}, Args: args, SecurityContext: security, VolumeMounts: mounts,
 		}
 	}
-	setup := container("setup", "member", "setup", "--member", srv.role(in.member()), "--config-only",
-		"--config", path.Join(mountConfig, backupConfKey), "--confdir", mountBackupState)
+	setup := container(contract.ContainerSetup, contract.Setup{Member: srv.role(in.member()), ConfigOnly: true,
+		ConfigFile: path.Join(mountConfig, backupConfKey), Dir: mountBackupState}.Args()...)
 	backup := container("backup", args...)
 	backup.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
 	if v := spec.Verify; v != nil && v.DecryptionKeyRef != nil {

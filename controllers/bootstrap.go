@@ -20,6 +20,7 @@ import (
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/gnupg"
+	"trustee.dev/trustee/server/member/contract"
 )
 
 // Where the active's setup finds spec.bootstrap's archive and key.
@@ -129,14 +130,14 @@ func (r *ServerReconciler) secretKey(ctx context.Context, ns string, ref trustee
 	return v, nil
 }
 
-// bootstrapVolumes are the active's mounts of spec.bootstrap's Secrets,
-// and the arguments that make its setup load the archive into a new
+// bootstrapVolumes are the active's mounts of spec.bootstrap's Secrets;
+// it sets the files in setup that make it load the archive into a new
 // database. The Secrets are optional: once the database exists, setup
 // does not read them, and they may be deleted.
-func (in serverInputs) bootstrapVolumes() ([]corev1.Volume, []corev1.VolumeMount, []string) {
+func (in serverInputs) bootstrapVolumes(setup *contract.Setup) ([]corev1.Volume, []corev1.VolumeMount) {
 	b := in.KTS.Spec.Bootstrap
 	if b == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	vol := func(name string, ref trusteev1.SecretKeySelector) corev1.Volume {
 		v := secretVolume(name, ref.Name)
@@ -146,11 +147,11 @@ func (in serverInputs) bootstrapVolumes() ([]corev1.Volume, []corev1.VolumeMount
 	ref := b.Backup.ArchiveSecretRef
 	vols := []corev1.Volume{vol("bootstrap-archive", ref)}
 	mounts := []corev1.VolumeMount{{Name: "bootstrap-archive", MountPath: mountBootstrapArchive, ReadOnly: true}}
-	args := []string{"--restore-archive", path.Join(mountBootstrapArchive, ref.Key)}
+	setup.RestoreArchive = path.Join(mountBootstrapArchive, ref.Key)
 	if k := b.Backup.DecryptionKeyRef; k != nil {
 		vols = append(vols, vol("bootstrap-key", *k))
 		mounts = append(mounts, corev1.VolumeMount{Name: "bootstrap-key", MountPath: mountBootstrapKey, ReadOnly: true})
-		args = append(args, "--restore-key", path.Join(mountBootstrapKey, k.Key))
+		setup.RestoreKey = path.Join(mountBootstrapKey, k.Key)
 	}
-	return vols, mounts, args
+	return vols, mounts
 }

@@ -4,13 +4,14 @@ import (
 	"fmt"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/server/member/contract"
 )
 
 // Members of a pair. Their names stay; their roles (config.RoleActive,
 // config.RolePassive) change with a switchover.
 const (
-	memberA = "a"
-	memberB = "b"
+	memberA = contract.MemberA
+	memberB = contract.MemberB
 )
 
 // otherMember is the member that is not m.

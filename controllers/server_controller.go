@@ -32,6 +32,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/server/openpgp"
 )
 
@@ -121,7 +122,7 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if obs.Active.Ready && len(identity[identityDatabaseCreated]) == 0 && r.answers(ctx, in, obs) {
+	if obs.Active.Ready && len(identity[contract.KeyDatabaseCreated]) == 0 && r.answers(ctx, in, obs) {
 		if err := r.markDatabaseCreated(ctx, kts, n.Identity()); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -201,31 +202,27 @@ func (r *ServerReconciler) answers(ctx context.Context, in serverInputs, obs ser
 	return rep.Err == ""
 }
 
-// identityDatabaseCreated is the key of the identity Secret that records
-// when the server's database was first seen serving: from then on the
-// active's setup refuses to create an empty database on an empty volume
-// (kts member setup --created-marker).
-const identityDatabaseCreated = "database-created"
-
-// markDatabaseCreated adds identityDatabaseCreated to the identity Secret.
+// markDatabaseCreated adds contract.KeyDatabaseCreated to the identity
+// Secret: from then on the active's setup refuses to create an empty
+// database on an empty volume.
 func (r *ServerReconciler) markDatabaseCreated(ctx context.Context, kts *trusteev1.KeyTrusteeServer, name string) error {
 	s := &corev1.Secret{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, s); err != nil {
 		return err
 	}
-	if len(s.Data[identityDatabaseCreated]) > 0 {
+	if len(s.Data[contract.KeyDatabaseCreated]) > 0 {
 		return nil
 	}
 	orig := s.DeepCopy()
 	if s.Data == nil {
 		s.Data = map[string][]byte{}
 	}
-	s.Data[identityDatabaseCreated] = []byte(time.Now().UTC().Format(time.RFC3339))
+	s.Data[contract.KeyDatabaseCreated] = []byte(time.Now().UTC().Format(time.RFC3339))
 	if err := r.Patch(ctx, s, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return err
 	}
 	r.Recorder.Eventf(kts, nil, corev1.EventTypeNormal, "DatabaseCreated", "Observe",
-		"the active serves its database: from now on an empty volume of the active is refused, not filled anew (key %s of Secret %s)", identityDatabaseCreated, name)
+		"the active serves its database: from now on an empty volume of the active is refused, not filled anew (key %s of Secret %s)", contract.KeyDatabaseCreated, name)
 	return nil
 }
 
@@ -339,7 +336,7 @@ func (r *ServerReconciler) planRoll(ctx context.Context, in serverInputs, active
 		return rollState{}, err
 	}
 	if rep := r.probeReplication(ctx, in, pod.Status.PodIP); rep != nil && rep.Err == "" {
-		o.InSync = rep.Attached && rep.SyncState == "sync"
+		o.InSync = contract.InSync(rep.Attached, rep.SyncState)
 	}
 	return decideRoll(o), nil
 }
@@ -468,7 +465,7 @@ func (r *ServerReconciler) probeReplication(ctx context.Context, in serverInputs
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.address(kts, in.active(), portAPI, podIP)+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+r.address(kts, in.active(), portAPI, podIP)+contract.ReadyzPath, nil)
 	if err != nil {
 		return failed(err)
 	}
@@ -477,12 +474,7 @@ func (r *ServerReconciler) probeReplication(ctx context.Context, in serverInputs
 		return failed(err)
 	}
 	defer resp.Body.Close()
-	var body struct {
-		Replication struct {
-			Attached  bool   `json:"attached"`
-			SyncState string `json:"sync_state"`
-		} `json:"replication"`
-	}
+	var body contract.Readyz
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&body); err != nil {
 		return failed(fmt.Errorf("GET /readyz of the active answered %s: %w", resp.Status, err))
 	}

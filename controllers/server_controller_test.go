@@ -22,6 +22,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/test/fixtures"
 	"trustee.dev/trustee/test/harness"
 )
@@ -315,22 +316,22 @@ func TestStatusFollowsThePods(t *testing.T) {
 	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podNotReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionFalse, "is Pending")
 	identity := &corev1.Secret{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[identityDatabaseCreated]) > 0 {
-		t.Fatalf("the identity Secret before the active served: %v, marked %q", err, identity.Data[identityDatabaseCreated])
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[contract.KeyDatabaseCreated]) > 0 {
+		t.Fatalf("the identity Secret before the active served: %v, marked %q", err, identity.Data[contract.KeyDatabaseCreated])
 	}
 	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "kts-a-0 is ready")
 	// Ready, but its server does not answer yet: not marked.
 	time.Sleep(time.Second)
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[identityDatabaseCreated]) > 0 {
-		t.Fatalf("the identity Secret before the active answered: %v, marked %q", err, identity.Data[identityDatabaseCreated])
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[contract.KeyDatabaseCreated]) > 0 {
+		t.Fatalf("the identity Secret before the active answered: %v, marked %q", err, identity.Data[contract.KeyDatabaseCreated])
 	}
 	// Once its server answers, an empty volume of the active is a loss,
 	// not a start.
 	serveReadyz(t, ctx, ns)
 	harness.Eventually(t, time.Minute, "the identity Secret marked", func() (bool, string) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity)
-		_, perr := time.Parse(time.RFC3339, string(identity.Data[identityDatabaseCreated]))
+		_, perr := time.Parse(time.RFC3339, string(identity.Data[contract.KeyDatabaseCreated]))
 		return err == nil && perr == nil, fmt.Sprint(err, perr)
 	})
 	wantEvent(t, ctx, ns, "DatabaseCreated")

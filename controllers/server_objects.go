@@ -22,6 +22,7 @@ import (
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/member/contract"
 )
 
 // serverInputs is everything the objects of a KeyTrusteeServer are built
@@ -367,23 +368,25 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 		}
 	}
 	role := in.role(member)
-	setup := container("setup", "member", "setup", "--member", role, "--config", conf, "--confdir", stateDir,
-		"--name", member, "--active-marker", path.Join(mountIdentity, identityActiveMember))
+	args := contract.Setup{Member: role, ConfigFile: conf, Dir: stateDir,
+		Name: member, ActiveMarker: path.Join(mountIdentity, contract.KeyActiveMember)}
 	volumes := in.volumes()
+	var bootstrapMounts []corev1.VolumeMount
 	if role == config.RoleActive {
 		// Once the database exists, an empty volume is a loss, not a start.
-		setup.Args = append(setup.Args, "--created-marker", path.Join(mountIdentity, identityDatabaseCreated))
-		vols, mounts, args := in.bootstrapVolumes()
+		args.CreatedMarker = path.Join(mountIdentity, contract.KeyDatabaseCreated)
+		vols, mounts := in.bootstrapVolumes(&args)
 		volumes = append(volumes, vols...)
-		setup.VolumeMounts = append(setup.VolumeMounts, mounts...)
-		setup.Args = append(setup.Args, args...)
+		bootstrapMounts = mounts
 	}
+	setup := container(contract.ContainerSetup, args.Args()...)
+	setup.VolumeMounts = append(setup.VolumeMounts, bootstrapMounts...)
 	setup.Resources = spec.PostgreSQL.Resources
-	postgres := container("postgresql", "db", "run", "--confdir", stateDir)
+	postgres := container(contract.ContainerPostgreSQL, "db", "run", "--confdir", stateDir)
 	postgres.Ports = []corev1.ContainerPort{{Name: "postgresql", ContainerPort: portPostgreSQL, Protocol: corev1.ProtocolTCP}}
 	postgres.Resources = spec.PostgreSQL.Resources
 	postgres.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("postgresql")}}, PeriodSeconds: 5}
-	server := container("server", "server", "--confdir", stateDir)
+	server := container(contract.ContainerServer, "server", "--confdir", stateDir)
 	server.Ports = []corev1.ContainerPort{
 		{Name: "api", ContainerPort: portAPI, Protocol: corev1.ProtocolTCP},
 		{Name: "admin", ContainerPort: portAdmin, Protocol: corev1.ProtocolTCP},
@@ -392,7 +395,7 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 	httpsGet := func(p string) corev1.ProbeHandler {
 		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: p, Port: intstr.FromString("api"), Scheme: corev1.URISchemeHTTPS}}
 	}
-	server.ReadinessProbe = &corev1.Probe{ProbeHandler: httpsGet("/readyz"), PeriodSeconds: 5, FailureThreshold: 2}
+	server.ReadinessProbe = &corev1.Probe{ProbeHandler: httpsGet(contract.ReadyzPath), PeriodSeconds: 5, FailureThreshold: 2}
 	server.LivenessProbe = &corev1.Probe{ProbeHandler: httpsGet("/healthz"), PeriodSeconds: 10, FailureThreshold: 6}
 	server.StartupProbe = &corev1.Probe{ProbeHandler: httpsGet("/healthz"), PeriodSeconds: 2, FailureThreshold: 150}
 

@@ -9,6 +9,7 @@ import (
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/member/contract"
 )
 
 // serverObservation is what the reconciler saw of a server's parts; the
@@ -134,7 +135,7 @@ func serverConditions(o serverObservation) []metav1.Condition {
 		repl.Message = "the active cannot be asked about its standby: " + active.Message
 	case o.Replication.Err != "":
 		repl.Message = "the active did not report on its standby: " + o.Replication.Err
-	case o.Replication.Attached && o.Replication.SyncState == "sync":
+	case contract.InSync(o.Replication.Attached, o.Replication.SyncState):
 		repl.Status, repl.Reason, repl.Message = metav1.ConditionTrue, trusteev1.ReasonStreaming, "the passive is the active's synchronous standby"
 	case o.Replication.Attached:
 		repl.Message = fmt.Sprintf("the passive is attached but not synchronous (sync_state %q): writes are refused until it catches up", o.Replication.SyncState)

@@ -12,17 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
-	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/member/contract"
 )
-
-// identityActiveMember is the key of the identity Secret that names the
-// member holding the active role (memberA while it is absent). The
-// operator writes it when it promotes the passive, after fencing the
-// active; each member's setup reads it (kts member setup --active-marker)
-// and promotes a standby, or copies the new active over a former active's
-// cluster, only when it agrees. Kept in the Secret, it outlives the
-// KeyTrusteeServer and its status.
-const identityActiveMember = "active-member"
 
 // promoteAnnotation is set on the active's StatefulSet while it is fenced
 // (scaled to zero): the member to promote once its pod is gone. It keeps a
@@ -30,12 +21,11 @@ const identityActiveMember = "active-member"
 // an active whose volume was lost is gone once fenced).
 const promoteAnnotation = "trustee.dev/promote"
 
-// activeMemberOf is the active member the identity Secret records.
+// activeMemberOf is the active member the identity Secret records
+// (contract.KeyActiveMember, which the operator writes when it promotes the
+// passive, after fencing the active).
 func activeMemberOf(identity map[string][]byte) string {
-	if m := string(identity[identityActiveMember]); m == memberB {
-		return memberB
-	}
-	return memberA
+	return contract.RecordedActive(identity[contract.KeyActiveMember])
 }
 
 // switchObservation is what decideSwitchover decides from.
@@ -50,7 +40,7 @@ type switchObservation struct {
 	// ActivePodGone: the active's pod does not exist.
 	ActivePodGone bool
 	// Lost: the active's setup found its volume empty although the
-	// server's database existed (confdir.ExitVolumeLost).
+	// server's database existed (contract.ExitVolumeLost).
 	Lost           bool
 	ActiveRollout  memberRollout
 	PassiveRollout memberRollout
@@ -188,7 +178,7 @@ func (r *ServerReconciler) switchover(ctx context.Context, in *serverInputs) (sw
 	s := decideSwitchover(o)
 	if s.NeedSync {
 		if rep := r.probeReplication(ctx, *in, pod.Status.PodIP); rep != nil && rep.Err == "" {
-			o.InSync = rep.Attached && rep.SyncState == "sync"
+			o.InSync = contract.InSync(rep.Attached, rep.SyncState)
 		}
 		o.InSyncAsked = true
 		s = decideSwitchover(o)
@@ -211,14 +201,14 @@ func (r *ServerReconciler) switchover(ctx context.Context, in *serverInputs) (sw
 // after that exit, or that exit is its state).
 func volumeLost(pod *corev1.Pod) bool {
 	for _, cs := range pod.Status.InitContainerStatuses {
-		if cs.Name != "setup" {
+		if cs.Name != contract.ContainerSetup {
 			continue
 		}
 		if t := cs.State.Terminated; t != nil {
-			return t.ExitCode == confdir.ExitVolumeLost
+			return t.ExitCode == contract.ExitVolumeLost
 		}
 		t := cs.LastTerminationState.Terminated
-		return cs.State.Waiting != nil && t != nil && t.ExitCode == confdir.ExitVolumeLost
+		return cs.State.Waiting != nil && t != nil && t.ExitCode == contract.ExitVolumeLost
 	}
 	return false
 }
@@ -233,7 +223,7 @@ func (r *ServerReconciler) recordActive(ctx context.Context, kts *trusteev1.KeyT
 	if s.Data == nil {
 		s.Data = map[string][]byte{}
 	}
-	s.Data[identityActiveMember] = []byte(member)
+	s.Data[contract.KeyActiveMember] = []byte(member)
 	return r.Patch(ctx, s, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 }
 
@@ -248,7 +238,7 @@ func switchCondition(s switchState, wasSwitching bool, o serverObservation, acti
 	case s.Reason != "":
 	case wasSwitching && !o.Active.Ready:
 		c.Reason, c.Message = trusteev1.ReasonPromoting, fmt.Sprintf("member %s restarts as the active (%s)", active, o.Active.Name)
-	case wasSwitching && (!o.Passive.Ready || o.Replication == nil || !o.Replication.Attached || o.Replication.SyncState != "sync"):
+	case wasSwitching && (!o.Passive.Ready || o.Replication == nil || !contract.InSync(o.Replication.Attached, o.Replication.SyncState)):
 		c.Reason, c.Message = trusteev1.ReasonRejoining, fmt.Sprintf(
 			"the new active %s serves reads; the old active rejoins as the passive %s, and writes wait until it is the synchronous standby", o.Active.Name, o.Passive.Name)
 	default:

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
-	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/test/harness"
 )
 
@@ -162,7 +162,7 @@ func TestActiveLostPromotesThePassive(t *testing.T) {
 	pod.Status.Conditions = []corev1.PodCondition{podScheduled, podNotReady}
 	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "setup",
 		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
-		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: confdir.ExitVolumeLost}}}}
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: contract.ExitVolumeLost}}}}
 	if err := env.Client.Status().Update(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -206,5 +206,5 @@ func recordedActive(t *testing.T, ctx context.Context, ns string) string {
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, s); err != nil {
 		t.Fatal(err)
 	}
-	return string(s.Data[identityActiveMember])
+	return string(s.Data[contract.KeyActiveMember])
 }

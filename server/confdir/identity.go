@@ -135,9 +135,3 @@ func checkReadable(path string, mounted bool) error {
 	clear(data)
 	return nil
 }
-
-// ExitVolumeLost is the exit status of `kts member setup` when it refuses
-// to create an empty database on an empty volume because the server's
-// database existed before: the member's data is lost. The operator reads it
-// from the setup container's termination and promotes the passive.
-const ExitVolumeLost = 3

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"trustee.dev/trustee/server/confdir"
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -34,19 +35,10 @@ type replicationMonitor struct {
 	log     *slog.Logger
 
 	mu    sync.Mutex
-	state replicationState
+	state contract.Replication
 
 	writable prometheus.Gauge
 	lag      prometheus.Gauge
-}
-
-type replicationState struct {
-	Paired    bool      `json:"paired"` // synchronous_standby_names is set
-	Attached  bool      `json:"attached"`
-	SyncState string    `json:"sync_state,omitempty"`
-	LagBytes  int64     `json:"lag_bytes"`
-	CheckedAt time.Time `json:"checked_at"`
-	Err       string    `json:"error,omitempty"`
 }
 
 const (
@@ -77,18 +69,10 @@ func (m *replicationMonitor) run(ctx context.Context) {
 func (m *replicationMonitor) poll(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	var st replicationState
-	r, err := m.db.Replication(ctx, m.standby)
-	st.CheckedAt = time.Now()
+	rep, err := m.db.StandbyReplication(ctx, m.standby)
+	st := contract.Replication{Paired: rep.Paired, Attached: rep.Attached, SyncState: rep.SyncState, LagBytes: rep.LagBytes, CheckedAt: time.Now()}
 	if err != nil {
 		st.Err = err.Error()
-	}
-	st.Paired = r.Paired
-	if r.SyncState != nil {
-		st.Attached, st.SyncState = true, *r.SyncState
-	}
-	if r.LagBytes != nil {
-		st.LagBytes = *r.LagBytes
 	}
 	m.mu.Lock()
 	prev := m.state
@@ -109,7 +93,7 @@ func (m *replicationMonitor) WriteGate() error {
 	return m.check(st)
 }
 
-func (m *replicationMonitor) check(st replicationState) error {
+func (m *replicationMonitor) check(st contract.Replication) error {
 	switch {
 	case st.CheckedAt.IsZero() || time.Since(st.CheckedAt) > staleAfter:
 		return errors.New("the replication state is not known yet")
@@ -119,7 +103,7 @@ func (m *replicationMonitor) check(st replicationState) error {
 		return nil // a single server: commits do not wait for a standby
 	case !st.Attached:
 		return errors.New("the passive server's database is not connected")
-	case st.SyncState != "sync":
+	case !contract.InSync(st.Attached, st.SyncState):
 		return fmt.Errorf("the passive is catching up (%s)", st.SyncState)
 	}
 	return nil
@@ -130,9 +114,9 @@ func (m *replicationMonitor) health(context.Context) (any, error) {
 	st := m.state
 	m.mu.Unlock()
 	writable := m.check(st)
-	out := map[string]any{"status": "ready", "role": "active", "writable": writable == nil, "replication": st}
+	out := contract.Readyz{Status: "ready", Role: "active", Writable: writable == nil, Replication: st}
 	if writable != nil {
-		out["write_refusal"] = writable.Error()
+		out.WriteRefusal = writable.Error()
 	}
 	return out, nil
 }
@@ -207,8 +191,8 @@ func passiveHealth(db *store.Store, activeURL string) func(context.Context) (any
 		if !st.InRecovery {
 			return nil, errors.New("this passive's database is not a standby; re-seed it from the active")
 		}
-		out := map[string]any{"status": "ready", "role": "passive", "active_url": activeURL, "in_recovery": st.InRecovery,
-			"wal_receiver": st.WALReceiver, "seconds_since_last_replayed_commit": st.SecondsSinceReplay}
+		out := contract.PassiveReadyz{Status: "ready", Role: "passive", ActiveURL: activeURL, InRecovery: st.InRecovery,
+			WALReceiver: st.WALReceiver, SecondsSinceLastReplayedCommit: st.SecondsSinceReplay}
 		return out, nil
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"trustee.dev/trustee/server/member/contract"
 	"trustee.dev/trustee/server/store"
 )
 
@@ -29,11 +30,11 @@ func waitForStandbyToMigrate(ctx context.Context, db *store.Store, standby strin
 	deadline := time.Now().Add(wait)
 	var logged time.Time
 	for {
-		paired, attached, err := db.SyncStandbyAttached(ctx, standby)
+		rep, err := db.StandbyReplication(ctx, standby)
 		if err != nil {
 			return err
 		}
-		if !paired || attached {
+		if !rep.Paired || contract.InSync(rep.Attached, rep.SyncState) {
 			return nil
 		}
 		missing := fmt.Errorf("the database needs its schema written before the server can serve, and every commit of this active "+

@@ -6,40 +6,41 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Replication is what an active's database says of its passive's standby.
-type Replication struct {
-	// Paired reports that commits wait for a synchronous standby
-	// (synchronous_standby_names is set).
+// StandbyReplication is what the active's PostgreSQL says of its
+// synchronous standby.
+type StandbyReplication struct {
+	// Paired: synchronous_standby_names is set, so commits wait for the
+	// standby.
 	Paired bool
-	// SyncState is the standby's sync_state while it streams; nil when it
-	// is not streaming.
-	SyncState *string
-	// LagBytes is how far the standby's replay is behind the active's WAL;
-	// nil when it is not connected.
-	LagBytes *int64
+	// Attached: the standby streams, in SyncState (pg_stat_replication's
+	// sync_state).
+	Attached  bool
+	SyncState string
+	// LagBytes is the WAL the standby has yet to replay.
+	LagBytes int64
 }
 
-// Replication reads the state of the standby named standby
-// (application_name) from an active's database.
-func (s *Store) Replication(ctx context.Context, standby string) (Replication, error) {
-	var r Replication
+// StandbyReplication reads the replication state of the standby whose
+// application_name is standby.
+func (s *Store) StandbyReplication(ctx context.Context, standby string) (StandbyReplication, error) {
 	var names string
+	var syncState *string
+	var lag *int64
 	err := s.pool.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
 		(SELECT sync_state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' LIMIT 1),
 		(SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint FROM pg_stat_replication WHERE application_name = $1 LIMIT 1)`,
-		standby).Scan(&names, &r.SyncState, &r.LagBytes)
-	r.Paired = names != ""
-	return r, err
-}
-
-// SyncStandbyAttached reports whether commits wait for a synchronous
-// standby (paired), and whether the standby named standby streams as one.
-func (s *Store) SyncStandbyAttached(ctx context.Context, standby string) (paired, attached bool, err error) {
-	var names string
-	err = s.pool.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
-		EXISTS (SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' AND sync_state IN ('sync', 'quorum'))`,
-		standby).Scan(&names, &attached)
-	return names != "", attached, err
+		standby).Scan(&names, &syncState, &lag)
+	if err != nil {
+		return StandbyReplication{}, err
+	}
+	r := StandbyReplication{Paired: names != ""}
+	if syncState != nil {
+		r.Attached, r.SyncState = true, *syncState
+	}
+	if lag != nil {
+		r.LagBytes = *lag
+	}
+	return r, nil
 }
 
 // Standby is what a passive's database says of its replay.

@@ -15,16 +15,12 @@ import (
 func TestReplicationWithoutStandby(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	r, err := s.Replication(ctx, "passive")
+	r, err := s.StandbyReplication(ctx, "passive")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Paired || r.SyncState != nil || r.LagBytes != nil {
+	if r != (store.StandbyReplication{}) {
 		t.Errorf("replication %+v: want no standby", r)
-	}
-	paired, attached, err := s.SyncStandbyAttached(ctx, "passive")
-	if err != nil || paired || attached {
-		t.Errorf("SyncStandbyAttached = %v, %v, %v: want false, false", paired, attached, err)
 	}
 	st, err := s.Standby(ctx)
 	if err != nil {
