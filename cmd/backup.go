@@ -142,7 +142,7 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 	result := filepath.Base(res.Path)
 	drilled := ""
 	if verify {
-		d, err := drill(ctx, drillFlags{restoreFlags: restoreFlags{keyFile: f.verifyKey, runAs: pg.DefaultRunAs}}, res.Path)
+		d, err := restore.Drill(ctx, res.Path, restore.DrillOptions{Decryption: restore.Decryption{KeyFile: f.verifyKey}, RunAs: pg.DefaultRunAs})
 		if err != nil {
 			msg := "restore drill failed: " + err.Error()
 			if f.resultFile != "" {
@@ -150,7 +150,7 @@ func runBackup(cmd *cobra.Command, f backupFlags) error {
 			}
 			return fmt.Errorf("the backup %s was written, but its %s; it is not a good backup (it is kept for inspection, and no older backup was rolled away)", res.Path, msg)
 		}
-		drilled = "restore drill: ok, " + d.summary()
+		drilled = "restore drill: ok, " + d.Summary()
 		result += "\n" + drilled
 		if f.roll > 0 {
 			res.Removed, err = backup.Roll(opts.Output, opts.Kind, opts.Host, f.roll)
