@@ -19,6 +19,7 @@ import (
 	"trustee.dev/trustee/server/client"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/hsmadmin"
 	"trustee.dev/trustee/server/hsmkeys"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/pg"
@@ -131,7 +132,7 @@ func benchHSM(ctx context.Context, out io.Writer, o benchOptions) (err error) {
 		return err
 	}
 	hcfg.HSMModule, hcfg.HSMTokenLabel, hcfg.HSMPINFile = softHSMModule, "kts-bench", pinFile
-	if err := keyHSMInit(ctx, io.Discard, hsmDir, hcfg, hsmkeys.KEKLabelPrefix+"1"); err != nil {
+	if err := hsmadmin.InitKeys(ctx, io.Discard, hsmDir, hcfg, hsmkeys.KEKLabelPrefix+"1"); err != nil {
 		return err
 	}
 	// The third server: the same state, calling the token for every key.
