@@ -91,14 +91,11 @@ func Check(ctx context.Context, out io.Writer, dir string) error {
 		return err
 	}
 	return recorded(ctx, dir, audit.ActionHSMCheck, cfg, nil, func() error {
-		st, err := confdir.Open(dir)
+		st, err := openWithHSM(dir)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		if st.HSM == nil {
-			return noHSM(dir)
-		}
 		c := hsmkeys.Checkup{Dir: dir, Config: st.Config, Token: st.HSM, Out: out}
 		if st.Config.Role != config.RolePassive {
 			c.KEKs = func(ctx context.Context) ([]store.KEK, error) {
@@ -130,22 +127,29 @@ func Rotate(ctx context.Context, out io.Writer, dir string) error {
 	})
 }
 
-func noHSM(dir string) error {
-	return fmt.Errorf("%s keeps no keys in an HSM; set one up with `kts keyhsm init`", dir)
+// openWithHSM opens the state directory dir and its HSM; it refuses one
+// that keeps no keys in an HSM.
+func openWithHSM(dir string) (*confdir.State, error) {
+	st, err := confdir.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if st.HSM == nil {
+		st.Close()
+		return nil, fmt.Errorf("%s keeps no keys in an HSM; set one up with `kts keyhsm init`", dir)
+	}
+	return st, nil
 }
 
 // withStore opens the state directory (and its HSM) and the database of
 // an active for a keyhsm command, and records the command's outcome as
 // action.
 func withStore(ctx context.Context, dir, action string, run func(*confdir.State, *store.Store) error) error {
-	st, err := confdir.Open(dir)
+	st, err := openWithHSM(dir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if st.HSM == nil {
-		return noHSM(dir)
-	}
 	if st.Config.Role == config.RolePassive {
 		return orgadmin.Passive(st.Config.ActiveURL, st.Config.ActiveDB)
 	}
