@@ -16,6 +16,7 @@ import (
 	"trustee.dev/trustee/server/client"
 	"trustee.dev/trustee/server/confdir"
 	"trustee.dev/trustee/server/config"
+	"trustee.dev/trustee/server/hsmadmin"
 	"trustee.dev/trustee/server/hsmkeys"
 	"trustee.dev/trustee/server/openpgp"
 	"trustee.dev/trustee/server/pg"
@@ -32,15 +33,11 @@ type hsmTarget struct {
 	clients []*client.Client
 }
 
-// InitHSM makes the HSM keys of the state directory dir, configured by
-// cfg, under the key label given (kts keyhsm init).
-type InitHSM func(ctx context.Context, dir string, cfg config.Config, keyLabel string) error
-
 // HSM starts, on one scratch PostgreSQL, a server with the file keyring,
-// one with its keys in a SoftHSM2 token (set up by initHSM) and one on the
+// one with its keys in a SoftHSM2 token (set up as kts keyhsm init does) and one on the
 // same token without the data key cache, and measures get and put on each
 // in interleaved rounds.
-func HSM(ctx context.Context, out io.Writer, o Options, initHSM InitHSM) (err error) {
+func HSM(ctx context.Context, out io.Writer, o Options) (err error) {
 	if o.Workers < 1 || o.Rounds < 1 || o.Size < 1 || o.Prefill < 1 {
 		return errors.New("--concurrency, --rounds, --size and --prefill must be positive")
 	}
@@ -110,7 +107,7 @@ func HSM(ctx context.Context, out io.Writer, o Options, initHSM InitHSM) (err er
 		return err
 	}
 	hcfg.HSMModule, hcfg.HSMTokenLabel, hcfg.HSMPINFile = softHSMModule, "kts-bench", pinFile
-	if err := initHSM(ctx, hsmDir, hcfg, hsmkeys.KEKLabelPrefix+"1"); err != nil {
+	if err := hsmadmin.InitKeys(ctx, io.Discard, hsmDir, hcfg, hsmkeys.KEKLabelPrefix+"1"); err != nil {
 		return err
 	}
 	// The third server: the same state, calling the token for every key.

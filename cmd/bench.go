@@ -12,7 +12,6 @@ import (
 
 	"trustee.dev/trustee/bench"
 	"trustee.dev/trustee/server/audit"
-	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/daemon"
 )
 
@@ -167,9 +166,7 @@ closed-loop get and put on each and prints the ratios to the file keyring.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tuneGC()
-			return bench.HSM(cmd.Context(), cmd.OutOrStdout(), o, func(ctx context.Context, dir string, cfg config.Config, label string) error {
-				return keyHSMInit(ctx, io.Discard, dir, cfg, label)
-			})
+			return bench.HSM(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
 	addLoadFlags(cmd, &o, "the get runs")

@@ -3,6 +3,8 @@ package hsmkeys
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"time"
 
 	"trustee.dev/trustee/server/deposit"
@@ -90,4 +92,22 @@ func (c *counter) rewrap(ctx context.Context, kr *keyring.Set, progress Progress
 			last = time.Now()
 		}
 	}
+}
+
+// Migrate re-wraps the deposits still wrapped by the file keyring with the
+// HSM key current in db (resumable), telling out its progress.
+func Migrate(ctx context.Context, db *store.Store, kr *keyring.Set, out io.Writer) error {
+	cur, err := db.CurrentKEK(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := Label(cur); !ok {
+		return errors.New("no HSM key wraps new deposits yet; run `kts keyhsm init` first")
+	}
+	n, err := Rewrap(ctx, db, kr, cur, ProgressTo(out))
+	if err != nil {
+		return fmt.Errorf("after re-wrapping %d deposits: %w (run migrate again to go on)", n, err)
+	}
+	fmt.Fprintf(out, "every deposit is wrapped by %s; the file keyring stays (sealed) for older backups\n", cur)
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"trustee.dev/trustee/server/hsm"
@@ -14,39 +13,8 @@ import (
 	"trustee.dev/trustee/server/store"
 )
 
-// KEKLabelPrefix names the deposit key versions in the token: kts-kek-1,
-// kts-kek-2, ...
-const KEKLabelPrefix = "kts-kek-"
-
 // maxLabelTries bounds how many taken labels a rotation skips.
 const maxLabelTries = 1000
-
-// KEKVersion is the version number of a deposit key label (kts-kek-N).
-func KEKVersion(label string) (int, bool) {
-	s, ok := strings.CutPrefix(label, KEKLabelPrefix)
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil || v < 1 || strconv.Itoa(v) != s {
-		return 0, false
-	}
-	return v, true
-}
-
-// NextKEKVersion is the first version after every HSM key version the
-// database knows of, recorded or wrapping some deposit.
-func NextKEKVersion(keks []store.KEK) int {
-	last := 0
-	for _, k := range keks {
-		if label, ok := Label(k.ID); ok {
-			if v, ok := KEKVersion(label); ok && v > last {
-				last = v
-			}
-		}
-	}
-	return last + 1
-}
 
 // RotatePlan is what a rotation does, decided from the recorded versions.
 type RotatePlan struct {
@@ -62,15 +30,8 @@ type RotatePlan struct {
 // PlanRotation decides what kts keyhsm rotate does from the recorded
 // versions.
 func PlanRotation(keks []store.KEK) (RotatePlan, error) {
-	p := RotatePlan{Next: NextKEKVersion(keks)}
-	for _, k := range keks {
-		switch k.State {
-		case store.KEKCurrent:
-			p.Current = k.ID
-		case store.KEKRetiring:
-			p.Resume = true
-		}
-	}
+	v := ScanVersions(keks)
+	p := RotatePlan{Current: v.Current, Resume: v.Retiring, Next: v.Next}
 	if _, ok := Label(p.Current); !ok {
 		return p, errors.New("no HSM key wraps deposits yet; run `kts keyhsm init` first")
 	}
@@ -120,9 +81,7 @@ func (r Rotation) Rotate(ctx context.Context) error {
 		fmt.Fprintf(r.Out, "created %q in the token; new deposits are wrapped by it\n", label)
 	}
 	c := counter{db: r.DB, current: cur}
-	progress := func(done, total int64) {
-		fmt.Fprintf(r.Out, "re-wrapped %d of %d deposits\n", done, total)
-	}
+	progress := ProgressTo(r.Out)
 	if err := c.count(ctx); err != nil {
 		return err
 	}

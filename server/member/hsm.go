@@ -158,15 +158,11 @@ func setupActiveHSM(ctx context.Context, out io.Writer, dir string, inst *pg.Ins
 // HSM key (adopt: the token must hold it), or else the next version, which
 // setup creates in the token (or adopts when the token has it) and records.
 func decideKEK(keks []store.KEK) (label string, adopt bool) {
-	for _, k := range keks {
-		if k.State != store.KEKCurrent {
-			continue
-		}
-		if label, ok := hsmkeys.Label(k.ID); ok {
-			return label, true
-		}
+	v := hsmkeys.ScanVersions(keks)
+	if label, ok := hsmkeys.Label(v.Current); ok {
+		return label, true
 	}
-	return hsmkeys.KEKLabelPrefix + strconv.Itoa(hsmkeys.NextKEKVersion(keks)), false
+	return hsmkeys.KEKLabelPrefix + strconv.Itoa(v.Next), false
 }
 
 // setupPassiveHSM checks that the passive opens its state directory as the

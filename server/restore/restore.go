@@ -3,8 +3,9 @@
 // starts with, what must be true before anything is written (the HSM
 // opens the archive's secrets and holds every key its deposits are
 // wrapped with), and which files outside the state directory it writes.
-// kts restore and the restore drill (kts backup verify) share these
-// checks, so a drill passes only where a restore would.
+// Run is kts restore, onto a fresh host or over an existing server, and
+// Drill is the restore drill (kts backup verify): they share these checks,
+// so a drill passes only where a restore would.
 package restore
 
 import (
