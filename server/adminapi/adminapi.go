@@ -154,13 +154,11 @@ func (h *Handler) handle(change bool, fn func(w http.ResponseWriter, r *http.Req
 				h.writeError(w, r, failures.Answer(apierror.ReadOnly))
 				return
 			}
-			if h.opts.WriteGate != nil {
-				if err := h.opts.WriteGate(); err != nil {
-					w.Header().Set("Retry-After", "5")
-					h.writeError(w, r, apierror.New(http.StatusServiceUnavailable, "passive_unavailable",
-						"changes need both servers of the pair and "+err.Error()+"; nothing was changed, retry later"))
-					return
-				}
+			if e := apierror.PassiveUnavailable.Refuse(w.Header(), h.opts.WriteGate, func(err error) string {
+				return "changes need both servers of the pair and " + err.Error() + "; nothing was changed, retry later"
+			}); e != nil {
+				h.writeError(w, r, e)
+				return
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), h.opts.WriteTimeout)
 			defer cancel()

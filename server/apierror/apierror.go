@@ -50,6 +50,9 @@ const (
 	Stopping
 	Canceled
 	Internal
+	// PassiveUnavailable: the active of a pair refuses a change because
+	// its passive cannot confirm it (Refuse); no error is recognized as it.
+	PassiveUnavailable
 )
 
 // StatusCanceled is the status recorded for a request whose caller went
@@ -70,6 +73,7 @@ var answers = map[Failure]struct {
 	Stopping:            {http.StatusServiceUnavailable, "stopping", ""},
 	Canceled:            {StatusCanceled, "canceled", "the client went away"},
 	Internal:            {http.StatusInternalServerError, "internal", "the server failed to handle the request; its log has the details"},
+	PassiveUnavailable:  {http.StatusServiceUnavailable, "passive_unavailable", ""},
 }
 
 // Status is the HTTP status f is answered with.
@@ -77,6 +81,21 @@ func (f Failure) Status() int { return answers[f].status }
 
 // Code is the stable code f is answered with.
 func (f Failure) Code() string { return answers[f].code }
+
+// Refuse runs check (nil: nothing to check) and, when it fails, answers f
+// in the words say gives its error, asking the caller on h to retry after
+// 5 seconds; nil when check passes.
+func (f Failure) Refuse(h http.Header, check func() error, say func(error) string) *Error {
+	if check == nil {
+		return nil
+	}
+	err := check()
+	if err == nil {
+		return nil
+	}
+	h.Set("Retry-After", "5")
+	return New(f.Status(), f.Code(), say(err))
+}
 
 // readOnlySQLTransaction is PostgreSQL's SQLSTATE for a write on a standby.
 const readOnlySQLTransaction = "25006"

@@ -100,3 +100,33 @@ func TestAnswerInternal(t *testing.T) {
 		t.Errorf("Error() = %q", got.Error())
 	}
 }
+
+func TestRefuse(t *testing.T) {
+	say := func(err error) string { return "writes need both servers and " + err.Error() }
+	tests := []struct {
+		name      string
+		check     func() error
+		wantRetry string
+		wantErr   *Error
+	}{
+		{"no check (a single server)", nil, "", nil},
+		{"the check passes", func() error { return nil }, "", nil},
+		{"the check refuses", func() error { return errors.New("the passive is away") }, "5",
+			New(http.StatusServiceUnavailable, "passive_unavailable", "writes need both servers and the passive is away")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			got := PassiveUnavailable.Refuse(h, tt.check, say)
+			if (got == nil) != (tt.wantErr == nil) || got != nil && *got != *tt.wantErr {
+				t.Errorf("Refuse = %v, want %v", got, tt.wantErr)
+			}
+			if h.Get("Retry-After") != tt.wantRetry {
+				t.Errorf("Retry-After %q, want %q", h.Get("Retry-After"), tt.wantRetry)
+			}
+		})
+	}
+	if PassiveUnavailable.In(errors.New("the passive is away")) {
+		t.Error("an error was recognized as PassiveUnavailable: only Refuse answers it")
+	}
+}

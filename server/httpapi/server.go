@@ -217,13 +217,11 @@ func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
 			s.opts.Forward.ServeHTTP(w, r)
 			return
 		}
-		if s.opts.WriteGate != nil {
-			if err := s.opts.WriteGate(); err != nil {
-				w.Header().Set("Retry-After", "5")
-				s.writeError(w, r, apierror.New(http.StatusServiceUnavailable, "passive_unavailable",
-					"writes need both servers of the pair and "+err.Error()+"; reads still work, retry the write later"))
-				return
-			}
+		if e := apierror.PassiveUnavailable.Refuse(w.Header(), s.opts.WriteGate, func(err error) string {
+			return "writes need both servers of the pair and " + err.Error() + "; reads still work, retry the write later"
+		}); e != nil {
+			s.writeError(w, r, e)
+			return
 		}
 		h(w, r)
 	}
