@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -40,6 +41,9 @@ type podObservation struct {
 	// Why is the pod's own explanation when it is not ready, e.g. the
 	// scheduler's reason for Pending.
 	Why string
+	// AntiAffinity: the scheduler placed it nowhere because no node is
+	// free of the other member (the pair's anti-affinity).
+	AntiAffinity bool
 }
 
 // replicationObservation is the replication part of the active's /readyz.
@@ -82,6 +86,7 @@ func observePod(name string, pod *corev1.Pod, node *corev1.Node) podObservation 
 			o.Ready = true
 		case c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse:
 			o.Why = fmt.Sprintf("cannot be scheduled: %s", c.Message)
+			o.AntiAffinity = c.Reason == corev1.PodReasonUnschedulable && strings.Contains(c.Message, "anti-affinity")
 		}
 	}
 	if o.Why == "" && !o.Ready {
@@ -112,9 +117,18 @@ func memberCondition(typ, role string, p podObservation) metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodMissing, fmt.Sprintf("pod %s of the %s does not exist yet", p.Name, role)
 	default:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, trusteev1.ReasonPodNotReady, fmt.Sprintf("pod %s of the %s %s", p.Name, role, p.Why)
+		if p.AntiAffinity {
+			c.Message += "; " + oneNodeAdvice
+		}
 	}
 	return c
 }
+
+// oneNodeAdvice is what status says when a member cannot be placed for
+// want of a second node.
+const oneNodeAdvice = "high availability runs the active and the passive on separate nodes " +
+	"(spec.scheduling.topologyKey): add a node, or on a one-node cluster set " +
+	"spec.highAvailability.enabled: false (config/one-node)"
 
 // serverConditions derives every condition of a KeyTrusteeServer from what
 // was observed.

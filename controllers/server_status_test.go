@@ -42,3 +42,32 @@ func TestObservePodBelievesReadyOnlyOnAReadyNode(t *testing.T) {
 		})
 	}
 }
+
+// A passive the scheduler cannot place beside the active says what HA
+// needs and what a one-node cluster does instead; other reasons do not.
+func TestPassiveWithoutASecondNodeSaysWhy(t *testing.T) {
+	pending := func(reason, message string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kts-b-0"}, Status: corev1.PodStatus{Phase: corev1.PodPending,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: reason, Message: message}}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		pod    *corev1.Pod
+		advice bool
+	}{
+		{"one node: anti-affinity", pending(corev1.PodReasonUnschedulable,
+			"0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."), true},
+		{"not enough CPU", pending(corev1.PodReasonUnschedulable, "0/2 nodes are available: 2 Insufficient cpu."), false},
+		{"scheduling gated", pending(corev1.PodReasonSchedulingGated, "waiting for scheduling gates"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := memberCondition("PassiveReady", "passive", observePod("kts-b-0", tc.pod, nil))
+			if c.Status != metav1.ConditionFalse || !strings.HasPrefix(c.Message, "pod kts-b-0 of the passive cannot be scheduled: ") {
+				t.Fatalf("condition %+v", c)
+			}
+			if got := strings.Contains(c.Message, "spec.highAvailability.enabled: false (config/one-node)"); got != tc.advice {
+				t.Errorf("advice given %v, want %v: %s", got, tc.advice, c.Message)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 )
 
 // TestConfigDefault applies config/default as a user would, then checks
@@ -314,5 +317,40 @@ func TestSamplesKustomization(t *testing.T) {
 	got := slices.Sorted(slices.Values(k.Resources))
 	if !slices.Equal(got, want) {
 		t.Errorf("config/samples/Kustomization resources = %v, want every sample file: %v", k.Resources, want)
+	}
+}
+
+// TestOneNodeSamples applies config/one-node as a user of a one-node
+// cluster would: the same objects as config/samples, the server's high
+// availability off (its members never share a node), the backups on a
+// ReadWriteOnce claim that default storage classes provide.
+func TestOneNodeSamples(t *testing.T) {
+	applyDefault(t)
+	ns := env.Namespace(t)
+	env.Kubectl(t, "apply", "-n", ns, "-k", path("config/one-node"))
+
+	oneNode := objects(t, env.Kubectl(t, "kustomize", path("config/one-node")))
+	samples := objects(t, env.Kubectl(t, "kustomize", path("config/samples")))
+	if len(oneNode) != len(samples) {
+		t.Fatalf("config/one-node renders %d objects, config/samples %d", len(oneNode), len(samples))
+	}
+	for _, o := range samples {
+		find(t, oneNode, o.kind(), o.name())
+	}
+	got := into[trusteev1.KeyTrusteeServer](t, find(t, oneNode, "KeyTrusteeServer", "kts"))
+	if got.HighAvailabilityEnabled() {
+		t.Error("config/one-node's KeyTrusteeServer has high availability on")
+	}
+	var applied trusteev1.KeyTrusteeServer
+	if err := json.Unmarshal([]byte(env.Kubectl(t, "get", "-n", ns, "keytrusteeserver.trustee.dev/kts", "-o", "json")), &applied); err != nil {
+		t.Fatal(err)
+	}
+	if applied.HighAvailabilityEnabled() {
+		t.Error("the applied one-node KeyTrusteeServer has high availability on")
+	}
+	backup := find(t, samples, "BackupSchedule", "kts-nightly")
+	claim := into[corev1.PersistentVolumeClaim](t, find(t, samples, "PersistentVolumeClaim", str(backup, "spec", "destination", "claimName")))
+	if !slices.Equal(claim.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) {
+		t.Errorf("the backup sample's claim asks for %v: default storage classes provide ReadWriteOnce", claim.Spec.AccessModes)
 	}
 }
