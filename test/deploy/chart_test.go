@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+
+	"trustee.dev/trustee/test/envtestenv"
 )
 
 const chart = "charts/trustee-operator"
@@ -112,6 +115,26 @@ func TestChartTemplate(t *testing.T) {
 		}
 		if got := str(sm, "metadata", "labels", "release"); got != "prometheus" {
 			t.Errorf("ServiceMonitor label release = %q, want prometheus", got)
+		}
+	})
+
+	// An image pinned by digest runs the operator and is the servers'
+	// default; a malformed digest is refused with what a digest looks like.
+	t.Run("image pinned by digest", func(t *testing.T) {
+		digest := "sha256:" + strings.Repeat("0123456789abcdef", 4)
+		ns := restrictedNamespace(t)
+		out := helmTemplate(t, "trustee-operator", ns, "--set", "image.repository=registry.example.com/trustee",
+			"--set", "image.tag=0.2.0", "--set", "image.digest="+digest)
+		dryRun(t, ns, out)
+		d := into[appsv1.Deployment](t, find(t, objects(t, out), "Deployment", "trustee-operator"))
+		checkOperatorDeployment(t, &d, "registry.example.com/trustee@"+digest, "--leader-elect=true")
+
+		for _, bad := range []string{"sha256:abc", "SHA256:" + strings.Repeat("0123456789ABCDEF", 4), strings.Repeat("0123456789abcdef", 4), "sha512:" + strings.Repeat("0123456789abcdef", 8)} {
+			cmd := exec.Command(envtestenv.HelmBinary(t), "template", "trustee-operator", path(chart), "--set", "image.digest="+bad)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "give the image's digest as sha256: followed by 64 lower-case hex digits") {
+				t.Errorf("helm template with image.digest %q: %v\n%s", bad, err, out)
+			}
 		}
 	})
 

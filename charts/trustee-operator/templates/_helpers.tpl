@@ -63,8 +63,16 @@ The ServiceAccount the operator runs as.
 {{- end }}
 
 {{/*
-The operator's image, also the servers' default image.
+The operator's image, also the servers' default image: pinned by digest
+when image.digest is set, else by tag.
 */}}
 {{- define "trustee-operator.image" -}}
+{{- with .Values.image.digest }}
+{{- if not (regexMatch "^sha256:[0-9a-f]{64}$" .) }}
+{{- fail (printf "image.digest %q: give the image's digest as sha256: followed by 64 lower-case hex digits (what `podman image inspect --format '{{.Digest}}'` or `docker buildx imagetools inspect` prints)" .) }}
+{{- end }}
+{{- printf "%s@%s" $.Values.image.repository . }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
