@@ -12,12 +12,16 @@ package controllers
 // +kubebuilder:rbac:groups=trustee.dev,resources=keytrusteeservers/finalizers;organizations/finalizers;backupschedules/finalizers,verbs=update
 //
 // What a KeyTrusteeServer becomes (docs/OPERATOR.md). Secrets are also read
-// for Organizations' auth codes and the operator's admin certificate.
-// +kubebuilder:rbac:groups="",resources=secrets;configmaps;services,verbs=get;list;watch;create;update;patch;delete
+// for Organizations' auth codes and the operator's admin certificate. The
+// operator deletes only the passive's StatefulSet and Service when high
+// availability is turned off; everything else it made goes with its owner
+// (garbage collection), so it may not delete it.
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates;issuers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates;issuers,verbs=get;list;watch;create;update;patch
 //
 // Observed for status, never changed:
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims,verbs=get;list;watch
@@ -25,7 +29,7 @@ package controllers
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
 //
 // What a BackupSchedule becomes:
-// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch
 //
 // Events on the custom resources:
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch

@@ -109,7 +109,10 @@ func checkOperatorAccess(t *testing.T, namespace, name string) {
 		{access{"list", "", "secrets", "", ""}, true},
 		{access{"create", "", "services", "", elsewhere}, true},
 		{access{"create", "apps", "statefulsets", "", elsewhere}, true},
-		{access{"delete", "policy", "poddisruptionbudgets", "", elsewhere}, true},
+		{access{"create", "policy", "poddisruptionbudgets", "", elsewhere}, true},
+		// Deleted only when high availability is turned off.
+		{access{"delete", "apps", "statefulsets", "", elsewhere}, true},
+		{access{"delete", "", "services", "", elsewhere}, true},
 		{access{"create", "networking.k8s.io", "networkpolicies", "", elsewhere}, true},
 		{access{"create", "cert-manager.io", "certificates", "", elsewhere}, true},
 		{access{"create", "cert-manager.io", "issuers", "", elsewhere}, true},
@@ -129,6 +132,15 @@ func checkOperatorAccess(t *testing.T, namespace, name string) {
 		{access{"create", "authentication.k8s.io", "tokenreviews", "", ""}, true},
 		{access{"create", "authorization.k8s.io", "subjectaccessreviews", "", ""}, true},
 
+		// What garbage collection removes with its owner, the operator
+		// may not delete.
+		{access{"delete", "", "secrets", "", elsewhere}, false},
+		{access{"delete", "", "configmaps", "", elsewhere}, false},
+		{access{"delete", "policy", "poddisruptionbudgets", "", elsewhere}, false},
+		{access{"delete", "networking.k8s.io", "networkpolicies", "", elsewhere}, false},
+		{access{"delete", "cert-manager.io", "certificates", "", elsewhere}, false},
+		{access{"delete", "cert-manager.io", "issuers", "", elsewhere}, false},
+		{access{"delete", "batch", "cronjobs", "", elsewhere}, false},
 		{access{"delete", "", "pods", "", elsewhere}, false},
 		{access{"create", "", "pods", "", elsewhere}, false},
 		{access{"create", "", "pods", "exec", elsewhere}, false},
