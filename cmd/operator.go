@@ -14,11 +14,6 @@ import (
 	"trustee.dev/trustee/controllers"
 )
 
-// operatorPodLabels are the labels of the operator's pods (config/manager,
-// the Helm chart): the servers' NetworkPolicy admits only them to the
-// admin port.
-var operatorPodLabels = map[string]string{"app.kubernetes.io/name": "trustee-operator"}
-
 func newOperatorCommand() *cobra.Command {
 	var (
 		leaderElect              bool
@@ -70,7 +65,7 @@ in-cluster service account.`,
 			if err != nil {
 				return err
 			}
-			opts := controllers.Options{DefaultImage: defaultImage, OperatorNamespace: os.Getenv("POD_NAMESPACE"), OperatorLabels: operatorPodLabels}
+			opts := controllers.Options{DefaultImage: defaultImage, OperatorNamespace: os.Getenv("POD_NAMESPACE"), OperatorLabels: controllers.OperatorPodLabels}
 			if err := controllers.Setup(mgr, opts); err != nil {
 				return err
 			}

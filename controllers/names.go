@@ -128,3 +128,8 @@ func mergeLabels(sets ...map[string]string) map[string]string {
 	}
 	return out
 }
+
+// OperatorPodLabels are the labels of the operator's own pods, whatever
+// the release or its nameOverride (config/manager, the Helm chart): the
+// servers' NetworkPolicy admits only them to the admin port.
+var OperatorPodLabels = map[string]string{"trustee.dev/operator": "true"}

@@ -118,6 +118,19 @@ func TestChartTemplate(t *testing.T) {
 		}
 	})
 
+	// Another chart name changes app.kubernetes.io/name, not the label by
+	// which the servers admit the operator to their admin API.
+	t.Run("nameOverride", func(t *testing.T) {
+		ns := restrictedNamespace(t)
+		out := helmTemplate(t, "trustee-operator", ns, "--set", "nameOverride=keys-operator")
+		dryRun(t, ns, out)
+		d := into[appsv1.Deployment](t, find(t, objects(t, out), "Deployment", "trustee-operator-keys-operator"))
+		if got := d.Spec.Template.Labels["app.kubernetes.io/name"]; got != "keys-operator" {
+			t.Errorf("pod label app.kubernetes.io/name = %q, want keys-operator", got)
+		}
+		checkOperatorDeployment(t, &d, "trustee:0.1.0", "--leader-elect=true")
+	})
+
 	// An image pinned by digest runs the operator and is the servers'
 	// default; a malformed digest is refused with what a digest looks like.
 	t.Run("image pinned by digest", func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
+	"trustee.dev/trustee/controllers"
 )
 
 // TestConfigDefault applies config/default as a user would, then checks
@@ -172,9 +173,11 @@ func checkOperatorDeployment(t *testing.T, d *appsv1.Deployment, image, leaderEl
 		}
 	}
 	// The servers' NetworkPolicy admits the operator's pods to the admin
-	// API by this label.
-	if got := d.Spec.Template.Labels["app.kubernetes.io/name"]; got != "trustee-operator" {
-		t.Errorf("pod label app.kubernetes.io/name = %q, want trustee-operator", got)
+	// API by these labels.
+	for k, v := range controllers.OperatorPodLabels {
+		if got := d.Spec.Template.Labels[k]; got != v {
+			t.Errorf("pod label %s = %q, want %q: the servers' NetworkPolicy would keep the operator from their admin API", k, got, v)
+		}
 	}
 }
 

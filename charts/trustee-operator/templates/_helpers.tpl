@@ -43,8 +43,8 @@ app.kubernetes.io/part-of: trustee
 {{- end }}
 
 {{/*
-The labels that select the operator's pods. The servers' NetworkPolicy lets
-pods labelled app.kubernetes.io/name=trustee-operator reach their admin API.
+The labels that select the operator's pods (the servers' NetworkPolicy
+selects them by trustee.dev/operator, which the pod template adds).
 */}}
 {{- define "trustee-operator.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "trustee-operator.name" . | quote }}
