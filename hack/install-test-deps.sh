@@ -24,6 +24,10 @@ packages=(
 	opensc
 	p11-kit
 	p11-kit-modules
+	# controllers: the Argo CD health script (config/argocd/health.lua) run
+	# by Lua 5.1, as Argo CD runs it, with a JSON decoder for its input.
+	lua5.1
+	lua-cjson
 	# test/browsertest: a headless Chromium that the browser tests start
 	# themselves (/usr/bin/chromium), and a font for its screenshots.
 	chromium
