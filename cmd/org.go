@@ -1,18 +1,15 @@
 package cmd
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"trustee.dev/trustee/server/config"
 	"trustee.dev/trustee/server/localdb"
-	"trustee.dev/trustee/server/org"
 	"trustee.dev/trustee/server/orgadmin"
 	"trustee.dev/trustee/server/store"
 )
@@ -43,31 +40,18 @@ never shown; choose the code you hand to clients with set-auth.`,
 		Short: "Add an organization, or add administrator contacts to an existing one",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(ctx context.Context, cmd *cobra.Command, db *store.Store) error {
-			if err := org.ValidateName(name); err != nil {
-				return err
-			}
-			list, err := org.ParseContacts(contacts)
-			if err != nil {
-				return err
-			}
 			cfg, err := config.Load(dir)
 			if err != nil {
 				return err
 			}
-			res, err := (&orgadmin.Admin{Store: db, LinkBase: cfg.LinkBase()}).Add(ctx, name, list)
-			for _, c := range res.Invited {
-				fmt.Fprintf(cmd.OutOrStdout(), "queued the contact registration mail to %s\n", c)
+			res, err := (&orgadmin.Admin{Store: db, LinkBase: cfg.LinkBase()}).AddListed(ctx, name, contacts)
+			for _, l := range res.InvitedLines() {
+				fmt.Fprintln(cmd.OutOrStdout(), l)
 			}
 			if err != nil {
 				return err
 			}
-			o, created := res.Org, res.Created
-			if created {
-				fmt.Fprintf(cmd.OutOrStdout(), "organization %s created with contacts %s; set the auth code clients will use with: set-auth -n %s -s CODE\n",
-					o.Name, strings.Join(o.Contacts, ","), o.Name)
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "organization %s now has contacts %s\n", o.Name, strings.Join(o.Contacts, ","))
-			}
+			fmt.Fprintln(cmd.OutOrStdout(), res.Summary())
 			return nil
 		}),
 	}
@@ -79,17 +63,11 @@ never shown; choose the code you hand to clients with set-auth.`,
 		Short: "List organizations as JSON",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(ctx context.Context, cmd *cobra.Command, db *store.Store) error {
-			orgs, err := db.Organizations(ctx)
+			orgs, err := orgadmin.List(ctx, db)
 			if err != nil {
 				return err
 			}
-			keys := map[string]map[string]string{}
-			for _, o := range orgs {
-				if keys[o.Name], err = db.ContactKeys(ctx, o.Name); err != nil {
-					return err
-				}
-			}
-			return writeJSONOut(cmd.OutOrStdout(), orgadmin.OrgListing(orgs, keys))
+			return writeJSONOut(cmd.OutOrStdout(), orgs)
 		}),
 	}
 
@@ -98,24 +76,14 @@ never shown; choose the code you hand to clients with set-auth.`,
 		Short: `Set an organization's auth code ("" for none; "-" reads it from standard input)`,
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(ctx context.Context, cmd *cobra.Command, db *store.Store) error {
-			if !cmd.Flags().Changed("secret") {
-				return fmt.Errorf(`give the new code with -s SECRET, -s "" for none, or -s - to read it from standard input`)
-			}
-			if secret == "-" {
-				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
-				if err != nil && err != io.EOF {
-					return err
-				}
-				secret = strings.TrimRight(line, "\r\n")
-			}
-			if err := (&orgadmin.Admin{Store: db}).SetAuthCode(ctx, name, secret); err != nil {
+			code, err := orgadmin.CodeArg(secret, cmd.Flags().Changed("secret"), cmd.InOrStdin())
+			if err != nil {
 				return err
 			}
-			if secret == "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "organization %s now requires no auth code: new clients are activated at once\n", name)
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "auth code of organization %s updated\n", name)
+			if err := (&orgadmin.Admin{Store: db}).SetAuthCode(ctx, name, code); err != nil {
+				return err
 			}
+			fmt.Fprintln(cmd.OutOrStdout(), orgadmin.AuthCodeLine(name, code))
 			return nil
 		}),
 	}
