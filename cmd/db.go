@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -35,25 +32,9 @@ configuration runs, or the directory holding one.`,
 	cmd.PersistentFlags().StringVar(&runAs, "run-as", pg.DefaultRunAs, "account that runs PostgreSQL when kts runs as root")
 	cmd.PersistentFlags().StringVar(&role, "role", "", "with init: active or passive, to set up the pair's replication")
 
-	instance := func() (*pg.Instance, config.Config, error) {
-		cfg, err := config.Load(dir)
-		if err != nil {
-			return nil, cfg, fmt.Errorf("%w (run `kts init --confdir %s` first)", err, dir)
-		}
-		return confdir.Instance(dir, cfg, runAs), cfg, nil
-	}
-	// prepared is instance for the commands that run PostgreSQL or read
-	// its passwords: the state directory is kept root's, and what the
-	// server trusts must be safe from other accounts.
+	instance := func() (*pg.Instance, config.Config, error) { return confdir.OpenInstance(dir, runAs) }
 	prepared := func(out io.Writer) (*pg.Instance, config.Config, error) {
-		inst, cfg, err := instance()
-		if err != nil {
-			return nil, cfg, err
-		}
-		if err := confdir.PrepareStateDir(out, dir, cfg, inst); err != nil {
-			return nil, cfg, err
-		}
-		return inst, cfg, nil
+		return confdir.PreparedInstance(out, dir, runAs)
 	}
 	cmd.AddCommand(
 		&cobra.Command{
@@ -187,24 +168,10 @@ reloads by itself when they change.`,
 	return cmd
 }
 
-// runDB runs PostgreSQL in the foreground until ctx is done (SIGTERM or
-// SIGINT), passing SIGHUP on. A failure exit of PostgreSQL becomes kts's
-// exit status: its code, or 128 + the signal that ended it.
+// runDB runs PostgreSQL in the foreground (pg.Instance.RunForeground); a
+// failure exit of PostgreSQL becomes kts's exit status.
 func runDB(ctx context.Context, log io.Writer, inst *pg.Instance) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{})
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	err := inst.Run(ctx, pg.RunOptions{Log: log, Reload: reload})
+	err := inst.RunForeground(ctx, log)
 	code, failed := pg.ExitStatus(err)
 	if !failed {
 		return err

@@ -206,3 +206,27 @@ func Reseed(ctx context.Context, dir string, cfg config.Config, inst *pg.Instanc
 	}
 	return inst.Reseed(ctx, host, port, pw)
 }
+
+// OpenInstance reads the configuration of the state directory dir and
+// describes its PostgreSQL, run as runAs when root starts it.
+func OpenInstance(dir, runAs string) (*pg.Instance, config.Config, error) {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return nil, cfg, fmt.Errorf("%w (run `kts init --confdir %s` first)", err, dir)
+	}
+	return Instance(dir, cfg, runAs), cfg, nil
+}
+
+// PreparedInstance is OpenInstance for the commands that run PostgreSQL
+// or read its passwords: the state directory is kept root's, and what the
+// server trusts must be safe from other accounts (PrepareStateDir).
+func PreparedInstance(out io.Writer, dir, runAs string) (*pg.Instance, config.Config, error) {
+	inst, cfg, err := OpenInstance(dir, runAs)
+	if err != nil {
+		return nil, cfg, err
+	}
+	if err := PrepareStateDir(out, dir, cfg, inst); err != nil {
+		return nil, cfg, err
+	}
+	return inst, cfg, nil
+}

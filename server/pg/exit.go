@@ -1,8 +1,12 @@
 package pg
 
 import (
+	"context"
 	"errors"
+	"io"
+	"os"
 	"os/exec"
+	"os/signal"
 	"syscall"
 )
 
@@ -26,4 +30,24 @@ func ExitStatus(err error) (code int, failed bool) {
 		code = 1
 	}
 	return code, true
+}
+
+// RunForeground is Run as a container's process runs it (kts db run): until
+// ctx is done (SIGTERM or SIGINT), its log on log, a SIGHUP to this process
+// making PostgreSQL re-read its configuration.
+func (i *Instance) RunForeground(ctx context.Context, log io.Writer) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{})
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return i.Run(ctx, RunOptions{Log: log, Reload: reload})
 }
