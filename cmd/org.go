@@ -28,9 +28,13 @@ code and "" for a blank one. A new organization gets a random code that is
 never shown; choose the code you hand to clients with set-auth.`,
 	}
 	cmd.PersistentFlags().StringVarP(&dir, "confdir", "", defaultConfdir(), "server state directory (env KTS_CONFDIR)")
+	var cfg config.Config // the state directory's, while a command runs
 	withStore := func(run func(ctx context.Context, cmd *cobra.Command, db *store.Store) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
-			return localdb.Change(cmd.Context(), dir, func(ctx context.Context, db *store.Store) error { return run(ctx, cmd, db) })
+			return localdb.Change(cmd.Context(), dir, func(ctx context.Context, db *store.Store, c config.Config) error {
+				cfg = c
+				return run(ctx, cmd, db)
+			})
 		}
 	}
 
@@ -40,10 +44,6 @@ never shown; choose the code you hand to clients with set-auth.`,
 		Short: "Add an organization, or add administrator contacts to an existing one",
 		Args:  cobra.NoArgs,
 		RunE: withStore(func(ctx context.Context, cmd *cobra.Command, db *store.Store) error {
-			cfg, err := config.Load(dir)
-			if err != nil {
-				return err
-			}
 			res, err := (&orgadmin.Admin{Store: db, LinkBase: cfg.LinkBase()}).AddListed(ctx, name, contacts)
 			for _, l := range res.InvitedLines() {
 				fmt.Fprintln(cmd.OutOrStdout(), l)

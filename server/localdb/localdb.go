@@ -24,13 +24,19 @@ import (
 // schema is the active's, and changes are refused (orgadmin.OnPassive says
 // where to make them).
 func Open(ctx context.Context, dir string) (*store.Store, error) {
+	db, _, err := open(ctx, dir)
+	return db, err
+}
+
+// open is Open, also returning the state directory's configuration.
+func open(ctx context.Context, dir string) (*store.Store, config.Config, error) {
 	cfg, pw, err := load(dir)
 	if err != nil {
-		return nil, err
+		return nil, cfg, err
 	}
 	db, err := store.Open(ctx, confdir.Instance(dir, cfg, "").ConnString(cfg.DBName, pw), 2)
 	if err != nil {
-		return nil, err
+		return nil, cfg, err
 	}
 	standby, err := db.InRecovery(ctx)
 	if err == nil && !standby {
@@ -38,9 +44,9 @@ func Open(ctx context.Context, dir string) (*store.Store, error) {
 	}
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, cfg, err
 	}
-	return db, nil
+	return db, cfg, nil
 }
 
 func load(dir string) (config.Config, string, error) {
@@ -152,21 +158,19 @@ func JoinDetails(ds ...map[string]any) map[string]any {
 const ChangeTimeout = 30 * time.Second
 
 // Change opens the database of the state directory dir and runs change on
-// it within ChangeTimeout. On a passive, the error says where to make the
-// change instead; when the database did not confirm in time, it says the
-// change may or may not have been applied.
-func Change(ctx context.Context, dir string, change func(context.Context, *store.Store) error) error {
+// it, with the directory's configuration, within ChangeTimeout. On a
+// passive, the error says where to make the change instead; when the
+// database did not confirm in time, it says the change may or may not have
+// been applied.
+func Change(ctx context.Context, dir string, change func(context.Context, *store.Store, config.Config) error) error {
 	ctx, cancel := context.WithTimeout(ctx, ChangeTimeout)
 	defer cancel()
-	db, err := Open(ctx, dir)
+	db, cfg, err := open(ctx, dir)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	err = change(ctx, db)
-	if cfg, cerr := config.Load(dir); cerr == nil {
-		err = orgadmin.OnPassive(err, cfg.ActiveURL, cfg.ActiveDB)
-	}
+	err = orgadmin.OnPassive(change(ctx, db, cfg), cfg.ActiveURL, cfg.ActiveDB)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("the database did not confirm within %v; if this server is the active of a pair, is the passive running? The change may or may not have been applied: check with list", ChangeTimeout)
 	}
