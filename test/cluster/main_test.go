@@ -178,8 +178,13 @@ func installChart(t *testing.T, c *controlplane.Cluster) {
 		return
 	}
 	c.Helm(t, "install", "trustee-operator", filepath.Join(root, "charts/trustee-operator"),
-		"--namespace", "trustee-system", "--create-namespace",
+		"--namespace", "default", "--set", "namespace.create=true", "--set", "namespace.name=trustee-system",
 		"--set", "image.repository=trustee", "--set", "image.tag=test", "--wait=false")
+	// The chart made the namespace, under the restricted Pod Security
+	// Standard, which the operator's pod then met.
+	if got := c.Kubectl(t, "get", "namespace", "trustee-system", "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`); got != "restricted" {
+		t.Fatalf("namespace trustee-system: pod-security.kubernetes.io/enforce = %q, want restricted", got)
+	}
 	c.Kubectl(t, "wait", "--for=condition=Established", "--timeout=60s",
 		"crd/keytrusteeservers.trustee.dev", "crd/organizations.trustee.dev", "crd/backupschedules.trustee.dev")
 }

@@ -379,3 +379,47 @@ func hasKey(n *yaml.Node, path []string) bool {
 	}
 	return false
 }
+
+// TestChartCreatesItsNamespace installs the chart, as a release of the
+// namespace default, with namespace.create: the chart makes the operator's
+// namespace under the restricted Pod Security Standard and puts the
+// operator there; uninstalling keeps it (servers may live in it). What
+// cannot work is refused with what to do instead.
+func TestChartCreatesItsNamespace(t *testing.T) {
+	const ns = "trustee-chart-made"
+	t.Cleanup(func() { env.Kubectl(t, "delete", "namespace", ns, "--wait=false", "--ignore-not-found") })
+	env.Helm(t, "install", "own-ns", path(chart), "--namespace", "default", "--set", "namespace.create=true",
+		"--set", "namespace.name="+ns, "--set", "image.tag=test", "--skip-crds")
+	label := func() string {
+		return env.Kubectl(t, "get", "namespace", ns, "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`)
+	}
+	if got := label(); got != "restricted" {
+		t.Errorf("namespace %s: pod-security.kubernetes.io/enforce = %q, want restricted", ns, got)
+	}
+	if got := env.Kubectl(t, "get", "deployment", "-n", ns, "-o", "name"); strings.TrimSpace(got) != "deployment.apps/own-ns-trustee-operator" {
+		t.Errorf("deployments in %s: %q, want the operator's", ns, got)
+	}
+	checkOperatorAccess(t, ns, "own-ns-trustee-operator")
+	env.Helm(t, "uninstall", "own-ns", "--namespace", "default")
+	if got := label(); got != "restricted" {
+		t.Errorf("after helm uninstall, namespace %s: enforce label %q, want the namespace kept", ns, got)
+	}
+
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no name", []string{"--set", "namespace.create=true"}, "namespace.create needs namespace.name"},
+		{"the release's namespace", []string{"--namespace", "keys", "--set", "namespace.create=true", "--set", "namespace.name=keys"},
+			`namespace.name "keys" is the release's namespace, which must exist before Helm installs`},
+		{"no such standard", []string{"--set", "namespace.create=true", "--set", "namespace.name=x", "--set", "namespace.podSecurity=strict"},
+			`namespace.podSecurity is "strict": use restricted, baseline or privileged`},
+	} {
+		cmd := exec.Command(envtestenv.HelmBinary(t), append([]string{"template", "x", path(chart)}, c.args...)...)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: helm template %q: %v\n%s", c.name, c.args, err, out)
+		}
+	}
+}

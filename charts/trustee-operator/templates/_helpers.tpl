@@ -76,3 +76,23 @@ when image.digest is set, else by tag.
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The namespace of the operator's objects: namespace.name when the chart
+creates that namespace, the release's otherwise. Helm keeps its release
+record in the release's namespace, which must exist before the install: so
+the namespace the chart creates is another one.
+*/}}
+{{- define "trustee-operator.namespace" -}}
+{{- if .Values.namespace.create -}}
+{{- if not .Values.namespace.name -}}
+{{- fail "namespace.create needs namespace.name: the namespace the chart creates for the operator (e.g. trustee-system), other than the release's, which must exist already" -}}
+{{- end -}}
+{{- if eq .Values.namespace.name .Release.Namespace -}}
+{{- fail (printf "namespace.name %q is the release's namespace, which must exist before Helm installs: install the release in an existing namespace (e.g. --namespace default) and let the chart create %s" .Values.namespace.name .Values.namespace.name) -}}
+{{- end -}}
+{{- .Values.namespace.name -}}
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
