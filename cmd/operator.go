@@ -21,6 +21,7 @@ func newOperatorCommand() *cobra.Command {
 		metricsAddr, probeAddr   string
 		insecureMetrics          bool
 		defaultImage, kubeconfig string
+		watchNamespaces          string
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -41,6 +42,10 @@ in-cluster service account.`,
 			if defaultImage == "" {
 				return errors.New("no server image: set --default-image or OPERATOR_IMAGE (the image the operator itself runs from)")
 			}
+			watch, err := controllers.ParseWatchNamespaces(watchNamespaces)
+			if err != nil {
+				return err
+			}
 			cfg, err := ctrl.GetConfig()
 			if err != nil {
 				return err
@@ -49,24 +54,22 @@ in-cluster service account.`,
 			if !insecureMetrics {
 				metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 			}
-			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-				Scheme:                  controllers.NewScheme(),
-				Cache:                   controllers.CacheOptions(),
-				Metrics:                 metrics,
-				HealthProbeBindAddress:  probeAddr,
-				LeaderElection:          leaderElect,
-				LeaderElectionID:        "trustee-operator.trustee.dev",
-				LeaderElectionNamespace: leaderElectionNamespace,
-				// The process ends when the manager stops, so handing the
-				// lease over at once is safe, and a new operator takes over
-				// without waiting for it to expire.
-				LeaderElectionReleaseOnCancel: true,
-			})
+			opts := controllers.ManagerOptions(watch)
+			opts.Metrics = metrics
+			opts.HealthProbeBindAddress = probeAddr
+			opts.LeaderElection = leaderElect
+			opts.LeaderElectionID = "trustee-operator.trustee.dev"
+			opts.LeaderElectionNamespace = leaderElectionNamespace
+			// The process ends when the manager stops, so handing the lease
+			// over at once is safe, and a new operator takes over without
+			// waiting for it to expire.
+			opts.LeaderElectionReleaseOnCancel = true
+			mgr, err := ctrl.NewManager(cfg, opts)
 			if err != nil {
 				return err
 			}
-			opts := controllers.Options{DefaultImage: defaultImage, OperatorNamespace: os.Getenv("POD_NAMESPACE"), OperatorLabels: controllers.OperatorPodLabels}
-			if err := controllers.Setup(mgr, opts); err != nil {
+			ropts := controllers.Options{DefaultImage: defaultImage, OperatorNamespace: os.Getenv("POD_NAMESPACE"), OperatorLabels: controllers.OperatorPodLabels}
+			if err := controllers.Setup(mgr, ropts); err != nil {
 				return err
 			}
 			if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -85,6 +88,7 @@ in-cluster service account.`,
 	fl.BoolVar(&insecureMetrics, "metrics-insecure", false, "serve metrics over plain HTTP without authentication (by default HTTPS, for callers the API server authorizes to GET /metrics)")
 	fl.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fl.StringVar(&defaultImage, "default-image", os.Getenv("OPERATOR_IMAGE"), "image of servers whose spec.image is empty (default: $OPERATOR_IMAGE)")
+	fl.StringVar(&watchNamespaces, "watch-namespaces", os.Getenv("WATCH_NAMESPACES"), "reconcile only the resources of these namespaces, separated by commas (default: $WATCH_NAMESPACES; empty: every namespace)")
 	fl.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then the in-cluster service account)")
 	return cmd
 }

@@ -220,7 +220,7 @@ func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&trusteev1.Organization{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.orgsBy(indexOrgSecret))).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.orgsBy(indexOrgSecret))).
 		Watches(&trusteev1.KeyTrusteeServer{}, handler.EnqueueRequestsFromMapFunc(r.orgsBy(indexOrgServer))).
 		Complete(r)
 }

@@ -521,7 +521,7 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&cmv1.Issuer{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(serverOfLabeled)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.serversOnNode)).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.serversNamingSecret)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.serversNamingSecret)).
 		Complete(r)
 }
 

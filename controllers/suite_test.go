@@ -92,12 +92,10 @@ func run(m *testing.M) int {
 func startOperator() (stop func(), err error) {
 	// Reconcile errors are worth reading when a test fails; the rest is noise.
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 NewScheme(),
-		Cache:                  CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
+	opts := ManagerOptions(nil)
+	opts.Metrics = metricsserver.Options{BindAddress: "0"}
+	opts.HealthProbeBindAddress = "0"
+	mgr, err := ctrl.NewManager(env.Config, opts)
 	if err != nil {
 		return nil, err
 	}
