@@ -21,7 +21,7 @@ CRD_DIR  := config/crd/bases
 # markers in controllers/.
 RBAC_DIR := config/rbac
 # The chart's copies of the CRDs and of the ClusterRole (hack/sync-chart.sh).
-CHART_GENERATED := charts/trustee-operator/charts/crds/crds charts/trustee-operator/templates/clusterrole.yaml
+CHART_GENERATED := charts/trustee-operator/charts/crds/crds charts/trustee-operator/templates/_rules.tpl
 GENERATED_SUMS := find api $(CRD_DIR) docs/CRD-REFERENCE.md $(RBAC_DIR)/role.yaml $(CHART_GENERATED) -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
 
 .DEFAULT_GOAL := help

@@ -41,8 +41,8 @@ func TestSecretNameOnly(t *testing.T) {
 	in := &metav1.PartialObjectMetadata{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{Name: "acme-code", Namespace: "keys", UID: "u1", ResourceVersion: "7",
-			Labels:      map[string]string{"a": "b"},
-			Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"code":"c2VjcmV0"}}`},
+			Labels:        map[string]string{"a": "b"},
+			Annotations:   map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"code":"c2VjcmV0"}}`},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 	}
 	out, err := secretNameOnly(in)

@@ -4,9 +4,10 @@
 # config/ cannot drift apart:
 #   - charts/trustee-operator/charts/crds/crds/: copies of the CRDs in
 #     config/crd/bases (the crds subchart, installed with crds.install);
-#   - charts/trustee-operator/templates/clusterrole.yaml: the operator's
-#     ClusterRole, whose rules are those of config/rbac/role.yaml (generated
-#     from the RBAC markers in controllers/).
+#   - charts/trustee-operator/templates/_rules.tpl: the operator's rules,
+#     those of config/rbac/role.yaml (generated from the RBAC markers in
+#     controllers/), which templates/clusterrole.yaml grants cluster-wide or
+#     in the namespaces of watchNamespaces.
 # Run by `make manifests`; test/deploy checks the result.
 set -euo pipefail
 
@@ -29,17 +30,10 @@ fi
 {{- /*
 Generated from config/rbac/role.yaml by hack/sync-chart.sh (make manifests).
 Do not edit: change the +kubebuilder:rbac markers in controllers/ instead.
+The rules of the operator, granted by clusterrole.yaml.
 */ -}}
-{{- if .Values.rbac.create }}
-# What the operator may do, in every namespace: the RBAC markers of
-# controllers/.
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: {{ include "trustee-operator.fullname" . | quote }}
-  labels:
-    {{- include "trustee-operator.labels" . | nindent 4 }}
+{{- define "trustee-operator.rules" -}}
 TEMPLATE
-	sed -n '/^rules:/,$p' "$role"
-	echo '{{- end }}'
-} >"$chart/templates/clusterrole.yaml"
+	sed -n '/^rules:/,$p' "$role" | sed 1d
+	echo '{{- end -}}'
+} >"$chart/templates/_rules.tpl"

@@ -34,47 +34,13 @@ import (
 // kind.
 func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 	applyDefault(t)
-	kts, err := harness.BuildKTS("kts-deploy-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(kts)) })
-	user, groups := serviceAccount("trustee-system", "trustee-operator")
-	_, kubeconfig := env.AddUser(t, user, groups...)
-	metricsPort, probePort := harness.FreePort(t), harness.FreePort(t)
-	cmd := exec.Command(kts, "operator", "--kubeconfig", kubeconfig, "--default-image", "trustee:test",
-		"--leader-elect", "--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
-		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort))
-	cmd.Env = append(os.Environ(), "POD_NAMESPACE=trustee-system")
-	var logs harness.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("kts operator:\n%s", logs.String())
-		}
-	})
-
-	harness.Eventually(t, time.Minute, "the operator ready", func() (bool, string) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	op := startOperator(t, "trustee-system", "trustee-operator", "--leader-elect")
+	metricsPort := op.metricsPort
+	logs := &op.logs
+	c := env.Client
 	harness.Eventually(t, time.Minute, "the leader election lease held", func() (bool, string) {
 		l := &coordinationv1.Lease{}
-		err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: "trustee-system", Name: "trustee-operator.trustee.dev"}, l)
+		err := c.Get(t.Context(), client.ObjectKey{Namespace: "trustee-system", Name: "trustee-operator.trustee.dev"}, l)
 		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "", fmt.Sprint(err)
 	})
 	// Metrics are for callers the API server authorizes, over HTTPS.
@@ -91,10 +57,6 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 	// One of each kind, in a namespace of its own.
 	ns := env.Namespace(t)
 	ctx := t.Context()
-	c := env.Client
-	if err := trusteev1.AddToScheme(c.Scheme()); err != nil {
-		t.Fatal(err)
-	}
 	tlsSecret := selfSignedSecret(t, ns, "kts-tls")
 	server := fixtures.Server("kts", fixtures.ServerIn(ns), fixtures.TLSSecret(tlsSecret.Name))
 	org := fixtures.Organization("acme", fixtures.OrganizationIn(ns), fixtures.Contacts("keys@acme.example"), fixtures.AuthCode("acme-code", "code"))
@@ -156,16 +118,81 @@ func TestOperatorRunsWithItsOwnPermissions(t *testing.T) {
 		}
 		return false, fmt.Sprintf("%d events", len(evs.Items))
 	})
-	// RBAC's refusals read `User "system:serviceaccount:..." cannot ...`.
-	if strings.Contains(logs.String(), `User \"`+user+`\" cannot`) {
+	if op.refused() {
 		t.Errorf("the operator was refused something:\n%s", logs.String())
 	}
 
-	// SIGTERM stops it.
-	cmd.Process.Signal(syscall.SIGTERM)
+	op.stop(t)
+}
+
+// operator is `kts operator` running as a ServiceAccount.
+type operator struct {
+	user                   string // the ServiceAccount's user name
+	logs                   harness.Buffer
+	metricsPort, probePort int
+	cmd                    *exec.Cmd
+	exited                 chan error
+	stopped                bool
+}
+
+// startOperator runs `kts operator` with args as the ServiceAccount sa of
+// namespace ns — with only the permissions RBAC gives it — and waits until
+// it serves its probes. It is killed when t ends, unless stop ended it.
+func startOperator(t *testing.T, ns, sa string, args ...string) *operator {
+	t.Helper()
+	kts, err := harness.BuildKTS("kts-deploy-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(kts)) })
+	if err := trusteev1.AddToScheme(env.Client.Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	user, groups := serviceAccount(ns, sa)
+	_, kubeconfig := env.AddUser(t, user, groups...)
+	op := &operator{user: user, metricsPort: harness.FreePort(t), probePort: harness.FreePort(t), exited: make(chan error, 1)}
+	op.cmd = exec.Command(kts, append([]string{"operator", "--kubeconfig", kubeconfig, "--default-image", "trustee:test",
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", op.metricsPort),
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", op.probePort)}, args...)...)
+	op.cmd.Env = append(os.Environ(), "POD_NAMESPACE="+ns)
+	op.cmd.Stdout, op.cmd.Stderr = &op.logs, &op.logs
+	if err := op.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { op.exited <- op.cmd.Wait() }()
+	t.Cleanup(func() {
+		if !op.stopped {
+			op.cmd.Process.Kill()
+			<-op.exited
+		}
+		if t.Failed() {
+			t.Logf("kts operator:\n%s", op.logs.String())
+		}
+	})
+	harness.Eventually(t, time.Minute, "the operator ready", func() (bool, string) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", op.probePort))
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	return op
+}
+
+// refused reports whether RBAC refused the operator anything; its
+// refusals read `User "system:serviceaccount:..." cannot ...`.
+func (op *operator) refused() bool {
+	return strings.Contains(op.logs.String(), `User \"`+op.user+`\" cannot`)
+}
+
+// stop ends the operator with SIGTERM, which must stop it.
+func (op *operator) stop(t *testing.T) {
+	t.Helper()
+	op.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-exited:
-		stopped = true
+	case err := <-op.exited:
+		op.stopped = true
 		if err != nil {
 			t.Errorf("kts operator exited with %v after SIGTERM", err)
 		}
