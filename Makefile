@@ -100,12 +100,13 @@ fuzz: ## Run every fuzz target for FUZZTIME each
 	done
 
 .PHONY: bench
-bench: deps ## Build bin/kts-bench (kts with the benchmark and its audit-off listener, tag benchunaudited) and measure put/get against the bare TLS and raw PostgreSQL limits, backup/restore and the HSM (docs/PERFORMANCE.md)
+bench: deps ## Build bin/kts-bench (kts with the benchmark and its audit-off listener, tag benchunaudited) and measure put/get against the bare TLS and raw PostgreSQL limits, backup/restore, the HSM, and the operator's memory with the cluster's Secrets (docs/PERFORMANCE.md)
 	@mkdir -p $(BIN)
 	$(GO) build -tags benchunaudited -o $(KTS_BENCH) .
 	$(KTS_BENCH) bench --scratch
 	$(KTS_BENCH) bench backup
 	$(KTS_BENCH) bench hsm
+	$(GO) test -run '^$$' -bench OperatorMemory -benchtime 1x ./test/deploy/
 
 .PHONY: clean
 clean: ## Remove build output (not .kts-dev state)

@@ -105,7 +105,7 @@ func kubectl(t *testing.T, stdin string, args ...string) (stdout, stderr string,
 
 // applyDefault installs config/default (idempotent: kubectl apply) and waits
 // until the API server serves the trustee.dev kinds.
-func applyDefault(t *testing.T) {
+func applyDefault(t testing.TB) {
 	t.Helper()
 	env.Kubectl(t, "apply", "-k", path("config/default"))
 	env.Kubectl(t, "wait", "--for=condition=Established", "--timeout=60s",

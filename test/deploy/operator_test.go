@@ -138,13 +138,17 @@ type operator struct {
 // startOperator runs `kts operator` with args as the ServiceAccount sa of
 // namespace ns — with only the permissions RBAC gives it — and waits until
 // it serves its probes. It is killed when t ends, unless stop ended it.
-func startOperator(t *testing.T, ns, sa string, args ...string) *operator {
+func startOperator(t testing.TB, ns, sa string, args ...string) *operator {
 	t.Helper()
-	kts, err := harness.BuildKTS("kts-deploy-bin-")
-	if err != nil {
-		t.Fatal(err)
+	kts := os.Getenv("TRUSTEE_OPERATOR_BIN") // another build to measure (BenchmarkOperatorMemory)
+	if kts == "" {
+		bin, err := harness.BuildKTS("kts-deploy-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
+		kts = bin
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(kts)) })
 	if err := trusteev1.AddToScheme(env.Client.Scheme()); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +191,7 @@ func (op *operator) refused() bool {
 }
 
 // stop ends the operator with SIGTERM, which must stop it.
-func (op *operator) stop(t *testing.T) {
+func (op *operator) stop(t testing.TB) {
 	t.Helper()
 	op.cmd.Process.Signal(syscall.SIGTERM)
 	select {
