@@ -168,12 +168,15 @@ func TestBackupScheduleRunsItsCronJobAndReportsItsJobs(t *testing.T) {
 		t.Fatalf("the backup reads %s; want the passive kts-b-0", h)
 	}
 	harness.Eventually(t, time.Minute, "b recorded as the active", func() (bool, string) {
-		identity := &corev1.Secret{}
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil {
+		state := &corev1.Secret{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-state"}, state); err != nil {
 			return false, err.Error()
 		}
-		identity.Data[contract.KeyActiveMember] = []byte(memberB)
-		err := env.Client.Update(ctx, identity)
+		if state.Data == nil {
+			state.Data = map[string][]byte{}
+		}
+		state.Data[contract.KeyActiveMember] = []byte(memberB)
+		err := env.Client.Update(ctx, state)
 		return err == nil, fmt.Sprint(err)
 	})
 	harness.Eventually(t, time.Minute, "the backup reading the new passive", func() (bool, string) {

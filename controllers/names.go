@@ -50,6 +50,7 @@ const (
 	mountData        = "/var/lib/kts"
 	stateDir         = mountData + "/state"
 	mountIdentity    = "/etc/kts/identity"
+	mountState       = "/etc/kts/state"
 	mountReplication = "/etc/kts/replication"
 	mountTLS         = "/etc/kts/tls"
 	mountAdminCA     = "/etc/kts/admin-ca"
@@ -70,6 +71,7 @@ func namesOf(k *trusteev1.KeyTrusteeServer) serverNames {
 }
 
 func (n serverNames) Identity() string          { return n.server + "-identity" }
+func (n serverNames) State() string             { return n.server + "-state" }
 func (n serverNames) Replication() string       { return n.server + "-replication" }
 func (n serverNames) Config() string            { return n.server + "-config" }
 func (n serverNames) ServerCertificate() string { return n.server + "-server" }

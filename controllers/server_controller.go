@@ -108,7 +108,11 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		in.SMTPUser = string(s.Data[corev1.BasicAuthUsernameKey])
 	}
 
-	in.Active = activeMemberOf(identity)
+	state, err := r.ensureState(ctx, kts, identity)
+	if err != nil {
+		return ctrl.Result{}, r.fail(ctx, kts, err)
+	}
+	in.Active = activeMemberOf(state)
 	sw, err := r.switchover(ctx, &in)
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, kts, err)
@@ -122,8 +126,8 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if obs.Active.Ready && len(identity[contract.KeyDatabaseCreated]) == 0 && r.answers(ctx, in, obs) {
-		if err := r.markDatabaseCreated(ctx, kts, n.Identity()); err != nil {
+	if obs.Active.Ready && len(state[contract.KeyDatabaseCreated]) == 0 && r.answers(ctx, in, obs) {
+		if err := r.markDatabaseCreated(ctx, kts, n.State()); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -202,7 +206,7 @@ func (r *ServerReconciler) answers(ctx context.Context, in serverInputs, obs ser
 	return rep.Err == ""
 }
 
-// markDatabaseCreated adds contract.KeyDatabaseCreated to the identity
+// markDatabaseCreated adds contract.KeyDatabaseCreated to the state
 // Secret: from then on the active's setup refuses to create an empty
 // database on an empty volume.
 func (r *ServerReconciler) markDatabaseCreated(ctx context.Context, kts *trusteev1.KeyTrusteeServer, name string) error {
@@ -224,6 +228,25 @@ func (r *ServerReconciler) markDatabaseCreated(ctx context.Context, kts *trustee
 	r.Recorder.Eventf(kts, nil, corev1.EventTypeNormal, "DatabaseCreated", "Observe",
 		"the active serves its database: from now on an empty volume of the active is refused, not filled anew (key %s of Secret %s)", contract.KeyDatabaseCreated, name)
 	return nil
+}
+
+// ensureState returns the data of the server's state Secret, made once
+// (stateSecret).
+func (r *ServerReconciler) ensureState(ctx context.Context, kts *trusteev1.KeyTrusteeServer, identity map[string][]byte) (map[string][]byte, error) {
+	n := namesOf(kts)
+	s := &corev1.Secret{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: n.State()}, s)
+	if err == nil {
+		return s.Data, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	s = stateSecret(n, identity)
+	if err := r.Create(ctx, s); err != nil {
+		return nil, fmt.Errorf("creating the state Secret %s: %w", s.Name, err)
+	}
+	return s.Data, nil
 }
 
 // ensureGenerated returns the data of a Secret the operator generates once:
@@ -553,12 +576,12 @@ func (r *ServerReconciler) serversOnNode(ctx context.Context, node client.Object
 
 const indexServerSecrets = "trustee.dev/secrets"
 
-// serverSecretNames are the Secrets a server reads: its identity, the TLS
+// serverSecretNames are the Secrets a server reads: its identity and state, the TLS
 // Secret, SMTP and HSM Secrets.
 func serverSecretNames(o client.Object) []string {
 	k := o.(*trusteev1.KeyTrusteeServer)
 	n := namesOf(k)
-	out := []string{n.Identity(), n.Replication(), serverInputs{KTS: k}.tlsSecretName()}
+	out := []string{n.Identity(), n.State(), n.Replication(), serverInputs{KTS: k}.tlsSecretName()}
 	if m := k.Spec.SMTP; m != nil && m.AuthSecretRef != nil {
 		out = append(out, m.AuthSecretRef.Name)
 	}

@@ -122,7 +122,7 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 		list  client.ObjectList
 		names []string
 	}{
-		"Secret":              {&corev1.SecretList{}, []string{"kts-admin-ca", "kts-identity", "kts-operator-admin", "kts-replication", "kts-server-tls"}},
+		"Secret":              {&corev1.SecretList{}, []string{"kts-admin-ca", "kts-identity", "kts-operator-admin", "kts-replication", "kts-server-tls", "kts-state"}},
 		"ConfigMap":           {&corev1.ConfigMapList{}, []string{"kts-config"}},
 		"Service":             {&corev1.ServiceList{}, []string{"kts-a", "kts-b", "kts-members", "kts-ro", "kts-rw"}},
 		"StatefulSet":         {&appsv1.StatefulSetList{}, []string{"kts-a", "kts-b"}},
@@ -138,8 +138,8 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 		})
 	}
 
-	// Everything but the identity and replication Secrets is owned by the
-	// server (cert-manager's Secrets by their Certificates).
+	// Everything but the identity, state and replication Secrets is owned
+	// by the server (cert-manager's Secrets by their Certificates).
 	k := getServer(t, ctx, ns, "kts")
 	for _, l := range []client.ObjectList{&corev1.ConfigMapList{}, &corev1.ServiceList{}, &appsv1.StatefulSetList{},
 		&policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{}, &cmv1.CertificateList{}, &cmv1.IssuerList{}} {
@@ -151,7 +151,7 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"kts-identity", "kts-replication"} {
+	for _, name := range []string{"kts-identity", "kts-replication", "kts-state"} {
 		s := &corev1.Secret{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
 			t.Fatal(err)
@@ -254,6 +254,50 @@ func TestIdentityIsGeneratedOnceAndAdopted(t *testing.T) {
 	}
 }
 
+// TestStateCarriedOverFromTheIdentity: a server made before the state
+// Secret kept its markers in its identity Secret. The operator carries them
+// over into the state Secret once, obeys them, and leaves the identity (an
+// external secret manager may own it) as it is.
+func TestStateCarriedOverFromTheIdentity(t *testing.T) {
+	ctx, ns := testContext(t), env.Namespace(t)
+	testCA(t, ctx, ns)
+	data, err := confdir.NewIdentity(confdir.IdentityOptions{Hostname: "kts-rw." + ns + ".svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[contract.KeyActiveMember] = []byte(memberB)
+	data[contract.KeyDatabaseCreated] = []byte("2026-11-27T10:00:00Z")
+	identity := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kts-identity", Namespace: ns}, Data: data}
+	if err := env.Client.Create(ctx, identity); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, newServer(ns, "kts")); err != nil {
+		t.Fatal(err)
+	}
+	state := &corev1.Secret{}
+	harness.Eventually(t, time.Minute, "the state Secret", func() (bool, string) {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-state"}, state)
+		return err == nil, fmt.Sprint(err)
+	})
+	if got := string(state.Data[contract.KeyActiveMember]); got != memberB {
+		t.Errorf("state active-member = %q, want b from the identity", got)
+	}
+	if got := string(state.Data[contract.KeyDatabaseCreated]); got != "2026-11-27T10:00:00Z" {
+		t.Errorf("state database-created = %q, want the identity's", got)
+	}
+	harness.Eventually(t, time.Minute, "b the active in the status", func() (bool, string) {
+		k := getServer(t, ctx, ns, "kts")
+		return k.Status.ActiveMember == memberB, k.Status.ActiveMember
+	})
+	again := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(identity), again); err != nil {
+		t.Fatal(err)
+	}
+	if again.ResourceVersion != identity.ResourceVersion {
+		t.Errorf("the identity Secret was changed (resourceVersion %s → %s)", identity.ResourceVersion, again.ResourceVersion)
+	}
+}
+
 func waitFingerprint(t *testing.T, ctx context.Context, ns, name string) string {
 	t.Helper()
 	var fp string
@@ -315,23 +359,23 @@ func TestStatusFollowsThePods(t *testing.T) {
 
 	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podNotReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionFalse, "is Pending")
-	identity := &corev1.Secret{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[contract.KeyDatabaseCreated]) > 0 {
-		t.Fatalf("the identity Secret before the active served: %v, marked %q", err, identity.Data[contract.KeyDatabaseCreated])
+	state := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-state"}, state); err != nil || len(state.Data[contract.KeyDatabaseCreated]) > 0 {
+		t.Fatalf("the state Secret before the active served: %v, marked %q", err, state.Data[contract.KeyDatabaseCreated])
 	}
 	memberPod(t, ctx, ns, "kts", memberA, podScheduled, podReady)
 	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "kts-a-0 is ready")
 	// Ready, but its server does not answer yet: not marked.
 	time.Sleep(time.Second)
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity); err != nil || len(identity.Data[contract.KeyDatabaseCreated]) > 0 {
-		t.Fatalf("the identity Secret before the active answered: %v, marked %q", err, identity.Data[contract.KeyDatabaseCreated])
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-state"}, state); err != nil || len(state.Data[contract.KeyDatabaseCreated]) > 0 {
+		t.Fatalf("the state Secret before the active answered: %v, marked %q", err, state.Data[contract.KeyDatabaseCreated])
 	}
 	// Once its server answers, an empty volume of the active is a loss,
 	// not a start.
 	serveReadyz(t, ctx, ns)
-	harness.Eventually(t, time.Minute, "the identity Secret marked", func() (bool, string) {
-		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, identity)
-		_, perr := time.Parse(time.RFC3339, string(identity.Data[contract.KeyDatabaseCreated]))
+	harness.Eventually(t, time.Minute, "the state Secret marked", func() (bool, string) {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-state"}, state)
+		_, perr := time.Parse(time.RFC3339, string(state.Data[contract.KeyDatabaseCreated]))
 		return err == nil && perr == nil, fmt.Sprint(err, perr)
 	})
 	wantEvent(t, ctx, ns, "DatabaseCreated")

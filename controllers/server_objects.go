@@ -102,6 +102,27 @@ func identitySecret(n serverNames, data map[string][]byte) *corev1.Secret {
 	}
 }
 
+// stateSecret is where the operator records what the members' setup
+// obeys (contract.KeyActiveMember, contract.KeyDatabaseCreated), apart from
+// the identity, which an external secret manager may own and sync back. It
+// is made once, with no owner, so that it outlives the KeyTrusteeServer as
+// the identity does; markers a server made before it kept in its identity
+// Secret are carried over.
+func stateSecret(n serverNames, identity map[string][]byte) *corev1.Secret {
+	data := map[string][]byte{}
+	for _, k := range []string{contract.KeyActiveMember, contract.KeyDatabaseCreated} {
+		if v := identity[k]; len(v) > 0 {
+			data[k] = v
+		}
+	}
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: n.State(), Namespace: n.namespace, Labels: n.labels()},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       data,
+	}
+}
+
 // replicationSecret holds the pair's replication password.
 func replicationSecret(n serverNames, data map[string][]byte) *corev1.Secret {
 	s := identitySecret(n, data)
@@ -369,12 +390,12 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 	}
 	role := in.role(member)
 	args := contract.Setup{Member: role, ConfigFile: conf, Dir: stateDir,
-		Name: member, ActiveMarker: path.Join(mountIdentity, contract.KeyActiveMember)}
+		Name: member, ActiveMarker: path.Join(mountState, contract.KeyActiveMember)}
 	volumes := in.volumes()
 	var bootstrapMounts []corev1.VolumeMount
 	if role == config.RoleActive {
 		// Once the database exists, an empty volume is a loss, not a start.
-		args.CreatedMarker = path.Join(mountIdentity, contract.KeyDatabaseCreated)
+		args.CreatedMarker = path.Join(mountState, contract.KeyDatabaseCreated)
 		vols, mounts := in.bootstrapVolumes(&args)
 		volumes = append(volumes, vols...)
 		bootstrapMounts = mounts
@@ -472,6 +493,7 @@ func (in serverInputs) volumes() []corev1.Volume {
 	}
 	vs := []corev1.Volume{
 		secretVolume("identity", n.Identity()),
+		secretVolume("state", n.State()),
 		secretVolume("replication", n.Replication()),
 		secretVolume("tls", in.tlsSecretName()),
 		secretVolume("admin-ca", n.AdminCA()),
@@ -499,7 +521,7 @@ func (in serverInputs) volumeMounts() []corev1.VolumeMount {
 	}
 	ms := []corev1.VolumeMount{
 		{Name: "data", MountPath: mountData},
-		ro("identity", mountIdentity), ro("replication", mountReplication), ro("tls", mountTLS),
+		ro("identity", mountIdentity), ro("state", mountState), ro("replication", mountReplication), ro("tls", mountTLS),
 		ro("admin-ca", mountAdminCA), ro("config", mountConfig),
 		{Name: "run", MountPath: mountRun}, {Name: "tmp", MountPath: "/tmp"},
 	}

@@ -21,11 +21,11 @@ import (
 // an active whose volume was lost is gone once fenced).
 const promoteAnnotation = "trustee.dev/promote"
 
-// activeMemberOf is the active member the identity Secret records
+// activeMemberOf is the active member the state Secret records
 // (contract.KeyActiveMember, which the operator writes when it promotes the
 // passive, after fencing the active).
-func activeMemberOf(identity map[string][]byte) string {
-	return contract.RecordedActive(identity[contract.KeyActiveMember])
+func activeMemberOf(state map[string][]byte) string {
+	return contract.RecordedActive(state[contract.KeyActiveMember])
 }
 
 // switchObservation is what decideSwitchover decides from.
@@ -185,7 +185,7 @@ func (r *ServerReconciler) switchover(ctx context.Context, in *serverInputs) (sw
 	}
 	in.FenceFor = s.FenceFor
 	if s.Promote {
-		if err := r.recordActive(ctx, kts, n.Identity(), s.FenceFor); err != nil {
+		if err := r.recordActive(ctx, kts, n.State(), s.FenceFor); err != nil {
 			return s, err
 		}
 		in.Active, in.FenceFor = s.FenceFor, ""
@@ -213,7 +213,7 @@ func volumeLost(pod *corev1.Pod) bool {
 	return false
 }
 
-// recordActive writes the active member into the identity Secret.
+// recordActive writes the active member into the state Secret.
 func (r *ServerReconciler) recordActive(ctx context.Context, kts *trusteev1.KeyTrusteeServer, name, member string) error {
 	s := &corev1.Secret{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: kts.Namespace, Name: name}, s); err != nil {

@@ -203,7 +203,7 @@ func TestActiveLostPromotesThePassive(t *testing.T) {
 func recordedActive(t *testing.T, ctx context.Context, ns string) string {
 	t.Helper()
 	s := &corev1.Secret{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, s); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-state"}, s); err != nil {
 		t.Fatal(err)
 	}
 	return string(s.Data[contract.KeyActiveMember])

@@ -150,7 +150,7 @@ func decideActive(initialized bool, created marker, standbyName, dataDir string)
 				"refusing to create an empty one in its place, which the passive would then copy. With a passive, the operator "+
 				"promotes it and this member copies it as the new passive; without one, bring the volume back or restore from a "+
 				"backup (docs/OPERATOR.md, \"When a member is lost\"). To start over empty on purpose, "+
-				"delete the key %s from the server's identity Secret", ErrVolumeLost, dataDir, created.Value, filepath.Base(created.Path))
+				"delete the key %s from the server's state Secret (SERVER-state)", ErrVolumeLost, dataDir, created.Value, filepath.Base(created.Path))
 		case created.Err != nil:
 			return activeStep{}, fmt.Errorf("reading %s: %w", created.Path, created.Err)
 		}

@@ -206,7 +206,7 @@ func TestDecideActive(t *testing.T) {
 		{"a later start, single", true, unreadable, "", activeStep{}, "", false},
 		{"empty volume, the database existed: lost", false, markerSaying("2026-11-27T10:00:00Z"), "kts_passive", activeStep{},
 			"the active's volume holds no database (/state/db), but this server's database was created on 2026-11-27T10:00:00Z: refusing to create an empty one in its place", true},
-		{"lost: the message names the key to delete", false, markerSaying("x"), "", activeStep{}, "delete the key m from the server's identity Secret", true},
+		{"lost: the message names the key to delete", false, markerSaying("x"), "", activeStep{}, "delete the key m from the server's state Secret (SERVER-state)", true},
 		{"empty volume, the marker unreadable", false, unreadable, "", activeStep{}, "reading /identity/m: permission denied", false},
 		{"empty volume, the marker cannot be looked at", false, unreachable, "", activeStep{}, "reading /identity/m: permission denied", false},
 	} {

@@ -83,7 +83,7 @@ func (m *Member) Remount(t *testing.T, ctx context.Context, peer *Member) {
 	if tlsSecret == "" {
 		tlsSecret = k.Name + "-server-tls"
 	}
-	for volume, secret := range map[string]string{"identity": k.Name + "-identity", "replication": k.Name + "-replication",
+	for volume, secret := range map[string]string{"identity": k.Name + "-identity", "state": k.Name + "-state", "replication": k.Name + "-replication",
 		"tls": tlsSecret, "admin-ca": k.Name + "-admin-ca"} {
 		s := &corev1.Secret{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: secret}, s); err != nil {

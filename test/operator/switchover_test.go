@@ -153,11 +153,11 @@ func stsReplicas(t *testing.T, ctx context.Context, ns, member string) int32 {
 	return *sts.Spec.Replicas
 }
 
-// activeMember is what the identity Secret records as the active member.
+// activeMember is what the state Secret records as the active member.
 func activeMember(t *testing.T, ctx context.Context, ns string) string {
 	t.Helper()
 	s := &corev1.Secret{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-identity"}, s); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-state"}, s); err != nil {
 		t.Fatal(err)
 	}
 	return string(s.Data["active-member"])
