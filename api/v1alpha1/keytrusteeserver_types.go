@@ -442,7 +442,7 @@ type KeyTrusteeServerStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 
 	// activeMember is the member that holds the active role, a or b. The
-	// operator also keeps it in the identity Secret (key active-member),
+	// operator also keeps it in the state Secret NAME-state (key active-member),
 	// which outlives the KeyTrusteeServer.
 	// +optional
 	ActiveMember string `json:"activeMember,omitempty"`

@@ -3,7 +3,7 @@
 // keytrustee.conf in the state directory, then makes its PostgreSQL ready
 // for the role the operator gave it, and sets up its HSM.
 //
-// Each step observes the cluster and the identity Secret's markers
+// Each step observes the cluster and the state Secret's markers
 // (observe.go), decides with a pure function (decide.go, table-tested) and
 // acts (active.go, passive.go, bootstrap.go, hsm.go):
 //

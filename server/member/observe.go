@@ -16,7 +16,7 @@ type cluster interface {
 	IsStandby() bool
 }
 
-// marker is a file of the identity Secret as the pod mounts it: a key
+// marker is a file of the state Secret as the pod mounts it: a key
 // absent from the Secret is a file that does not exist.
 type marker struct {
 	// Path is "" when setup was not given the file.

@@ -1,6 +1,6 @@
 // Package contract is what the operator and a member's pod agree on: the
 // containers of a member's pod, the arguments of its `kts member setup`,
-// the keys of the identity Secret both read, setup's exit status for a lost
+// the keys of the state Secret both read, setup's exit status for a lost
 // volume, and the active's /readyz answer with the one rule for "the
 // passive is in sync". The operator (controllers) builds and reads these;
 // the pod's commands (server/member, server/daemon) honour and write them.
@@ -20,21 +20,22 @@ const (
 	ContainerServer = "server"
 )
 
-// The members of a pair, as the identity Secret's KeyActiveMember names
+// The members of a pair, as the state Secret's KeyActiveMember names
 // them.
 const (
 	MemberA = "a"
 	MemberB = "b"
 )
 
-// Keys of the identity Secret the operator writes and each member's setup
-// reads, mounted as files.
+// Keys of the state Secret (SERVER-state) the operator writes and each
+// member's setup reads, mounted as files. Only the operator writes that
+// Secret: the identity Secret may be owned by a secret manager.
 const (
 	// KeyActiveMember names the member holding the active role (MemberA
 	// while it is absent). The operator writes it when it promotes the
 	// passive, after fencing the active; setup (--active-marker) promotes a
 	// standby, or copies the new active over a former active's cluster,
-	// only when it agrees. Kept in the Secret, it outlives the
+	// only when it agrees. Kept in a Secret, it outlives the
 	// KeyTrusteeServer and its status.
 	KeyActiveMember = "active-member"
 	// KeyDatabaseCreated records when the server's database was first
@@ -49,7 +50,7 @@ const (
 // from the setup container's termination and promotes the passive.
 const ExitVolumeLost = 3
 
-// RecordedActive is the member an identity Secret's KeyActiveMember value
+// RecordedActive is the member a state Secret's KeyActiveMember value
 // names: MemberB only when it says so, MemberA otherwise.
 func RecordedActive(value []byte) string {
 	if string(value) == MemberB {
