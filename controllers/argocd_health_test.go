@@ -37,9 +37,10 @@ func argoHealth(t *testing.T, obj any) (status, message string) {
 	return status, message
 }
 
-// The health script reads the statuses the operator writes: each case's
-// status is made by the functions that make the real one.
-func TestArgoCDHealth(t *testing.T) {
+// healthCases are objects of the three kinds with the statuses the
+// operator writes (each made by the functions that make the real one), and
+// the health Argo CD's script gives them.
+func healthCases() []healthCase {
 	ok := podObservation{Name: "kts-a-0", Exists: true, Ready: true}
 	passiveOK := podObservation{Name: "kts-b-0", Exists: true, Ready: true}
 	inSync := &replicationObservation{Attached: true, SyncState: "sync"}
@@ -61,12 +62,7 @@ func TestArgoCDHealth(t *testing.T) {
 		bs.Status = backupStatus(bs, &now, results)
 		return bs
 	}
-	for _, tc := range []struct {
-		name        string
-		obj         any
-		wantStatus  string
-		wantMessage string
-	}{
+	return []healthCase{
 		{"a server the operator has not seen", server(1, 0, serverObservation{}), "Progressing", "generation 1"},
 		{"a server whose change is not acted on yet", server(3, 2, serverObservation{HA: true, Certificate: cert, Active: ok, Passive: passiveOK, Replication: inSync}),
 			"Progressing", "generation 3"},
@@ -84,7 +80,19 @@ func TestArgoCDHealth(t *testing.T) {
 			Status: trusteev1.OrganizationStatus{ObservedGeneration: 1, Conditions: []metav1.Condition{{Type: trusteev1.ConditionReady,
 				Status: metav1.ConditionFalse, Reason: trusteev1.ReasonServerNotReady, Message: "waiting for the active server of kts"}}}},
 			"Progressing", "waiting for the active server of kts"},
-	} {
+	}
+}
+
+type healthCase struct {
+	name        string
+	obj         any
+	wantStatus  string
+	wantMessage string
+}
+
+// The health script reads the statuses the operator writes.
+func TestArgoCDHealth(t *testing.T) {
+	for _, tc := range healthCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			status, message := argoHealth(t, tc.obj)
 			if status != tc.wantStatus || !strings.Contains(message, tc.wantMessage) {
