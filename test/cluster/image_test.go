@@ -55,6 +55,7 @@ func TestRevertingABadImage(t *testing.T) {
 	}
 
 	kubectl(t, "patch", "kts", "kts", "-n", ns, "--type=merge", "-p", `{"spec":{"image":null}}`)
+	reverted := time.Now()
 	events := func() string {
 		return kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=kts,reason="+trusteev1.ReasonReplacingPod,
 			"-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message", "--no-headers")
@@ -72,6 +73,7 @@ func TestRevertingABadImage(t *testing.T) {
 		return p.UID != stuck.UID && p.Labels[appsv1.ControllerRevisionHashLabelKey] == good && podReady(p) && p.Spec.Containers[0].Image == "trustee:test",
 			fmt.Sprintf("uid %s, revision %s, ready %v, image %s", p.UID, p.Labels[appsv1.ControllerRevisionHashLabelKey], podReady(p), p.Spec.Containers[0].Image)
 	})
+	t.Logf("the passive's pod ready on the good revision %v after the revert", time.Since(reverted).Round(100*time.Millisecond))
 	condition(t, cluster, ns, "kts", trusteev1.ConditionUpgrading, metav1.ConditionFalse, "every member runs", time.Minute)
 	if now := member(t, cluster, ns, "kts-a-0"); now == nil || now.UID != active.UID {
 		t.Errorf("the active's pod was replaced: %+v", now)
