@@ -86,3 +86,65 @@ func TestRevertingABadImage(t *testing.T) {
 		t.Errorf("the passive's claim: %s (%s, %s), was %s (%s)", now.UID, now.Spec.VolumeName, now.Status.Phase, volume.UID, volume.Spec.VolumeName)
 	}
 }
+
+// TestStuckPodThatWasReadyIsLeftToTheUser: the passive's pod, ready on
+// its revision, stops being ready (here the test writes the status a
+// crash-looping pod has); a new spec.image then leaves it stuck on the old
+// revision, which the StatefulSet does not replace. The operator does not
+// delete it: it may hold the reason it stopped. It says so in the Upgrading
+// condition and one Warning event; the user deletes the pod, and the roll
+// goes on.
+func TestStuckPodThatWasReadyIsLeftToTheUser(t *testing.T) {
+	t.Parallel()
+	showOperatorLogs(t)
+	sharedOperator(t)
+	ns := cluster.Namespace(t)
+	apply(t, cluster, ns, serverYAML("kts", corev1.LabelHostname))
+	condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
+	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
+	condition(t, cluster, ns, "kts", trusteev1.ConditionUpgrading, metav1.ConditionFalse, "every member runs", time.Minute)
+	was := member(t, cluster, ns, "kts-b-0")
+
+	// What the kubelet reports of a pod whose server crashes after it ran.
+	kubectl(t, "patch", "pod", "kts-b-0", "-n", ns, "--subresource=status", "--type=strategic", "-p", `{"status":{
+"conditions":[{"type":"Ready","status":"False","reason":"ContainersNotReady"},{"type":"ContainersReady","status":"False","reason":"ContainersNotReady"}],
+"containerStatuses":[{"name":"server","ready":false,"restartCount":3,"image":"trustee:test","imageID":"","state":{"waiting":{"reason":"CrashLoopBackOff"}},
+"lastState":{"terminated":{"exitCode":1,"reason":"Error"}}}]}}`)
+	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionFalse, "", time.Minute)
+
+	kubectl(t, "patch", "kts", "kts", "-n", ns, "--type=merge", "-p", `{"spec":{"image":"trustee:v2"}}`)
+	c := condition(t, cluster, ns, "kts", trusteev1.ConditionUpgrading, metav1.ConditionTrue, "it may have been ready on that revision", 2*time.Minute)
+	if c.Reason != trusteev1.ReasonReplaceRefused || !strings.Contains(c.Message, "kubectl delete pod kts-b-0") {
+		t.Fatalf("Upgrading: %s: %s", c.Reason, c.Message)
+	}
+	refusals := func() string {
+		return kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=kts,reason="+trusteev1.ReasonReplaceRefused,
+			"-o", "custom-columns=TYPE:.type,MESSAGE:.message", "--no-headers")
+	}
+	harness.Eventually(t, time.Minute, "the refusal's event", func() (bool, string) {
+		out := refusals()
+		return strings.HasPrefix(out, corev1.EventTypeWarning) && strings.Contains(out, "pod kts-b-0 is stuck on revision "+was.Labels[appsv1.ControllerRevisionHashLabelKey]), out
+	})
+	time.Sleep(15 * time.Second) // more reconciles
+	if p := member(t, cluster, ns, "kts-b-0"); p == nil || p.UID != was.UID || !p.DeletionTimestamp.IsZero() {
+		t.Fatalf("the operator deleted the pod that had been ready: %+v", p)
+	}
+	if out := refusals(); strings.Count(out, "is stuck") != 1 {
+		t.Errorf("the refusal told more than once:\n%s", out)
+	}
+	if n := strings.Count(kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=kts,reason="+trusteev1.ReasonReplacingPod, "--no-headers", "--ignore-not-found"), "\n"); n != 0 {
+		t.Errorf("%d ReplacingPod events", n)
+	}
+
+	// As the message says: the user deletes it, and the roll goes on to
+	// its next step (no server runs here to report the passive in sync, so
+	// it stops there).
+	kubectl(t, "delete", "pod", "kts-b-0", "-n", ns)
+	c = condition(t, cluster, ns, "kts", trusteev1.ConditionUpgrading, metav1.ConditionTrue, "the passive kts-b-0 runs the new template", 2*time.Minute)
+	if c.Reason != trusteev1.ReasonWaitingForSync {
+		t.Fatalf("Upgrading: %s: %s", c.Reason, c.Message)
+	}
+	if p := member(t, cluster, ns, "kts-b-0"); p == nil || p.UID == was.UID || p.Spec.Containers[0].Image != "trustee:v2" || !podReady(p) {
+		t.Errorf("the passive's pod after the delete: %+v", p)
+	}
+}
