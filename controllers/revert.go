@@ -26,7 +26,8 @@ import (
 //   - a pod's delete is not its volume's: the claims are kept (the
 //     StatefulSets retain them), and the re-created pod mounts the same
 //     claim, so whatever its PostgreSQL committed is still there;
-//   - a pod that never became ready was in no Service's endpoints, so no
+//   - a pod that never became ready was in none of the clients' Services
+//     (NAME-rw, NAME-ro, NAME-a, NAME-b route to ready pods only), so no
 //     client was sent to it; and whatever its PostgreSQL held, if it ran
 //     at all, the pair has too: a passive's database is a copy of the
 //     active's, and the active acknowledges a write only once the passive
