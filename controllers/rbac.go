@@ -23,8 +23,14 @@ package controllers
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates;issuers,verbs=get;list;watch;create;update;patch
 //
+// A member's pod stuck on a template its StatefulSet no longer wants, which
+// the StatefulSet does not replace, is deleted so that the StatefulSet
+// re-creates it (revert.go, decideRevert: only the members' own pods, and
+// only when that is safe); no other pod is ever deleted.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
+//
 // Observed for status, never changed:
-// +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
 //

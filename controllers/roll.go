@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
@@ -57,6 +58,30 @@ type memberRollout struct {
 	Failing string
 	// NotReadyFor is how long its pod has not been ready.
 	NotReadyFor time.Duration
+
+	// What decideRevert needs besides.
+	//
+	// StatefulSet is the name of the member's StatefulSet.
+	StatefulSet string
+	// PodExists: the member's pod exists; Terminating: it is being deleted.
+	PodExists, Terminating bool
+	// Ours: the pod is controlled by the member's StatefulSet and carries
+	// the member's labels.
+	Ours bool
+	// Observed: the StatefulSet's controller has seen the StatefulSet's
+	// latest spec, so that UpdateRevision is the template it wants.
+	Observed bool
+	// Revision is the pod's controller-revision-hash; UpdateRevision and
+	// CurrentRevision the StatefulSet's (the StatefulSet's controller moves
+	// CurrentRevision to a revision once its pods are updated and ready, or
+	// sets it to the StatefulSet's first revision).
+	Revision, UpdateRevision, CurrentRevision string
+	// NeverStarted: no container of the pod has ever run (containersNeverRan).
+	NeverStarted bool
+	// UID and ResourceVersion are the pod's as observed: a delete is made
+	// on that pod as it was seen, or not at all.
+	UID             types.UID
+	ResourceVersion string
 }
 
 // rollObservation is what decideRoll decides from.
@@ -74,6 +99,9 @@ type rollState struct {
 	// HoldActive keeps the active's StatefulSet as it is: the passive goes
 	// first.
 	HoldActive bool
+	// From is what it was decided from, as planRoll observed it before the
+	// StatefulSets were applied (decideRevert decides from it too).
+	From rollObservation
 }
 
 // decideRoll orders a restart of the pair: the passive first, until it
@@ -137,7 +165,7 @@ func rollCondition(s rollState) metav1.Condition {
 // observeRollout reads a member's StatefulSet and pod for the roll.
 func (r *ServerReconciler) observeRollout(ctx context.Context, in serverInputs, member string, want *appsv1.StatefulSet) (memberRollout, error) {
 	n := in.names()
-	m := memberRollout{Pod: n.Pod(member), Want: want.Annotations[templateHashAnnotation]}
+	m := memberRollout{Pod: n.Pod(member), StatefulSet: n.StatefulSet(member), Want: want.Annotations[templateHashAnnotation]}
 	sts := &appsv1.StatefulSet{}
 	switch err := r.Get(ctx, types.NamespacedName{Namespace: n.namespace, Name: n.StatefulSet(member)}, sts); {
 	case apierrors.IsNotFound(err):
@@ -153,8 +181,12 @@ func (r *ServerReconciler) observeRollout(ctx context.Context, in serverInputs, 
 	case err != nil:
 		return m, err
 	}
-	m.Current = sts.Status.ObservedGeneration >= sts.Generation && sts.Status.UpdateRevision != "" &&
-		pod.Labels[appsv1.ControllerRevisionHashLabelKey] == sts.Status.UpdateRevision && pod.DeletionTimestamp.IsZero()
+	m.PodExists, m.Terminating, m.UID, m.ResourceVersion = true, !pod.DeletionTimestamp.IsZero(), pod.UID, pod.ResourceVersion
+	m.Ours = metav1.IsControlledBy(pod, sts) && labels.SelectorFromSet(in.names().memberLabels(member)).Matches(labels.Set(pod.Labels))
+	m.Observed = sts.Status.ObservedGeneration >= sts.Generation
+	m.Revision, m.UpdateRevision, m.CurrentRevision = pod.Labels[appsv1.ControllerRevisionHashLabelKey], sts.Status.UpdateRevision, sts.Status.CurrentRevision
+	m.NeverStarted = containersNeverRan(pod)
+	m.Current = m.Observed && m.UpdateRevision != "" && m.Revision == m.UpdateRevision && !m.Terminating
 	since := pod.CreationTimestamp.Time
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodReady {

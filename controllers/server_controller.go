@@ -121,6 +121,15 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, kts, err)
 	}
+	revert, err := r.replaceLeftBehind(ctx, kts, revertObservation{
+		HA:        kts.HighAvailabilityEnabled(),
+		Switching: in.FenceFor != "" || (sw.Reason != "" && sw.Reason != trusteev1.ReasonSwitchoverRefused) || roll.Reason == trusteev1.ReasonPromoting,
+		Active:    roll.From.Active,
+		Passive:   roll.From.Passive,
+	})
+	if err != nil {
+		return ctrl.Result{}, r.fail(ctx, kts, err)
+	}
 
 	obs, err := r.observe(ctx, in)
 	if err != nil {
@@ -134,6 +143,9 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	orig := kts.DeepCopy()
 	kts.Status.ObservedGeneration = kts.Generation
 	upgrading := rollCondition(roll)
+	if revert.Reason != "" {
+		upgrading = revertCondition(revert)
+	}
 	upgrading.ObservedGeneration = kts.Generation
 	prev := meta.FindStatusCondition(kts.Status.Conditions, trusteev1.ConditionSwitchover)
 	switching := switchCondition(sw, prev != nil && prev.Status == metav1.ConditionTrue, obs, in.active())
@@ -352,6 +364,7 @@ func (r *ServerReconciler) planRoll(ctx context.Context, in serverInputs, active
 	}
 	s := decideRoll(o)
 	if s.Reason != trusteev1.ReasonWaitingForSync {
+		s.From = o
 		return s, nil
 	}
 	pod := &corev1.Pod{}
@@ -361,7 +374,9 @@ func (r *ServerReconciler) planRoll(ctx context.Context, in serverInputs, active
 	if rep := r.probeReplication(ctx, in, pod.Status.PodIP); rep != nil && rep.Err == "" {
 		o.InSync = contract.InSync(rep.Attached, rep.SyncState)
 	}
-	return decideRoll(o), nil
+	s = decideRoll(o)
+	s.From = o
+	return s, nil
 }
 
 // passiveWaitsForActive reports whether the passive's StatefulSet must not

@@ -37,7 +37,8 @@ const (
 	// template (such as a new image) rolls out: the passive first, then the
 	// active once the passive is ready and in sync again. Its reason says
 	// which step it is in, or RollStopped when the passive did not start on
-	// the new template (the active is then left as it was).
+	// the new template (the active is then left as it was); ReplacingPod or
+	// ReplaceRefused when a pod is stuck on a template no longer wanted.
 	ConditionUpgrading = "Upgrading"
 
 	// ConditionSwitchover is True while the roles of the pair change: the
@@ -119,6 +120,14 @@ const (
 	// ReasonRollStopped: the passive did not start on the new template; the
 	// active is untouched.
 	ReasonRollStopped = "RollStopped"
+	// ReasonReplacingPod: a member's pod is stuck on a revision its
+	// StatefulSet no longer wants (a change that was reverted) and never
+	// became ready on it; the StatefulSet does not replace such a pod, so
+	// the operator deletes it and the StatefulSet re-creates it.
+	ReasonReplacingPod = "ReplacingPod"
+	// ReasonReplaceRefused: such a pod is stuck, but the operator does not
+	// delete it; the message says why and what to do.
+	ReasonReplaceRefused = "ReplaceRefused"
 
 	// ReasonActiveAsSpecified: the active member is the one spec.activeMember
 	// names (or, with it empty, the one that was active).

@@ -3,9 +3,11 @@
 // controller), kube-scheduler and kwok, all on 127.0.0.1, each process with
 // a kubeconfig and an identity of its own. kwok plays the kubelets of
 // simulated Nodes: it keeps their leases, marks the pods scheduled on them
-// Running and Ready (and Job pods Succeeded), deletes pods once they are
-// terminating, and provisions and binds the volumes of claims of its
-// StorageClass, which is the cluster's default. So StatefulSets, Jobs,
+// Running and Ready (and Job pods Succeeded; but pods of the image
+// ImagePullFails, the simulated image pull failure, stay Pending with
+// ErrImagePull), deletes pods once they are terminating, and provisions
+// and binds the volumes of claims of its StorageClass, which is the
+// cluster's default. So StatefulSets, Jobs,
 // CronJobs, PersistentVolumeClaims, the scheduler's placement (affinity,
 // anti-affinity, topology) and what happens when a Node goes away behave
 // as in a real cluster, but no container runs.
@@ -432,6 +434,11 @@ podMaxBackoffSeconds: 2
 	if err != nil {
 		return err
 	}
+	own, err := writeStages(c.dir)
+	if err != nil {
+		return err
+	}
+	stages = append(stages, own...)
 	c.kwokArgs = []string{
 		"--kubeconfig=" + kwokKubeconfig,
 		"--manage-nodes-with-annotation-selector=" + KwokAnnotation + "=" + kwokManaged,

@@ -21,8 +21,16 @@ The rules of the operator, granted by clusterrole.yaml.
   resources:
   - nodes
   - persistentvolumeclaims
+  verbs:
+  - get
+  - list
+  - watch
+- apiGroups:
+  - ""
+  resources:
   - pods
   verbs:
+  - delete
   - get
   - list
   - watch
