@@ -32,7 +32,6 @@ const (
 // Labels the operator sets.
 const (
 	labelName      = "app.kubernetes.io/name"
-	labelInstance  = "app.kubernetes.io/instance"
 	labelManagedBy = "app.kubernetes.io/managed-by"
 	labelComponent = "app.kubernetes.io/component"
 	labelServer    = "trustee.dev/server"
@@ -101,9 +100,13 @@ func (n serverNames) ServiceHost(svc string) string {
 	return fmt.Sprintf("%s.%s.svc", svc, n.namespace)
 }
 
-// labels are the labels of every object of the server.
+// labels are the labels of every object of the server. Not
+// app.kubernetes.io/instance: Argo CD's label tracking would count objects
+// carrying it as part of an Application of the server's name, and prune
+// them — among them what outlives the server (its identity, state and
+// replication Secrets, the members' claims).
 func (n serverNames) labels() map[string]string {
-	return map[string]string{labelName: "trustee", labelInstance: n.server, labelManagedBy: managedBy}
+	return map[string]string{labelName: "trustee", labelServer: n.server, labelManagedBy: managedBy}
 }
 
 // memberLabels select a member's pod; serverSelector selects both members;

@@ -89,7 +89,7 @@ func waitCondition(t *testing.T, ctx context.Context, ns, name, typ string, stat
 // names lists the names of the objects of a kind labelled for server name.
 func names(t *testing.T, ctx context.Context, list client.ObjectList, ns, server string) []string {
 	t.Helper()
-	if err := env.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{labelInstance: server}); err != nil {
+	if err := env.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{labelServer: server}); err != nil {
 		t.Fatal(err)
 	}
 	items, err := meta.ExtractList(list)
@@ -155,6 +155,9 @@ func TestServerBecomesExactlyItsObjects(t *testing.T) {
 		s := &corev1.Secret{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
 			t.Fatal(err)
+		}
+		if _, ok := s.Labels["app.kubernetes.io/instance"]; ok || s.Labels["trustee.dev/server"] != "kts" {
+			t.Errorf("Secret %s has labels %v: want trustee.dev/server and no app.kubernetes.io/instance (Argo CD's tracking)", name, s.Labels)
 		}
 		if len(s.OwnerReferences) != 0 {
 			t.Errorf("Secret %s is owned by %v: deleting the server would take its keys", name, s.OwnerReferences)
