@@ -300,11 +300,10 @@ func (p *Plugin) Drill(ctx context.Context, schedule, archive string, wait bool,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(p.Out, "job.batch/%s: the restore drill passed", job.Name)
-	if msg != "" {
-		fmt.Fprintf(p.Out, ": %s", msg)
+	if msg == "" {
+		msg = fmt.Sprintf("its report: kubectl logs -n %s job/%s -c %s", job.Namespace, job.Name, drillContainer)
 	}
-	fmt.Fprintln(p.Out)
+	fmt.Fprintf(p.Out, "job.batch/%s: the restore drill passed; %s\n", job.Name, msg)
 	return nil
 }
 

@@ -203,7 +203,7 @@ func statusReport(v statusView) string {
 				fmt.Fprintf(&b, "  %s failed %s: %s\n", s.Name, when(f, v.Now), s.Status.LastFailureReason)
 			}
 			if s.Status.LastVerification != "" {
-				fmt.Fprintf(&b, "  %s restore drill: %s\n", s.Name, s.Status.LastVerification)
+				fmt.Fprintf(&b, "  %s: %s\n", s.Name, s.Status.LastVerification)
 			}
 		}
 	}
