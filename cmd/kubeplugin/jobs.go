@@ -310,34 +310,31 @@ func (p *Plugin) Drill(ctx context.Context, schedule, archive string, wait bool,
 // waitJob waits until job is over and returns the termination message of
 // its pod's container; a failed Job is an error with that message.
 func (p *Plugin) waitJob(ctx context.Context, job *batchv1.Job, container string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	tick := time.NewTicker(p.poll())
 	defer tick.Stop()
 	for {
 		j := &batchv1.Job{}
-		err := p.Client.Get(ctx, client.ObjectKeyFromObject(job), j)
-		if err == nil {
-			if done, ok, why := jobFinished(j); done {
-				var pods corev1.PodList
-				if err := p.Client.List(ctx, &pods, client.InNamespace(j.Namespace), client.MatchingLabels{batchv1.JobNameLabel: j.Name}); err != nil {
-					return "", err
-				}
-				msg := terminationMessage(pods.Items, container, ok)
-				if !ok {
-					return "", fmt.Errorf("job.batch/%s failed: %s", j.Name, strings.Join(nonEmpty(why, msg), ": "))
-				}
-				return msg, nil
-			}
-		} else if ctx.Err() == nil {
+		if err := p.Client.Get(ctx, client.ObjectKeyFromObject(job), j); err != nil {
 			return "", err
+		}
+		if done, ok, why := jobFinished(j); done {
+			var pods corev1.PodList
+			if err := p.Client.List(ctx, &pods, client.InNamespace(j.Namespace), client.MatchingLabels{batchv1.JobNameLabel: j.Name}); err != nil {
+				return "", err
+			}
+			msg := terminationMessage(pods.Items, container, ok)
+			if !ok {
+				return "", fmt.Errorf("job.batch/%s failed: %s", j.Name, strings.Join(nonEmpty(why, msg), ": "))
+			}
+			return msg, nil
 		}
 		select {
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return "", fmt.Errorf("job.batch/%s is not done after %s; it goes on: kubectl get -n %s job/%s", job.Name, timeout, job.Namespace, job.Name)
-			}
 			return "", ctx.Err()
+		case <-deadline.C:
+			return "", fmt.Errorf("job.batch/%s is not done after %s; it goes on: kubectl get -n %s job/%s", job.Name, timeout, job.Namespace, job.Name)
 		case <-tick.C:
 		}
 	}

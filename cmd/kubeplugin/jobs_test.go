@@ -65,7 +65,7 @@ func TestBackupJob(t *testing.T) {
 		{name: "after finished ones", golden: "backup-active-secret-key.yaml",
 			jobs: []batchv1.Job{finished("done", batchv1.JobComplete), finished("failed", batchv1.JobFailed)}},
 		{name: "one running", golden: "backup-standalone-cleartext.yaml",
-			jobs: []batchv1.Job{finished("done", batchv1.JobComplete), finished("nightly-backup-29000000", "")},
+			jobs:    []batchv1.Job{finished("done", batchv1.JobComplete), finished("nightly-backup-29000000", "")},
 			wantErr: "the backup Job nightly-backup-29000000 of CronJob nightly-backup is still running: nothing created"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

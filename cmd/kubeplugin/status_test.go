@@ -49,7 +49,7 @@ func TestStatusReport(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "nightly"}, Status: trusteev1.BackupScheduleStatus{
 			LastSuccessfulTime: at(9 * time.Hour), LastArchive: "kts_bak_kts-b-0_2026-12-07_03-00-00.tar.gpg",
 			LastVerification: "restore drill: ok, 9 tables and 412 rows restored as they were backed up",
-			Conditions: []metav1.Condition{cond(trusteev1.ConditionLastBackupSucceeded, metav1.ConditionTrue, trusteev1.ReasonBackupSucceeded, "")}}},
+			Conditions:       []metav1.Condition{cond(trusteev1.ConditionLastBackupSucceeded, metav1.ConditionTrue, trusteev1.ReasonBackupSucceeded, "")}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "hourly"}, Status: trusteev1.BackupScheduleStatus{
 			LastSuccessfulTime: at(26 * time.Hour), LastArchive: "kts_bak_kts-b-0_2026-12-06_10-00-00.tar.gpg",
 			LastFailureTime: at(40 * time.Minute), LastFailureReason: "Job hourly-backup-29420 failed: connecting to the database: timeout",

@@ -2,7 +2,6 @@ package kubeplugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -148,34 +147,32 @@ func (p *Plugin) Switchover(ctx context.Context, name, to string, wait bool, tim
 
 // follow prints each new step of the switchover until it is done.
 func (p *Plugin) follow(ctx context.Context, name, to string, gen int64, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	tick := time.NewTicker(p.poll())
 	defer tick.Stop()
 	last := ""
 	for {
 		k := &trusteev1.KeyTrusteeServer{}
-		if err := p.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, k); err != nil && ctx.Err() == nil {
+		if err := p.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, k); err != nil {
 			return err
-		} else if err == nil {
-			done, line, err := switchProgress(k, to, gen)
-			if err != nil {
-				return fmt.Errorf("%w; spec.activeMember still asks for %s: the switchover goes ahead by itself once that is no longer so, or set it back", err, to)
-			}
-			if line != last {
-				fmt.Fprintf(p.Out, "%s  %s\n", p.now().UTC().Format(time.TimeOnly), line)
-				last = line
-			}
-			if done {
-				return nil
-			}
+		}
+		done, line, err := switchProgress(k, to, gen)
+		if err != nil {
+			return fmt.Errorf("%w; spec.activeMember still asks for %s: the switchover goes ahead by itself once that is no longer so, or set it back", err, to)
+		}
+		if line != last {
+			fmt.Fprintf(p.Out, "%s  %s\n", p.now().UTC().Format(time.TimeOnly), line)
+			last = line
+		}
+		if done {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("the switchover of %s is not done after %s (last: %s); the operator goes on: follow it with kubectl trustee status %s", name, timeout, last, name)
-			}
 			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("the switchover of %s is not done after %s (last: %s); the operator goes on: follow it with kubectl trustee status %s", name, timeout, last, name)
 		case <-tick.C:
 		}
 	}

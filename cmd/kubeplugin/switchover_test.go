@@ -3,6 +3,7 @@ package kubeplugin
 import (
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -36,6 +37,10 @@ func pair(active string, conds ...metav1.Condition) *trusteev1.KeyTrusteeServer 
 				healthy[i] = c
 			}
 		}
+	}
+	for i := range healthy {
+		// As the API server requires; statusReport shows none.
+		healthy[i].LastTransitionTime = metav1.NewTime(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
 	}
 	k.Status.Conditions = healthy
 	return k
