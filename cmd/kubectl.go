@@ -18,7 +18,7 @@ func newKubectlCommand() *cobra.Command {
 		Use:     "kubectl",
 		Aliases: []string{"trustee"},
 		Short:   "kubectl trustee: a pair's status, switchover, a backup now, a restore drill",
-		Long: `kubectl is the kubectl plugin "kubectl trustee": make a link named
+		Long: `The kubectl plugin "kubectl trustee": make a link named
 kubectl-trustee to kts on PATH (make build puts one in bin/), then run
 kubectl trustee status NAME, and so on. It connects as kubectl does: --kubeconfig,
 $KUBECONFIG or ~/.kube/config, --context, and -n/--namespace (by default the

@@ -30,7 +30,7 @@ func Execute(args []string) int {
 	if filepath.Base(args[0]) == kubectlPlugin {
 		root.Use = "kubectl"
 		if c, _, err := root.Find([]string{"kubectl"}); err == nil {
-			c.Use = "trustee"
+			c.Use, c.Aliases = "trustee", nil
 		}
 	}
 	root.SetArgs(commandArgs(args))
