@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,89 +29,63 @@ context's namespace). See docs/OPERATOR.md "kubectl trustee".`,
 	fl.StringVar(&conn.Kubeconfig, "kubeconfig", "", "the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
 	fl.StringVar(&conn.Context, "context", "", "the kubeconfig context (default: the current one)")
 	fl.StringVarP(&conn.Namespace, "namespace", "n", "", "the namespace (default: the context's)")
-	connect := func(cmd *cobra.Command) (*kubeplugin.Plugin, error) {
-		return kubeplugin.Connect(conn, cmd.OutOrStdout())
-	}
-
-	status := &cobra.Command{
-		Use:   "status NAME",
-		Short: "The KeyTrusteeServer NAME at a glance: members, conditions to look at, backups, organizations",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := connect(cmd)
+	// command is a subcommand that connects, then runs run.
+	command := func(use, short string, args cobra.PositionalArgs, run func(context.Context, *kubeplugin.Plugin, []string) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := kubeplugin.Connect(conn, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}
-			return p.Status(cmd.Context(), args[0])
-		},
+			return run(cmd.Context(), p, args)
+		}}
 	}
 
-	var (
-		to      string
-		wait    bool
-		timeout time.Duration
-	)
-	switchover := &cobra.Command{
-		Use:   "switchover NAME",
-		Short: "Make the passive (or --to a|b) the active of the KeyTrusteeServer NAME, and follow the operator until it serves",
-		Long: `switchover sets spec.activeMember of the KeyTrusteeServer and, with --wait
+	status := command("status NAME", "The KeyTrusteeServer NAME at a glance: members, conditions to look at, backups, organizations",
+		cobra.ExactArgs(1), func(ctx context.Context, p *kubeplugin.Plugin, args []string) error { return p.Status(ctx, args[0]) })
+
+	var w waitFlags
+	var to string
+	switchover := command("switchover NAME", "Make the passive (or --to a|b) the active of the KeyTrusteeServer NAME, and follow the operator until it serves",
+		cobra.ExactArgs(1), func(ctx context.Context, p *kubeplugin.Plugin, args []string) error {
+			return p.Switchover(ctx, args[0], to, w.wait, w.timeout)
+		})
+	switchover.Long = `switchover sets spec.activeMember of the KeyTrusteeServer and, with --wait
 (the default), prints each step the operator reports (fencing, promoting,
 rejoining) until the new active serves. It refuses, changing nothing, a
 server without high availability, a member that is already the active, and a
-pair that is not ready and in sync.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := connect(cmd)
-			if err != nil {
-				return err
-			}
-			return p.Switchover(cmd.Context(), args[0], to, wait, timeout)
-		},
-	}
+pair that is not ready and in sync.`
 	switchover.Flags().StringVar(&to, "to", "", "the member to make the active, a or b (default: the passive)")
-	addWaitFlags(switchover, &wait, &timeout, true, 10*time.Minute)
+	w.add(switchover, true, 10*time.Minute)
 
-	var backupWait bool
-	var backupTimeout time.Duration
-	backup := &cobra.Command{
-		Use:   "backup SCHEDULE",
-		Short: "Back up now: a Job from the BackupSchedule's CronJob (as kubectl create job --from=cronjob/...)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := connect(cmd)
-			if err != nil {
-				return err
-			}
-			return p.Backup(cmd.Context(), args[0], backupWait, backupTimeout)
-		},
-	}
-	addWaitFlags(backup, &backupWait, &backupTimeout, false, 30*time.Minute)
+	var bw waitFlags
+	backup := command("backup SCHEDULE", "Back up now: a Job from the BackupSchedule's CronJob (as kubectl create job --from=cronjob/...)",
+		cobra.ExactArgs(1), func(ctx context.Context, p *kubeplugin.Plugin, args []string) error {
+			return p.Backup(ctx, args[0], bw.wait, bw.timeout)
+		})
+	bw.add(backup, false, 30*time.Minute)
 
-	var drillWait bool
-	var drillTimeout time.Duration
-	drill := &cobra.Command{
-		Use:   "drill SCHEDULE [ARCHIVE]",
-		Short: "A restore drill (kts backup verify) of the BackupSchedule's last archive, or of ARCHIVE, in a Job on its CronJob's pod template",
-		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := connect(cmd)
-			if err != nil {
-				return err
-			}
+	var dw waitFlags
+	drill := command("drill SCHEDULE [ARCHIVE]", "A restore drill (kts backup verify) of the BackupSchedule's last archive, or of ARCHIVE, in a Job on its CronJob's pod template",
+		cobra.RangeArgs(1, 2), func(ctx context.Context, p *kubeplugin.Plugin, args []string) error {
 			archive := ""
 			if len(args) == 2 {
 				archive = args[1]
 			}
-			return p.Drill(cmd.Context(), args[0], archive, drillWait, drillTimeout)
-		},
-	}
-	addWaitFlags(drill, &drillWait, &drillTimeout, false, 30*time.Minute)
+			return p.Drill(ctx, args[0], archive, dw.wait, dw.timeout)
+		})
+	dw.add(drill, false, 30*time.Minute)
 
 	cmd.AddCommand(status, switchover, backup, drill)
 	return cmd
 }
 
-func addWaitFlags(cmd *cobra.Command, wait *bool, timeout *time.Duration, waitDefault bool, timeoutDefault time.Duration) {
-	cmd.Flags().BoolVar(wait, "wait", waitDefault, "wait until it is done, printing progress")
-	cmd.Flags().DurationVar(timeout, "timeout", timeoutDefault, "with --wait: how long to wait")
+// waitFlags are --wait and --timeout of a command that can wait.
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (w *waitFlags) add(cmd *cobra.Command, waitDefault bool, timeoutDefault time.Duration) {
+	cmd.Flags().BoolVar(&w.wait, "wait", waitDefault, "wait until it is done, printing progress")
+	cmd.Flags().DurationVar(&w.timeout, "timeout", timeoutDefault, "with --wait: how long to wait")
 }

@@ -309,35 +309,30 @@ func (p *Plugin) Drill(ctx context.Context, schedule, archive string, wait bool,
 
 // waitJob waits until job is over and returns the termination message of
 // its pod's container; a failed Job is an error with that message.
-func (p *Plugin) waitJob(ctx context.Context, job *batchv1.Job, container string, timeout time.Duration) (string, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(p.poll())
-	defer tick.Stop()
-	for {
+func (p *Plugin) waitJob(ctx context.Context, job *batchv1.Job, container string, timeout time.Duration) (msg string, err error) {
+	timedOut, err := p.every(ctx, timeout, func() (bool, error) {
 		j := &batchv1.Job{}
 		if err := p.Client.Get(ctx, client.ObjectKeyFromObject(job), j); err != nil {
-			return "", err
+			return false, err
 		}
-		if done, ok, why := jobFinished(j); done {
-			var pods corev1.PodList
-			if err := p.Client.List(ctx, &pods, client.InNamespace(j.Namespace), client.MatchingLabels{batchv1.JobNameLabel: j.Name}); err != nil {
-				return "", err
-			}
-			msg := terminationMessage(pods.Items, container, ok)
-			if !ok {
-				return "", fmt.Errorf("job.batch/%s failed: %s", j.Name, strings.Join(nonEmpty(why, msg), ": "))
-			}
-			return msg, nil
+		done, ok, why := jobFinished(j)
+		if !done {
+			return false, nil
 		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-deadline.C:
-			return "", fmt.Errorf("job.batch/%s is not done after %s; it goes on: kubectl get -n %s job/%s", job.Name, timeout, job.Namespace, job.Name)
-		case <-tick.C:
+		var pods corev1.PodList
+		if err := p.Client.List(ctx, &pods, client.InNamespace(j.Namespace), client.MatchingLabels{batchv1.JobNameLabel: j.Name}); err != nil {
+			return false, err
 		}
+		msg = terminationMessage(pods.Items, container, ok)
+		if !ok {
+			return false, fmt.Errorf("job.batch/%s failed: %s", j.Name, strings.Join(nonEmpty(why, msg), ": "))
+		}
+		return true, nil
+	})
+	if timedOut {
+		return "", fmt.Errorf("job.batch/%s is not done after %s; it goes on: kubectl get -n %s job/%s", job.Name, timeout, job.Namespace, job.Name)
 	}
+	return msg, err
 }
 
 // terminationMessage is what the container left of pods that ended as

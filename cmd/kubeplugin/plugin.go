@@ -17,6 +17,7 @@
 package kubeplugin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -106,4 +107,25 @@ func (p *Plugin) poll() time.Duration {
 		return p.Poll
 	}
 	return 2 * time.Second
+}
+
+// every runs step now and then every poll interval until it is done or
+// fails, or timeout has passed (timedOut).
+func (p *Plugin) every(ctx context.Context, timeout time.Duration, step func() (done bool, err error)) (timedOut bool, err error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(p.poll())
+	defer tick.Stop()
+	for {
+		if done, err := step(); done || err != nil {
+			return false, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-deadline.C:
+			return true, nil
+		case <-tick.C:
+		}
+	}
 }

@@ -2,6 +2,7 @@ package kubeplugin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -161,19 +162,16 @@ func statusReport(v statusView) string {
 	if k.Status.ActiveMember == "" {
 		b.WriteString("  the operator has not reported the members yet\n")
 	} else {
-		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  MEMBER\tROLE\tPOD\tNODE\tREADY\tIN SYNC\tIMAGE")
 		other := contract.MemberA
 		if k.Status.ActiveMember == contract.MemberA {
 			other = contract.MemberB
 		}
-		fmt.Fprintf(tw, "  %s\tactive\t%s\n", k.Status.ActiveMember,
-			memberColumns(v, k.Status.Active, trusteev1.ConditionActiveReady, "-"))
+		rows := [][]string{append([]string{k.Status.ActiveMember, "active"}, memberColumns(v, k.Status.Active, trusteev1.ConditionActiveReady, "-")...)}
 		if ha {
-			fmt.Fprintf(tw, "  %s\tpassive\t%s\n", other,
-				memberColumns(v, k.Status.Passive, trusteev1.ConditionPassiveReady, conditionWord(k.Status.Conditions, trusteev1.ConditionReplicating)))
+			rows = append(rows, append([]string{other, "passive"},
+				memberColumns(v, k.Status.Passive, trusteev1.ConditionPassiveReady, conditionWord(k.Status.Conditions, trusteev1.ConditionReplicating))...))
 		}
-		tw.Flush()
+		table(&b, []string{"MEMBER", "ROLE", "POD", "NODE", "READY", "IN SYNC", "IMAGE"}, rows)
 	}
 
 	if conds := attention(k.Status.Conditions, ha); len(conds) > 0 {
@@ -187,17 +185,12 @@ func statusReport(v statusView) string {
 	if len(v.Schedules) == 0 {
 		fmt.Fprintf(&b, "  no BackupSchedule in namespace %s backs up %s\n", k.Namespace, k.Name)
 	} else {
-		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  SCHEDULE\tLAST BACKUP\tLAST SUCCESS\tARCHIVE")
+		var rows [][]string
 		for _, s := range v.Schedules {
-			archive := s.Status.LastArchive
-			if archive == "" {
-				archive = "-"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Name, conditionWord(s.Status.Conditions, trusteev1.ConditionLastBackupSucceeded),
-				when(s.Status.LastSuccessfulTime, v.Now), archive)
+			rows = append(rows, []string{s.Name, conditionWord(s.Status.Conditions, trusteev1.ConditionLastBackupSucceeded),
+				when(s.Status.LastSuccessfulTime, v.Now), cmp.Or(s.Status.LastArchive, "-")})
 		}
-		tw.Flush()
+		table(&b, []string{"SCHEDULE", "LAST BACKUP", "LAST SUCCESS", "ARCHIVE"}, rows)
 		for _, s := range v.Schedules {
 			if f := s.Status.LastFailureTime; f != nil && (s.Status.LastSuccessfulTime == nil || f.After(s.Status.LastSuccessfulTime.Time)) {
 				fmt.Fprintf(&b, "  %s failed %s: %s\n", s.Name, when(f, v.Now), s.Status.LastFailureReason)
@@ -212,24 +205,28 @@ func statusReport(v statusView) string {
 	if len(v.Orgs) == 0 {
 		fmt.Fprintf(&b, "  no Organization in namespace %s is on %s\n", k.Namespace, k.Name)
 	} else {
-		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  NAME\tORGANIZATION\tREADY\tCLIENTS (ACTIVE/PENDING/DISABLED)")
+		var rows [][]string
 		for _, o := range v.Orgs {
-			org := o.Spec.OrganizationName
-			if org == "" {
-				org = o.Name
-			}
 			c := o.Status.Clients
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d/%d/%d\n", o.Name, org, conditionWord(o.Status.Conditions, trusteev1.ConditionReady),
-				c.Active, c.Pending, c.Disabled)
+			rows = append(rows, []string{o.Name, cmp.Or(o.Spec.OrganizationName, o.Name), conditionWord(o.Status.Conditions, trusteev1.ConditionReady),
+				fmt.Sprintf("%d/%d/%d", c.Active, c.Pending, c.Disabled)})
 		}
-		tw.Flush()
+		table(&b, []string{"NAME", "ORGANIZATION", "READY", "CLIENTS (ACTIVE/PENDING/DISABLED)"}, rows)
 	}
 	return b.String()
 }
 
+// table writes rows under header, in aligned columns, indented.
+func table(b *bytes.Buffer, header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', 0)
+	for _, r := range append([][]string{header}, rows...) {
+		fmt.Fprintf(tw, "  %s\n", strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
 // memberColumns are a member's POD, NODE, READY, IN SYNC and IMAGE.
-func memberColumns(v statusView, pod, readyType, inSync string) string {
+func memberColumns(v statusView, pod, readyType, inSync string) []string {
 	node, image := "-", "-"
 	if p := v.Pods[pod]; p != nil {
 		if p.Spec.NodeName != "" {
@@ -248,7 +245,7 @@ func memberColumns(v statusView, pod, readyType, inSync string) string {
 	if pod == "" {
 		pod = "-"
 	}
-	return strings.Join([]string{pod, node, conditionWord(v.Server.Status.Conditions, readyType), inSync, image}, "\t")
+	return []string{pod, node, conditionWord(v.Server.Status.Conditions, readyType), inSync, image}
 }
 
 // conditionWord is a condition in a table cell: True, or its status and

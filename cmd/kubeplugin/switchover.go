@@ -147,33 +147,24 @@ func (p *Plugin) Switchover(ctx context.Context, name, to string, wait bool, tim
 
 // follow prints each new step of the switchover until it is done.
 func (p *Plugin) follow(ctx context.Context, name, to string, gen int64, timeout time.Duration) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(p.poll())
-	defer tick.Stop()
 	last := ""
-	for {
+	timedOut, err := p.every(ctx, timeout, func() (bool, error) {
 		k := &trusteev1.KeyTrusteeServer{}
 		if err := p.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, k); err != nil {
-			return err
+			return false, err
 		}
 		done, line, err := switchProgress(k, to, gen)
 		if err != nil {
-			return fmt.Errorf("%w; spec.activeMember still asks for %s: the switchover goes ahead by itself once that is no longer so, or set it back", err, to)
+			return false, fmt.Errorf("%w; spec.activeMember still asks for %s: the switchover goes ahead by itself once that is no longer so, or set it back", err, to)
 		}
 		if line != last {
 			fmt.Fprintf(p.Out, "%s  %s\n", p.now().UTC().Format(time.TimeOnly), line)
 			last = line
 		}
-		if done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("the switchover of %s is not done after %s (last: %s); the operator goes on: follow it with kubectl trustee status %s", name, timeout, last, name)
-		case <-tick.C:
-		}
+		return done, nil
+	})
+	if timedOut {
+		return fmt.Errorf("the switchover of %s is not done after %s (last: %s); the operator goes on: follow it with kubectl trustee status %s", name, timeout, last, name)
 	}
+	return err
 }
