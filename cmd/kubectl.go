@@ -65,14 +65,16 @@ pair that is not ready and in sync.`
 	bw.add(backup, false, 30*time.Minute)
 
 	var dw waitFlags
+	var decryptionKey string
 	drill := command("drill SCHEDULE [ARCHIVE]", "A restore drill (kts backup verify) of the BackupSchedule's last archive, or of ARCHIVE, in a Job on its CronJob's pod template",
 		cobra.RangeArgs(1, 2), func(ctx context.Context, p *kubeplugin.Plugin, args []string) error {
 			archive := ""
 			if len(args) == 2 {
 				archive = args[1]
 			}
-			return p.Drill(ctx, args[0], archive, dw.wait, dw.timeout)
+			return p.Drill(ctx, args[0], archive, decryptionKey, dw.wait, dw.timeout)
 		})
+	drill.Flags().StringVar(&decryptionKey, "decryption-key", "", "SECRET/KEY: the Secret key holding the secret key that opens the archive (default: spec.verify.decryptionKeyRef)")
 	dw.add(drill, false, 30*time.Minute)
 
 	cmd.AddCommand(status, switchover, backup, drill)

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -42,6 +43,10 @@ const (
 	componentDrill    = "restore-drill"
 	annotationArchive = "trustee.dev/archive"
 	drillContainer    = "drill"
+	// drillKeyVolume holds the secret key --decryption-key names, at
+	// mountDrillKey in the drill's container only.
+	drillKeyVolume = "drill-key"
+	mountDrillKey  = "/etc/kts/drill-key"
 	// drillTTL is how long a finished drill Job (and its pod's log) stays.
 	drillTTL = 7 * 24 * time.Hour
 )
@@ -185,6 +190,18 @@ func (p *Plugin) Backup(ctx context.Context, schedule string, wait bool, timeout
 	return nil
 }
 
+// parseSecretKey reads --decryption-key SECRET/KEY ("": none).
+func parseSecretKey(v string) (*trusteev1.SecretKeySelector, error) {
+	if v == "" {
+		return nil, nil
+	}
+	name, key, ok := strings.Cut(v, "/")
+	if ok && len(validation.IsDNS1123Subdomain(name)) == 0 && len(validation.IsConfigMapKey(key)) == 0 {
+		return &trusteev1.SecretKeySelector{Name: name, Key: key}, nil
+	}
+	return nil, fmt.Errorf("--decryption-key %q: give SECRET/KEY, a Secret of the namespace and its key holding the armored secret key", v)
+}
+
 // validArchive checks that name is an archive's file name, as
 // status.lastArchive gives it: a name in the schedule's destination, not a
 // path, not a flag.
@@ -212,9 +229,10 @@ func flagValue(args []string, flag string) (string, bool) {
 // CronJob's pod template (its volumes, Secrets, user, node placement), its
 // backup container running `kts backup verify` instead on archive (""
 // takes status.lastArchive), in the directory the backups go to, with the
-// key spec.verify gives. It is owned by the BackupSchedule, not the
-// CronJob: the CronJob neither counts it as a backup nor deletes it.
-func drillJob(bs *trusteev1.BackupSchedule, cj *batchv1.CronJob, archive string) (*batchv1.Job, error) {
+// secret key key names (mounted for the drill alone), else the one
+// spec.verify gives. It is owned by the BackupSchedule, not the CronJob:
+// the CronJob neither counts it as a backup nor deletes it.
+func drillJob(bs *trusteev1.BackupSchedule, cj *batchv1.CronJob, archive string, key *trusteev1.SecretKeySelector) (*batchv1.Job, error) {
 	if archive == "" {
 		archive = bs.Status.LastArchive
 		if archive == "" {
@@ -237,11 +255,16 @@ func drillJob(bs *trusteev1.BackupSchedule, cj *batchv1.CronJob, archive string)
 		return nil, fmt.Errorf("the %s container of CronJob %s gives no --output: it is not as the operator makes it; nothing created", backupContainer, cj.Name)
 	}
 	args := []string{"backup", "verify", path.Join(dir, archive)}
-	if key, ok := flagValue(c.Args, "--verify-key"); ok {
-		args = append(args, "--gpg-keyring", key)
+	if key != nil {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: drillKeyVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: key.Name, Items: []corev1.KeyToPath{{Key: key.Key, Path: key.Key}}, DefaultMode: ptr.To[int32](0o440)}}})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: drillKeyVolume, MountPath: mountDrillKey, ReadOnly: true})
+		args = append(args, "--gpg-keyring", path.Join(mountDrillKey, key.Key))
+	} else if verifyKey, ok := flagValue(c.Args, "--verify-key"); ok {
+		args = append(args, "--gpg-keyring", verifyKey)
 	} else if !slices.Contains(c.Args, "--cleartext") {
 		recipient, _ := flagValue(c.Args, "--gpg-recipient")
-		return nil, fmt.Errorf("the archives of BackupSchedule %s are encrypted for %s, and a restore drill needs the secret key that opens them: set spec.verify.decryptionKeyRef to a Secret key holding it (which also drills every new backup); nothing created",
+		return nil, fmt.Errorf("the archives of BackupSchedule %s are encrypted for %s, and a restore drill needs the secret key that opens them: give --decryption-key SECRET/KEY, or set spec.verify.decryptionKeyRef (which also drills every new backup); nothing created",
 			bs.Name, recipient)
 	}
 	c.Name, c.Args = drillContainer, args
@@ -276,15 +299,35 @@ func drillJob(bs *trusteev1.BackupSchedule, cj *batchv1.CronJob, archive string)
 
 // Drill starts a restore drill of archive ("": the schedule's last) and
 // prints its Job's name; with wait, it waits for the drill's verdict.
-func (p *Plugin) Drill(ctx context.Context, schedule, archive string, wait bool, timeout time.Duration) error {
+// decryptionKey ("SECRET/KEY", or "") names the Secret key holding the
+// archive's secret key.
+func (p *Plugin) Drill(ctx context.Context, schedule, archive, decryptionKey string, wait bool, timeout time.Duration) error {
 	if wait && timeout <= 0 {
 		return fmt.Errorf("--timeout %s: give a positive duration", timeout)
+	}
+	key, err := parseSecretKey(decryptionKey)
+	if err != nil {
+		return err
 	}
 	bs, cj, err := p.scheduleCronJob(ctx, schedule)
 	if err != nil {
 		return err
 	}
-	job, err := drillJob(bs, cj, archive)
+	if key != nil {
+		// A Secret or key that is not there would hold the pod in
+		// ContainerCreating: say so now. Only the key's presence is read.
+		s := &corev1.Secret{}
+		if err := p.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: key.Name}, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return fmt.Errorf("--decryption-key: Secret %s not found in namespace %s: nothing created", key.Name, p.Namespace)
+			}
+			return err
+		}
+		if _, ok := s.Data[key.Key]; !ok {
+			return fmt.Errorf("--decryption-key: Secret %s has no key %q: nothing created", key.Name, key.Key)
+		}
+	}
+	job, err := drillJob(bs, cj, archive, key)
 	if err != nil {
 		return err
 	}

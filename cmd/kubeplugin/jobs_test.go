@@ -116,9 +116,16 @@ func equalYAML(t *testing.T, a, b any) bool {
 func TestDrillJob(t *testing.T) {
 	for _, tc := range []struct {
 		name, golden, lastArchive, archive string
+		key                                *trusteev1.SecretKeySelector
 		wantArgs                           []string
 		wantErr                            string
 	}{
+		{name: "encrypted, the key given", golden: "backup-passive-configmap-key.yaml", lastArchive: "a.tar.gpg",
+			key:      &trusteev1.SecretKeySelector{Name: "backup-secret-key", Key: "secret.asc"},
+			wantArgs: []string{"backup", "verify", "/backup/kts/a.tar.gpg", "--gpg-keyring", "/etc/kts/drill-key/secret.asc"}},
+		{name: "the key given over spec.verify's", golden: "backup-active-secret-key.yaml", lastArchive: "a.tar.gpg",
+			key:      &trusteev1.SecretKeySelector{Name: "old-key", Key: "2025.asc"},
+			wantArgs: []string{"backup", "verify", "/backup/kts/a.tar.gpg", "--gpg-keyring", "/etc/kts/drill-key/2025.asc"}},
 		{name: "last archive, with spec.verify's key", golden: "backup-active-secret-key.yaml", lastArchive: "kts_bak_kts-a-0_2026-12-07_02-30-00.tar.gpg",
 			wantArgs: []string{"backup", "verify", "/backup/kts/kts_bak_kts-a-0_2026-12-07_02-30-00.tar.gpg", "--gpg-keyring", "/etc/kts/decryption-key/secret.asc"}},
 		{name: "named archive, cleartext", golden: "backup-standalone-cleartext.yaml", lastArchive: "newer.tar", archive: "kts_bak_kts-a-0_2026-12-01_02-30-00.tar",
@@ -126,7 +133,7 @@ func TestDrillJob(t *testing.T) {
 		{name: "no last archive", golden: "backup-standalone-cleartext.yaml",
 			wantErr: "BackupSchedule nightly has no last archive (status.lastArchive is empty"},
 		{name: "encrypted, no key to open it", golden: "backup-passive-configmap-key.yaml", lastArchive: "a.tar.gpg",
-			wantErr: "encrypted for backup@example.com, and a restore drill needs the secret key that opens them: set spec.verify.decryptionKeyRef"},
+			wantErr: "encrypted for backup@example.com, and a restore drill needs the secret key that opens them: give --decryption-key SECRET/KEY, or set spec.verify.decryptionKeyRef"},
 		{name: "a path", golden: "backup-standalone-cleartext.yaml", archive: "../etc/passwd", wantErr: `archive "../etc/passwd": give the file name`},
 		{name: "a flag", golden: "backup-standalone-cleartext.yaml", archive: "--help", wantErr: `archive "--help"`},
 		{name: "dot dot", golden: "backup-standalone-cleartext.yaml", archive: "..", wantErr: `archive ".."`},
@@ -134,7 +141,7 @@ func TestDrillJob(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cj := operatorCronJob(t, tc.golden)
 			bs := schedule("nightly", tc.lastArchive)
-			job, err := drillJob(bs, cj, tc.archive)
+			job, err := drillJob(bs, cj, tc.archive, tc.key)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || job != nil {
 					t.Fatalf("got %v, %v; want the error %q", job, err, tc.wantErr)
@@ -153,8 +160,17 @@ func TestDrillJob(t *testing.T) {
 			if !slices.Equal(c.Args, tc.wantArgs) || !slices.Equal(c.Command, []string{"kts"}) {
 				t.Errorf("command %v %v, want kts %v", c.Command, c.Args, tc.wantArgs)
 			}
+			volumes, mounts := pod.Volumes, c.VolumeMounts
+			if tc.key != nil { // mounted for the drill alone, that key alone
+				v, m := volumes[len(volumes)-1], mounts[len(mounts)-1]
+				if v.Name != drillKeyVolume || v.Secret == nil || v.Secret.SecretName != tc.key.Name || len(v.Secret.Items) != 1 ||
+					v.Secret.Items[0].Key != tc.key.Key || *v.Secret.DefaultMode != 0o440 || m.Name != drillKeyVolume || m.MountPath != mountDrillKey || !m.ReadOnly {
+					t.Errorf("the key's volume %+v, mount %+v", v, m)
+				}
+				volumes, mounts = volumes[:len(volumes)-1], mounts[:len(mounts)-1]
+			}
 			// The CronJob's pod otherwise: its volumes, mounts, image, user.
-			if !equalYAML(t, pod.Volumes, tmpl.Volumes) || !equalYAML(t, c.VolumeMounts, tmpl.Containers[0].VolumeMounts) ||
+			if !equalYAML(t, volumes, tmpl.Volumes) || !equalYAML(t, mounts, tmpl.Containers[0].VolumeMounts) ||
 				c.Image != tmpl.Containers[0].Image || !equalYAML(t, pod.SecurityContext, tmpl.SecurityContext) ||
 				!equalYAML(t, pod.InitContainers, tmpl.InitContainers) {
 				t.Errorf("the drill's pod is not the CronJob's")
@@ -197,6 +213,35 @@ func TestTerminationMessage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := terminationMessage(tc.pods, "backup", tc.succeeded); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseSecretKey(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want *trusteev1.SecretKeySelector
+		err  bool
+	}{
+		{in: ""},
+		{in: "backup-secret-key/secret.asc", want: &trusteev1.SecretKeySelector{Name: "backup-secret-key", Key: "secret.asc"}},
+		{in: "backup-secret-key", err: true},
+		{in: "/secret.asc", err: true},
+		{in: "backup-secret-key/", err: true},
+		{in: "Backup_Key/secret.asc", err: true},
+		{in: "key/a/b", err: true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseSecretKey(tc.in)
+			if tc.err {
+				if err == nil || !strings.Contains(err.Error(), "give SECRET/KEY") {
+					t.Fatalf("got %+v, %v; want an error", got, err)
+				}
+				return
+			}
+			if err != nil || (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
 	}

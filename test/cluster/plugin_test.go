@@ -220,6 +220,44 @@ spec:
 			t.Errorf("drill Job %+v", j.ObjectMeta)
 		}
 		refused(t, []string{"drill", "nightly", "-n", ns, "--timeout", "0", "--wait"}, "--timeout 0s: give a positive duration")
+
+		// An archive written for another key: the drill mounts the Secret
+		// key named, that key alone, in its container alone.
+		refused(t, []string{"drill", "nightly", "-n", ns, "--decryption-key", "old-backup-key/secret.asc"},
+			"--decryption-key: Secret old-backup-key not found in namespace "+ns+": nothing created")
+		apply(t, cluster, ns, `apiVersion: v1
+kind: Secret
+metadata:
+  name: old-backup-key
+stringData:
+  secret.asc: what the test's Secret holds in place of an armored key
+`)
+		refused(t, []string{"drill", "nightly", "-n", ns, "--decryption-key", "old-backup-key/2025.asc"}, `--decryption-key: Secret old-backup-key has no key "2025.asc": nothing created`)
+		refused(t, []string{"drill", "nightly", "-n", ns, "--decryption-key", "old-backup-key"}, `--decryption-key "old-backup-key": give SECRET/KEY`)
+		if jobs := jobsIn(t, ns, "trustee.dev/restore-drill"); len(jobs) != 1 {
+			t.Fatalf("refused drills made Jobs: %v", jobs)
+		}
+		out, _, ok = kubectlTrustee(t, cluster.Kubeconfig(), "drill", "nightly", "-n", ns, "--decryption-key", "old-backup-key/secret.asc")
+		if !ok || !strings.Contains(out, "its verdict: kubectl logs -n "+ns+" job/nightly-drill-") {
+			t.Fatalf("drill: %s", out)
+		}
+		var keyed *batchv1.Job
+		for _, j := range jobsIn(t, ns, "trustee.dev/restore-drill") {
+			if j.Name != jobs[0].Name {
+				keyed = &j
+			}
+		}
+		if keyed == nil {
+			t.Fatal("no second drill Job")
+		}
+		c := keyed.Spec.Template.Spec.Containers[0]
+		if !slices.Equal(c.Args, []string{"backup", "verify", "/backup/kts/" + archive, "--gpg-keyring", "/etc/kts/drill-key/secret.asc"}) {
+			t.Errorf("the drill runs %v", c.Args)
+		}
+		v := keyed.Spec.Template.Spec.Volumes
+		if last := v[len(v)-1]; last.Secret == nil || last.Secret.SecretName != "old-backup-key" || len(last.Secret.Items) != 1 || last.Secret.Items[0].Key != "secret.asc" {
+			t.Errorf("the key's volume: %+v", last)
+		}
 	})
 
 	t.Run("backup", func(t *testing.T) {
