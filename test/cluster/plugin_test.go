@@ -290,6 +290,48 @@ stringData:
 			return c != nil && strings.Contains(c.Message, j.Name), fmt.Sprintf("%+v", bs.Status)
 		})
 	})
+
+	t.Run("with the Role docs/OPERATOR.md gives", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join(root, "docs", "OPERATOR.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, section, _ := strings.Cut(string(b), "\n## kubectl trustee\n")
+		_, role, _ := strings.Cut(section, "```yaml\n")
+		role, _, _ = strings.Cut(role, "```")
+		if !strings.Contains(role, "kind: Role") {
+			t.Fatalf("docs/OPERATOR.md has no Role in its kubectl trustee section")
+		}
+		role = strings.ReplaceAll(role, "resourceNames: [backup-secret-key]", "resourceNames: [old-backup-key]")
+		apply(t, cluster, ns, role+`---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: kubectl-trustee
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: kubectl-trustee
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: sre
+`)
+		_, kubeconfig := cluster.AddUser(t, "sre")
+		for _, args := range [][]string{
+			{"status", "kts"},
+			{"drill", "nightly", "kts_bak_kts-b-0_2026-12-06_02-30-00.tar", "--decryption-key", "old-backup-key/secret.asc", "--wait", "--timeout", "2m"},
+			{"backup", "nightly", "--wait", "--timeout", "2m"},
+		} {
+			if _, errOut, ok := kubectlTrustee(t, kubeconfig, append(args, "-n", ns)...); !ok {
+				t.Errorf("kubectl trustee %s as sre: %s", strings.Join(args, " "), errOut)
+			}
+		}
+		// What the Role does not grant is refused by the API server.
+		if _, errOut, ok := kubectlTrustee(t, kubeconfig, "drill", "nightly", "kts_bak_kts-b-0_2026-12-06_02-30-00.tar", "--decryption-key", "acme-auth/code", "-n", ns); ok || !strings.Contains(errOut, "forbidden") {
+			t.Errorf("reading another Secret: %s", errOut)
+		}
+	})
 }
 
 func condOf(k *trusteev1.KeyTrusteeServer, typ string) metav1.Condition {
