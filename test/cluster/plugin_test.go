@@ -176,6 +176,22 @@ spec:
 		refused(t, []string{"switchover", "kts", "-n", ns, "--to", "kts-b-0"}, `--to "kts-b-0": a member is a or b`)
 		refused(t, []string{"switchover", "kts", "-n", ns, "--to", "a"}, "member a (kts-a-0) is already the active of kts: nothing changed")
 		refused(t, []string{"switchover", "nope", "-n", ns}, "KeyTrusteeServer nope not found")
+		apply(t, cluster, ns, `apiVersion: trustee.dev/v1alpha1
+kind: KeyTrusteeServer
+metadata:
+  name: solo
+spec:
+  highAvailability:
+    enabled: false
+  tls:
+    issuerRef:
+      name: selfsigned
+`)
+		refused(t, []string{"switchover", "solo", "-n", ns, "--to", "b"}, "high availability is off for solo (spec.highAvailability.enabled): there is no passive to switch to")
+		solo := &trusteev1.KeyTrusteeServer{}
+		if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: "solo"}, solo); err != nil || solo.Spec.ActiveMember != "" {
+			t.Errorf("a refused switchover changed solo: %q %v", solo.Spec.ActiveMember, err)
+		}
 		k := &trusteev1.KeyTrusteeServer{}
 		if err := cluster.Client.Get(background(), client.ObjectKey{Namespace: ns, Name: "kts"}, k); err != nil {
 			t.Fatal(err)
