@@ -56,23 +56,14 @@ func (p *Plugin) Status(ctx context.Context, name string) error {
 		}
 	}
 	var schedules trusteev1.BackupScheduleList
-	if err := p.Client.List(ctx, &schedules, client.InNamespace(p.Namespace)); err != nil {
-		return err
-	}
-	for _, s := range schedules.Items {
-		if s.Spec.ServerRef.Name == name {
-			v.Schedules = append(v.Schedules, s)
-		}
-	}
 	var orgs trusteev1.OrganizationList
-	if err := p.Client.List(ctx, &orgs, client.InNamespace(p.Namespace)); err != nil {
-		return err
-	}
-	for _, o := range orgs.Items {
-		if o.Spec.ServerRef.Name == name {
-			v.Orgs = append(v.Orgs, o)
+	for _, list := range []client.ObjectList{&schedules, &orgs} {
+		if err := p.Client.List(ctx, list, client.InNamespace(p.Namespace)); err != nil {
+			return err
 		}
 	}
+	v.Schedules = slices.DeleteFunc(schedules.Items, func(s trusteev1.BackupSchedule) bool { return s.Spec.ServerRef.Name != name })
+	v.Orgs = slices.DeleteFunc(orgs.Items, func(o trusteev1.Organization) bool { return o.Spec.ServerRef.Name != name })
 	_, err = p.Out.Write([]byte(statusReport(v)))
 	return err
 }
