@@ -31,12 +31,13 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build bin/kts and its tool links (keytrustee-orgtool, ktadmin, ktbackup.sh)
+build: ## Build bin/kts and its tool links (keytrustee-orgtool, ktadmin, ktbackup.sh, kubectl-trustee)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(KTS) .
 	@ln -sf kts $(BIN)/keytrustee-orgtool
 	@ln -sf kts $(BIN)/ktadmin
 	@ln -sf kts $(BIN)/ktbackup.sh
+	@ln -sf kts $(BIN)/kubectl-trustee
 
 .PHONY: run
 run: build ## Run Trustee locally (kts dev): the pair, a demo organization, mailpit for its mail

@@ -23,9 +23,16 @@ const DefaultConfdir = "/var/lib/keytrustee/.keytrustee"
 
 // Execute runs the command named by args (os.Args) and returns the exit code.
 // Invoked through a link named keytrustee-orgtool, ktadmin or ktbackup.sh,
-// the binary behaves as the matching kts command.
+// the binary behaves as the matching kts command; as kubectl-trustee, as
+// `kts kubectl` (the kubectl plugin), its help speaking of `kubectl trustee`.
 func Execute(args []string) int {
 	root := newRootCommand()
+	if filepath.Base(args[0]) == kubectlPlugin {
+		root.Use = "kubectl"
+		if c, _, err := root.Find([]string{"kubectl"}); err == nil {
+			c.Use, c.Aliases = "trustee", nil
+		}
+	}
 	root.SetArgs(commandArgs(args))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -50,6 +57,8 @@ func commandArgs(args []string) []string {
 		return rest
 	case "ktbackup.sh":
 		return append([]string{"backup"}, rest...)
+	case kubectlPlugin:
+		return append([]string{"trustee"}, rest...)
 	}
 	return rest
 }
@@ -77,6 +86,7 @@ func newRootCommand() *cobra.Command {
 		newMemberCommand(),
 		newOperatorCommand(),
 		newAuditCommand(),
+		newKubectlCommand(),
 	)
 	root.AddCommand(benchCommands()...)
 	return root

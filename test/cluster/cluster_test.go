@@ -378,7 +378,7 @@ func TestReadyWithItsMembersRunning(t *testing.T) {
 	passive.RunDB(t)
 	active.RunServer(t)
 	passive.RunServer(t)
-	ips := podIPsToServeOn(t, ns, "kts-a-0", "kts-b-0")
+	ips := podIPsToServeOn(t, cluster, ns, "kts-a-0", "kts-b-0")
 	for i, m := range []*memberpods.Member{active, passive} {
 		forward(t, net.JoinHostPort(ips[i], "11371"), fmt.Sprintf("127.0.0.1:%d", m.API))
 		forward(t, net.JoinHostPort(ips[i], "11373"), fmt.Sprintf("127.0.0.1:%d", m.Admin))
@@ -447,7 +447,7 @@ spec:
 // IPs from a pool, and under load has been seen to hand one out twice; a
 // pod whose IP is taken is deleted, and its StatefulSet makes it again
 // with another.
-func podIPsToServeOn(t *testing.T, ns string, names ...string) []string {
+func podIPsToServeOn(t *testing.T, c *controlplane.Cluster, ns string, names ...string) []string {
 	t.Helper()
 	free := func(ip string) bool {
 		for _, port := range []string{"11371", "11373"} {
@@ -464,13 +464,13 @@ func podIPsToServeOn(t *testing.T, ns string, names ...string) []string {
 		ips = ips[:0]
 		seen := map[string]bool{}
 		for _, name := range names {
-			p := member(t, cluster, ns, name)
+			p := member(t, c, ns, name)
 			if p == nil || p.Status.PodIP == "" || !p.DeletionTimestamp.IsZero() {
 				return false, "waiting for pod " + name + " and its IP"
 			}
 			ip := p.Status.PodIP
 			if seen[ip] || !free(ip) {
-				if err := cluster.Client.Delete(background(), p); err != nil && !apierrors.IsNotFound(err) {
+				if err := c.Client.Delete(background(), p); err != nil && !apierrors.IsNotFound(err) {
 					t.Fatal(err)
 				}
 				return false, fmt.Sprintf("pod %s got IP %s, which is taken: it is made again", name, ip)
