@@ -31,7 +31,9 @@ import (
 // here (test/memberpods), as in TestReadyWithItsMembersRunning.
 func TestQuickStartOnOneNode(t *testing.T) {
 	t.Parallel()
-	one := controlplane.StartForTest(t, controlplane.Options{Nodes: controlplane.Nodes(1), CertManager: true})
+	nodes := controlplane.Nodes(1)
+	nodes[0].Untainted = true // as kind's node: the samples have no toleration
+	one := controlplane.StartForTest(t, controlplane.Options{Nodes: nodes, CertManager: true})
 	if err := trusteev1.AddToScheme(one.Scheme); err != nil {
 		t.Fatal(err)
 	}
