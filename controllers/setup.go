@@ -28,7 +28,7 @@ func NewScheme() *runtime.Scheme {
 // Setup registers the three reconcilers with the manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	c, s := mgr.GetClient(), mgr.GetScheme()
-	if err := (&ServerReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("keytrusteeserver"), Options: opts}).SetupWithManager(mgr); err != nil {
+	if err := (&ServerReconciler{Client: c, APIReader: mgr.GetAPIReader(), Scheme: s, Recorder: mgr.GetEventRecorder("keytrusteeserver"), Options: opts}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&OrganizationReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("organization"), Options: opts}).SetupWithManager(mgr); err != nil {
@@ -37,8 +37,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	return (&BackupReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("backupschedule"), Options: opts}).SetupWithManager(mgr)
 }
 
-// CacheOptions keep the operator's cache to the pods and Jobs it made
-// (by their labels) rather than every pod and Job of the cluster.
+// CacheOptions keep the operator's cache to the pods, claims and Jobs it
+// made (by their labels) rather than every pod, claim and Job of the
+// cluster.
 func CacheOptions() cache.Options {
 	has := func(key string) labels.Selector {
 		r, err := labels.NewRequirement(key, selection.Exists, nil)
@@ -46,7 +47,8 @@ func CacheOptions() cache.Options {
 		return labels.NewSelector().Add(*r)
 	}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Pod{}:  {Label: has(labelServer)},
-		&batchv1.Job{}: {Label: has(labelBackup)},
+		&corev1.Pod{}:                   {Label: has(labelServer)},
+		&corev1.PersistentVolumeClaim{}: {Label: has(labelServer)},
+		&batchv1.Job{}:                  {Label: has(labelBackup)},
 	}}
 }
