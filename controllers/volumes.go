@@ -39,6 +39,9 @@ type memberVolume struct {
 	ResizeError string
 	SetExists   bool
 	SetDeleting bool // the StatefulSet is being deleted
+	// Rolling: the StatefulSet has not got the pod template the spec
+	// gives yet (a restart of the members, decideRoll, is under way).
+	Rolling bool
 	// Template is the size of the StatefulSet's claim template.
 	Template resource.Quantity
 }
@@ -49,6 +52,8 @@ type growObservation struct {
 	// Members, the passive first (without high availability, the active
 	// only).
 	Members []memberVolume
+	// Fencing: a switchover has stopped the active (decideSwitchover).
+	Fencing bool
 	// The StorageClass of the claim to grow, once asked for (NeedClass).
 	ClassAsked, ClassFound, ClassExpands bool
 	ClassName                            string
@@ -142,6 +147,16 @@ func decideGrowth(o growObservation) growState {
 	}
 	var sets []string
 	for _, m := range o.Members {
+		if _, ok := s.Keep[m.Role]; ok && (m.Rolling || o.Fencing) {
+			// Made again now, it would restart its pod on the new
+			// template at once, out of the order the roll keeps.
+			s.Reason = trusteev1.ReasonRecreatingStatefulSets
+			s.Message = fmt.Sprintf("the volumes have grown to %s; StatefulSet %s is made again with the new claim template once the members' restart "+
+				"(see the Upgrading and Switchover conditions) is done", want, m.StatefulSet)
+			return s
+		}
+	}
+	for _, m := range o.Members {
 		if _, ok := s.Keep[m.Role]; ok {
 			s.Recreate = append(s.Recreate, m.Role)
 			s.Hold[m.Role] = true
@@ -183,7 +198,11 @@ func growCondition(s growState) metav1.Condition {
 // claims).
 func (r *ServerReconciler) growVolumes(ctx context.Context, in *serverInputs) (growState, *resource.Quantity, error) {
 	kts, n := in.KTS, in.names()
-	o := growObservation{Want: in.storageSize()}
+	o := growObservation{Want: in.storageSize(), Fencing: in.FenceFor != ""}
+	cm, err := in.configMap()
+	if err != nil {
+		return growState{}, nil, err
+	}
 	members := in.members()
 	claims := map[string]*corev1.PersistentVolumeClaim{}
 	sets := map[string]*appsv1.StatefulSet{}
@@ -210,6 +229,7 @@ func (r *ServerReconciler) growVolumes(ctx context.Context, in *serverInputs) (g
 			return growState{}, nil, err
 		default:
 			m.SetExists, m.SetDeleting = true, !sts.DeletionTimestamp.IsZero()
+			m.Rolling = sts.Annotations[templateHashAnnotation] != in.statefulSet(member, cm).Annotations[templateHashAnnotation]
 			for _, t := range sts.Spec.VolumeClaimTemplates {
 				if t.Name == claimTemplate {
 					m.Template = t.Spec.Resources.Requests.Storage().DeepCopy()

@@ -84,6 +84,19 @@ func TestDecideGrowth(t *testing.T) {
 			o:      growObservation{Want: q("2Gi"), Members: pair(vol("passive", "2Gi", "2Gi", "1Gi"), vol("active", "2Gi", "2Gi", "1Gi"))},
 			reason: trusteev1.ReasonRecreatingStatefulSets, message: "StatefulSet kts-passive and kts-active is made again with the new claim template",
 			recreate: []string{"passive", "active"}, hold: []string{"passive", "active"}},
+		{name: "both grown, but a member restarts on a new template: the StatefulSets wait",
+			o: growObservation{Want: q("2Gi"), Members: pair(vol("passive", "2Gi", "2Gi", "1Gi"), func() memberVolume {
+				m := vol("active", "2Gi", "2Gi", "1Gi")
+				m.Rolling = true
+				return m
+			}())},
+			reason: trusteev1.ReasonRecreatingStatefulSets, message: "StatefulSet kts-active is made again with the new claim template once the members' restart",
+			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
+		{name: "both grown, but the active is fenced: the StatefulSets wait",
+			o: growObservation{Want: q("2Gi"), Fencing: true,
+				Members: pair(vol("passive", "2Gi", "2Gi", "1Gi"), vol("active", "2Gi", "2Gi", "1Gi"))},
+			reason: trusteev1.ReasonRecreatingStatefulSets, message: "once the members' restart",
+			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
 		{name: "one StatefulSet being deleted, the other made again already",
 			o:      growObservation{Want: q("2Gi"), Members: pair(vol("passive", "2Gi", "2Gi", "2Gi"), deleting(vol("active", "2Gi", "2Gi", "1Gi")))},
 			reason: trusteev1.ReasonRecreatingStatefulSets, message: "StatefulSet kts-active is made again", hold: []string{"active"}},
