@@ -153,8 +153,17 @@ func (r *ServerReconciler) observeRollout(ctx context.Context, in serverInputs, 
 	case err != nil:
 		return m, err
 	}
-	m.Current = sts.Status.ObservedGeneration >= sts.Generation && sts.Status.UpdateRevision != "" &&
+	// Deleting a StatefulSet raises its generation, which its controller
+	// no longer observes; its pod's revision still tells.
+	observed := sts.Status.ObservedGeneration >= sts.Generation || !sts.DeletionTimestamp.IsZero()
+	m.Current = observed && sts.Status.UpdateRevision != "" &&
 		pod.Labels[appsv1.ControllerRevisionHashLabelKey] == sts.Status.UpdateRevision && pod.DeletionTimestamp.IsZero()
+	// A StatefulSet made again around its running pod (growVolumes, which
+	// does so only when the pod runs the template it is given) before its
+	// controller has looked at it: the pod is older than it, and runs its
+	// template.
+	m.Current = m.Current || (sts.Generation == 1 && sts.Status.ObservedGeneration == 0 &&
+		pod.CreationTimestamp.Before(&sts.CreationTimestamp) && pod.DeletionTimestamp.IsZero())
 	since := pod.CreationTimestamp.Time
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodReady {

@@ -27,6 +27,8 @@ const claimTemplate = "data"
 type memberVolume struct {
 	Role, Claim, StatefulSet string
 	ClaimExists              bool
+	// Bound: the claim is bound to its volume (only a bound claim grows).
+	Bound bool
 	// Request is the size the claim asks for, Capacity what its volume
 	// has; Class its StorageClass.
 	Request, Capacity resource.Quantity
@@ -40,7 +42,8 @@ type memberVolume struct {
 	SetExists   bool
 	SetDeleting bool // the StatefulSet is being deleted
 	// Rolling: the StatefulSet has not got the pod template the spec
-	// gives yet (a restart of the members, decideRoll, is under way).
+	// gives yet, or its pod does not run it (a restart of the members,
+	// decideRoll, is under way).
 	Rolling bool
 	// Template is the size of the StatefulSet's claim template.
 	Template resource.Quantity
@@ -114,6 +117,14 @@ func decideGrowth(o growObservation) growState {
 		after := ""
 		if i > 0 {
 			after = fmt.Sprintf("the %s's volume has grown; ", o.Members[0].Role)
+		}
+		if !m.Bound {
+			if m.Request.Cmp(o.Want) >= 0 {
+				continue // its volume is made of that size
+			}
+			s.Reason = trusteev1.ReasonGrowing
+			s.Message = fmt.Sprintf("%swaiting for the %s's claim %s to be bound to a volume before it can grow to %s", after, m.Role, m.Claim, want)
+			return s
 		}
 		if m.Request.Cmp(o.Want) < 0 {
 			has := m.Request.String()
@@ -229,7 +240,11 @@ func (r *ServerReconciler) growVolumes(ctx context.Context, in *serverInputs) (g
 			return growState{}, nil, err
 		default:
 			m.SetExists, m.SetDeleting = true, !sts.DeletionTimestamp.IsZero()
-			m.Rolling = sts.Annotations[templateHashAnnotation] != in.statefulSet(member, cm).Annotations[templateHashAnnotation]
+			roll, err := r.observeRollout(ctx, *in, member, in.statefulSet(member, cm))
+			if err != nil {
+				return growState{}, nil, err
+			}
+			m.Rolling = roll.Applied != roll.Want || !roll.Current
 			for _, t := range sts.Spec.VolumeClaimTemplates {
 				if t.Name == claimTemplate {
 					m.Template = t.Spec.Resources.Requests.Storage().DeepCopy()
@@ -294,7 +309,7 @@ func (r *ServerReconciler) growVolumes(ctx context.Context, in *serverInputs) (g
 
 // observeClaim fills m from its claim.
 func observeClaim(m *memberVolume, pvc *corev1.PersistentVolumeClaim) {
-	m.ClaimExists = true
+	m.ClaimExists, m.Bound = true, pvc.Status.Phase == corev1.ClaimBound
 	m.Request = pvc.Spec.Resources.Requests.Storage().DeepCopy()
 	m.Capacity = pvc.Status.Capacity.Storage().DeepCopy()
 	if pvc.Spec.StorageClassName != nil {

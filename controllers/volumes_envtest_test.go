@@ -151,6 +151,7 @@ func volumeServer(t *testing.T, ctx context.Context, ns, class string) map[strin
 			return err == nil, "missing"
 		})
 		memberPod(t, ctx, ns, "kts", member, podScheduled, podReady)
+		rollOut(t, ctx, ns, member)
 		uids[member] = pod(t, ctx, ns, member).UID
 		pvc := &corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Name: n.Claim(member), Namespace: ns, Labels: mergeLabels(n.labels(), n.memberLabels(member))},

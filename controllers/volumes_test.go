@@ -19,7 +19,7 @@ func TestDecideGrowth(t *testing.T) {
 	vol := func(role, request, capacity, template string) memberVolume {
 		m := memberVolume{Role: role, Claim: "data-kts-" + role + "-0", StatefulSet: "kts-" + role, Class: "fast"}
 		if request != "" {
-			m.ClaimExists, m.Request, m.Capacity = true, q(request), q(capacity)
+			m.ClaimExists, m.Bound, m.Request, m.Capacity = true, true, q(request), q(capacity)
 		}
 		if template != "" {
 			m.SetExists, m.Template = true, q(template)
@@ -109,6 +109,17 @@ func TestDecideGrowth(t *testing.T) {
 		{name: "a passive without its claim yet: the active's grows",
 			o:      expandable(growObservation{Want: q("2Gi"), Members: pair(vol("passive", "", "", "1Gi"), vol("active", "1Gi", "1Gi", "1Gi"))}),
 			reason: trusteev1.ReasonGrowing, patch: "active", keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
+		{name: "a claim not bound yet, of the size",
+			o:      growObservation{Want: q("1Gi"), Members: pair(func() memberVolume { m := vol("passive", "1Gi", "0", "1Gi"); m.Bound = false; return m }(), vol("active", "1Gi", "1Gi", "1Gi"))},
+			reason: trusteev1.ReasonResized},
+		{name: "a claim not bound yet cannot grow",
+			o: expandable(growObservation{Want: q("2Gi"), Members: pair(func() memberVolume {
+				m := vol("passive", "1Gi", "0", "1Gi")
+				m.Bound = false
+				return m
+			}(), vol("active", "1Gi", "1Gi", "1Gi"))}),
+			reason: trusteev1.ReasonGrowing, message: "waiting for the passive's claim data-kts-passive-0 to be bound to a volume before it can grow to 2Gi",
+			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
 		{name: "a class that does not allow expansion",
 			o: func() growObservation {
 				o := expandable(growObservation{Want: q("2Gi"), Members: pair(vol("passive", "1Gi", "1Gi", "1Gi"), vol("active", "1Gi", "1Gi", "1Gi"))})
