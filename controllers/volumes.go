@@ -34,8 +34,9 @@ type memberVolume struct {
 	Request, Capacity resource.Quantity
 	Class             string
 	// FileSystemPending: the volume has grown and the kubelet grows its
-	// file system (condition FileSystemResizePending).
-	FileSystemPending bool
+	// file system (condition FileSystemResizePending); Resizing: the
+	// driver is growing the volume (condition Resizing).
+	FileSystemPending, Resizing bool
 	// ResizeError is what the storage driver or the kubelet reports of a
 	// failed resize ("" when none).
 	ResizeError string
@@ -57,9 +58,10 @@ type growObservation struct {
 	Members []memberVolume
 	// Fencing: a switchover has stopped the active (decideSwitchover).
 	Fencing bool
-	// The StorageClass of the claim to grow, once asked for (NeedClass).
+	// The StorageClass of the claim to grow, once asked for (NeedClass);
+	// ClassError says why it could not be read (the operator may not).
 	ClassAsked, ClassFound, ClassExpands bool
-	ClassName                            string
+	ClassName, ClassError                string
 }
 
 // growState is the next step of a growth of the members' volumes.
@@ -135,6 +137,9 @@ func decideGrowth(o growObservation) growState {
 			case !o.ClassAsked || o.ClassName != m.Class:
 				s.NeedClass = m.Class
 				return s
+			case o.ClassError != "":
+				return refuse("the operator cannot read StorageClass %s of the claims (%s), so it cannot tell whether it allows volume expansion; nothing was changed and the claims stay at %s. "+
+					"Give the operator get on storageclasses, or set spec.storage.size back to %s", m.Class, o.ClassError, has, has)
 			case !o.ClassFound:
 				return refuse("StorageClass %s of the %s's claim %s does not exist, so the claim cannot be expanded; the claims stay at %s. Set spec.storage.size back to %s",
 					m.Class, m.Role, m.Claim, has, has)
@@ -150,6 +155,9 @@ func decideGrowth(o growObservation) growState {
 			s.Reason = trusteev1.ReasonGrowing
 			s.Message = fmt.Sprintf("%swaiting for the storage driver to grow the %s's volume (claim %s) to %s; it has %s",
 				after, m.Role, m.Claim, want, m.Capacity.String())
+			if m.Resizing {
+				s.Message += ", and the driver is resizing it"
+			}
 			if m.ResizeError != "" {
 				s.Message += "; the resize failed: " + m.ResizeError
 			}
@@ -262,6 +270,8 @@ func (r *ServerReconciler) growVolumes(ctx context.Context, in *serverInputs) (g
 		// the operator only gets, and only while a growth is pending.
 		switch err := r.APIReader.Get(ctx, types.NamespacedName{Name: s.NeedClass}, sc); {
 		case apierrors.IsNotFound(err):
+		case apierrors.IsForbidden(err):
+			o.ClassError = err.Error()
 		case err != nil:
 			return growState{}, nil, err
 		default:
@@ -323,6 +333,8 @@ func observeClaim(m *memberVolume, pvc *corev1.PersistentVolumeClaim) {
 		switch c.Type {
 		case corev1.PersistentVolumeClaimFileSystemResizePending:
 			m.FileSystemPending = true
+		case corev1.PersistentVolumeClaimResizing:
+			m.Resizing = true
 		case corev1.PersistentVolumeClaimControllerResizeError, corev1.PersistentVolumeClaimNodeResizeError:
 			errs = append(errs, strings.TrimSpace(string(c.Type)+" "+c.Message))
 		}

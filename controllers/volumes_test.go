@@ -69,6 +69,14 @@ func TestDecideGrowth(t *testing.T) {
 			}(), vol("active", "1Gi", "1Gi", "1Gi"))}),
 			reason: trusteev1.ReasonGrowing, message: "the resize failed: ControllerResizeError quota exceeded",
 			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
+		{name: "the driver resizing the passive's volume",
+			o: expandable(growObservation{Want: q("2Gi"), Members: pair(func() memberVolume {
+				m := vol("passive", "2Gi", "1Gi", "1Gi")
+				m.Resizing = true
+				return m
+			}(), vol("active", "1Gi", "1Gi", "1Gi"))}),
+			reason: trusteev1.ReasonGrowing, message: "it has 1Gi, and the driver is resizing it",
+			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
 		{name: "the passive's volume grown: the active's claim",
 			o:      expandable(growObservation{Want: q("2Gi"), Members: pair(vol("passive", "2Gi", "2Gi", "1Gi"), vol("active", "1Gi", "1Gi", "1Gi"))}),
 			reason: trusteev1.ReasonGrowing, message: "the passive's volume has grown; growing the active's claim data-kts-active-0 from 1Gi to 2Gi", patch: "active",
@@ -127,6 +135,14 @@ func TestDecideGrowth(t *testing.T) {
 				return o
 			}(),
 			reason: trusteev1.ReasonResizeRefused, message: "StorageClass fast of the claims does not allow volume expansion (its allowVolumeExpansion is not true); nothing was changed and the claims stay at 1Gi. Set spec.storage.size back to 1Gi",
+			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
+		{name: "a class the operator may not read",
+			o: func() growObservation {
+				o := expandable(growObservation{Want: q("2Gi"), Members: pair(vol("passive", "1Gi", "1Gi", "1Gi"), vol("active", "1Gi", "1Gi", "1Gi"))})
+				o.ClassFound, o.ClassExpands, o.ClassError = false, false, "storageclasses.storage.k8s.io \"fast\" is forbidden"
+				return o
+			}(),
+			reason: trusteev1.ReasonResizeRefused, message: "the operator cannot read StorageClass fast of the claims (storageclasses.storage.k8s.io \"fast\" is forbidden)",
 			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
 		{name: "a class that does not exist",
 			o: func() growObservation {
