@@ -117,7 +117,7 @@ func decideGrowth(o growObservation) growState {
 			continue // its StatefulSet makes it, of the template's size
 		}
 		after := ""
-		if i > 0 {
+		if i > 0 && o.Members[0].ClaimExists {
 			after = fmt.Sprintf("the %s's volume has grown; ", o.Members[0].Role)
 		}
 		if !m.Bound {
@@ -188,7 +188,11 @@ func decideGrowth(o growObservation) growState {
 	if len(sets) > 0 {
 		s.Reason = trusteev1.ReasonRecreatingStatefulSets
 		s.Message = fmt.Sprintf("the volumes have grown to %s; StatefulSet %s is made again with the new claim template, its pod left running and adopted",
-			want, strings.Join(sets, " and "))
+			want, sets[0])
+		if len(sets) > 1 {
+			s.Message = fmt.Sprintf("the volumes have grown to %s; StatefulSets %s are made again with the new claim template, their pods left running and adopted",
+				want, strings.Join(sets, " and "))
+		}
 		return s
 	}
 	s.Reason, s.Message = trusteev1.ReasonResized, fmt.Sprintf("the members' volumes have the %s spec.storage.size asks for", want)

@@ -63,7 +63,7 @@ func TestGrowingVolumesThePassiveFirst(t *testing.T) {
 		old[name] = statefulSet(t, ctx, ns, name).UID
 	}
 	volumeGrown(t, ctx, ns, "data-kts-a-0", true) // the kubelet grows its file system
-	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionStorageResized, metav1.ConditionFalse, "StatefulSet kts-b and kts-a is made again with the new claim template")
+	waitCondition(t, ctx, ns, "kts", trusteev1.ConditionStorageResized, metav1.ConditionFalse, "StatefulSets kts-b and kts-a are made again with the new claim template")
 	for name := range old {
 		collectOrphaning(t, ctx, ns, name)
 	}

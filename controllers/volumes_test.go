@@ -38,6 +38,7 @@ func TestDecideGrowth(t *testing.T) {
 		o         growObservation
 		reason    string
 		message   string
+		exact     bool // the message is all of it
 		patch     string
 		recreate  []string
 		keep      map[string]string
@@ -90,7 +91,7 @@ func TestDecideGrowth(t *testing.T) {
 			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
 		{name: "both grown: the StatefulSets are made again",
 			o:      growObservation{Want: q("2Gi"), Members: pair(vol("passive", "2Gi", "2Gi", "1Gi"), vol("active", "2Gi", "2Gi", "1Gi"))},
-			reason: trusteev1.ReasonRecreatingStatefulSets, message: "StatefulSet kts-passive and kts-active is made again with the new claim template",
+			reason: trusteev1.ReasonRecreatingStatefulSets, message: "StatefulSets kts-passive and kts-active are made again with the new claim template, their pods left running",
 			recreate: []string{"passive", "active"}, hold: []string{"passive", "active"}},
 		{name: "both grown, but a member restarts on a new template: the StatefulSets wait",
 			o: growObservation{Want: q("2Gi"), Members: pair(vol("passive", "2Gi", "2Gi", "1Gi"), func() memberVolume {
@@ -116,7 +117,8 @@ func TestDecideGrowth(t *testing.T) {
 			reason: trusteev1.ReasonGrowing, message: "growing the active's claim", patch: "active", keep: map[string]string{"active": "1Gi"}},
 		{name: "a passive without its claim yet: the active's grows",
 			o:      expandable(growObservation{Want: q("2Gi"), Members: pair(vol("passive", "", "", "1Gi"), vol("active", "1Gi", "1Gi", "1Gi"))}),
-			reason: trusteev1.ReasonGrowing, patch: "active", keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
+			reason: trusteev1.ReasonGrowing, message: "growing the active's claim data-kts-active-0 from 1Gi to 2Gi", exact: true, patch: "active",
+			keep: map[string]string{"passive": "1Gi", "active": "1Gi"}},
 		{name: "a claim not bound yet, of the size",
 			o:      growObservation{Want: q("1Gi"), Members: pair(func() memberVolume { m := vol("passive", "1Gi", "0", "1Gi"); m.Bound = false; return m }(), vol("active", "1Gi", "1Gi", "1Gi"))},
 			reason: trusteev1.ReasonResized},
@@ -168,7 +170,7 @@ func TestDecideGrowth(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := decideGrowth(c.o)
-			if s.Reason != c.reason || !strings.Contains(s.Message, c.message) || s.Patch != c.patch || s.NeedClass != c.needClass ||
+			if s.Reason != c.reason || !strings.Contains(s.Message, c.message) || (c.exact && s.Message != c.message) || s.Patch != c.patch || s.NeedClass != c.needClass ||
 				!slices.Equal(s.Recreate, c.recreate) {
 				t.Errorf("got %+v\nwant reason %q, a message with %q, patch %q, recreate %v, needClass %q", s, c.reason, c.message, c.patch, c.recreate, c.needClass)
 			}
