@@ -90,6 +90,10 @@ func (n serverNames) StatefulSet(member string) string { return n.server + "-" +
 // Pod is the name of a member's only pod.
 func (n serverNames) Pod(member string) string { return n.StatefulSet(member) + "-0" }
 
+// Claim is the name of the PersistentVolumeClaim its StatefulSet made for
+// a member's pod.
+func (n serverNames) Claim(member string) string { return claimTemplate + "-" + n.Pod(member) }
+
 // PodHost is a member pod's stable DNS name inside the cluster.
 func (n serverNames) PodHost(member string) string {
 	return fmt.Sprintf("%s.%s.%s.svc", n.Pod(member), n.Members(), n.namespace)

@@ -29,8 +29,14 @@ package controllers
 // only when that is safe); no other pod is ever deleted.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
 //
+// The members' volumes: their claims are watched, and patched to grow
+// them (spec.storage.size) where their StorageClass allows it, which the
+// operator reads (a cluster-scoped object, read only while a growth is
+// pending) to refuse a growth it cannot make instead of trying it:
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get
+//
 // Observed for status, never changed:
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
 //

@@ -183,10 +183,18 @@ func (r *ServerReconciler) observeRollout(ctx context.Context, in serverInputs, 
 	}
 	m.PodExists, m.Terminating, m.UID, m.ResourceVersion = true, !pod.DeletionTimestamp.IsZero(), pod.UID, pod.ResourceVersion
 	m.Ours = metav1.IsControlledBy(pod, sts) && labels.SelectorFromSet(in.names().memberLabels(member)).Matches(labels.Set(pod.Labels))
-	m.Observed = sts.Status.ObservedGeneration >= sts.Generation
+	// Deleting a StatefulSet raises its generation, which its controller
+	// no longer observes; its pod's revision still tells.
+	m.Observed = sts.Status.ObservedGeneration >= sts.Generation || !sts.DeletionTimestamp.IsZero()
 	m.Revision, m.UpdateRevision, m.CurrentRevision = pod.Labels[appsv1.ControllerRevisionHashLabelKey], sts.Status.UpdateRevision, sts.Status.CurrentRevision
 	m.NeverStarted = containersNeverRan(pod)
 	m.Current = m.Observed && m.UpdateRevision != "" && m.Revision == m.UpdateRevision && !m.Terminating
+	// A StatefulSet made again around its running pod (growVolumes, which
+	// does so only when the pod runs the template it is given) before its
+	// controller has looked at it: the pod is older than it, and runs its
+	// template.
+	m.Current = m.Current || (sts.Generation == 1 && sts.Status.ObservedGeneration == 0 &&
+		pod.CreationTimestamp.Before(&sts.CreationTimestamp) && !m.Terminating)
 	since := pod.CreationTimestamp.Time
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodReady {

@@ -41,8 +41,10 @@ import (
 // reports what it sees in the status.
 type ServerReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Recorder events.EventRecorder
+	// APIReader reads what the operator does not cache (StorageClasses).
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
 	Options
 }
 
@@ -117,6 +119,10 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, kts, err)
 	}
+	grow, claimed, err := r.growVolumes(ctx, &in)
+	if err != nil {
+		return ctrl.Result{}, r.fail(ctx, kts, err)
+	}
 	roll, err := r.applyAll(ctx, in)
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, kts, err)
@@ -150,7 +156,9 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	prev := meta.FindStatusCondition(kts.Status.Conditions, trusteev1.ConditionSwitchover)
 	switching := switchCondition(sw, prev != nil && prev.Status == metav1.ConditionTrue, obs, in.active())
 	switching.ObservedGeneration = kts.Generation
-	conds := append(serverConditions(obs), upgrading, switching)
+	resized := growCondition(grow)
+	resized.ObservedGeneration = kts.Generation
+	conds := append(serverConditions(obs), upgrading, switching, resized)
 	r.announce(kts, conds)
 	setConditions(&kts.Status.Conditions, conds)
 	kts.Status.ActiveMember = in.active()
@@ -160,13 +168,16 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		kts.Status.Passive = obs.Passive.Name
 	}
 	kts.Status.Endpoints = in.endpoints()
+	if claimed != nil {
+		kts.Status.StorageSize = claimed
+	}
 	if key, err := openpgp.ReadPrivate(identity[confdir.IdentityServerKey]); err == nil {
 		kts.Status.Fingerprint = key.Public().ID()
 	}
 	if err := r.Status().Patch(ctx, kts, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return ctrl.Result{}, err
 	}
-	if !ready(kts.Status.Conditions) {
+	if !ready(kts.Status.Conditions) || grow.Reason == trusteev1.ReasonGrowing || grow.Reason == trusteev1.ReasonRecreatingStatefulSets {
 		return ctrl.Result{RequeueAfter: notReadyRecheck}, nil
 	}
 	return ctrl.Result{RequeueAfter: 5 * notReadyRecheck}, nil
@@ -179,11 +190,24 @@ func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []met
 	for _, c := range conds {
 		switch c.Type {
 		case trusteev1.ConditionActiveReady, trusteev1.ConditionPassiveReady, trusteev1.ConditionReplicating,
-			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded, trusteev1.ConditionUpgrading, trusteev1.ConditionSwitchover:
+			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded, trusteev1.ConditionUpgrading, trusteev1.ConditionSwitchover,
+			trusteev1.ConditionStorageResized:
 		default:
 			continue
 		}
 		old := meta.FindStatusCondition(kts.Status.Conditions, c.Type)
+		if c.Type == trusteev1.ConditionStorageResized {
+			// Each step of a growth is an event of its own, named by its
+			// reason; a refusal is a warning.
+			if (old == nil && c.Reason != trusteev1.ReasonResized) || (old != nil && old.Reason != c.Reason) {
+				kind := corev1.EventTypeNormal
+				if c.Reason == trusteev1.ReasonResizeRefused {
+					kind = corev1.EventTypeWarning
+				}
+				r.Recorder.Eventf(kts, nil, kind, c.Reason, "GrowVolumes", "%s", c.Message)
+			}
+			continue
+		}
 		if c.Type == trusteev1.ConditionSwitchover {
 			// Each step of a switchover is an event of its own, named by
 			// its reason.
@@ -320,10 +344,10 @@ func (r *ServerReconciler) applyAll(ctx context.Context, in serverInputs) (rollS
 	if err != nil {
 		return roll, err
 	}
-	if !roll.HoldActive || in.FenceFor != "" {
+	if (!roll.HoldActive || in.FenceFor != "") && !in.HoldStatefulSets[in.active()] {
 		objs = append(objs, active)
 	}
-	if kts.HighAvailabilityEnabled() {
+	if kts.HighAvailabilityEnabled() && !in.HoldStatefulSets[in.passive()] {
 		first, err := r.passiveWaitsForActive(ctx, in)
 		if err != nil {
 			return roll, err
@@ -542,8 +566,8 @@ func ready(conds []metav1.Condition) bool {
 	return false
 }
 
-// SetupWithManager watches KeyTrusteeServers, what they own, their pods, and
-// the Secrets they name.
+// SetupWithManager watches KeyTrusteeServers, what they own, their pods and
+// claims, and the Secrets they name.
 func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &trusteev1.KeyTrusteeServer{}, indexServerSecrets, serverSecretNames); err != nil {
 		return err
@@ -558,12 +582,13 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&cmv1.Certificate{}).
 		Owns(&cmv1.Issuer{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(serverOfLabeled)).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(serverOfLabeled)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.serversOnNode)).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.serversNamingSecret)).
 		Complete(r)
 }
 
-// serverOfLabeled maps a member's pod to its server.
+// serverOfLabeled maps a member's pod or claim to its server.
 func serverOfLabeled(_ context.Context, o client.Object) []ctrl.Request {
 	name := o.GetLabels()[labelServer]
 	if name == "" || o.GetLabels()[labelComponent] != componentServer {

@@ -46,6 +46,13 @@ type serverInputs struct {
 	// FenceFor stops the active's pod (its StatefulSet scaled to zero), so
 	// that it accepts no more writes before this member is promoted.
 	FenceFor string
+	// ClaimTemplates maps a member to the size of its StatefulSet's claim
+	// template when it is not the spec's: the StatefulSet keeps the one it
+	// has until the member's claim has grown (decideGrowth).
+	ClaimTemplates map[string]resource.Quantity
+	// HoldStatefulSets are the members whose StatefulSet is being deleted,
+	// to be made again with a new claim template: it is not applied.
+	HoldStatefulSets map[string]bool
 }
 
 // Identifiers in the generated objects.
@@ -420,9 +427,9 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 	server.LivenessProbe = &corev1.Probe{ProbeHandler: httpsGet("/healthz"), PeriodSeconds: 10, FailureThreshold: 6}
 	server.StartupProbe = &corev1.Probe{ProbeHandler: httpsGet("/healthz"), PeriodSeconds: 2, FailureThreshold: 150}
 
-	size := resource.MustParse(defaultStorage)
-	if spec.Storage.Size != nil {
-		size = *spec.Storage.Size
+	size := in.storageSize()
+	if q, ok := in.ClaimTemplates[member]; ok {
+		size = q
 	}
 	topology := orDefault(spec.Scheduling.TopologyKey, corev1.LabelHostname)
 	replicas := int32(1)
@@ -470,7 +477,7 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 				},
 			},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
-				ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: mergeLabels(n.labels(), n.memberLabels(member))},
+				ObjectMeta: metav1.ObjectMeta{Name: claimTemplate, Labels: mergeLabels(n.labels(), n.memberLabels(member))},
 				Spec: corev1.PersistentVolumeClaimSpec{
 					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 					StorageClassName: spec.Storage.StorageClassName,
@@ -479,6 +486,14 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 			}},
 		},
 	})
+}
+
+// storageSize is the size of each member's volume the spec asks for.
+func (in serverInputs) storageSize() resource.Quantity {
+	if q := in.KTS.Spec.Storage.Size; q != nil {
+		return q.DeepCopy()
+	}
+	return resource.MustParse(defaultStorage)
 }
 
 // secretVolume mounts a Secret readable by the pod's group only.
@@ -520,7 +535,7 @@ func (in serverInputs) volumeMounts() []corev1.VolumeMount {
 		return corev1.VolumeMount{Name: name, MountPath: at, ReadOnly: true}
 	}
 	ms := []corev1.VolumeMount{
-		{Name: "data", MountPath: mountData},
+		{Name: claimTemplate, MountPath: mountData},
 		ro("identity", mountIdentity), ro("state", mountState), ro("replication", mountReplication), ro("tls", mountTLS),
 		ro("admin-ca", mountAdminCA), ro("config", mountConfig),
 		{Name: "run", MountPath: mountRun}, {Name: "tmp", MountPath: "/tmp"},

@@ -34,7 +34,7 @@ func NewScheme() *runtime.Scheme {
 // Setup registers the three reconcilers with the manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	c, s := mgr.GetClient(), mgr.GetScheme()
-	if err := (&ServerReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("keytrusteeserver"), Options: opts}).SetupWithManager(mgr); err != nil {
+	if err := (&ServerReconciler{Client: c, APIReader: mgr.GetAPIReader(), Scheme: s, Recorder: mgr.GetEventRecorder("keytrusteeserver"), Options: opts}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&OrganizationReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("organization"), Options: opts}).SetupWithManager(mgr); err != nil {
@@ -51,8 +51,8 @@ func ManagerOptions(watchNamespaces []string) ctrl.Options {
 }
 
 // CacheOptions keep the operator's cache small whatever else the cluster
-// holds: only the pods and Jobs it made (by their labels) rather than every
-// pod and Job of the cluster; no Secret's data (ClientOptions) and, of the
+// holds: only the pods, claims and Jobs it made (by their labels) rather
+// than every pod, claim and Job of the cluster; no Secret's data (ClientOptions) and, of the
 // Secrets it watches for changes, only their names; no object's managed
 // fields. With watchNamespaces, only those namespaces.
 func CacheOptions(watchNamespaces []string) cache.Options {
@@ -64,9 +64,10 @@ func CacheOptions(watchNamespaces []string) cache.Options {
 	opts := cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:    {Label: has(labelServer)},
-			&batchv1.Job{}:   {Label: has(labelBackup)},
-			&corev1.Secret{}: {Transform: secretNameOnly},
+			&corev1.Pod{}:                   {Label: has(labelServer)},
+			&corev1.PersistentVolumeClaim{}: {Label: has(labelServer)},
+			&batchv1.Job{}:                  {Label: has(labelBackup)},
+			&corev1.Secret{}:                {Transform: secretNameOnly},
 		},
 	}
 	if len(watchNamespaces) > 0 {

@@ -49,6 +49,15 @@ const (
 	// active's data is gone.
 	ConditionSwitchover = "Switchover"
 
+	// ConditionStorageResized is True when every member's
+	// PersistentVolumeClaim has the size spec.storage.size asks for and the
+	// StatefulSets make new claims of that size. While a larger size is
+	// applied it is False with reason Growing (the passive's claim first,
+	// then the active's) or RecreatingStatefulSets; a size the claims
+	// cannot be grown to is False with reason ResizeRefused, nothing
+	// changed, the message saying why.
+	ConditionStorageResized = "StorageResized"
+
 	// ConditionCertificateReady is True when the TLS certificate the servers
 	// use is present and valid: issued by cert-manager, or read from the
 	// Secret named in the spec.
@@ -148,6 +157,20 @@ const (
 	// server's database existed; the operator fences it and promotes the
 	// passive, which holds every acknowledged write.
 	ReasonActiveLost = "ActiveLost"
+
+	// ReasonResized: every member's claim has the size the spec asks for.
+	ReasonResized = "Resized"
+	// ReasonGrowing: a member's claim asks for the new size and the storage
+	// driver grows its volume; the active's waits for the passive's.
+	ReasonGrowing = "Growing"
+	// ReasonRecreatingStatefulSets: both claims have grown; the members'
+	// StatefulSets are deleted without their pods and made again with the
+	// new claim template, adopting the running pods.
+	ReasonRecreatingStatefulSets = "RecreatingStatefulSets"
+	// ReasonResizeRefused: the claims cannot be grown to the size the spec
+	// asks for (their StorageClass does not allow expansion or is missing,
+	// or the size is below what they have); nothing was changed.
+	ReasonResizeRefused = "ResizeRefused"
 
 	// ReasonSuspended: spec.suspend stops new backups.
 	ReasonSuspended = "Suspended"

@@ -22,9 +22,11 @@ import (
 // +kubebuilder:printcolumn:name="Fingerprint",type=string,JSONPath=`.status.fingerprint`,description="The server's OpenPGP key, as GET /?a=fingerprint answers"
 // +kubebuilder:printcolumn:name="Switchover",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Switchover")].reason`,description="Where a change of the active member stands"
 // +kubebuilder:printcolumn:name="Upgrade",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Upgrading")].reason`,description="Where a restart of the members on a new pod template stands"
+// +kubebuilder:printcolumn:name="Storage",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="StorageResized")].reason`,description="Where a growth of the members' volumes stands"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 40",message="metadata.name must be at most 40 characters, so that the names of the StatefulSets, Services, pods and Secrets made from it stay within Kubernetes' limits"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must start with a letter and hold only lower-case letters, digits and '-' (no '.'): it names Services, whose names are DNS labels"
+// +kubebuilder:validation:XValidation:rule="!has(self.status) || !has(self.status.storageSize) || !has(self.spec.storage) || !has(self.spec.storage.size) || (has(oldSelf.spec.storage) && has(oldSelf.spec.storage.size) && self.spec.storage.size == oldSelf.spec.storage.size) || quantity(string(self.spec.storage.size)).compareTo(quantity(string(self.status.storageSize))) >= 0",message="spec.storage.size cannot go below status.storageSize, the size the members' claims already have: a PersistentVolumeClaim can only grow",messageExpression="'spec.storage.size cannot go below ' + string(self.status.storageSize) + ', the size the PersistentVolumeClaims of the members already have (status.storageSize): a claim can only grow, so set it back to at least that'",fieldPath=".spec.storage.size"
 type KeyTrusteeServer struct {
 	metav1.TypeMeta `json:",inline"`
 	// metadata is the object's metadata.
@@ -204,11 +206,14 @@ type PostgreSQLParameter struct {
 
 // StorageSpec is the volume of each member.
 type StorageSpec struct {
-	// size of each member's PersistentVolumeClaim. It can grow (when the
-	// storage class allows volume expansion) but never shrink.
+	// size of each member's PersistentVolumeClaim. Raising it grows the
+	// claims in place, the passive's first, when their StorageClass allows
+	// volume expansion (the StorageResized condition says how far it got,
+	// or why it was refused). It never goes below status.storageSize, the
+	// size the claims already have: a change not yet applied (refused, for
+	// instance) can be reverted.
 	// +kubebuilder:default="10Gi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="storage.size must be larger than zero"
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0",message="storage.size cannot shrink: a PersistentVolumeClaim can only grow"
 	// +optional
 	Size *resource.Quantity `json:"size,omitempty"`
 
@@ -433,7 +438,8 @@ type KeyTrusteeServerStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions: Ready, Progressing, Degraded, ActiveReady, PassiveReady,
-	// Replicating and CertificateReady.
+	// Replicating, CertificateReady, Upgrading, Switchover and
+	// StorageResized.
 	// +listType=map
 	// +listMapKey=type
 	// +patchStrategy=merge
@@ -466,6 +472,12 @@ type KeyTrusteeServerStatus struct {
 	// endpoints are the URLs clients use inside the cluster.
 	// +optional
 	Endpoints *ServerEndpoints `json:"endpoints,omitempty"`
+
+	// storageSize is the size the members' PersistentVolumeClaims ask
+	// for, the largest of them: what their volumes have or are growing
+	// to. spec.storage.size may not be set below it.
+	// +optional
+	StorageSize *resource.Quantity `json:"storageSize,omitempty"`
 }
 
 // ServerEndpoints are the URLs of a server's Services.

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -183,10 +184,10 @@ func TestValidationOnAPIServer(t *testing.T) {
 			q := resource.MustParse("20Gi")
 			o.(*KeyTrusteeServer).Spec.Storage.Size = &q
 		}, ""},
-		{"kts storage shrinks", newKTS("shrink", withStorage("10Gi", "fast")), func(o client.Object) {
+		{"kts storage shrinks before any volume is recorded", newKTS("shrink", withStorage("10Gi", "fast")), func(o client.Object) {
 			q := resource.MustParse("5Gi")
 			o.(*KeyTrusteeServer).Spec.Storage.Size = &q
-		}, "cannot shrink"},
+		}, ""},
 		{"kts storage class changes", newKTS("class", withStorage("10Gi", "fast")), func(o client.Object) {
 			*o.(*KeyTrusteeServer).Spec.Storage.StorageClassName = "slow"
 		}, "storageClassName cannot change"},
@@ -221,6 +222,42 @@ func TestValidationOnAPIServer(t *testing.T) {
 			o.(*BackupSchedule).Spec.Schedule = "@daily"
 		}, ""},
 	}
+	// spec.storage.size against status.storageSize, the size the claims
+	// have (which the operator records): a growth not yet applied can be
+	// reverted, going below what the claims have cannot.
+	sizes := []struct {
+		name                   string
+		spec, recorded, change string
+		wantErr                string
+	}{
+		{"kts storage grows past the claims", "10Gi", "10Gi", "20Gi", ""},
+		{"kts storage growth reverted before it is applied", "20Gi", "10Gi", "10Gi", ""},
+		{"kts storage reverted in other units", "20Gi", "10Gi", "10240Mi", ""},
+		{"kts storage below the claims", "20Gi", "10Gi", "5Gi", "spec.storage.size cannot go below 10Gi"},
+		{"kts storage growth applied cannot be reverted", "20Gi", "20Gi", "10Gi", "spec.storage.size cannot go below 20Gi"},
+		{"kts storage unchanged while claims are larger", "10Gi", "30Gi", "", ""},
+	}
+	for i, tc := range sizes {
+		t.Run(tc.name, func(t *testing.T) {
+			k := inNS(newKTS(fmt.Sprintf("size%d", i), withStorage(tc.spec, "fast"))).(*KeyTrusteeServer)
+			if err := c.Create(t.Context(), k); err != nil {
+				t.Fatal(err)
+			}
+			recorded := resource.MustParse(tc.recorded)
+			k.Status.StorageSize = &recorded
+			if err := c.Status().Update(t.Context(), k); err != nil {
+				t.Fatalf("recording status.storageSize %s: %v", tc.recorded, err)
+			}
+			if tc.change == "" {
+				k.Spec.Image = "trustee:other" // another change of the spec
+			} else {
+				q := resource.MustParse(tc.change)
+				k.Spec.Storage.Size = &q
+			}
+			checkAdmission(t, c.Update(t.Context(), k), tc.wantErr)
+		})
+	}
+
 	for _, tc := range updates {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := inNS(tc.obj)

@@ -123,6 +123,11 @@ func checkOperatorAccess(t *testing.T, namespace, name string) {
 		// StatefulSet does not replace.
 		{access{"delete", "", "pods", "", elsewhere}, true},
 		{access{"get", "", "persistentvolumeclaims", "", elsewhere}, true},
+		// Growing the members' volumes: their claims, where their class allows it.
+		{access{"patch", "", "persistentvolumeclaims", "", elsewhere}, true},
+		{access{"get", "storage.k8s.io", "storageclasses", "", ""}, true},
+		{access{"patch", "storage.k8s.io", "storageclasses", "", ""}, false},
+		{access{"delete", "", "persistentvolumes", "", ""}, false},
 		{access{"patch", "trustee.dev", "keytrusteeservers", "", elsewhere}, true},
 		{access{"update", "trustee.dev", "keytrusteeservers", "status", elsewhere}, true},
 		{access{"update", "trustee.dev", "organizations", "finalizers", elsewhere}, true},

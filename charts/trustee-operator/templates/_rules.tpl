@@ -20,10 +20,18 @@ The rules of the operator, granted by clusterrole.yaml.
   - ""
   resources:
   - nodes
+  verbs:
+  - get
+  - list
+  - watch
+- apiGroups:
+  - ""
+  resources:
   - persistentvolumeclaims
   verbs:
   - get
   - list
+  - patch
   - watch
 - apiGroups:
   - ""
@@ -131,6 +139,12 @@ The rules of the operator, granted by clusterrole.yaml.
   - patch
   - update
   - watch
+- apiGroups:
+  - storage.k8s.io
+  resources:
+  - storageclasses
+  verbs:
+  - get
 - apiGroups:
   - trustee.dev
   resources:
