@@ -35,9 +35,12 @@ const (
 	labelManagedBy = "app.kubernetes.io/managed-by"
 	labelComponent = "app.kubernetes.io/component"
 	labelServer    = "trustee.dev/server"
-	labelMember    = "trustee.dev/member"
-	labelRole      = "trustee.dev/role"
-	labelBackup    = "trustee.dev/backup-schedule"
+	// labelInstance is what an older operator put on everything; it is
+	// taken off the members' claims (dropInstanceLabel).
+	labelInstance = "app.kubernetes.io/instance"
+	labelMember   = "trustee.dev/member"
+	labelRole     = "trustee.dev/role"
+	labelBackup   = "trustee.dev/backup-schedule"
 
 	managedBy       = "trustee-operator"
 	componentServer = "server"

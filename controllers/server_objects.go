@@ -50,6 +50,10 @@ type serverInputs struct {
 	// template when it is not the spec's: the StatefulSet keeps the one it
 	// has until the member's claim has grown (decideGrowth).
 	ClaimTemplates map[string]resource.Quantity
+	// ClaimLabels maps a member to the labels of its StatefulSet's claim
+	// template, which cannot change while the StatefulSet exists: one made
+	// by an older operator keeps its labels until it is made again.
+	ClaimLabels map[string]map[string]string
 	// HoldStatefulSets are the members whose StatefulSet is being deleted,
 	// to be made again with a new claim template: it is not applied.
 	HoldStatefulSets map[string]bool
@@ -431,6 +435,10 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 	if q, ok := in.ClaimTemplates[member]; ok {
 		size = q
 	}
+	claimLabels := mergeLabels(n.labels(), n.memberLabels(member))
+	if l, ok := in.ClaimLabels[member]; ok {
+		claimLabels = l
+	}
 	topology := orDefault(spec.Scheduling.TopologyKey, corev1.LabelHostname)
 	replicas := int32(1)
 	meta := in.meta(n.StatefulSet(member))
@@ -477,7 +485,7 @@ func (in serverInputs) statefulSet(member string, cm *corev1.ConfigMap) *appsv1.
 				},
 			},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
-				ObjectMeta: metav1.ObjectMeta{Name: claimTemplate, Labels: mergeLabels(n.labels(), n.memberLabels(member))},
+				ObjectMeta: metav1.ObjectMeta{Name: claimTemplate, Labels: claimLabels},
 				Spec: corev1.PersistentVolumeClaimSpec{
 					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 					StorageClassName: spec.Storage.StorageClassName,

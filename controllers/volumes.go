@@ -227,6 +227,7 @@ func (r *ServerReconciler) growVolumes(ctx context.Context, in *serverInputs) (g
 		return growState{}, nil, err
 	}
 	members := in.members()
+	in.ClaimLabels = map[string]map[string]string{}
 	claims := map[string]*corev1.PersistentVolumeClaim{}
 	sets := map[string]*appsv1.StatefulSet{}
 	var largest *resource.Quantity
@@ -239,6 +240,9 @@ func (r *ServerReconciler) growVolumes(ctx context.Context, in *serverInputs) (g
 		case err != nil:
 			return growState{}, nil, err
 		default:
+			if err := r.dropInstanceLabel(ctx, pvc); err != nil {
+				return growState{}, nil, err
+			}
 			observeClaim(&m, pvc)
 			claims[m.Role] = pvc
 			if largest == nil || m.Request.Cmp(*largest) > 0 {
@@ -260,6 +264,7 @@ func (r *ServerReconciler) growVolumes(ctx context.Context, in *serverInputs) (g
 			for _, t := range sts.Spec.VolumeClaimTemplates {
 				if t.Name == claimTemplate {
 					m.Template = t.Spec.Resources.Requests.Storage().DeepCopy()
+					in.ClaimLabels[member] = t.Labels
 				}
 			}
 			sets[m.Role] = sts
@@ -344,4 +349,17 @@ func observeClaim(m *memberVolume, pvc *corev1.PersistentVolumeClaim) {
 		}
 	}
 	m.ResizeError = strings.Join(errs, "; ")
+}
+
+// dropInstanceLabel takes app.kubernetes.io/instance off a member's claim,
+// which an older operator's claim template gave it: Argo CD's label tracking
+// would count the claim as part of an Application of the server's name, and
+// prune it.
+func (r *ServerReconciler) dropInstanceLabel(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	if _, ok := pvc.Labels[labelInstance]; !ok {
+		return nil
+	}
+	orig := pvc.DeepCopy()
+	delete(pvc.Labels, labelInstance)
+	return r.Patch(ctx, pvc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -272,4 +274,60 @@ func pod(t *testing.T, ctx context.Context, ns, member string) *corev1.Pod {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestOlderClaimsLoseTheInstanceLabel: a server made by an older operator
+// has claims, and a StatefulSet claim template, carrying
+// app.kubernetes.io/instance. The operator takes the label off the claims,
+// and keeps the StatefulSet's claim template as it is (it cannot change)
+// while applying the rest of the StatefulSet.
+func TestOlderClaimsLoseTheInstanceLabel(t *testing.T) {
+	ctx, ns := testContext(t), env.Namespace(t)
+	class := storageClass(t, ctx, "older-"+ns, true)
+	volumeServer(t, ctx, ns, class)
+
+	// The passive's StatefulSet as an older operator made it.
+	old := statefulSet(t, ctx, ns, "kts-b")
+	if err := env.Client.Delete(ctx, old, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
+		t.Fatal(err)
+	}
+	collectOrphaning(t, ctx, ns, "kts-b")
+	harness.Eventually(t, time.Minute, "StatefulSet kts-b gone", func() (bool, string) {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kts-b"}, &appsv1.StatefulSet{})
+		return apierrors.IsNotFound(err), errString(err)
+	})
+	older := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "kts-b", Namespace: ns, Labels: old.Labels, OwnerReferences: old.OwnerReferences},
+		Spec: *old.Spec.DeepCopy()}
+	older.Spec.VolumeClaimTemplates[0].Labels[labelInstance] = "kts"
+	if err := env.Client.Create(ctx, older); err != nil {
+		t.Fatal(err)
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "data-kts-b-0"}, pvc); err != nil {
+		t.Fatal(err)
+	}
+	pvc.Labels[labelInstance] = "kts"
+	if err := env.Client.Update(ctx, pvc); err != nil {
+		t.Fatal(err)
+	}
+
+	harness.Eventually(t, time.Minute, "the claim without app.kubernetes.io/instance", func() (bool, string) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pvc), pvc); err != nil {
+			return false, err.Error()
+		}
+		_, has := pvc.Labels[labelInstance]
+		return !has, "labels " + strings.Join(slices.Sorted(maps.Keys(pvc.Labels)), ",")
+	})
+	setImage(t, ctx, ns, "trustee:v2")
+	harness.Eventually(t, time.Minute, "the new image applied to the older StatefulSet", func() (bool, string) {
+		sts := statefulSet(t, ctx, ns, "kts-b")
+		img := sts.Spec.Template.Spec.Containers[0].Image
+		return img == "trustee:v2", img
+	})
+	if sts := statefulSet(t, ctx, ns, "kts-b"); sts.Spec.VolumeClaimTemplates[0].Labels[labelInstance] != "kts" {
+		t.Errorf("the claim template changed: %v", sts.Spec.VolumeClaimTemplates[0].Labels)
+	}
+	if c := meta.FindStatusCondition(getServer(t, ctx, ns, "kts").Status.Conditions, trusteev1.ConditionReady); c != nil && strings.Contains(c.Message, "Forbidden") {
+		t.Errorf("Ready: %s", c.Message)
+	}
 }
