@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"fmt"
+
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 )
@@ -25,9 +28,14 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
-// Setup registers the three reconcilers with the manager.
+// Setup registers the three reconcilers with the manager, and the
+// operator's own metrics with controller-runtime's registry (served with
+// the manager's).
 func Setup(mgr ctrl.Manager, opts Options) error {
 	c, s := mgr.GetClient(), mgr.GetScheme()
+	if err := metrics.Registry.Register(backupCollector{reader: c}); err != nil {
+		return fmt.Errorf("registering the backup metrics: %w", err)
+	}
 	if err := (&ServerReconciler{Client: c, Scheme: s, Recorder: mgr.GetEventRecorder("keytrusteeserver"), Options: opts}).SetupWithManager(mgr); err != nil {
 		return err
 	}
