@@ -12,6 +12,7 @@ import (
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 	"trustee.dev/trustee/test/fixtures"
 	"trustee.dev/trustee/test/harness"
+	"trustee.dev/trustee/test/monitoring"
 )
 
 // backupSeries reads trustee_backup_last_success_timestamp_seconds of the
@@ -78,6 +79,24 @@ func TestBackupLastSuccessMetric(t *testing.T) {
 		}
 		return got["nightly"] == float64(done.Unix()), fmt.Sprint(got)
 	})
+
+	// Every operator metric the alerts and the dashboard name is one the
+	// operator exports.
+	used, err := monitoring.UsedMetricNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, f := range families {
+		exported[f.GetName()] = true
+	}
+	if missing := monitoring.Missing(used, "trustee_", exported); len(missing) > 0 {
+		t.Errorf("config/monitoring names operator metrics the operator does not export: %v", missing)
+	}
 
 	if err := env.Client.Delete(ctx, bs); err != nil {
 		t.Fatal(err)

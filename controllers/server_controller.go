@@ -117,6 +117,10 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, kts, err)
 	}
+	monitoring, err := r.reconcileMonitoring(ctx, in)
+	if err != nil {
+		return ctrl.Result{}, r.fail(ctx, kts, err)
+	}
 
 	obs, err := r.observe(ctx, in)
 	if err != nil {
@@ -135,6 +139,11 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	switching := switchCondition(sw, prev != nil && prev.Status == metav1.ConditionTrue, obs, in.active())
 	switching.ObservedGeneration = kts.Generation
 	conds := append(serverConditions(obs), upgrading, switching)
+	if monitoring != nil {
+		conds = append(conds, *monitoring)
+	} else {
+		meta.RemoveStatusCondition(&kts.Status.Conditions, trusteev1.ConditionPodMonitorReady)
+	}
 	r.announce(kts, conds)
 	setConditions(&kts.Status.Conditions, conds)
 	kts.Status.ActiveMember = in.active()
@@ -163,7 +172,8 @@ func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []met
 	for _, c := range conds {
 		switch c.Type {
 		case trusteev1.ConditionActiveReady, trusteev1.ConditionPassiveReady, trusteev1.ConditionReplicating,
-			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded, trusteev1.ConditionUpgrading, trusteev1.ConditionSwitchover:
+			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded, trusteev1.ConditionUpgrading, trusteev1.ConditionSwitchover,
+			trusteev1.ConditionPodMonitorReady:
 		default:
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -19,12 +20,14 @@ import (
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 )
 
-// NewScheme knows the built-in kinds, trustee.dev's and cert-manager's.
+// NewScheme knows the built-in kinds, trustee.dev's, cert-manager's and
+// the Prometheus operator's (PodMonitor).
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(trusteev1.AddToScheme(s))
 	utilruntime.Must(cmv1.AddToScheme(s))
+	utilruntime.Must(monitoringv1.AddToScheme(s))
 	return s
 }
 

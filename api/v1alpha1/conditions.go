@@ -53,6 +53,11 @@ const (
 	// Secret named in the spec.
 	ConditionCertificateReady = "CertificateReady"
 
+	// ConditionPodMonitorReady is, on a KeyTrusteeServer whose
+	// spec.monitoring.enablePodMonitor is true, whether its PodMonitor is in
+	// place. Absent when no PodMonitor is asked for.
+	ConditionPodMonitorReady = "PodMonitorReady"
+
 	// ConditionLastBackupSucceeded is, on a BackupSchedule, the outcome of
 	// the most recent backup Job that finished.
 	ConditionLastBackupSucceeded = "LastBackupSucceeded"
@@ -139,6 +144,16 @@ const (
 	// server's database existed; the operator fences it and promotes the
 	// passive, which holds every acknowledged write.
 	ReasonActiveLost = "ActiveLost"
+
+	// ReasonPodMonitorApplied: the PodMonitor is as the spec asks.
+	ReasonPodMonitorApplied = "Applied"
+	// ReasonPodMonitorCRDMissing: the cluster has no PodMonitor kind
+	// (monitoring.coreos.com/v1): the Prometheus operator's CRDs are not
+	// installed.
+	ReasonPodMonitorCRDMissing = "CRDMissing"
+	// ReasonPodMonitorFailed: the PodMonitor could not be applied (the
+	// message says why).
+	ReasonPodMonitorFailed = "ApplyFailed"
 
 	// ReasonSuspended: spec.suspend stops new backups.
 	ReasonSuspended = "Suspended"

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"trustee.dev/trustee/test/memberpods"
+	"trustee.dev/trustee/test/monitoring"
 )
 
 // scrape reads a server's /metrics as Prometheus does, and the expiry of
@@ -105,4 +106,25 @@ func TestMetricsOfAPair(t *testing.T) {
 	want(urls[0], "the active: in sync again once the passive is back", func(f map[string]*dto.MetricFamily, _ time.Time) bool {
 		return is(f, "kts_replication_in_sync", 1) && is(f, "kts_writable", 1)
 	})
+
+	// Every server metric the alerts and the dashboard name is one the
+	// pair exports (a request each first, for the request metrics).
+	used, err := monitoring.UsedMetricNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, url := range urls {
+		curl(t, "-k", url+"/?a=fingerprint")
+		families, _, err := scrape(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name := range families {
+			exported[name] = true
+		}
+	}
+	if missing := monitoring.Missing(used, "kts_", exported); len(missing) > 0 {
+		t.Errorf("config/monitoring names server metrics the servers do not export: %v", missing)
+	}
 }
