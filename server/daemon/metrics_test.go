@@ -1,14 +1,9 @@
 package daemon
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -77,48 +72,42 @@ func TestReplicationMetrics(t *testing.T) {
 	}
 }
 
-// writeCertificate writes a self-signed certificate valid until notAfter
-// and its key to dir, and returns their paths.
-func writeCertificate(t *testing.T, dir string, notAfter time.Time) (cert, key string) {
+// writeCertificate writes a new self-signed certificate valid for validFor
+// and its key to dir as cert.pem and key.pem, renamed into place over
+// earlier ones as a replacement is, and returns their paths and the
+// certificate's NotAfter.
+func writeCertificate(t *testing.T, dir string, validFor time.Duration) (cert, key string, notAfter time.Time) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(notAfter.Unix()), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
+	tmp := t.TempDir()
+	if err := tlsconf.GenerateSelfSigned([]string{"localhost"}, filepath.Join(tmp, "cert.pem"), filepath.Join(tmp, "key.pem"), validFor); err != nil {
 		t.Fatal(err)
 	}
 	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	// Written under other names and renamed into place, as a replacement is.
-	for _, f := range []struct {
-		path, typ string
-		der       []byte
-	}{{cert, "CERTIFICATE", der}, {key, "PRIVATE KEY", kder}} {
-		tmp := f.path + ".new"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, f.path); err != nil {
+	for _, f := range []string{"cert.pem", "key.pem"} {
+		if err := os.Rename(filepath.Join(tmp, f), filepath.Join(dir, f)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return cert, key
+	b, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatal("cert.pem holds no PEM block")
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key, c.NotAfter
 }
 
 // kts_tls_certificate_expiry_timestamp_seconds is the NotAfter of the
 // certificate served, and follows a certificate replaced on disk.
 func TestCertificateExpiryMetric(t *testing.T) {
 	dir := t.TempDir()
-	first := time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second)
-	cert, key := writeCertificate(t, dir, first)
+	cert, key, first := writeCertificate(t, dir, 90*24*time.Hour)
 	certs, err := tlsconf.NewCertSource(cert, "", key, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -131,8 +120,7 @@ func TestCertificateExpiryMetric(t *testing.T) {
 	if got := testutil.ToFloat64(expiry); got != float64(first.Unix()) {
 		t.Fatalf("expiry %v, want %v", got, first.Unix())
 	}
-	second := time.Now().Add(2 * time.Hour).Truncate(time.Second)
-	writeCertificate(t, dir, second)
+	_, _, second := writeCertificate(t, dir, 2*time.Hour)
 	deadline := time.Now().Add(10 * time.Second)
 	for testutil.ToFloat64(expiry) != float64(second.Unix()) {
 		if time.Now().After(deadline) {
