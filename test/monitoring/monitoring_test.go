@@ -300,3 +300,57 @@ func keys(m map[string]map[string]any) []string {
 	slices.Sort(out)
 	return out
 }
+
+// kubectl kustomize config/monitoring makes the PrometheusRule and the
+// dashboard's ConfigMap for Grafana's sidecar.
+func TestKustomizeRendersTheAlertsAndTheDashboard(t *testing.T) {
+	dir := monitoringDir(t)
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("kubectl is not on PATH: %v", err)
+	}
+	out, err := exec.Command(kubectl, "kustomize", dir).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	dashboard, err := os.ReadFile(filepath.Join(dir, DashboardFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ReadRules(filepath.Join(dir, RulesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	for {
+		var o struct {
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Name   string            `yaml:"name"`
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"metadata"`
+			Spec RuleFile          `yaml:"spec"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := dec.Decode(&o); err != nil {
+			break
+		}
+		seen[o.Kind] = true
+		switch o.Kind {
+		case "PrometheusRule":
+			if !reflect.DeepEqual(o.Spec, want) {
+				t.Errorf("the PrometheusRule holds other rules than %s", RulesFile)
+			}
+		case "ConfigMap":
+			if o.Metadata.Labels["grafana_dashboard"] != "1" || o.Data["trustee.json"] != string(dashboard) {
+				t.Errorf("ConfigMap %s: labels %v, trustee.json the dashboard %v", o.Metadata.Name, o.Metadata.Labels, o.Data["trustee.json"] == string(dashboard))
+			}
+		default:
+			t.Errorf("unexpected %s %s", o.Kind, o.Metadata.Name)
+		}
+	}
+	if !seen["PrometheusRule"] || !seen["ConfigMap"] {
+		t.Errorf("kubectl kustomize made %v, want a PrometheusRule and a ConfigMap", seen)
+	}
+}
