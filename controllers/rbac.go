@@ -25,7 +25,7 @@ package controllers
 // The PodMonitor of spec.monitoring.enablePodMonitor, applied (server-side
 // apply) and deleted when no longer asked for; never watched, so that the
 // operator runs without the Prometheus operator's CRDs:
-// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;create;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=create;patch;delete
 //
 // Observed for status, never changed:
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims,verbs=get;list;watch
