@@ -20,8 +20,10 @@ CRD_DIR  := config/crd/bases
 # Where the operator's ClusterRole (role.yaml) is generated from the RBAC
 # markers in controllers/.
 RBAC_DIR := config/rbac
-# The chart's copies of the CRDs and of the ClusterRole (hack/sync-chart.sh).
-CHART_GENERATED := charts/trustee-operator/charts/crds/crds charts/trustee-operator/templates/_rules.tpl
+# The chart's copies of the CRDs and of the operator's rules (hack/sync-chart.sh),
+# and the copies of the alerting rules and dashboard (hack/sync-monitoring.sh).
+CHART_GENERATED := charts/trustee-operator/charts/crds/crds charts/trustee-operator/templates/_rules.tpl \
+	charts/trustee-operator/files config/monitoring/prometheusrule.yaml
 GENERATED_SUMS := find api $(CRD_DIR) docs/CRD-REFERENCE.md $(RBAC_DIR)/role.yaml $(CHART_GENERATED) -type f -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
 
 .DEFAULT_GOAL := help
@@ -65,12 +67,13 @@ generate: ## Generate the deepcopy code of api/ (controller-gen, built once into
 	  "$$cg" object paths=$(API_PKGS)
 
 .PHONY: manifests
-manifests: ## Generate the CRDs (config/crd/bases) from api/, the operator's ClusterRole (config/rbac/role.yaml) from controllers/' RBAC markers, the chart's copies of both, and docs/CRD-REFERENCE.md
+manifests: ## Generate the CRDs (config/crd/bases) from api/, the operator's ClusterRole (config/rbac/role.yaml) from controllers/' RBAC markers, the chart's copies of both, the copies of the alerting rules and dashboard (config/monitoring), and docs/CRD-REFERENCE.md
 	@cg=$$(bash hack/build-controller-gen.sh) && echo "controller-gen crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR)" && \
 	  rm -f $(CRD_DIR)/*.yaml && "$$cg" crd paths=$(API_PKGS) output:crd:dir=$(CRD_DIR) && \
 	  echo "controller-gen rbac:roleName=trustee-operator paths=./controllers/... output:rbac:dir=$(RBAC_DIR)" && \
 	  "$$cg" rbac:roleName=trustee-operator paths=./controllers/... output:rbac:dir=$(RBAC_DIR)
 	bash hack/sync-chart.sh
+	bash hack/sync-monitoring.sh
 	$(GO) run ./hack/crdref $(CRD_DIR) docs/CRD-REFERENCE.md
 
 .PHONY: verify

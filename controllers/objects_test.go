@@ -63,6 +63,7 @@ func fullServer() *trusteev1.KeyTrusteeServer {
 			Tolerations:  []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "keys", Effect: corev1.TaintEffectNoSchedule}},
 			TopologyKey:  "topology.kubernetes.io/zone", PriorityClassName: "critical",
 		},
+		Monitoring: trusteev1.MonitoringSpec{EnablePodMonitor: true, PodMonitorLabels: map[string]string{"release": "prometheus"}},
 	}
 	return k
 }
@@ -92,6 +93,9 @@ func serverObjects(t *testing.T, in serverInputs) []client.Object {
 	objs = append(objs, in.podDisruptionBudget(), in.networkPolicy())
 	for _, m := range in.members() {
 		objs = append(objs, in.statefulSet(m, cm))
+	}
+	if in.KTS.Spec.Monitoring.EnablePodMonitor {
+		objs = append(objs, in.podMonitor())
 	}
 	return objs
 }

@@ -22,6 +22,10 @@ package controllers
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates;issuers,verbs=get;list;watch;create;update;patch
+// The PodMonitor of spec.monitoring.enablePodMonitor, applied (server-side
+// apply) and deleted when no longer asked for; never watched, so that the
+// operator runs without the Prometheus operator's CRDs:
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=create;patch;delete
 //
 // A member's pod stuck on a template its StatefulSet no longer wants, which
 // the StatefulSet does not replace, is deleted so that the StatefulSet

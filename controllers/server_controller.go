@@ -136,6 +136,10 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, kts, err)
 	}
+	monitoring, err := r.reconcileMonitoring(ctx, in)
+	if err != nil {
+		return ctrl.Result{}, r.fail(ctx, kts, err)
+	}
 
 	obs, err := r.observe(ctx, in)
 	if err != nil {
@@ -159,6 +163,11 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	resized := growCondition(grow)
 	resized.ObservedGeneration = kts.Generation
 	conds := append(serverConditions(obs), upgrading, switching, resized)
+	if monitoring != nil {
+		conds = append(conds, *monitoring)
+	} else {
+		meta.RemoveStatusCondition(&kts.Status.Conditions, trusteev1.ConditionPodMonitorReady)
+	}
 	r.announce(kts, conds)
 	setConditions(&kts.Status.Conditions, conds)
 	kts.Status.ActiveMember = in.active()
@@ -191,7 +200,7 @@ func (r *ServerReconciler) announce(kts *trusteev1.KeyTrusteeServer, conds []met
 		switch c.Type {
 		case trusteev1.ConditionActiveReady, trusteev1.ConditionPassiveReady, trusteev1.ConditionReplicating,
 			trusteev1.ConditionCertificateReady, trusteev1.ConditionDegraded, trusteev1.ConditionUpgrading, trusteev1.ConditionSwitchover,
-			trusteev1.ConditionStorageResized:
+			trusteev1.ConditionStorageResized, trusteev1.ConditionPodMonitorReady:
 		default:
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,22 +19,30 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	trusteev1 "trustee.dev/trustee/api/v1alpha1"
 )
 
-// NewScheme knows the built-in kinds, trustee.dev's and cert-manager's.
+// NewScheme knows the built-in kinds, trustee.dev's, cert-manager's and
+// the Prometheus operator's (PodMonitor).
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(trusteev1.AddToScheme(s))
 	utilruntime.Must(cmv1.AddToScheme(s))
+	utilruntime.Must(monitoringv1.AddToScheme(s))
 	return s
 }
 
-// Setup registers the three reconcilers with the manager.
+// Setup registers the three reconcilers with the manager, and the
+// operator's own metrics with controller-runtime's registry (served with
+// the manager's).
 func Setup(mgr ctrl.Manager, opts Options) error {
 	c, s := mgr.GetClient(), mgr.GetScheme()
+	if err := metrics.Registry.Register(backupCollector{reader: c}); err != nil {
+		return fmt.Errorf("registering the backup metrics: %w", err)
+	}
 	if err := (&ServerReconciler{Client: c, APIReader: mgr.GetAPIReader(), Scheme: s, Recorder: mgr.GetEventRecorder("keytrusteeserver"), Options: opts}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,7 +55,7 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	e, err := envtestenv.StartShared(envtestenv.Options{
 		CRDDirs:     []string{"../config/crd/bases"},
-		AddToScheme: []func(*runtime.Scheme) error{trusteev1.AddToScheme, cmv1.AddToScheme},
+		AddToScheme: []func(*runtime.Scheme) error{trusteev1.AddToScheme, cmv1.AddToScheme, monitoringv1.AddToScheme},
 		CertManager: true,
 	})
 	if err != nil {

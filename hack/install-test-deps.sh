@@ -101,6 +101,11 @@ bash "$(dirname "${BASH_SOURCE[0]}")/build-k8s-test-binaries.sh" >/dev/null
 bash "$(dirname "${BASH_SOURCE[0]}")/build-helm.sh" >/dev/null
 bash "$(dirname "${BASH_SOURCE[0]}")/build-cert-manager.sh" >/dev/null
 
+# test/monitoring: promtool, which checks and unit-tests the alerting rules
+# and checks the dashboard's queries, built the same way into the same
+# cache (a few minutes once; see hack/build-promtool.sh).
+bash "$(dirname "${BASH_SOURCE[0]}")/build-promtool.sh" >/dev/null
+
 # test/controlplane: the rest of a control plane without a kubelet,
 # kube-controller-manager, kube-scheduler and kwok (which simulates the
 # Nodes), built the same way into the same cache, with kwok's Stages and

@@ -63,6 +63,11 @@ const (
 	// Secret named in the spec.
 	ConditionCertificateReady = "CertificateReady"
 
+	// ConditionPodMonitorReady is, on a KeyTrusteeServer whose
+	// spec.monitoring.enablePodMonitor is true, whether its PodMonitor is in
+	// place. Absent when no PodMonitor is asked for.
+	ConditionPodMonitorReady = "PodMonitorReady"
+
 	// ConditionLastBackupSucceeded is, on a BackupSchedule, the outcome of
 	// the most recent backup Job that finished.
 	ConditionLastBackupSucceeded = "LastBackupSucceeded"
@@ -171,6 +176,15 @@ const (
 	// asks for (their StorageClass does not allow expansion or is missing,
 	// or the size is below what they have); nothing was changed.
 	ReasonResizeRefused = "ResizeRefused"
+	// ReasonPodMonitorApplied: the PodMonitor is as the spec asks.
+	ReasonPodMonitorApplied = "Applied"
+	// ReasonPodMonitorCRDMissing: the cluster has no PodMonitor kind
+	// (monitoring.coreos.com/v1): the Prometheus operator's CRDs are not
+	// installed.
+	ReasonPodMonitorCRDMissing = "CRDMissing"
+	// ReasonPodMonitorFailed: the PodMonitor could not be applied (the
+	// message says why).
+	ReasonPodMonitorFailed = "ApplyFailed"
 
 	// ReasonSuspended: spec.suspend stops new backups.
 	ReasonSuspended = "Suspended"

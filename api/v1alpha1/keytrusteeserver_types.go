@@ -127,6 +127,31 @@ type KeyTrusteeServerSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Scheduling SchedulingSpec `json:"scheduling,omitempty"`
+
+	// monitoring has the operator make what Prometheus needs to scrape the
+	// servers' /metrics.
+	// +optional
+	Monitoring MonitoringSpec `json:"monitoring,omitempty"`
+}
+
+// MonitoringSpec asks for the objects through which Prometheus scrapes the
+// servers.
+type MonitoringSpec struct {
+	// enablePodMonitor makes a PodMonitor (monitoring.coreos.com/v1, the
+	// Prometheus operator's kind) named like the server, which scrapes
+	// both members' /metrics over HTTPS, verifying their certificate with
+	// the ca.crt of the server certificate's Secret. Its series carry the
+	// labels keytrusteeserver and member. Without the PodMonitor CRD in the
+	// cluster, the condition PodMonitorReady says so and nothing else
+	// changes. Turning it off deletes the PodMonitor.
+	// +optional
+	EnablePodMonitor bool `json:"enablePodMonitor,omitempty"`
+
+	// podMonitorLabels are added to the PodMonitor's labels: those the
+	// Prometheus resource selects PodMonitors by (its
+	// podMonitorSelector), such as release: prometheus.
+	// +optional
+	PodMonitorLabels map[string]string `json:"podMonitorLabels,omitempty"`
 }
 
 // BootstrapSpec is what a new server starts from.

@@ -222,6 +222,17 @@ var Appended = withChains(prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Audit records appended, by chain (db: the database's; journal: this server's).",
 }, []string{"chain"}))
 
+// Signed is, by chain, the Unix time at which the chain was last known
+// signed up to its newest record: when a Checkpointer appended a checkpoint,
+// or found the newest record already one (or the chain empty). A chain that
+// takes records but is not signed (the key or the chain's storage failing)
+// keeps an old time. Register it with the metrics registry; a chain's series
+// appears once its Checkpointer first knows it signed.
+var Signed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "kts_audit_checkpoint_timestamp_seconds",
+	Help: "When the chain was last known signed up to its newest record (Unix time): its last checkpoint, or a later look that found nothing unsigned, by chain.",
+}, []string{"chain"})
+
 // Chain names, as export and verify show them.
 const (
 	ChainDB      = "db"

@@ -23,7 +23,7 @@ type Signable interface {
 // Checkpointer signs a chain's head from time to time (see Run).
 type Checkpointer struct {
 	Chain  Signable
-	Name   string // for the log: ChainDB or ChainJournal
+	Name   string // ChainDB or ChainJournal: for the log and the chain label of Signed
 	Key    Signer
 	Every  time.Duration // default CheckpointEvery
 	Record int64         // default CheckpointRecords
@@ -72,6 +72,7 @@ func (c *Checkpointer) Once(ctx context.Context, force bool) bool {
 		return false
 	}
 	if head.Seq == 0 || isCP {
+		c.signedAt(time.Now())
 		return false
 	}
 	due := force || time.Since(c.at) >= c.Every || head.Seq-c.signed.Seq >= c.Record
@@ -89,11 +90,17 @@ func (c *Checkpointer) Once(ctx context.Context, force bool) bool {
 		return false
 	}
 	c.signed, c.at = head, time.Now()
+	c.signedAt(c.at)
 	c.Log.Info("audit checkpoint", "chain", c.Name, "signed_seq", head.Seq, "signed_hash", head.Hash.String())
 	if c.Done != nil {
 		c.Done(head)
 	}
 	return true
+}
+
+// signedAt records in Signed that the chain was signed up to its head at t.
+func (c *Checkpointer) signedAt(t time.Time) {
+	Signed.WithLabelValues(c.Name).Set(float64(t.UnixNano()) / 1e9)
 }
 
 func (c *Checkpointer) defaults() {

@@ -98,7 +98,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		Log:       log,
 		Collectors: []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kts_role_info", Help: "The server's role in the pair.", ConstLabels: prometheus.Labels{"role": cfg.Role},
-		}, func() float64 { return 1 }), audit.Failures, audit.Appended},
+		}, func() float64 { return 1 }), audit.Failures, audit.Appended, audit.Signed, certificateExpiry(tlsCfg)},
 	}
 	batcher := store.NewBatcher(ctx, db, batchWorkers, maxBatch)
 	batcher.Timeout = writeTimeout
@@ -134,7 +134,7 @@ func Run(ctx context.Context, st *confdir.State, o Options) error {
 		mon.poll(ctx) // known before the first request
 		go mon.run(ctx)
 		opts.Nonces, opts.WriteGate, opts.Health = nonces, mon.WriteGate, mon.health
-		opts.Collectors = append(opts.Collectors, mon.writable, mon.lag)
+		opts.Collectors = append(opts.Collectors, mon.collectors()...)
 		deposits.Store = store.NewCache(ctx, db, batcher, readCacheBytes, log)
 		go nonces.PruneNoncesEvery(ctx, time.Minute, log)
 		m, err := newMailer(db, st, log)
@@ -360,6 +360,25 @@ func waitForSchema(ctx context.Context, db *store.Store, log *slog.Logger) error
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// certificateExpiry exports when the certificate the server serves
+// expires: the one cfg's GetCertificate hands to a client now, which
+// follows a certificate replaced on disk.
+func certificateExpiry(cfg *tls.Config) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kts_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate this server serves expires (its NotAfter, Unix time).",
+	}, func() float64 {
+		if cfg.GetCertificate == nil {
+			return 0
+		}
+		cert, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+		if err != nil || cert == nil || cert.Leaf == nil {
+			return 0
+		}
+		return float64(cert.Leaf.NotAfter.Unix())
+	})
 }
 
 // TLSConfig builds the server TLS settings from the state directory's

@@ -39,6 +39,9 @@ type replicationMonitor struct {
 
 	writable prometheus.Gauge
 	lag      prometheus.Gauge
+	// inSync is nil for a single server (no STANDBY_NAME): there is no
+	// pair to be in sync.
+	inSync prometheus.Gauge
 }
 
 const (
@@ -47,10 +50,24 @@ const (
 )
 
 func newReplicationMonitor(db *store.Store, standby string, log *slog.Logger) *replicationMonitor {
-	return &replicationMonitor{db: db, standby: standby, log: log,
+	m := &replicationMonitor{db: db, standby: standby, log: log,
 		writable: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kts_writable", Help: "1 when this server accepts writes."}),
 		lag:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "kts_replication_lag_bytes", Help: "WAL bytes the passive has yet to replay."}),
 	}
+	if standby != "" {
+		m.inSync = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kts_replication_in_sync",
+			Help: "1 when the passive streams to this active as its synchronous standby (every commit waits for it), 0 when it is away, catching up or not known."})
+	}
+	return m
+}
+
+// collectors are the monitor's metrics.
+func (m *replicationMonitor) collectors() []prometheus.Collector {
+	c := []prometheus.Collector{m.writable, m.lag}
+	if m.inSync != nil {
+		c = append(c, m.inSync)
+	}
+	return c
 }
 
 func (m *replicationMonitor) run(ctx context.Context) {
@@ -74,6 +91,12 @@ func (m *replicationMonitor) poll(ctx context.Context) {
 	if err != nil {
 		st.Err = err.Error()
 	}
+	m.observe(st)
+}
+
+// observe records a poll's result: the state WriteGate and health read,
+// and the metrics.
+func (m *replicationMonitor) observe(st contract.Replication) {
 	m.mu.Lock()
 	prev := m.state
 	m.state = st
@@ -83,6 +106,9 @@ func (m *replicationMonitor) poll(ctx context.Context) {
 	}
 	m.writable.Set(boolGauge(m.check(st) == nil))
 	m.lag.Set(float64(st.LagBytes))
+	if m.inSync != nil {
+		m.inSync.Set(boolGauge(st.Err == "" && contract.InSync(st.Attached, st.SyncState)))
+	}
 }
 
 // WriteGate refuses writes the pair cannot confirm.

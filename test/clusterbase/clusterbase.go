@@ -93,18 +93,56 @@ func certManagerCRDDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "mod", "download", "-json", toolcache.CertManager.Module)
-	cmd.Dir = filepath.Join(root, "hack", "cert-manager")
+	dir, err := moduleDir(filepath.Join(root, "hack", "cert-manager"), toolcache.CertManager.Module)
+	if err != nil {
+		return "", fmt.Errorf("locating cert-manager's CRDs: %w", err)
+	}
+	return filepath.Join(dir, "deploy", "crds"), nil
+}
+
+// PrometheusOperatorModule is the Prometheus operator's main module, whose
+// example/prometheus-operator-crd holds the CRDs of its kinds.
+const PrometheusOperatorModule = "github.com/prometheus-operator/prometheus-operator"
+
+// PodMonitorCRD returns the PodMonitor CRD's file, from the Prometheus
+// operator's module of the version whose API types the project's go.mod
+// requires (downloaded when the module cache has not got it), so that the
+// CRD and the types the operator builds PodMonitors with agree.
+func PodMonitorCRD() (string, error) {
+	root, err := toolcache.RepoRoot("go.mod")
+	if err != nil {
+		return "", err
+	}
+	version, err := toolcache.WrapperVersion(filepath.Join(root, "go.mod"), PrometheusOperatorModule+"/pkg/apis/monitoring")
+	if err != nil {
+		return "", err
+	}
+	dir, err := moduleDir(root, PrometheusOperatorModule+"@"+version)
+	if err != nil {
+		return "", fmt.Errorf("locating the PodMonitor CRD: %w", err)
+	}
+	f := filepath.Join(dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_podmonitors.yaml")
+	if _, err := os.Stat(f); err != nil {
+		return "", err
+	}
+	return f, nil
+}
+
+// moduleDir downloads module (a path, or path@version) into the module
+// cache, when it is not there, with the go command in dir, and returns
+// where its files are.
+func moduleDir(dir, module string) (string, error) {
+	cmd := exec.Command("go", "mod", "download", "-json", module)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
 	var mod struct{ Dir, Error string }
 	if err := json.Unmarshal(stdout.Bytes(), &mod); err != nil || mod.Dir == "" || runErr != nil {
-		return "", fmt.Errorf("locating cert-manager's CRDs: go mod download %s in hack/cert-manager: %v %s%s",
-			toolcache.CertManager.Module, runErr, mod.Error, stderr.String())
+		return "", fmt.Errorf("go mod download %s in %s: %v %s%s", module, dir, runErr, mod.Error, stderr.String())
 	}
-	return filepath.Join(mod.Dir, "deploy", "crds"), nil
+	return mod.Dir, nil
 }
 
 // Namespace creates a namespace with a fresh name with c for t and deletes

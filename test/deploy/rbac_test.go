@@ -136,6 +136,14 @@ func checkOperatorAccess(t *testing.T, namespace, name string) {
 		{access{"create", "events.k8s.io", "events", "", elsewhere}, true},
 		{access{"create", "coordination.k8s.io", "leases", "", namespace}, true},
 		{access{"update", "coordination.k8s.io", "leases", "", namespace}, true},
+		// The PodMonitor of spec.monitoring: applied (server-side apply:
+		// create and patch) and deleted, never read, so that the
+		// operator runs without its CRD.
+		{access{"create", "monitoring.coreos.com", "podmonitors", "", elsewhere}, true},
+		{access{"patch", "monitoring.coreos.com", "podmonitors", "", elsewhere}, true},
+		{access{"delete", "monitoring.coreos.com", "podmonitors", "", elsewhere}, true},
+		{access{"watch", "monitoring.coreos.com", "podmonitors", "", ""}, false},
+		{access{"create", "monitoring.coreos.com", "servicemonitors", "", elsewhere}, false},
 		// Who may read the metrics (GET /metrics over HTTPS).
 		{access{"create", "authentication.k8s.io", "tokenreviews", "", ""}, true},
 		{access{"create", "authorization.k8s.io", "subjectaccessreviews", "", ""}, true},

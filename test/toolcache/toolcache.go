@@ -126,6 +126,18 @@ var CertManager = Tool{
 	Env:     "KTS_CERT_MANAGER",
 }
 
+// Promtool is Prometheus' promtool (hack/promtool), with which the
+// monitoring tests check and unit-test the alerting rules and check the
+// dashboard's queries.
+var Promtool = Tool{
+	Name:    "promtool",
+	Binary:  "promtool",
+	Wrapper: "promtool",
+	Module:  "github.com/prometheus/prometheus",
+	Script:  "build-promtool.sh",
+	Env:     "KTS_PROMTOOL",
+}
+
 // Dir is the cache directory of a tool build, such as "helm-v3.22.0".
 func Dir(name string) (string, error) {
 	cache, err := os.UserCacheDir()

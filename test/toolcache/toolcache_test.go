@@ -16,7 +16,7 @@ func TestToolsFromTheCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tool := range []toolcache.Tool{toolcache.Helm, toolcache.CertManager} {
+	for _, tool := range []toolcache.Tool{toolcache.Helm, toolcache.CertManager, toolcache.Promtool} {
 		t.Run(tool.Name, func(t *testing.T) {
 			t.Setenv(tool.Env, "")
 			version, err := toolcache.WrapperVersion(filepath.Join(root, "hack", tool.Wrapper, "go.mod"), tool.Module)

@@ -118,6 +118,14 @@ The rules of the operator, granted by clusterrole.yaml.
   - update
   - watch
 - apiGroups:
+  - monitoring.coreos.com
+  resources:
+  - podmonitors
+  verbs:
+  - create
+  - delete
+  - patch
+- apiGroups:
   - networking.k8s.io
   resources:
   - networkpolicies
