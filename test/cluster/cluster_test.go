@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -420,16 +419,7 @@ spec:
 	// A client registers with the Organization's code and keeps a deposit,
 	// as the README's quick start goes on.
 	dir := filepath.Join(root, "client")
-	run := func(stdin string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command(kts, args...)
-		cmd.Stdin = strings.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("kts %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	run := func(stdin string, args ...string) string { t.Helper(); return runKTS(t, stdin, args...) }
 	if out := run("", "client", "register", "--dir", dir, "--server", active.URL()+","+passive.URL(), "--org", "acme",
 		"--auth-code", "a-long-random-auth-code", "--ca-file", active.CAFile()); !strings.Contains(out, "state: active") {
 		t.Fatalf("registration:\n%s", out)

@@ -201,3 +201,16 @@ func apply(t *testing.T, c *controlplane.Cluster, ns, manifests string) {
 }
 
 func background() context.Context { return context.Background() }
+
+// runKTS runs kts with args and stdin to its end, failing t when it fails,
+// and returns what it printed.
+func runKTS(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(kts, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kts %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}

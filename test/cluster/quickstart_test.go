@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,16 +92,7 @@ func TestQuickStartOnOneNode(t *testing.T) {
 		return p
 	}
 	ca, code := secret("kts-server-tls", "ca.crt"), secret("acme-auth", "code")
-	run := func(stdin string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command(kts, args...)
-		cmd.Stdin = strings.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("kts %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	run := func(stdin string, args ...string) string { t.Helper(); return runKTS(t, stdin, args...) }
 	client := filepath.Join(dir, "client")
 	if out := run("", "client", "register", "--dir", client, "--server", active.URL(), "--org", "acme",
 		"--auth-code-file", code, "--ca-file", ca); !strings.Contains(out, "state: active") {
