@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -184,13 +183,11 @@ func containersNeverRan(pod *corev1.Pod) bool {
 // planRoll observed before the StatefulSets were applied: decideRevert acts
 // only on a StatefulSet whose template did not change since) and acts: it
 // deletes the pod decided on, exactly as it was observed, and says so in
-// an event; a refusal is an event once, while the Upgrading condition
-// carries it.
+// an event. A refusal the Upgrading condition carries; tellRefusal makes it
+// an event once that condition is recorded.
 func (r *ServerReconciler) replaceLeftBehind(ctx context.Context, kts *trusteev1.KeyTrusteeServer, o revertObservation) (revertState, error) {
 	s := decideRevert(o)
-	prev := meta.FindStatusCondition(kts.Status.Conditions, trusteev1.ConditionUpgrading)
-	switch {
-	case s.Delete != nil:
+	if s.Delete != nil {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: kts.Namespace, Name: s.Delete.Pod}}
 		err := r.Delete(ctx, pod, client.Preconditions{UID: &s.Delete.UID, ResourceVersion: &s.Delete.ResourceVersion})
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
@@ -202,8 +199,17 @@ func (r *ServerReconciler) replaceLeftBehind(ctx context.Context, kts *trusteev1
 			return revertState{}, fmt.Errorf("deleting pod %s, left behind on a revision no longer wanted: %w", s.Delete.Pod, err)
 		}
 		r.Recorder.Eventf(kts, pod, corev1.EventTypeNormal, s.Reason, "DeletePod", "%s", s.Message)
-	case s.Refused && (prev == nil || prev.Reason != s.Reason || prev.Message != s.Message):
-		r.Recorder.Eventf(kts, nil, corev1.EventTypeWarning, s.Reason, "DeletePod", "%s", s.Message)
 	}
 	return s, nil
+}
+
+// tellRefusal makes a refusal a Warning event once: after the status that
+// carries it has been recorded, and only when the recorded status before
+// (prev, the Upgrading condition) did not carry it already. Told before
+// the status is recorded, a status write that loses to another writer
+// would have it told again.
+func (r *ServerReconciler) tellRefusal(kts *trusteev1.KeyTrusteeServer, prev *metav1.Condition, s revertState) {
+	if s.Refused && (prev == nil || prev.Reason != s.Reason || prev.Message != s.Message) {
+		r.Recorder.Eventf(kts, nil, corev1.EventTypeWarning, s.Reason, "DeletePod", "%s", s.Message)
+	}
 }

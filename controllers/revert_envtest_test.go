@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -61,7 +62,8 @@ func TestReplaceLeftBehind(t *testing.T) {
 		t.Fatalf("events: %q", e)
 	}
 
-	// Refused: nothing deleted; told once while the condition carries it.
+	// Refused: nothing deleted; told once, after the status records it,
+	// and not again while the recorded condition carries it.
 	notOurs := stuck
 	notOurs.Ours = false
 	for i := range 2 {
@@ -69,6 +71,10 @@ func TestReplaceLeftBehind(t *testing.T) {
 		if err != nil || !s.Refused || !exists() {
 			t.Fatalf("a refusal: %+v, %v; exists: %v", s, err, exists())
 		}
+		if e := told(); len(e) != 0 {
+			t.Fatalf("refusal %d told before its status is recorded: %q", i+1, e)
+		}
+		r.tellRefusal(kts, meta.FindStatusCondition(kts.Status.Conditions, trusteev1.ConditionUpgrading), s)
 		e := told()
 		if want := 1 - i; len(e) != want || (want == 1 && !strings.HasPrefix(e[0], corev1.EventTypeWarning+" "+trusteev1.ReasonReplaceRefused+" pod kts-b-0 is stuck")) {
 			t.Fatalf("refusal %d: events %q", i+1, e)

@@ -186,6 +186,7 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Status().Patch(ctx, kts, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.tellRefusal(kts, meta.FindStatusCondition(orig.Status.Conditions, trusteev1.ConditionUpgrading), revert)
 	if !ready(kts.Status.Conditions) || grow.Reason == trusteev1.ReasonGrowing || grow.Reason == trusteev1.ReasonRecreatingStatefulSets {
 		return ctrl.Result{RequeueAfter: notReadyRecheck}, nil
 	}
