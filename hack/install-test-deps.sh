@@ -103,7 +103,7 @@ bash "$(dirname "${BASH_SOURCE[0]}")/build-cert-manager.sh" >/dev/null
 
 # test/monitoring: promtool, which checks and unit-tests the alerting rules
 # and checks the dashboard's queries, built the same way into the same
-# cache (a few minutes once; see hack/build-promtool.sh).
+# cache (about a quarter of an hour of CPU once; see hack/build-promtool.sh).
 bash "$(dirname "${BASH_SOURCE[0]}")/build-promtool.sh" >/dev/null
 
 # test/controlplane: the rest of a control plane without a kubelet,
