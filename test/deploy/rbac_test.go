@@ -148,6 +148,11 @@ func checkOperatorAccess(t *testing.T, namespace, name string) {
 		{access{"create", "authentication.k8s.io", "tokenreviews", "", ""}, true},
 		{access{"create", "authorization.k8s.io", "subjectaccessreviews", "", ""}, true},
 
+		// It applies and patches; it never replaces a whole object.
+		{access{"update", "", "secrets", "", elsewhere}, false},
+		{access{"update", "apps", "statefulsets", "", elsewhere}, false},
+		{access{"update", "batch", "cronjobs", "", elsewhere}, false},
+
 		// What garbage collection removes with its owner, the operator
 		// may not delete.
 		{access{"delete", "", "secrets", "", elsewhere}, false},

@@ -14,7 +14,6 @@ The rules of the operator, granted by clusterrole.yaml.
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - ""
@@ -52,7 +51,6 @@ The rules of the operator, granted by clusterrole.yaml.
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - ""
@@ -72,7 +70,6 @@ The rules of the operator, granted by clusterrole.yaml.
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - authentication.k8s.io
@@ -95,7 +92,6 @@ The rules of the operator, granted by clusterrole.yaml.
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - batch
@@ -115,7 +111,6 @@ The rules of the operator, granted by clusterrole.yaml.
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - monitoring.coreos.com
@@ -134,7 +129,6 @@ The rules of the operator, granted by clusterrole.yaml.
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - policy
@@ -145,7 +139,6 @@ The rules of the operator, granted by clusterrole.yaml.
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - storage.k8s.io
