@@ -61,9 +61,10 @@ func ManagerOptions(watchNamespaces []string) ctrl.Options {
 
 // CacheOptions keep the operator's cache small whatever else the cluster
 // holds: only the pods, claims and Jobs it made (by their labels) rather
-// than every pod, claim and Job of the cluster; no Secret's data (ClientOptions) and, of the
-// Secrets it watches for changes, only their names; no object's managed
-// fields. With watchNamespaces, only those namespaces.
+// than every pod, claim and Job of the cluster; no Secret's data
+// (ClientOptions) and, of the Secrets it watches for changes, only their
+// names; no object's managed fields. With watchNamespaces, only those
+// namespaces.
 func CacheOptions(watchNamespaces []string) cache.Options {
 	has := func(key string) labels.Selector {
 		r, err := labels.NewRequirement(key, selection.Exists, nil)
