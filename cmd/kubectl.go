@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"trustee.dev/trustee/cmd/kubeplugin"
+	"trustee.dev/trustee/controllers/kubeplugin"
 )
 
 // kubectlPlugin is the name kubectl runs the binary by, for `kubectl

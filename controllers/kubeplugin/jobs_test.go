@@ -20,7 +20,7 @@ import (
 // it.
 func operatorCronJob(t *testing.T, golden string) *batchv1.CronJob {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "controllers", "testdata", "golden", golden))
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "golden", golden))
 	if err != nil {
 		t.Fatal(err)
 	}
