@@ -25,13 +25,7 @@ import (
 // again on the good revision.
 func TestRevertingABadImage(t *testing.T) {
 	t.Parallel()
-	showOperatorLogs(t)
-	sharedOperator(t)
-	ns := cluster.Namespace(t)
-	apply(t, cluster, ns, serverYAML("kts", corev1.LabelHostname))
-	condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
-	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
-	condition(t, cluster, ns, "kts", trusteev1.ConditionUpgrading, metav1.ConditionFalse, "every member runs", time.Minute)
+	ns := runningPair(t)
 	active := member(t, cluster, ns, "kts-a-0")
 	good := member(t, cluster, ns, "kts-b-0").Labels[appsv1.ControllerRevisionHashLabelKey]
 	claim := func() *corev1.PersistentVolumeClaim {
@@ -96,13 +90,7 @@ func TestRevertingABadImage(t *testing.T) {
 // goes on.
 func TestStuckPodThatWasReadyIsLeftToTheUser(t *testing.T) {
 	t.Parallel()
-	showOperatorLogs(t)
-	sharedOperator(t)
-	ns := cluster.Namespace(t)
-	apply(t, cluster, ns, serverYAML("kts", corev1.LabelHostname))
-	condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
-	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
-	condition(t, cluster, ns, "kts", trusteev1.ConditionUpgrading, metav1.ConditionFalse, "every member runs", time.Minute)
+	ns := runningPair(t)
 	was := member(t, cluster, ns, "kts-b-0")
 
 	// What the kubelet reports of a pod whose server crashes after it ran.
@@ -147,4 +135,18 @@ func TestStuckPodThatWasReadyIsLeftToTheUser(t *testing.T) {
 	if p := member(t, cluster, ns, "kts-b-0"); p == nil || p.UID == was.UID || p.Spec.Containers[0].Image != "trustee:v2" || !podReady(p) {
 		t.Errorf("the passive's pod after the delete: %+v", p)
 	}
+}
+
+// runningPair applies a pair named kts in a namespace of its own, with the
+// shared operator, and waits until both members run their template.
+func runningPair(t *testing.T) string {
+	t.Helper()
+	showOperatorLogs(t)
+	sharedOperator(t)
+	ns := cluster.Namespace(t)
+	apply(t, cluster, ns, serverYAML("kts", corev1.LabelHostname))
+	condition(t, cluster, ns, "kts", trusteev1.ConditionActiveReady, metav1.ConditionTrue, "is ready", 2*time.Minute)
+	condition(t, cluster, ns, "kts", trusteev1.ConditionPassiveReady, metav1.ConditionTrue, "is ready", time.Minute)
+	condition(t, cluster, ns, "kts", trusteev1.ConditionUpgrading, metav1.ConditionFalse, "every member runs", time.Minute)
+	return ns
 }
